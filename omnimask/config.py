@@ -1,0 +1,340 @@
+"""Typed configuration: dataclasses built from YAML with key-path errors.
+
+A recipe is a YAML file whose sections map onto the dataclasses below. Loading
+checks every key and type, so a typo fails at start-up with its full path and a
+suggestion instead of deep inside a run::
+
+    config error at data.batch_sise: unknown key (did you mean 'batch_size'?)
+
+Component sections (``model.tokenizer``, ``model.masker``, ...) are
+``{name: ..., <params>}`` mappings; their params are validated later against the
+component's own ``Config`` dataclass by :mod:`omnimask.registry`.
+
+A recipe may start with ``base: other.yaml`` (a path relative to the file, or a
+recipe name) and override any key of it; command-line overrides use dotted keys
+(``trainer.max_steps=50``) and are applied last.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+
+RECIPES_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+class ConfigError(ValueError):
+    """A config value is missing, unknown or of the wrong type; names the key path."""
+
+    def __init__(self, path: str, message: str):
+        self.path = path
+        super().__init__(f"config error at {path or '<root>'}: {message}")
+
+
+# --------------------------------------------------------------------------- schema
+
+
+@dataclass
+class ComponentSpec:
+    """A pluggable piece: registry ``name`` plus its own parameters."""
+
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ModelConfig:
+    """The four modules of a masked-modeling method, plus the tokenizer."""
+
+    tokenizer: ComponentSpec
+    masker: ComponentSpec
+    target: ComponentSpec
+    encoder: ComponentSpec
+    head: ComponentSpec
+
+
+@dataclass
+class DataConfig:
+    path: Optional[str] = None
+    """Shard directory written by ``omnimask preprocess`` (holds manifest.json)."""
+    batch_size: int = 64
+    """Samples per batch on each rank."""
+    num_workers: int = 2
+    """DataLoader worker processes per rank."""
+    shuffle_buffer: int = 512
+    """Samples held in the in-stream shuffle buffer of each loader worker."""
+    augment: dict[str, Any] = field(default_factory=dict)
+    """Modality-specific augmentation parameters (image: scale, ratio, hflip)."""
+    prefetch_factor: int = 4
+    pin_memory: bool = True
+
+    def __post_init__(self) -> None:
+        _positive("data.batch_size", self.batch_size)
+        _non_negative("data.num_workers", self.num_workers)
+        _non_negative("data.shuffle_buffer", self.shuffle_buffer)
+        _positive("data.prefetch_factor", self.prefetch_factor)
+
+
+@dataclass
+class OptimConfig:
+    blr: float = 1.5e-4
+    """Base learning rate; the actual lr is ``blr * global_batch / 256`` (MAE)."""
+    lr: Optional[float] = None
+    """Absolute learning rate; overrides ``blr`` when set."""
+    min_lr: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.95)
+    weight_decay: float = 0.05
+    warmup_steps: int = 0
+    grad_clip: Optional[float] = None
+
+    def __post_init__(self) -> None:
+        _positive("optim.blr", self.blr)
+        _non_negative("optim.warmup_steps", self.warmup_steps)
+        for i, b in enumerate(self.betas):
+            if not 0.0 <= b < 1.0:
+                raise ConfigError(f"optim.betas[{i}]", f"must be in [0, 1), got {b}")
+
+
+@dataclass
+class TrainerConfig:
+    max_steps: int = 1000
+    log_every_n_steps: int = 10
+    checkpoint_every_n_steps: int = 500
+    keep_checkpoints: int = 3
+    """How many step checkpoints to keep (``last.ckpt`` is always kept)."""
+    precision: Literal["auto", "32-true", "bf16-mixed", "16-mixed"] = "auto"
+    """``auto``: bf16 autocast on a GPU, fp32 on the CPU."""
+    accelerator: Literal["auto", "cpu", "gpu"] = "auto"
+    preview_samples: int = 8
+    """Samples shown in the reconstruction grid written at the end of training."""
+
+    def __post_init__(self) -> None:
+        _positive("trainer.max_steps", self.max_steps)
+        _positive("trainer.log_every_n_steps", self.log_every_n_steps)
+        _positive("trainer.checkpoint_every_n_steps", self.checkpoint_every_n_steps)
+        _positive("trainer.keep_checkpoints", self.keep_checkpoints)
+
+
+@dataclass
+class RunConfig:
+    dir: str = "runs"
+    """Parent directory of run directories (relative to the working directory)."""
+    name: Optional[str] = None
+    """Run name; a timestamp when unset."""
+
+
+@dataclass
+class RecipeConfig:
+    """A whole pretraining recipe: what ``omnimask pretrain CONFIG`` loads."""
+
+    modality: str
+    model: ModelConfig
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    seed: int = 0
+    description: str = ""
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_recipe(source: str | Path, overrides: list[str] | None = None) -> RecipeConfig:
+    """Load a recipe YAML (path or name under ``configs/``), apply overrides, validate."""
+    raw = load_yaml_with_base(resolve_recipe_path(source))
+    for item in overrides or []:
+        apply_override(raw, item)
+    return from_dict(RecipeConfig, raw)
+
+
+def resolve_recipe_path(source: str | Path) -> Path:
+    path = Path(source)
+    if path.is_file():
+        return path
+    for candidate in (RECIPES_DIR / f"{source}", RECIPES_DIR / f"{source}.yaml"):
+        if candidate.is_file():
+            return candidate
+    known = sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
+    raise FileNotFoundError(f"no recipe file or name {str(source)!r}; recipes in {RECIPES_DIR}: {known}")
+
+
+def load_yaml_with_base(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    path = path.resolve()
+    if path in _seen:
+        raise ConfigError("base", f"recipe include cycle: {' -> '.join(map(str, (*_seen, path)))}")
+    with open(path) as f:
+        data = yaml.safe_load(f) or {}
+    if not isinstance(data, dict):
+        raise ConfigError("", f"{path} must hold a mapping, got {type(data).__name__}")
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    base_path = path.parent / base if (path.parent / base).is_file() else resolve_recipe_path(base)
+    return deep_merge(load_yaml_with_base(base_path, (*_seen, path)), data)
+
+
+def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """Recursive dict merge; values of ``update`` win. A component whose ``name``
+    changes is replaced whole, since its params belong to the old component."""
+    out = dict(base)
+    for key, value in update.items():
+        old = out.get(key)
+        if isinstance(old, dict) and isinstance(value, dict) and old.get("name", value.get("name")) == value.get("name", old.get("name")):
+            out[key] = deep_merge(old, value)
+        else:
+            out[key] = value
+    return out
+
+
+def apply_override(raw: dict[str, Any], item: str) -> None:
+    """Apply one ``dotted.key=value`` override (value parsed as YAML) in place."""
+    if "=" not in item:
+        raise ConfigError(item, "overrides take the form dotted.key=value")
+    key, _, text = item.partition("=")
+    parts = key.strip().split(".")
+    node = raw
+    for i, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(".".join(parts[: i + 1]), f"is a value, not a section; cannot set {key}")
+        node = child
+    node[parts[-1]] = yaml.safe_load(text) if text.strip() else None
+
+
+def to_dict(obj: Any) -> Any:
+    """A dataclass config as plain YAML-ready data (components flattened back)."""
+    if isinstance(obj, ComponentSpec):
+        return {"name": obj.name, **obj.params}
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_dict(v) for k, v in obj.items()}
+    return obj
+
+
+def from_dict(cls: type, data: Any, path: str = "") -> Any:
+    """Build dataclass ``cls`` from ``data``, checking keys and types recursively."""
+    if cls is ComponentSpec:
+        return _component_from(data, path)
+    if not isinstance(data, dict):
+        raise ConfigError(path, f"expected a mapping for {cls.__name__}, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    for key in data:
+        if key not in fields:
+            raise ConfigError(_join(path, key), f"unknown key{_suggest(key, fields)}")
+    kwargs = {}
+    for name, f in fields.items():
+        key_path = _join(path, name)
+        if name in data:
+            kwargs[name] = coerce(hints[name], data[name], key_path)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(key_path, "missing required key")
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as e:
+        raise ConfigError(path, str(e)) from None
+
+
+def coerce(tp: Any, value: Any, path: str) -> Any:
+    """Check ``value`` against type annotation ``tp``; convert where lossless."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return coerce(arg, value, path)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(path, f"expected {_type_name(tp)}, got {value!r}")
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(path, f"must be one of {list(args)}, got {value!r}{_suggest(str(value), map(str, args))}")
+        return value
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, path)
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(path, f"expected a list, got {value!r}")
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(value) != len(args):
+                raise ConfigError(path, f"expected {len(args)} values, got {len(value)}")
+            return tuple(coerce(a, v, f"{path}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+        item = args[0] if args else Any
+        seq = [coerce(item, v, f"{path}[{i}]") for i, v in enumerate(value)]
+        return tuple(seq) if origin is tuple else seq
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(path, f"expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # PyYAML reads 1e-4 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    elif isinstance(tp, type) and isinstance(value, tp):
+        return value
+    raise ConfigError(path, f"expected {_type_name(tp)}, got {value!r} ({type(value).__name__})")
+
+
+def _component_from(data: Any, path: str) -> ComponentSpec:
+    if isinstance(data, str):
+        return ComponentSpec(name=data)
+    if not isinstance(data, dict) or "name" not in data:
+        raise ConfigError(path, "expected a component mapping with a 'name' key")
+    params = {k: v for k, v in data.items() if k != "name"}
+    return ComponentSpec(name=str(data["name"]), params=params)
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _suggest(key: str, choices: Any) -> str:
+    close = difflib.get_close_matches(key, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _positive(path: str, value: float) -> None:
+    if value <= 0:
+        raise ConfigError(path, f"must be > 0, got {value}")
+
+
+def _non_negative(path: str, value: float) -> None:
+    if value < 0:
+        raise ConfigError(path, f"must be >= 0, got {value}")
