@@ -1,0 +1,142 @@
+"""The interfaces every modality implements.
+
+Data flows through them in this order (one sample, in a loader worker)::
+
+    shard members --Modality.decoder--> decoded sample --Tokenizer--> tokens [N, D]
+    TokenLayout --Masker(seed)--> mask [N] (True = hidden)
+    (tokens, mask) --Target--> target [N_hidden, D_t]
+
+and, on the device, ``Tokenizer.prepare`` turns the compact tokens into the
+floats the encoder sees. ``Encoder`` and ``Head`` live in :mod:`omnimask.models`.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, ClassVar
+
+import torch
+
+
+class QuarantineError(Exception):
+    """An input is unusable; the message is the reason written to quarantine.jsonl."""
+
+
+@dataclass(frozen=True)
+class TokenLayout:
+    """Shape of a tokenized sample: a grid of tokens of ``token_dim`` values each.
+
+    ``grid`` is the token grid before flattening, e.g. ``(14, 14)`` for a 224px
+    image in 16px patches; tokens are flattened in row-major order of ``grid``.
+    """
+
+    grid: tuple[int, ...]
+    token_dim: int
+
+    @property
+    def num_tokens(self) -> int:
+        return math.prod(self.grid)
+
+
+@dataclass(frozen=True)
+class EncodedSample:
+    """One preprocessed input, ready to be written to a shard.
+
+    ``payload`` is stored as member ``<key>.<ext>``; ``meta`` as ``<key>.json``.
+    """
+
+    ext: str
+    payload: bytes
+    meta: dict[str, Any]
+
+
+class Tokenizer(ABC):
+    """Decoded sample -> tokens ``[N, D]`` in a compact dtype (e.g. uint8 pixels)."""
+
+    layout: TokenLayout
+
+    @abstractmethod
+    def __call__(self, sample: Any) -> torch.Tensor:
+        """Tokens ``[N, D]`` of one decoded sample."""
+
+    def prepare(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Model-ready float tokens ``[..., N, D]`` from compact ones (runs on the device)."""
+        return tokens.float()
+
+    def restore(self, prepared: torch.Tensor) -> torch.Tensor:
+        """Inverse of :meth:`prepare`: compact-scale float tokens ``[..., N, D]``."""
+        return prepared
+
+    def detokenize(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Tokens ``[B, N, D]`` back to samples (for previews)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot detokenize")
+
+
+class Masker(ABC):
+    """A pure, seeded function of the token layout -> boolean mask ``[N]``.
+
+    True marks a hidden token. The number of hidden tokens is exactly
+    :meth:`num_masked` for every seed, so that samples batch without padding.
+    """
+
+    @abstractmethod
+    def num_masked(self, layout: TokenLayout) -> int:
+        """Exact number of hidden tokens for ``layout``."""
+
+    @abstractmethod
+    def __call__(self, layout: TokenLayout, seed: int) -> torch.Tensor:
+        """Boolean mask ``[N]``; the same seed gives the same mask in any process."""
+
+
+class Target(ABC):
+    """What is predicted for each hidden token."""
+
+    def __init__(self, tokenizer: Tokenizer):
+        self.tokenizer = tokenizer
+
+    @property
+    @abstractmethod
+    def dim(self) -> int:
+        """Values predicted per hidden token (``D_t``)."""
+
+    @abstractmethod
+    def __call__(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Target ``[N_hidden, D_t]`` (float32) for tokens ``[N, D]`` and mask ``[N]``.
+
+        Rows follow the hidden positions in ascending token order.
+        """
+
+    def to_tokens(self, pred: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """Predictions ``[B, N_h, D_t]`` as compact-scale tokens ``[B, N_h, D]`` (previews).
+
+        ``tokens`` are the true compact tokens at the same positions, for targets
+        that normalise per token and need the statistics back.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot map predictions back to tokens")
+
+
+class Modality(ABC):
+    """Ingest and decoding of one kind of data.
+
+    ``IngestConfig`` and ``AugmentConfig`` are dataclasses validated from the
+    ``preprocess`` options and from the recipe's ``data.augment`` section.
+    """
+
+    name: ClassVar[str]
+    extensions: ClassVar[tuple[str, ...]]
+    IngestConfig: ClassVar[type]
+    AugmentConfig: ClassVar[type]
+
+    @abstractmethod
+    def encode_file(self, path: Path, options: Any) -> EncodedSample:
+        """Decode and validate one raw file; raise :class:`QuarantineError` if unusable."""
+
+    @abstractmethod
+    def decoder(self, augment: Any, tokenizer: Tokenizer) -> Callable[[dict[str, bytes], int], Any]:
+        """A picklable ``(members, seed) -> decoded sample`` for the loader workers.
+
+        ``members`` maps extensions (``"jpg"``, ``"json"``) to bytes.
+        """

@@ -1,0 +1,28 @@
+"""Image modality: MAE (random masking) and BEiT-style block masking."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omnimask.modalities.base import EncodedSample, Modality, Tokenizer
+from omnimask.modalities.image import maskers  # noqa: F401  (registers "block")
+from omnimask.modalities.image.decode import ImageAugmentConfig, ImageDecoder
+from omnimask.modalities.image.ingest import ImageIngestConfig, encode_image_file
+from omnimask.modalities.image.tokenizer import ImagePatchTokenizer
+from omnimask.registry import register
+
+
+@register("modality", "image")
+class ImageModality(Modality):
+    name = "image"
+    extensions = (".jpg", ".jpeg", ".png", ".webp")
+    IngestConfig = ImageIngestConfig
+    AugmentConfig = ImageAugmentConfig
+
+    def encode_file(self, path: Path, options: ImageIngestConfig) -> EncodedSample:
+        return encode_image_file(path, options)
+
+    def decoder(self, augment: ImageAugmentConfig, tokenizer: Tokenizer) -> ImageDecoder:
+        if not isinstance(tokenizer, ImagePatchTokenizer):
+            raise TypeError(f"the image decoder needs an image tokenizer, got {type(tokenizer).__name__}")
+        return ImageDecoder(augment, tokenizer.image_size)

@@ -1,0 +1,52 @@
+"""Maskers that work on any token layout."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from omnimask.modalities.base import Masker, TokenLayout
+from omnimask.registry import register
+from omnimask.seeding import rng
+
+
+def check_ratio(ratio: float) -> None:
+    if not 0.0 < ratio < 1.0:
+        raise ValueError(f"ratio must be in (0, 1), got {ratio}")
+
+
+def random_mask(num_tokens: int, num_masked: int, seed: int) -> np.ndarray:
+    """Boolean ``[N]`` with exactly ``num_masked`` True, uniformly at random.
+
+    MAE's per-sample shuffle: argsort of uniform noise, the first
+    ``N - num_masked`` indices stay visible.
+    """
+    order = np.argsort(rng(seed, "random_mask").random(num_tokens), kind="stable")
+    mask = np.zeros(num_tokens, dtype=bool)
+    mask[order[num_tokens - num_masked :]] = True
+    return mask
+
+
+@register("masker", "random")
+class RandomMasker(Masker):
+    """Uniform random masking (MAE): hides ``N - int(N * (1 - ratio))`` tokens."""
+
+    @dataclass
+    class Config:
+        ratio: float = 0.75
+        """Share of tokens hidden."""
+
+        def __post_init__(self) -> None:
+            check_ratio(self.ratio)
+
+    def __init__(self, cfg: Config):
+        self.ratio = cfg.ratio
+
+    def num_masked(self, layout: TokenLayout) -> int:
+        n = layout.num_tokens
+        return n - int(n * (1 - self.ratio))
+
+    def __call__(self, layout: TokenLayout, seed: int) -> torch.Tensor:
+        return torch.from_numpy(random_mask(layout.num_tokens, self.num_masked(layout), seed))
