@@ -1,0 +1,94 @@
+"""Transformer building blocks shared by encoders and heads."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def sincos_pos_embed(grid: tuple[int, ...], dim: int, cls_token: bool = False) -> torch.Tensor:
+    """Fixed sin-cos position embedding ``[(1 if cls) + prod(grid), dim]`` for an n-D grid.
+
+    Each grid axis gets ``dim / len(grid)`` channels (half sin, half cos, MAE's
+    frequencies ``1 / 10000^(2i/d)``); the cls position is all zeros, as in MAE.
+    """
+    axes = len(grid)
+    if dim % (2 * axes):
+        raise ValueError(f"embedding dim {dim} must be divisible by {2 * axes} for a {axes}-D grid")
+    per_axis = dim // axes
+    omega = 1.0 / 10000 ** (np.arange(per_axis // 2, dtype=np.float64) / (per_axis / 2))
+    coords = np.meshgrid(*[np.arange(n, dtype=np.float64) for n in grid], indexing="ij")
+    parts = []
+    for c in coords:
+        out = np.outer(c.reshape(-1), omega)
+        parts += [np.sin(out), np.cos(out)]
+    emb = np.concatenate(parts, axis=1)
+    if cls_token:
+        emb = np.concatenate([np.zeros((1, dim)), emb], axis=0)
+    return torch.from_numpy(emb).float()
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention through ``F.scaled_dot_product_attention``. ``[B, N, D] -> [B, N, D]``."""
+
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"dim {dim} is not divisible by {heads} heads")
+        self.heads = heads
+        self.qkv = nn.Linear(dim, dim * 3)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, d = x.shape
+        qkv = self.qkv(x).reshape(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        out = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])
+        return self.proj(out.transpose(1, 2).reshape(b, n, d))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block (timm/MAE layout, LayerNorm eps 1e-6). ``[B, N, D] -> [B, N, D]``."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.attn = Attention(dim, heads)
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        hidden = int(dim * mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+def init_weights(module: nn.Module) -> None:
+    """MAE initialisation: xavier-uniform linears with zero bias, unit LayerNorms."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+def gather_tokens(x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """``x[b, ids[b, i]]``: ``[B, N, D]`` and ``[B, M]`` -> ``[B, M, D]``."""
+    return torch.gather(x, 1, ids.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+
+
+def split_ids(mask: torch.Tensor, num_hidden: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Visible and hidden token indices from a boolean mask ``[B, N]`` with ``num_hidden`` True per row.
+
+    Returns ``ids_keep [B, N - num_hidden]``, ``ids_hidden [B, num_hidden]`` (each
+    ascending) and ``ids_restore [B, N]`` that puts ``cat(visible, hidden)`` back
+    in token order. No host synchronisation: the count comes from the masker.
+    """
+    n = mask.shape[1]
+    ids_shuffle = torch.argsort(mask.to(torch.int8), dim=1, stable=True)
+    ids_restore = torch.argsort(ids_shuffle, dim=1)
+    return ids_shuffle[:, : n - num_hidden], ids_shuffle[:, n - num_hidden :], ids_restore

@@ -1,0 +1,42 @@
+"""The one LightningModule every recipe trains with."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+
+from omnimask.models.recipe import Recipe
+from omnimask.models.schedule import param_groups, warmup_cosine
+
+
+class MaskedModelingModule(pl.LightningModule):
+    """Trains a recipe's :class:`MaskedModel` on batches from :func:`omnimask.pipelines.loader.collate`.
+
+    The learning rate is ``optim.lr`` or ``optim.blr * global_batch_size / 256``
+    (MAE), with linear warm-up and half-cycle cosine decay per step. No launch
+    logic lives here: the same module runs in one process or under Ray Train.
+    """
+
+    def __init__(self, recipe: Recipe, global_batch_size: int):
+        super().__init__()
+        self.recipe = recipe
+        self.model = recipe.build_model()
+        optim = recipe.config.optim
+        self.base_lr = optim.lr if optim.lr is not None else optim.blr * global_batch_size / 256
+        self.global_batch_size = global_batch_size
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        loss = self.model.loss(batch)
+        self.log("train/loss", loss, on_step=True, prog_bar=True, batch_size=batch["tokens"].shape[0])
+        self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True, batch_size=1)
+        return loss
+
+    def configure_optimizers(self) -> Any:
+        optim = self.recipe.config.optim
+        total = self.recipe.config.trainer.max_steps
+        opt = torch.optim.AdamW(param_groups(self.model, optim.weight_decay), lr=self.base_lr, betas=optim.betas)
+        scale = lambda step: warmup_cosine(step, 1.0, optim.warmup_steps, total, optim.min_lr / self.base_lr)  # noqa: E731
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, scale)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

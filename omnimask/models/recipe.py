@@ -1,0 +1,72 @@
+"""A recipe composes tokenizer, masker, target, encoder and head from a config.
+
+The data-side pieces (tokenizer, masker, target) run in loader workers; the
+model-side pieces (encoder, head) form :class:`MaskedModel`. Swapping a masker
+or a target is a config change: nothing here knows which one it holds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from omnimask import registry
+from omnimask.config import RecipeConfig, from_dict
+from omnimask.modalities.base import Masker, Modality, Target, Tokenizer
+from omnimask.models.base import Encoder, Head, MaskIndex
+
+
+class MaskedModel(nn.Module):
+    """Encoder + head over compact tokens.
+
+    ``forward(tokens [B, N, D], mask [B, N], num_hidden)`` -> ``pred [B, N_h, D_t]``.
+    """
+
+    def __init__(self, tokenizer: Tokenizer, encoder: Encoder, head: Head):
+        super().__init__()
+        self.tokenizer = tokenizer
+        self.encoder = encoder
+        self.head = head
+
+    def forward(self, tokens: torch.Tensor, mask: torch.Tensor, num_hidden: int) -> torch.Tensor:
+        index = MaskIndex.from_mask(mask, num_hidden)
+        latent = self.encoder(self.tokenizer.prepare(tokens), index)
+        return self.head(latent, index)
+
+    def loss(self, batch: dict[str, Any]) -> torch.Tensor:
+        pred = self(batch["tokens"], batch["mask"], batch["num_hidden"])
+        return self.head.loss(pred, batch["target"])
+
+
+@dataclass
+class Recipe:
+    """The built pieces of a :class:`RecipeConfig`."""
+
+    config: RecipeConfig
+    modality: Modality
+    tokenizer: Tokenizer
+    masker: Masker
+    target: Target
+    augment: Any
+
+    @classmethod
+    def from_config(cls, cfg: RecipeConfig) -> "Recipe":
+        modality = registry.lookup("modality", cfg.modality, "modality")()
+        m = cfg.model
+        tokenizer = registry.build("tokenizer", m.tokenizer, "model.tokenizer")
+        masker = registry.build("masker", m.masker, "model.masker")
+        target = registry.build("target", m.target, "model.target", tokenizer=tokenizer)
+        augment = from_dict(modality.AugmentConfig, cfg.data.augment, "data.augment")
+        return cls(cfg, modality, tokenizer, masker, target, augment)
+
+    def build_model(self) -> MaskedModel:
+        m = self.config.model
+        layout = self.tokenizer.layout
+        encoder = registry.build("encoder", m.encoder, "model.encoder", layout=layout)
+        head = registry.build(
+            "head", m.head, "model.head", layout=layout, encoder_dim=encoder.dim, target_dim=self.target.dim
+        )
+        return MaskedModel(self.tokenizer, encoder, head)
