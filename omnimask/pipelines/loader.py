@@ -1,0 +1,170 @@
+"""Streaming loader: shards -> decoded, tokenized, masked samples with targets -> batches.
+
+Per epoch the shard order is a seeded permutation of the manifest's shards.
+Shards are dealt round-robin to the ``world_size * num_workers`` consumers
+(rank-major); when there are fewer shards than consumers, every consumer reads
+all shards and keeps every ``consumers``-th sample instead. Either way no
+sample is read by two consumers and none is skipped. Each consumer shuffles
+its stream through a seeded buffer. Crops, flips and masks come from seeds
+derived from ``(seed, epoch, sample key)``, so a sample's augmentation and mask
+do not depend on which worker or rank reads it.
+
+The stream runs over epochs until the trainer stops, so a loader worker is
+started once per run.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from omnimask.models.recipe import Recipe
+from omnimask.pipelines.formats import Sample, iter_shard
+from omnimask.pipelines.manifest import Manifest
+from omnimask.seeding import derive_seed, rng
+
+log = logging.getLogger(__name__)
+
+
+class SamplePipeline:
+    """``(key, members, epoch)`` -> ``{key, tokens [N, D], mask [N], target [N_h, D_t]}``."""
+
+    def __init__(self, recipe: Recipe, seed: int):
+        self.decode = recipe.modality.decoder(recipe.augment, recipe.tokenizer)
+        self.tokenizer = recipe.tokenizer
+        self.masker = recipe.masker
+        self.target = recipe.target
+        self.layout = recipe.tokenizer.layout
+        self.seed = seed
+
+    def __call__(self, key: str, members: dict[str, bytes], epoch: int) -> dict[str, Any]:
+        sample = self.decode(members, derive_seed(self.seed, epoch, key, "decode"))
+        tokens = self.tokenizer(sample)
+        mask = self.masker(self.layout, derive_seed(self.seed, epoch, key, "mask"))
+        return {"key": key, "tokens": tokens, "mask": mask, "target": self.target(tokens, mask)}
+
+
+def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stack samples: ``tokens [B, N, D]``, ``mask [B, N]``, ``target [B, N_h, D_t]``, ``keys``, ``num_hidden``."""
+    mask = torch.stack([s["mask"] for s in samples])
+    counts = mask.sum(dim=1)
+    if not bool((counts == counts[0]).all()):
+        raise ValueError(f"masks in a batch must hide the same number of tokens, got {counts.tolist()}")
+    return {
+        "keys": [s["key"] for s in samples],
+        "tokens": torch.stack([s["tokens"] for s in samples]),
+        "mask": mask,
+        "target": torch.stack([s["target"] for s in samples]),
+        "num_hidden": int(counts[0]),
+    }
+
+
+class ShardStream(IterableDataset):
+    """An endless, seeded stream of pipeline outputs over a shard directory."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        pipeline: SamplePipeline,
+        seed: int = 0,
+        shuffle_buffer: int = 512,
+        rank: int = 0,
+        world_size: int = 1,
+        start_epoch: int = 0,
+        epochs: Optional[int] = None,
+    ):
+        self.root = Path(path)
+        self.manifest = Manifest.load(self.root)
+        if not self.manifest.shards:
+            raise ValueError(f"{self.root} holds no samples (all {self.manifest.num_inputs} inputs were quarantined)")
+        for shard in self.manifest.shards:
+            actual = os.path.getsize(self.root / shard.path) if (self.root / shard.path).exists() else None
+            if actual != shard.bytes:
+                raise ValueError(
+                    f"shard {shard.path} in {self.root} is {actual if actual is not None else 'missing'} bytes, "
+                    f"the manifest says {shard.bytes}: the dataset is incomplete or was modified"
+                )
+        self.pipeline = pipeline
+        self.seed, self.shuffle_buffer = seed, shuffle_buffer
+        self.rank, self.world_size = rank, world_size
+        self.start_epoch, self.epochs = start_epoch, epochs
+        self.decode_failures = 0
+
+    def consumer(self) -> tuple[int, int]:
+        """``(consumer_id, num_consumers)`` of this process: rank-major over loader workers."""
+        info = get_worker_info()
+        workers, worker = (info.num_workers, info.id) if info else (1, 0)
+        return self.rank * workers + worker, self.world_size * workers
+
+    def raw_samples(self, epoch: int) -> Iterator[tuple[str, Sample]]:
+        """``(shard_path, (key, members))`` of this consumer's share of ``epoch``, before shuffling."""
+        me, consumers = self.consumer()
+        shards = self.manifest.shards
+        order = rng(self.seed, epoch, "shard_order").permutation(len(shards))
+        if len(shards) >= consumers:
+            for i in order[me::consumers]:
+                for sample in iter_shard(self.manifest.format, self.root / shards[i].path):
+                    yield shards[i].path, sample
+        else:
+            stream = ((shards[i].path, s) for i in order for s in iter_shard(self.manifest.format, self.root / shards[i].path))
+            yield from itertools.islice(stream, me, None, consumers)
+
+    def shuffled(self, epoch: int) -> Iterator[tuple[str, Sample]]:
+        me, _ = self.consumer()
+        g = rng(self.seed, epoch, me, "shuffle_buffer")
+        buf: list[tuple[str, Sample]] = []
+        for item in self.raw_samples(epoch):
+            if len(buf) < self.shuffle_buffer:
+                buf.append(item)
+                continue
+            j = int(g.integers(0, len(buf)))
+            buf[j], item = item, buf[j]
+            yield item
+        g.shuffle(buf)  # type: ignore[arg-type]
+        yield from buf
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        epochs = itertools.count(self.start_epoch) if self.epochs is None else range(self.start_epoch, self.start_epoch + self.epochs)
+        for epoch in epochs:
+            for shard, (key, members) in self.shuffled(epoch):
+                try:
+                    out = self.pipeline(key, members, epoch)
+                except Exception as e:  # a bad sample is reported, not fatal
+                    self.decode_failures += 1
+                    log.warning("skipping sample %s in shard %s: %s: %s", key, shard, type(e).__name__, e)
+                    continue
+                yield out
+
+
+def build_loader(
+    recipe: Recipe,
+    path: str | Path,
+    batch_size: int,
+    num_workers: int,
+    seed: int,
+    shuffle_buffer: int = 512,
+    rank: int = 0,
+    world_size: int = 1,
+    prefetch_factor: int = 4,
+    pin_memory: bool = False,
+    epochs: Optional[int] = None,
+) -> DataLoader:
+    """A DataLoader of :func:`collate` batches over the shard directory ``path``."""
+    stream = ShardStream(path, SamplePipeline(recipe, seed), seed, shuffle_buffer, rank, world_size, epochs=epochs)
+    return DataLoader(
+        stream,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        collate_fn=collate,
+        persistent_workers=num_workers > 0,
+        prefetch_factor=prefetch_factor if num_workers > 0 else None,
+        pin_memory=pin_memory,
+        drop_last=True,
+    )
+

@@ -1,0 +1,103 @@
+"""The shard contract: ``manifest.json`` and ``quarantine.jsonl`` beside the shards.
+
+Invariant: ``num_inputs == num_samples + num_quarantined`` and the shards'
+sample counts add up to ``num_samples``. Shard paths are relative to the
+manifest. The manifest is written last, atomically: a directory with a
+manifest is a complete dataset.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from omnimask import __version__
+
+MANIFEST = "manifest.json"
+QUARANTINE = "quarantine.jsonl"
+Format = Literal["webdataset", "parquet"]
+
+
+@dataclass
+class ShardInfo:
+    path: str
+    num_samples: int
+    bytes: int
+    sha256: str
+
+
+@dataclass
+class Manifest:
+    modality: str
+    format: Format
+    num_inputs: int
+    num_samples: int
+    num_quarantined: int
+    shards: list[ShardInfo]
+    preprocess: dict[str, Any] = field(default_factory=dict)
+    classes: list[str] = field(default_factory=list)
+    """Sorted class labels (sub-folder names); a sample's ``label_index`` points here."""
+    omnimask_version: str = __version__
+    created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
+    def validate(self) -> None:
+        if self.num_inputs != self.num_samples + self.num_quarantined:
+            raise ValueError(
+                f"manifest accounting broken: num_inputs={self.num_inputs} != "
+                f"num_samples={self.num_samples} + num_quarantined={self.num_quarantined}"
+            )
+        in_shards = sum(s.num_samples for s in self.shards)
+        if in_shards != self.num_samples:
+            raise ValueError(f"manifest shards hold {in_shards} samples, num_samples says {self.num_samples}")
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(s.bytes for s in self.shards)
+
+    def save(self, directory: Path) -> Path:
+        self.validate()
+        return write_atomic(Path(directory) / MANIFEST, json.dumps(dataclasses.asdict(self), indent=2).encode())
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "Manifest":
+        path = Path(directory) / MANIFEST
+        if not path.is_file():
+            raise FileNotFoundError(f"no {MANIFEST} in {directory}: is it a directory written by `omnimask preprocess`?")
+        data = json.loads(path.read_text())
+        data["shards"] = [ShardInfo(**s) for s in data["shards"]]
+        known = {f.name for f in dataclasses.fields(cls)}
+        manifest = cls(**{k: v for k, v in data.items() if k in known})
+        manifest.validate()
+        return manifest
+
+
+def read_quarantine(directory: str | Path) -> list[dict[str, Any]]:
+    path = Path(directory) / QUARANTINE
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def write_atomic(path: Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary file and a rename."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()

@@ -1,0 +1,169 @@
+"""Preprocessing as a Ray Data job: raw files -> shards + manifest + quarantine list.
+
+The sorted inputs are cut into units of ``samples_per_shard`` files; unit ``i``
+becomes shard ``shard-{i:06d}`` (fewer samples when some of its inputs are
+quarantined; no file when all are). Each unit is one Ray Data row, mapped by a
+task that reads, validates, decodes and encodes its files and writes its shard
+under a temporary name, then renames it. Units run in parallel on every CPU of
+the cluster; the driver only merges the small per-unit reports into the
+manifest, which is written last. The shard a file lands in depends on the
+sorted input list only, so the same inputs give the same shards.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+from omnimask import registry
+from omnimask.config import from_dict
+from omnimask.modalities.base import Modality, QuarantineError
+from omnimask.orchestration.ray_env import ray_session
+from omnimask.pipelines.formats import SHARD_SUFFIX, open_writer
+from omnimask.pipelines.manifest import MANIFEST, QUARANTINE, Manifest, ShardInfo, file_sha256, write_atomic
+from omnimask.pipelines.sources import InputFile, list_inputs
+
+log = logging.getLogger(__name__)
+
+
+class OutputExistsError(FileExistsError):
+    pass
+
+
+def preprocess(
+    modality: str,
+    input_path: str | Path,
+    output_dir: str | Path,
+    fmt: str = "webdataset",
+    samples_per_shard: int = 256,
+    options: Optional[dict[str, Any]] = None,
+    overwrite: bool = False,
+    ray_address: Optional[str] = None,
+    num_cpus: Optional[int] = None,
+) -> Manifest:
+    """Turn the raw files under ``input_path`` into a shard directory at ``output_dir``.
+
+    ``options`` are the modality's ingest options (image: ``resize``, ...),
+    validated against its ``IngestConfig``. Runs on the Ray cluster at
+    ``ray_address``/``RAY_ADDRESS``, or on a local instance started for the job.
+    """
+    if fmt not in SHARD_SUFFIX:
+        raise ValueError(f"unknown format {fmt!r}; use one of {sorted(SHARD_SUFFIX)}")
+    if samples_per_shard < 1:
+        raise ValueError(f"samples_per_shard must be >= 1, got {samples_per_shard}")
+    mod: Modality = registry.lookup("modality", modality, "modality")()
+    opts = from_dict(mod.IngestConfig, options or {}, "preprocess")
+    inputs = list_inputs(input_path)
+    if not inputs:
+        raise FileNotFoundError(f"no input files under {input_path}")
+    out = Path(output_dir)
+    _prepare_output(out, overwrite)
+
+    classes = sorted({f.label for f in inputs if f.label is not None})
+    units = [
+        {"index": i, "first": start, "inputs": [dataclasses.asdict(f) for f in inputs[start : start + samples_per_shard]]}
+        for i, start in enumerate(range(0, len(inputs), samples_per_shard))
+    ]
+    task = _UnitTask(modality, fmt, dataclasses.asdict(opts), str(out.resolve()), classes)
+    started = time.perf_counter()
+    with ray_session(ray_address, num_cpus):
+        import ray.data
+
+        rows = [{"unit": json.dumps(u)} for u in units]
+        ds = ray.data.from_items(rows, override_num_blocks=len(rows)).map(task, num_cpus=1)
+        reports = sorted((json.loads(r["report"]) for r in ds.take_all()), key=lambda r: r["index"])
+    elapsed = time.perf_counter() - started
+
+    quarantine = [q for r in reports for q in r["quarantine"]]
+    shards = [ShardInfo(**r["shard"]) for r in reports if r["shard"] is not None]
+    write_atomic(out / QUARANTINE, "".join(json.dumps(q) + "\n" for q in quarantine).encode())
+    manifest = Manifest(
+        modality=modality,
+        format=fmt,  # type: ignore[arg-type]
+        num_inputs=sum(r["num_inputs"] for r in reports),
+        num_samples=sum(s.num_samples for s in shards),
+        num_quarantined=len(quarantine),
+        shards=shards,
+        classes=classes,
+        preprocess={
+            "input": str(input_path),
+            "format": fmt,
+            "samples_per_shard": samples_per_shard,
+            "options": dataclasses.asdict(opts),
+            "seconds": round(elapsed, 3),
+        },
+    )
+    if manifest.num_inputs != len(inputs):
+        raise RuntimeError(f"lost inputs: {len(inputs)} listed, {manifest.num_inputs} reported by the shard tasks")
+    manifest.save(out)
+    log.info(
+        "preprocessed %d inputs into %d samples in %d shards (%d quarantined) in %.1fs (%.1f inputs/s)",
+        manifest.num_inputs, manifest.num_samples, len(shards), manifest.num_quarantined, elapsed,
+        manifest.num_inputs / max(elapsed, 1e-9),
+    )
+    return manifest
+
+
+def _prepare_output(out: Path, overwrite: bool) -> None:
+    if (out / MANIFEST).exists():
+        if not overwrite:
+            raise OutputExistsError(f"{out} already holds a dataset ({MANIFEST}); pass --overwrite to replace it")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+class _UnitTask:
+    """Ray Data map function: one unit of inputs -> one shard file and a JSON report."""
+
+    def __init__(self, modality: str, fmt: str, options: dict[str, Any], out_dir: str, classes: list[str]):
+        self.modality, self.fmt, self.options, self.out_dir, self.classes = modality, fmt, options, out_dir, classes
+
+    def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
+        unit = json.loads(row["unit"])
+        return {"report": json.dumps(write_unit(unit, self.modality, self.fmt, self.options, Path(self.out_dir), self.classes))}
+
+
+def write_unit(
+    unit: dict[str, Any], modality: str, fmt: str, options: dict[str, Any], out_dir: Path, classes: list[str]
+) -> dict[str, Any]:
+    """Encode the inputs of one unit into shard ``shard-{index:06d}``; report counts and quarantine."""
+    mod: Modality = registry.lookup("modality", modality)()
+    opts = from_dict(mod.IngestConfig, options, "preprocess")
+    label_index = {c: i for i, c in enumerate(classes)}
+    path = out_dir / f"shard-{unit['index']:06d}{SHARD_SUFFIX[fmt]}"
+    writer = None
+    count = 0
+    quarantine = []
+    for offset, item in enumerate(unit["inputs"]):
+        f = InputFile(**item)
+        try:
+            enc = mod.encode_file(Path(f.path), opts)
+        except QuarantineError as e:
+            quarantine.append({"source": f.source, "reason": str(e)})
+            continue
+        except Exception as e:  # any failure on one input quarantines it, never the job
+            quarantine.append({"source": f.source, "reason": f"{type(e).__name__}: {e}"})
+            continue
+        key = f"{unit['first'] + offset:09d}"
+        meta = {
+            "key": key,
+            "source": f.source,
+            "label": f.label,
+            "label_index": label_index.get(f.label, -1) if f.label is not None else -1,
+            **enc.meta,
+        }
+        if writer is None:
+            writer = open_writer(fmt, path)
+        writer.add(key, {enc.ext: enc.payload, "json": json.dumps(meta).encode()})
+        count += 1
+    shard = None
+    if writer is not None:
+        writer.close()
+        shard = {"path": path.name, "num_samples": count, "bytes": os.path.getsize(path), "sha256": file_sha256(path)}
+    return {"index": unit["index"], "num_inputs": len(unit["inputs"]), "shard": shard, "quarantine": quarantine}
