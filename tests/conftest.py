@@ -1,0 +1,89 @@
+"""Shared fixtures: real image files made with Pillow, a real local Ray instance."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # no ~/.ray/auth_token from test clusters
+
+
+def photo_like(g: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """A smooth RGB image with some texture (gradients + blobs + noise), uint8 [h, w, 3]."""
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    img = np.zeros((h, w, 3), np.float32)
+    for c in range(3):
+        fx, fy, ph = g.uniform(0.005, 0.05, 2).tolist() + [g.uniform(0, 6.28)]
+        img[..., c] = 127 + 100 * np.sin(fx * x + fy * y + ph)
+    for _ in range(3):
+        cy, cx, r = g.uniform(0, h), g.uniform(0, w), g.uniform(5, max(6, min(h, w) / 3))
+        img[(y - cy) ** 2 + (x - cx) ** 2 < r * r] = g.uniform(0, 255, 3)
+    img += g.normal(0, 8, img.shape)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def make_image_folder(root: Path, n_good: int = 24, seed: int = 0, with_bad: bool = True) -> dict[str, int]:
+    """Class folders of JPEG/PNG/WebP images of varied sizes and modes, plus broken files.
+
+    Returns counts: ``good``, ``bad``, ``total``.
+    """
+    g = np.random.default_rng(seed)
+    classes = ["cats", "dogs", "misc/deep"]
+    for i in range(n_good):
+        folder = root / classes[i % len(classes)]
+        folder.mkdir(parents=True, exist_ok=True)
+        h, w = int(g.integers(40, 200)), int(g.integers(40, 200))
+        img = Image.fromarray(photo_like(g, h, w))
+        kind = i % 6
+        if kind == 0:
+            img.save(folder / f"img{i}.png")
+        elif kind == 1:
+            img.save(folder / f"img{i}.webp", quality=90)
+        elif kind == 2:
+            img.convert("L").save(folder / f"img{i}.jpg", quality=90)
+        elif kind == 3:
+            img.convert("CMYK").save(folder / f"img{i}.jpeg", quality=90)
+        elif kind == 4:
+            img.convert("RGBA").save(folder / f"img{i}.png")
+        else:
+            img.save(folder / f"img{i}.JPG", quality=90)
+    bad = 0
+    if with_bad:
+        broken = root / "broken"
+        broken.mkdir(parents=True, exist_ok=True)
+        buf = io.BytesIO()
+        Image.fromarray(photo_like(g, 120, 160)).save(buf, format="JPEG", quality=90)
+        (broken / "truncated.jpg").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+        (broken / "empty.png").write_bytes(b"")
+        (broken / "text_named.jpg").write_bytes(b"this is not a jpeg at all\n" * 10)
+        (broken / "readme.txt").write_text("notes\n")
+        Image.fromarray(photo_like(g, 4, 300)).save(broken / "sliver.png")  # below min_side
+        bad = 5
+    return {"good": n_good, "bad": bad, "total": n_good + bad}
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One real local Ray instance (2 CPUs) for the tests that run Ray jobs in-process."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def image_dataset(tmp_path_factory, ray_local):
+    """A preprocessed WebDataset shard directory over a mixed folder (session-wide, read-only)."""
+    from omnimask.pipelines.preprocess import preprocess
+
+    root = tmp_path_factory.mktemp("images")
+    counts = make_image_folder(root / "raw", n_good=30)
+    out = root / "shards"
+    manifest = preprocess("image", root / "raw", out, samples_per_shard=8)
+    return {"raw": root / "raw", "shards": out, "manifest": manifest, "counts": counts}

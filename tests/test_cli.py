@@ -1,0 +1,66 @@
+"""`omnimask preprocess` then `omnimask pretrain` through the real CLI, in subprocesses."""
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from conftest import make_image_folder
+
+OMNIMASK = [sys.executable, "-m", "omnimask.orchestration.cli"]
+
+
+def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, RAY_AUTH_MODE="disabled", PYTHONUNBUFFERED="1")
+    proc = subprocess.run([*OMNIMASK, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, f"omnimask {args[0]} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+    return proc
+
+
+def test_preprocess_then_pretrain_through_the_cli(tmp_path):
+    counts = make_image_folder(tmp_path / "raw", n_good=40, seed=11)
+    out = run(["preprocess", "image", "--input", "raw", "--output", "shards", "--samples-per-shard", "16", "--num-cpus", "2"], tmp_path)
+    assert f"{counts['total']} inputs -> {counts['good']} samples" in out.stdout
+    assert f"{counts['bad']} quarantined" in out.stdout
+
+    run(
+        [
+            "pretrain", "mae_image_tiny", "data.path=shards", "data.batch_size=8", "data.num_workers=1",
+            "model.tokenizer.image_size=32", "model.encoder.depth=2", "trainer.max_steps=40",
+            "trainer.log_every_n_steps=5", "trainer.checkpoint_every_n_steps=20", "optim.warmup_steps=5",
+            "--name", "smoke",
+        ],
+        tmp_path,
+    )
+    run_dir = tmp_path / "runs" / "smoke"
+    assert (run_dir / "config.yaml").is_file()
+    ckpts = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
+    assert "last.ckpt" in ckpts and "step=0000020.ckpt" in ckpts and "step=0000040.ckpt" in ckpts
+    state = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
+    assert state["global_step"] == 40
+    assert any(k.startswith("model.encoder.") for k in state["state_dict"])
+    assert any(k.startswith("model.head.") for k in state["state_dict"])
+    assert state["optimizer_states"] and state["lr_schedulers"]
+
+    with open(run_dir / "metrics.csv") as f:
+        losses = [float(r["train/loss"]) for r in csv.DictReader(f) if r.get("train/loss")]
+    assert len(losses) >= 7
+    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3, losses
+    assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+    grid = Image.open(run_dir / "reconstruction.png")
+    assert grid.size[0] > 3 * 32 and grid.size[1] > 32
+
+
+def test_cli_reports_config_errors_clearly(tmp_path):
+    env = dict(os.environ, RAY_AUTH_MODE="disabled")
+    proc = subprocess.run([*OMNIMASK, "pretrain", "mae_image_tiny", "data.batchsize=3"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "data.batchsize: unknown key (did you mean 'batch_size'?)" in proc.stderr
+    proc = subprocess.run([*OMNIMASK, "pretrain", "mae_image_tiny", "--print-config", "trainer.max_steps=3"], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "max_steps: 3" in proc.stdout

@@ -1,0 +1,59 @@
+import pytest
+import yaml
+
+from omnimask.config import ConfigError, load_recipe, to_dict
+from omnimask.models.recipe import Recipe
+
+
+def test_shipped_recipes_load_and_build(tmp_path):
+    for name in ("mae_image", "mae_image_tiny", "mae_image_block"):
+        cfg = load_recipe(name)
+        recipe = Recipe.from_config(cfg)
+        assert recipe.tokenizer.layout.num_tokens > 0
+    base = load_recipe("mae_image")
+    assert base.model.tokenizer.params == {"image_size": 224, "patch_size": 16}
+    assert base.model.masker.params["ratio"] == 0.75
+    assert base.optim.betas == (0.9, 0.95) and base.optim.weight_decay == 0.05 and base.optim.blr == 1.5e-4
+    assert base.model.head.params == {"dim": 512, "depth": 8, "heads": 16}
+
+
+def test_base_include_and_overrides():
+    cfg = load_recipe("mae_image_tiny", ["trainer.max_steps=7", "data.path=/x", "optim.lr=1e-3"])
+    assert cfg.trainer.max_steps == 7 and cfg.data.path == "/x" and cfg.optim.lr == 1e-3
+    assert cfg.model.tokenizer.params["patch_size"] == 8  # from tiny
+    assert cfg.model.head.params["heads"] == 4
+    assert cfg.optim.betas == (0.9, 0.95)  # from the base
+    assert cfg.model.target.name == "pixels" and cfg.model.target.params == {}
+
+
+def test_unknown_key_has_path_and_suggestion():
+    with pytest.raises(ConfigError, match=r"data\.batch_sise: unknown key \(did you mean 'batch_size'\?\)"):
+        load_recipe("mae_image_tiny", ["data.batch_sise=3"])
+
+
+def test_wrong_type_has_path():
+    with pytest.raises(ConfigError, match=r"trainer\.max_steps: expected int"):
+        load_recipe("mae_image_tiny", ["trainer.max_steps=many"])
+    with pytest.raises(ConfigError, match=r"trainer\.precision: must be one of"):
+        load_recipe("mae_image_tiny", ["trainer.precision=fp8"])
+    with pytest.raises(ConfigError, match=r"data\.batch_size: must be > 0"):
+        load_recipe("mae_image_tiny", ["data.batch_size=0"])
+
+
+def test_component_params_are_checked_when_building():
+    cfg = load_recipe("mae_image_tiny", ["model.encoder.sise=tiny"])
+    with pytest.raises(ConfigError, match=r"model\.encoder\.sise: unknown key \(did you mean 'size'\?\)"):
+        Recipe.from_config(cfg).build_model()
+    cfg = load_recipe("mae_image_tiny", ["model.masker.name=randon"])
+    with pytest.raises(ConfigError, match=r"unknown masker 'randon' \(did you mean 'random'\?\)"):
+        Recipe.from_config(cfg)
+    cfg = load_recipe("mae_image_tiny", ["data.augment.scale=[0.5, 0.1]"])
+    with pytest.raises(ConfigError, match=r"data\.augment"):
+        Recipe.from_config(cfg)
+
+
+def test_resolved_config_round_trips(tmp_path):
+    cfg = load_recipe("mae_image_tiny", ["data.path=/data"])
+    path = tmp_path / "resolved.yaml"
+    path.write_text(yaml.safe_dump(to_dict(cfg)))
+    assert load_recipe(path) == cfg

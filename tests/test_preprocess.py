@@ -1,0 +1,141 @@
+"""Preprocessing as a real Ray Data job over real encoded files, and reading the shards back
+with three independent readers (webdataset, Ray Data, pyarrow)."""
+
+import io
+import json
+import tarfile
+
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from conftest import make_image_folder
+from omnimask.pipelines.formats import iter_shard
+from omnimask.pipelines.manifest import Manifest, file_sha256, read_quarantine
+from omnimask.pipelines.preprocess import OutputExistsError, preprocess
+
+
+def test_manifest_accounts_for_every_input(image_dataset):
+    m, counts, out = image_dataset["manifest"], image_dataset["counts"], image_dataset["shards"]
+    assert m.num_inputs == counts["total"]
+    assert m.num_samples == counts["good"]
+    assert m.num_quarantined == counts["bad"]
+    assert m.num_inputs == m.num_samples + m.num_quarantined
+    assert m.modality == "image" and m.format == "webdataset"
+    assert m.classes == ["broken", "cats", "dogs", "misc/deep"]
+    assert Manifest.load(out) == m
+    reasons = {q["source"]: q["reason"] for q in read_quarantine(out)}
+    assert set(reasons) == {"broken/truncated.jpg", "broken/empty.png", "broken/text_named.jpg", "broken/readme.txt", "broken/sliver.png"}
+    assert reasons["broken/empty.png"] == "empty file"
+    assert "truncated" in reasons["broken/truncated.jpg"]
+    assert reasons["broken/text_named.jpg"] == "not a decodable image"
+    assert "too small" in reasons["broken/sliver.png"]
+    for shard in m.shards:
+        path = out / shard.path
+        assert path.name.startswith("shard-") and path.suffix == ".tar"
+        assert shard.bytes == path.stat().st_size
+        assert shard.sha256 == file_sha256(path)
+        assert shard.num_samples == sum(1 for _ in iter_shard("webdataset", path))
+    assert not list(out.glob(".*tmp*")), "temporary files left behind"
+
+
+def test_samples_decode_and_keep_their_metadata(image_dataset):
+    out, m = image_dataset["shards"], image_dataset["manifest"]
+    sources = set()
+    for shard in m.shards:
+        for key, members in iter_shard("webdataset", out / shard.path):
+            assert "." not in key
+            meta = json.loads(members["json"])
+            assert meta["key"] == key
+            payload = members.get("jpg") or members.get("png")
+            img = Image.open(io.BytesIO(payload))
+            img.load()
+            assert img.mode in ("RGB", "L") and img.size == (meta["width"], meta["height"])
+            assert meta["label"] == meta["source"].rsplit("/", 1)[0]
+            assert m.classes[meta["label_index"]] == meta["label"]
+            sources.add(meta["source"])
+    assert len(sources) == m.num_samples
+
+
+def test_webdataset_shards_read_by_upstream_webdataset(image_dataset):
+    import webdataset as wds
+
+    out, m = image_dataset["shards"], image_dataset["manifest"]
+    urls = [str(out / s.path) for s in m.shards]
+    keys = []
+    for sample in wds.WebDataset(urls, shardshuffle=False, nodesplitter=None, empty_check=False):
+        assert ("jpg" in sample) != ("png" in sample)
+        meta = json.loads(sample["json"])
+        assert meta["key"] == sample["__key__"]
+        keys.append(sample["__key__"])
+    assert len(keys) == len(set(keys)) == m.num_samples
+
+
+def test_webdataset_shards_read_by_ray_data(image_dataset):
+    import ray.data
+
+    out, m = image_dataset["shards"], image_dataset["manifest"]
+    ds = ray.data.read_webdataset([str(out / s.path) for s in m.shards], decoder=None)
+    rows = ds.take_all()
+    assert len(rows) == m.num_samples
+    assert {json.loads(r["json"])["key"] for r in rows} == {r["__key__"] for r in rows}
+
+
+def test_parquet_format_read_by_pyarrow(tmp_path, ray_local):
+    counts = make_image_folder(tmp_path / "raw", n_good=12, seed=3)
+    m = preprocess("image", tmp_path / "raw", tmp_path / "pq", fmt="parquet", samples_per_shard=5, options={"resize": 48})
+    assert m.format == "parquet" and m.num_samples == counts["good"] and m.num_quarantined == counts["bad"]
+    total = 0
+    for shard in m.shards:
+        table = pq.read_table(tmp_path / "pq" / shard.path)
+        assert table.column_names == ["key", "ext", "data", "json"]
+        assert table.num_rows == shard.num_samples
+        for row in table.to_pylist():
+            img = Image.open(io.BytesIO(row["data"]))
+            assert min(img.size) <= 48  # --resize caps the short side
+            assert json.loads(row["json"])["key"] == row["key"]
+        total += table.num_rows
+    assert total == m.num_samples
+
+
+def test_rerun_refuses_to_clobber_unless_overwrite(image_dataset, tmp_path, ray_local):
+    make_image_folder(tmp_path / "raw", n_good=4, with_bad=False)
+    preprocess("image", tmp_path / "raw", tmp_path / "out", samples_per_shard=2)
+    with pytest.raises(OutputExistsError, match="--overwrite"):
+        preprocess("image", tmp_path / "raw", tmp_path / "out")
+    m = preprocess("image", tmp_path / "raw", tmp_path / "out", samples_per_shard=4, overwrite=True)
+    assert len(m.shards) == 1 and sorted(p.name for p in (tmp_path / "out").glob("shard-*")) == ["shard-000000.tar"]
+
+
+def test_same_inputs_give_identical_shards(tmp_path, ray_local):
+    make_image_folder(tmp_path / "raw", n_good=10, with_bad=True)
+    a = preprocess("image", tmp_path / "raw", tmp_path / "a", samples_per_shard=4)
+    b = preprocess("image", tmp_path / "raw", tmp_path / "b", samples_per_shard=4)
+    assert [(s.path, s.sha256) for s in a.shards] == [(s.path, s.sha256) for s in b.shards]
+
+
+def test_decompression_bomb_is_quarantined_without_decoding(tmp_path, ray_local):
+    (tmp_path / "raw").mkdir()
+    Image.new("L", (9000, 9000)).save(tmp_path / "raw" / "huge.png")  # 81 Mpx, compresses to a few KB
+    Image.new("RGB", (64, 64), (10, 200, 30)).save(tmp_path / "raw" / "ok.png")
+    m = preprocess("image", tmp_path / "raw", tmp_path / "out", options={"max_pixels": 50_000_000})
+    assert m.num_samples == 1 and m.num_quarantined == 1
+    assert "too large" in read_quarantine(tmp_path / "out")[0]["reason"]
+
+
+def test_unsafe_tar_members_are_refused(tmp_path):
+    path = tmp_path / "evil.tar"
+    with tarfile.open(path, "w") as tar:
+        info = tarfile.TarInfo("../escape.jpg")
+        info.size = 3
+        tar.addfile(info, io.BytesIO(b"abc"))
+    with pytest.raises(ValueError, match="unsafe path '../escape.jpg'"):
+        list(iter_shard("webdataset", path))
+    link = tmp_path / "link.tar"
+    with tarfile.open(link, "w") as tar:
+        info = tarfile.TarInfo("000.jpg")
+        info.type = tarfile.SYMTYPE
+        info.linkname = "/etc/passwd"
+        tar.addfile(info)
+    with pytest.raises(ValueError, match="non-regular member"):
+        list(iter_shard("webdataset", link))
