@@ -24,7 +24,8 @@ def test_batches_have_the_collated_layout(image_dataset):
     assert batch["tokens"].shape == (5, 16, 192) and batch["tokens"].dtype == torch.uint8
     assert batch["mask"].shape == (5, 16) and batch["mask"].dtype == torch.bool
     assert batch["num_hidden"] == 12 and (batch["mask"].sum(1) == 12).all()
-    assert batch["target"].shape == (5, 12, 192) and batch["target"].dtype == torch.float32
+    assert batch["target"].shape == (5, 12, 192) and batch["target"].dtype == torch.uint8
+    assert torch.equal(batch["target"], batch["tokens"][batch["mask"]].view(5, 12, 192))
     assert len(batch["keys"]) == 5
 
 

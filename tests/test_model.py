@@ -50,13 +50,15 @@ def test_encoder_never_sees_hidden_tokens_and_loss_covers_hidden_only():
     index = MaskIndex.from_mask(batch["mask"], batch["num_hidden"])
     pred = model.head(model.encoder(prepared, index), index)
     assert pred.shape == batch["target"].shape == (4, 12, 192)
-    loss = model.head.loss(pred, batch["target"])
+    target = recipe.target.finalize(batch["target"])
+    loss = model.head.loss(pred, target)
+    assert torch.allclose(loss, model.loss(batch))
     loss.backward()
     grad_per_token = prepared.grad.abs().sum(-1)
     assert (grad_per_token[batch["mask"]] == 0).all(), "hidden tokens reached the encoder"
     assert (grad_per_token[~batch["mask"]] > 0).all()
     # the loss is the mean squared error over hidden tokens only
-    manual = ((pred - batch["target"]) ** 2).mean()
+    manual = ((pred - target) ** 2).mean()
     assert torch.allclose(loss, manual)
 
 

@@ -53,7 +53,10 @@ def test_norm_pixel_target_is_per_patch_normalised_prepared_pixels():
     tok = ImagePatchTokenizer(ImagePatchTokenizer.Config(image_size=32, patch_size=8))
     tokens = tok(np.random.default_rng(1).integers(0, 256, (32, 32, 3), dtype=np.uint8))
     mask = RandomMasker(RandomMasker.Config(ratio=0.75))(tok.layout, 3)
-    target = NormPixelTarget(NormPixelTarget.Config(), tok)(tokens, mask)
+    norm = NormPixelTarget(NormPixelTarget.Config(), tok)
+    compact = norm(tokens, mask)
+    assert compact.dtype == torch.uint8 and compact.shape == (12, 192)  # stays compact in the loader
+    target = norm.finalize(compact[None])[0]
     assert target.shape == (12, 192) and target.dtype == torch.float32
     # rows follow the hidden positions in ascending order
     hidden = tok.prepare(tokens)[mask.nonzero().squeeze(1)]
@@ -68,7 +71,8 @@ def test_pixel_target_and_to_tokens_inverse():
     tokens = tok(np.random.default_rng(2).integers(0, 256, (32, 32, 3), dtype=np.uint8))
     mask = RandomMasker(RandomMasker.Config(ratio=0.5))(tok.layout, 0)
     for target in (PixelTarget(tok), NormPixelTarget(NormPixelTarget.Config(), tok)):
-        t = target(tokens, mask)
-        assert t.shape == (8, target.dim)
-        back = target.to_tokens(t[None], tokens[mask][None].float())
+        t = target.finalize(target(tokens, mask)[None])
+        assert t.shape == (1, 8, target.dim)
+        back = target.to_tokens(t, tokens[mask][None].float())
         assert torch.allclose(back[0], tokens[mask].float(), atol=1e-2)
+    assert torch.allclose(PixelTarget(tok).finalize(tokens[mask]), tok.prepare(tokens)[mask])

@@ -4,10 +4,11 @@ Data flows through them in this order (one sample, in a loader worker)::
 
     shard members --Modality.decoder--> decoded sample --Tokenizer--> tokens [N, D]
     TokenLayout --Masker(seed)--> mask [N] (True = hidden)
-    (tokens, mask) --Target--> target [N_hidden, D_t]
+    (tokens, mask) --Target--> compact target [N_hidden, ...]
 
-and, on the device, ``Tokenizer.prepare`` turns the compact tokens into the
-floats the encoder sees. ``Encoder`` and ``Head`` live in :mod:`omnimask.models`.
+and, on the device, once per batch, ``Tokenizer.prepare`` turns the compact
+tokens into the floats the encoder sees and ``Target.finalize`` turns the
+compact targets into the float values of the loss. ``Encoder`` and ``Head`` live in :mod:`omnimask.models`.
 """
 
 from __future__ import annotations
@@ -92,7 +93,16 @@ class Masker(ABC):
 
 
 class Target(ABC):
-    """What is predicted for each hidden token."""
+    """What is predicted for each hidden token, built in two stages.
+
+    ``__call__`` runs per sample in the loader workers and returns the target
+    in a compact form (for pixel targets: the hidden tokens, still uint8);
+    ``finalize`` runs once per batch on the device and returns the float
+    values the loss compares with. Expensive CPU-side targets (features of the
+    decoded sample) do their work in ``__call__``; cheap normalisations belong
+    in ``finalize``, where they are batched and do not cross process boundaries
+    as floats four times the size of the tokens.
+    """
 
     def __init__(self, tokenizer: Tokenizer):
         self.tokenizer = tokenizer
@@ -104,10 +114,14 @@ class Target(ABC):
 
     @abstractmethod
     def __call__(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Target ``[N_hidden, D_t]`` (float32) for tokens ``[N, D]`` and mask ``[N]``.
+        """Compact target ``[N_hidden, ...]`` for tokens ``[N, D]`` and mask ``[N]``.
 
         Rows follow the hidden positions in ascending token order.
         """
+
+    def finalize(self, target: torch.Tensor) -> torch.Tensor:
+        """Batched compact targets ``[B, N_h, ...]`` -> float targets ``[B, N_h, D_t]`` (on the device)."""
+        return target.float()
 
     def to_tokens(self, pred: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         """Predictions ``[B, N_h, D_t]`` as compact-scale tokens ``[B, N_h, D]`` (previews).

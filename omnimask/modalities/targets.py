@@ -1,4 +1,8 @@
-"""Targets that work on any tokenizer whose prepared tokens are values to reconstruct."""
+"""Targets that work on any tokenizer whose prepared tokens are values to reconstruct.
+
+Both gather the hidden tokens in the loader (compact, e.g. uint8) and do the
+float work in ``finalize`` on the device, batched.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,14 @@ from omnimask.modalities.base import Target, Tokenizer
 from omnimask.registry import register
 
 
+def hidden_tokens(tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``tokens [N, D]`` at the hidden positions of ``mask [N]``, ascending: ``[N_h, D]``.
+
+    ``index_select`` is ~10x faster than boolean indexing on the CPU.
+    """
+    return tokens.index_select(0, mask.nonzero().squeeze(1))
+
+
 @register("target", "pixels")
 class PixelTarget(Target):
     """The prepared token values themselves (MAE without ``norm_pix_loss``)."""
@@ -19,7 +31,10 @@ class PixelTarget(Target):
         return self.tokenizer.layout.token_dim
 
     def __call__(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return self.tokenizer.prepare(tokens[mask])
+        return hidden_tokens(tokens, mask)
+
+    def finalize(self, target: torch.Tensor) -> torch.Tensor:
+        return self.tokenizer.prepare(target)
 
     def to_tokens(self, pred: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         return self.tokenizer.restore(pred)
@@ -52,7 +67,10 @@ class NormPixelTarget(Target):
         return self.tokenizer.layout.token_dim
 
     def __call__(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return normalize_per_token(self.tokenizer.prepare(tokens[mask]), self.eps)[0]
+        return hidden_tokens(tokens, mask)
+
+    def finalize(self, target: torch.Tensor) -> torch.Tensor:
+        return normalize_per_token(self.tokenizer.prepare(target), self.eps)[0]
 
     def to_tokens(self, pred: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         """De-normalise with the *true* token statistics (previews only: this shows

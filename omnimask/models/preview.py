@@ -9,11 +9,10 @@ import torch
 from omnimask.models.base import MaskIndex
 from omnimask.models.layers import gather_tokens
 from omnimask.models.recipe import MaskedModel
-from omnimask.modalities.base import Target
 
 
 @torch.no_grad()
-def reconstruction_grid(model: MaskedModel, target: Target, batch: dict[str, Any]) -> torch.Tensor:
+def reconstruction_grid(model: MaskedModel, batch: dict[str, Any]) -> torch.Tensor:
     """Images ``[3 * B, 3, H, W]`` in [0, 1]: for each sample its original, the
     visible tokens only (hidden ones grey) and the reconstruction (predicted
     hidden tokens pasted among the visible ones)."""
@@ -25,7 +24,7 @@ def reconstruction_grid(model: MaskedModel, target: Target, batch: dict[str, Any
     index = MaskIndex.from_mask(mask, num_hidden)
     raw = tokens.float()
     hidden_true = gather_tokens(raw, index.ids_hidden)
-    hidden_pred = target.to_tokens(pred, hidden_true).clamp(0, 255)
+    hidden_pred = model.target.to_tokens(pred, hidden_true).clamp(0, 255)
     masked = raw.clone()
     masked[mask] = 127.0
     recon = raw.clone()

@@ -22,12 +22,14 @@ from omnimask.models.base import Encoder, Head, MaskIndex
 class MaskedModel(nn.Module):
     """Encoder + head over compact tokens.
 
-    ``forward(tokens [B, N, D], mask [B, N], num_hidden)`` -> ``pred [B, N_h, D_t]``.
+    ``forward(tokens [B, N, D], mask [B, N], num_hidden)`` -> ``pred [B, N_h, D_t]``;
+    ``loss(batch)`` finalizes the batch's compact targets and applies the head's loss.
     """
 
-    def __init__(self, tokenizer: Tokenizer, encoder: Encoder, head: Head):
+    def __init__(self, tokenizer: Tokenizer, target: Target, encoder: Encoder, head: Head):
         super().__init__()
         self.tokenizer = tokenizer
+        self.target = target
         self.encoder = encoder
         self.head = head
 
@@ -38,7 +40,7 @@ class MaskedModel(nn.Module):
 
     def loss(self, batch: dict[str, Any]) -> torch.Tensor:
         pred = self(batch["tokens"], batch["mask"], batch["num_hidden"])
-        return self.head.loss(pred, batch["target"])
+        return self.head.loss(pred, self.target.finalize(batch["target"]))
 
 
 @dataclass
@@ -69,4 +71,4 @@ class Recipe:
         head = registry.build(
             "head", m.head, "model.head", layout=layout, encoder_dim=encoder.dim, target_dim=self.target.dim
         )
-        return MaskedModel(self.tokenizer, encoder, head)
+        return MaskedModel(self.tokenizer, self.target, encoder, head)

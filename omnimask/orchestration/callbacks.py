@@ -76,7 +76,7 @@ class ReconstructionPreview(pl.Callback):
         if self.batch is None or not trainer.is_global_zero:
             return
         try:
-            grid = reconstruction_grid(pl_module.model, pl_module.recipe.target, self.batch)
+            grid = reconstruction_grid(pl_module.model, self.batch)
         except NotImplementedError as e:
             log.info("no reconstruction preview for this recipe: %s", e)
             return

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 import torch
-from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from torch.utils.data import DataLoader, IterableDataset, default_collate, get_worker_info
 
 from omnimask.models.recipe import Recipe
 from omnimask.pipelines.formats import Sample, iter_shard
@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 
 class SamplePipeline:
-    """``(key, members, epoch)`` -> ``{key, tokens [N, D], mask [N], target [N_h, D_t]}``."""
+    """``(key, members, epoch)`` -> ``{key, tokens [N, D], mask [N], target [N_h, ...]}`` (compact target)."""
 
     def __init__(self, recipe: Recipe, seed: int):
         self.decode = recipe.modality.decoder(recipe.augment, recipe.tokenizer)
@@ -51,16 +51,16 @@ class SamplePipeline:
 
 
 def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    """Stack samples: ``tokens [B, N, D]``, ``mask [B, N]``, ``target [B, N_h, D_t]``, ``keys``, ``num_hidden``."""
-    mask = torch.stack([s["mask"] for s in samples])
+    """Stack samples: ``tokens [B, N, D]``, ``mask [B, N]``, ``target [B, N_h, ...]``, ``keys``, ``num_hidden``."""
+    mask = default_collate([s["mask"] for s in samples])  # stacks into shared memory in a worker
     counts = mask.sum(dim=1)
     if not bool((counts == counts[0]).all()):
         raise ValueError(f"masks in a batch must hide the same number of tokens, got {counts.tolist()}")
     return {
         "keys": [s["key"] for s in samples],
-        "tokens": torch.stack([s["tokens"] for s in samples]),
+        "tokens": default_collate([s["tokens"] for s in samples]),
         "mask": mask,
-        "target": torch.stack([s["target"] for s in samples]),
+        "target": default_collate([s["target"] for s in samples]),
         "num_hidden": int(counts[0]),
     }
 

@@ -64,10 +64,12 @@ class ImagePatchTokenizer(Tokenizer):
         self._cache: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def __call__(self, sample: np.ndarray | torch.Tensor) -> torch.Tensor:
-        image = torch.as_tensor(sample)
-        if image.shape != (self.image_size, self.image_size, 3) or image.dtype != torch.uint8:
+        image = np.asarray(sample)
+        if image.shape != (self.image_size, self.image_size, 3) or image.dtype != np.uint8:
             raise ValueError(f"expected a uint8 image [{self.image_size}, {self.image_size}, 3], got {image.dtype} {list(image.shape)}")
-        return patchify(image[None], self.patch_size)[0]
+        g, p = self.layout.grid[0], self.patch_size
+        patches = image.reshape(g, p, g, p, 3).transpose(0, 2, 1, 3, 4)  # same order as patchify()
+        return torch.from_numpy(np.ascontiguousarray(patches).reshape(g * g, p * p * 3))
 
     def _affine(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         if device not in self._cache:
