@@ -48,7 +48,7 @@ def normalize_per_token(x: torch.Tensor, eps: float) -> tuple[torch.Tensor, torc
 
 
 @register("target", "norm_pixels")
-class NormPixelTarget(Target):
+class NormPixelTarget(PixelTarget):
     """Prepared token values normalised per token over its ``D`` values (MAE ``norm_pix_loss``).
 
     ``(x - mean) / sqrt(var + eps)`` with the population variance, as MAE computes it.
@@ -61,13 +61,6 @@ class NormPixelTarget(Target):
     def __init__(self, cfg: Config, tokenizer: Tokenizer):
         super().__init__(tokenizer)
         self.eps = cfg.eps
-
-    @property
-    def dim(self) -> int:
-        return self.tokenizer.layout.token_dim
-
-    def __call__(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return hidden_tokens(tokens, mask)
 
     def finalize(self, target: torch.Tensor) -> torch.Tensor:
         return normalize_per_token(self.tokenizer.prepare(target), self.eps)[0]
