@@ -74,6 +74,8 @@ class DataConfig:
     """Modality-specific augmentation parameters (image: scale, ratio, hflip)."""
     prefetch_factor: int = 4
     pin_memory: bool = True
+    trace: bool = False
+    """Write ``trace-rank{R}.jsonl`` (one line per sample consumed: step, rank, index, key) to the run."""
 
     def __post_init__(self) -> None:
         _positive("data.batch_size", self.batch_size)
@@ -114,6 +116,8 @@ class TrainerConfig:
     accelerator: Literal["auto", "cpu", "gpu"] = "auto"
     preview_samples: int = 8
     """Samples shown in the reconstruction grid written at the end of training."""
+    fail_at_step: Optional[int] = None
+    """Fault-tolerance drill: rank 0 raises once at this step (the run must recover from its checkpoint)."""
 
     def __post_init__(self) -> None:
         _positive("trainer.max_steps", self.max_steps)
@@ -123,11 +127,31 @@ class TrainerConfig:
 
 
 @dataclass
+class ScalingConfig:
+    """How many Ray Train workers (one DDP rank each) and what each asks Ray for."""
+
+    num_workers: int = 1
+    use_gpu: Optional[bool] = None
+    """One GPU per worker; default: when the Ray cluster has GPUs."""
+    cpus_per_worker: float = 1.0
+    resources_per_worker: dict[str, float] = field(default_factory=dict)
+    """Extra Ray resources per worker, e.g. {"accelerator_type:H100": 0.01}."""
+
+    def __post_init__(self) -> None:
+        _positive("scaling.num_workers", self.num_workers)
+        _non_negative("scaling.cpus_per_worker", self.cpus_per_worker)
+
+
+@dataclass
 class RunConfig:
     dir: str = "runs"
-    """Parent directory of run directories (relative to the working directory)."""
+    """Parent directory of run directories (relative to the working directory): config, logs, previews."""
     name: Optional[str] = None
     """Run name; a timestamp when unset."""
+    storage: Optional[str] = None
+    """Where Ray Train persists checkpoints: a path or a pyarrow/fsspec URI (s3://...); default: ``dir``."""
+    max_failures: int = 0
+    """Worker failures to recover from (restarting from the latest checkpoint); -1: no limit."""
 
 
 @dataclass
@@ -139,6 +163,7 @@ class RecipeConfig:
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    scaling: ScalingConfig = field(default_factory=ScalingConfig)
     run: RunConfig = field(default_factory=RunConfig)
     seed: int = 0
     description: str = ""

@@ -67,9 +67,9 @@ def make_image_folder(root: Path, n_good: int = 24, seed: int = 0, with_bad: boo
     return {"good": n_good, "bad": bad, "total": n_good + bad}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ray_local():
-    """One real local Ray instance (2 CPUs) for the tests that run Ray jobs in-process."""
+    """A real local Ray instance (2 CPUs) for a module's tests that run Ray jobs in-process."""
     import ray
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
@@ -78,12 +78,12 @@ def ray_local():
 
 
 @pytest.fixture(scope="session")
-def image_dataset(tmp_path_factory, ray_local):
+def image_dataset(tmp_path_factory):
     """A preprocessed WebDataset shard directory over a mixed folder (session-wide, read-only)."""
     from omnimask.pipelines.preprocess import preprocess
 
     root = tmp_path_factory.mktemp("images")
     counts = make_image_folder(root / "raw", n_good=30)
     out = root / "shards"
-    manifest = preprocess("image", root / "raw", out, samples_per_shard=8)
+    manifest = preprocess("image", root / "raw", out, samples_per_shard=8, num_cpus=2)  # its own Ray unless one runs
     return {"raw": root / "raw", "shards": out, "manifest": manifest, "counts": counts}

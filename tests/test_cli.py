@@ -38,13 +38,14 @@ def test_preprocess_then_pretrain_through_the_cli(tmp_path):
     )
     run_dir = tmp_path / "runs" / "smoke"
     assert (run_dir / "config.yaml").is_file()
-    ckpts = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
-    assert "last.ckpt" in ckpts and "step=0000020.ckpt" in ckpts and "step=0000040.ckpt" in ckpts
-    state = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
+    ckpts = sorted(p.name for p in run_dir.glob("checkpoint-step*"))
+    assert ckpts == ["checkpoint-step0000020", "checkpoint-step0000040"]
+    state = torch.load(run_dir / "checkpoint-step0000040" / "checkpoint.ckpt", weights_only=True, map_location="cpu")
     assert state["global_step"] == 40
     assert any(k.startswith("model.encoder.") for k in state["state_dict"])
     assert any(k.startswith("model.head.") for k in state["state_dict"])
     assert state["optimizer_states"] and state["lr_schedulers"]
+    assert state["omnimask_data"] == {"world_size": 1, "num_workers": 1, "batch_size": 8, "seed": 0}
 
     with open(run_dir / "metrics.csv") as f:
         losses = [float(r["train/loss"]) for r in csv.DictReader(f) if r.get("train/loss")]

@@ -71,7 +71,7 @@ def test_webdataset_shards_read_by_upstream_webdataset(image_dataset):
     assert len(keys) == len(set(keys)) == m.num_samples
 
 
-def test_webdataset_shards_read_by_ray_data(image_dataset):
+def test_webdataset_shards_read_by_ray_data(image_dataset, ray_local):
     import ray.data
 
     out, m = image_dataset["shards"], image_dataset["manifest"]

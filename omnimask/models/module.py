@@ -19,9 +19,10 @@ class MaskedModelingModule(pl.LightningModule):
     logic lives here: the same module runs in one process or under Ray Train.
     """
 
-    def __init__(self, recipe: Recipe, global_batch_size: int):
+    def __init__(self, recipe: Recipe, global_batch_size: int, data_layout: dict[str, Any] | None = None):
         super().__init__()
         self.recipe = recipe
+        self.data_layout = data_layout or {}
         self.model = recipe.build_model()
         optim = recipe.config.optim
         self.base_lr = optim.lr if optim.lr is not None else optim.blr * global_batch_size / 256
@@ -32,6 +33,11 @@ class MaskedModelingModule(pl.LightningModule):
         self.log("train/loss", loss, on_step=True, prog_bar=True, batch_size=batch["tokens"].shape[0])
         self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True, batch_size=1)
         return loss
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Record the data layout beside the step, so that a resume knows whether the
+        loader can continue with exactly the next samples."""
+        checkpoint["omnimask_data"] = dict(self.data_layout)
 
     def configure_optimizers(self) -> Any:
         optim = self.recipe.config.optim

@@ -1,4 +1,5 @@
-"""Training callbacks: progress lines with rate and ETA, the reconstruction preview."""
+"""Training callbacks: progress lines, the reconstruction preview, Ray Train reports and
+checkpoints, the failure drill and the sample trace."""
 
 from __future__ import annotations
 
@@ -38,6 +39,8 @@ class ProgressLog(pl.Callback):
         self._step_last = trainer.global_step
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if not trainer.is_global_zero:
+            return
         step = trainer.global_step
         loss = float(outputs["loss"]) if isinstance(outputs, dict) else float(outputs)
         if self.first_loss is None:
@@ -85,3 +88,69 @@ class ReconstructionPreview(pl.Callback):
             grid = torch.nn.functional.interpolate(grid, scale_factor=128 // grid.shape[-1] or 1, mode="nearest")
         save_image(grid, self.path, nrow=3, padding=2, pad_value=1.0)
         log.info("wrote the reconstruction preview (original | masked | reconstruction) to %s", self.path)
+
+
+class RayTrainReport(pl.Callback):
+    """Reports metrics to Ray Train every ``log_every`` steps and a checkpoint every ``ckpt_every``
+    steps and at the last step. Every rank calls ``ray.train.report`` at the same steps (it is a
+    barrier); rank 0 hands over the Lightning checkpoint, which Ray Train persists to the run's
+    storage as ``checkpoint-stepNNNNNNN/checkpoint.ckpt``."""
+
+    CHECKPOINT_NAME = "checkpoint.ckpt"
+
+    def __init__(self, log_every: int, ckpt_every: int, scratch: Path):
+        self.log_every, self.ckpt_every, self.scratch = log_every, ckpt_every, Path(scratch)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        import ray.train
+
+        step = trainer.global_step
+        last = step >= trainer.max_steps
+        if step % self.log_every and step % self.ckpt_every and not last:
+            return
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        metrics["step"] = step
+        if step % self.ckpt_every and not last:
+            ray.train.report(metrics)
+            return
+        tmp = self.scratch / f"step{step:07d}"
+        trainer.save_checkpoint(tmp / self.CHECKPOINT_NAME, weights_only=False)  # rank 0 writes, all ranks wait
+        checkpoint = ray.train.Checkpoint.from_directory(tmp) if trainer.is_global_zero else None
+        ray.train.report(metrics, checkpoint=checkpoint, checkpoint_dir_name=f"checkpoint-step{step:07d}")
+        if trainer.is_global_zero:
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+class FailOnce(pl.Callback):
+    """Fault-tolerance drill: rank 0 raises once at ``step`` (a marker file records that it did)."""
+
+    def __init__(self, step: int, marker: Path):
+        self.step, self.marker = step, Path(marker)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if trainer.global_step == self.step and trainer.is_global_zero and not self.marker.exists():
+            self.marker.write_text(f"failure injected at step {self.step}\n")
+            raise RuntimeError(f"injected failure at step {self.step} (trainer.fail_at_step)")
+
+
+class SampleTrace(pl.Callback):
+    """Writes one JSON line per sample consumed: ``{"step", "rank", "index", "key"}``."""
+
+    def __init__(self, path: Path, rank: int):
+        self.path, self.rank = Path(path), rank
+        self._file = None
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
+        import json
+
+        if self._file is None:
+            self._file = open(self.path, "a")
+        step = trainer.global_step
+        self._file.write("".join(json.dumps({"step": step, "rank": self.rank, "index": i, "key": k}) + "\n" for i, k in enumerate(batch["keys"])))
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None

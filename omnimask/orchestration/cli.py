@@ -3,22 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
-import warnings
 from typing import Optional
 
 import yaml
 
 from omnimask.config import ConfigError, load_recipe, to_dict
-
-
-def _setup_logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    for noisy in ("pytorch_lightning", "pytorch_lightning.utilities.rank_zero", "lightning_fabric"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
-    warnings.filterwarnings("ignore", message=".*treespec.*")
+from omnimask.orchestration.logs import setup_logging
 
 
 def _parse_options(items: list[str]) -> dict:
@@ -56,13 +47,18 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
-    cfg = load_recipe(args.config, args.overrides)
+    overrides = list(args.overrides)
+    if args.num_workers is not None:
+        overrides.append(f"scaling.num_workers={args.num_workers}")
+    if args.use_gpu:
+        overrides.append("scaling.use_gpu=true")
+    cfg = load_recipe(args.config, overrides)
     if args.print_config:
         print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
         return 0
     from omnimask.orchestration.pretrain import pretrain
 
-    result = pretrain(cfg, name=args.name)
+    result = pretrain(cfg, name=args.name, resume=args.resume, ray_address=args.ray_address)
     print(f"trained {result.steps} steps in {result.seconds:.0f}s: loss {result.first_loss:.4f} -> {result.last_loss:.4f}")
     print(f"run directory: {result.run_dir}")
     return 0
@@ -96,6 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument("config", help="recipe YAML path or name under configs/ (e.g. mae_image_tiny)")
     pt.add_argument("overrides", nargs="*", help="dotted overrides, e.g. trainer.max_steps=50 data.path=out/shards")
     pt.add_argument("--name", default=None, help="run name (default: a timestamp); the run goes to run.dir/NAME")
+    pt.add_argument("--resume", action="store_true", help="continue run NAME from its latest checkpoint")
+    pt.add_argument("--num-workers", type=int, default=None, help="Ray Train workers (DDP ranks); scaling.num_workers")
+    pt.add_argument("--use-gpu", action="store_true", help="one GPU per worker (default: when the cluster has GPUs)")
+    pt.add_argument("--ray-address", default=None, help="join this Ray cluster (default: RAY_ADDRESS or a local instance)")
     pt.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     pt.set_defaults(func=cmd_pretrain)
 
@@ -114,7 +114,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         args.overrides += extra  # overrides given after --name/--print-config
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    _setup_logging()
+    setup_logging()
     try:
         return args.func(args)
     except (ConfigError, FileNotFoundError, FileExistsError) as e:

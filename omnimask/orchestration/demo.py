@@ -81,6 +81,10 @@ def run_demo(workdir: str | Path = "demo_out", steps: Optional[int] = None, num_
     if steps is not None:
         overrides.append(f"trainer.max_steps={steps}")
     cfg = load_recipe("mae_image_tiny", overrides)
+    if (workdir / "runs" / "demo").exists():
+        import shutil
+
+        shutil.rmtree(workdir / "runs" / "demo")
     result = pretrain(cfg, name="demo")
     run = result.run_dir
     print()
@@ -89,6 +93,6 @@ def run_demo(workdir: str | Path = "demo_out", steps: Optional[int] = None, num_
           f"{manifest.num_quarantined} quarantined (see quarantine.jsonl)")
     print(f"  training      {result.steps} steps in {result.seconds:.0f}s, loss {result.first_loss:.4f} -> {result.last_loss:.4f}")
     print(f"  reconstruction {run / 'reconstruction.png'}  (rows: original | masked | reconstruction)")
-    print(f"  checkpoints   {run / 'checkpoints'}")
+    print(f"  checkpoints   {run}/checkpoint-step*/ (Ray Train)")
     print(f"  metrics       {run / 'metrics.csv'}; tensorboard --logdir {run / 'tensorboard'}")
     return run

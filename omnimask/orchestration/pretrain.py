@@ -1,35 +1,42 @@
-"""A pretraining run: run directory, loader, Lightning trainer, checkpoints, metrics.
+"""A pretraining run on Ray Train: the driver side.
 
-Run directory layout (``runs/NAME/`` by default)::
+``pretrain()`` joins (``--ray-address``/``RAY_ADDRESS``) or starts Ray, then runs
+:func:`omnimask.orchestration.worker.train_loop` in a ``TorchTrainer`` with
+``scaling.num_workers`` workers (one DDP rank each; one worker is still a Ray
+Train run). Ray Train persists checkpoints to ``run.storage`` (default
+``run.dir``) under the run's name, restarts failed workers from the latest one
+up to ``run.max_failures`` times, and continues the run from it on ``--resume``.
 
-    config.yaml            the resolved recipe
-    checkpoints/           step=NNNNNNN.ckpt every trainer.checkpoint_every_n_steps, and last.ckpt
-    metrics.csv            per-step metrics (train/loss, train/lr)
-    tensorboard/           the same metrics for TensorBoard
-    reconstruction.png     original | masked | reconstruction for a few samples
+Run directory layout (``runs/NAME/``)::
+
+    config.yaml                        the resolved recipe
+    checkpoint-stepNNNNNNN/            Ray Train checkpoints (checkpoint.ckpt inside), newest trainer.keep_checkpoints
+    metrics.csv, tensorboard/          per-step metrics (train/loss, train/lr)
+    reconstruction.png                 original | masked | reconstruction for a few samples
+    summary.json                       steps, first/last loss, time, per-rank weight digests
+    trace-rank{R}.jsonl                with data.trace=true: step, rank, index, key of every sample
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-import pytorch_lightning as pl
-import torch
 import yaml
-from pytorch_lightning.callbacks import ModelCheckpoint
-from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
 from omnimask.config import ConfigError, RecipeConfig, to_dict
-from omnimask.models.module import MaskedModelingModule
-from omnimask.models.recipe import Recipe
-from omnimask.orchestration.callbacks import ProgressLog, ReconstructionPreview
-from omnimask.pipelines.loader import build_loader
+from omnimask.orchestration.ray_env import ray_session
 
 log = logging.getLogger("omnimask.train")
+
+
+class RunExistsError(FileExistsError):
+    pass
 
 
 @dataclass
@@ -39,75 +46,58 @@ class RunResult:
     first_loss: Optional[float]
     last_loss: Optional[float]
     seconds: float
+    summary: dict
 
 
-def run_dir_for(cfg: RecipeConfig, name: Optional[str] = None) -> Path:
-    name = name or cfg.run.name or time.strftime("%Y%m%d-%H%M%S")
-    return Path(cfg.run.dir) / name
+def run_name(cfg: RecipeConfig, name: Optional[str] = None) -> str:
+    return name or cfg.run.name or time.strftime("%Y%m%d-%H%M%S")
 
 
-def resolve_precision(cfg: RecipeConfig, accelerator: str) -> str:
-    if cfg.trainer.precision != "auto":
-        return cfg.trainer.precision
-    return "bf16-mixed" if accelerator == "gpu" else "32-true"
-
-
-def pretrain(cfg: RecipeConfig, name: Optional[str] = None) -> RunResult:
-    """Train ``cfg`` in this process; returns where the run went and its first/last loss."""
+def pretrain(cfg: RecipeConfig, name: Optional[str] = None, resume: bool = False, ray_address: Optional[str] = None) -> RunResult:
+    """Train ``cfg`` on Ray Train; returns the run directory and its summary."""
     if not cfg.data.path:
         raise ConfigError("data.path", "not set: pass data.path=DIR (a directory written by `omnimask preprocess`)")
-    run_dir = run_dir_for(cfg, name)
+    data_path = Path(cfg.data.path).resolve()
+    if not (data_path / "manifest.json").is_file():
+        raise FileNotFoundError(f"data.path {data_path} holds no manifest.json: run `omnimask preprocess` first")
+    name = run_name(cfg, name)
+    run_dir = Path(cfg.run.dir).resolve() / name
+    if (run_dir / "config.yaml").exists() and not resume:
+        raise RunExistsError(f"run {name!r} already exists at {run_dir}: pass --resume to continue it, or another --name")
+    if resume and not (run_dir / "config.yaml").exists():
+        raise FileNotFoundError(f"nothing to resume: no run {name!r} at {run_dir}")
     run_dir.mkdir(parents=True, exist_ok=True)
+    cfg.data.path = str(data_path)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    pl.seed_everything(cfg.seed, workers=False, verbose=False)
 
-    accelerator = cfg.trainer.accelerator
-    if accelerator == "auto":
-        accelerator = "gpu" if torch.cuda.is_available() else "cpu"
-    recipe = Recipe.from_config(cfg)
-    loader = build_loader(
-        recipe,
-        cfg.data.path,
-        batch_size=cfg.data.batch_size,
-        num_workers=cfg.data.num_workers,
-        seed=cfg.seed,
-        shuffle_buffer=cfg.data.shuffle_buffer,
-        prefetch_factor=cfg.data.prefetch_factor,
-        pin_memory=cfg.data.pin_memory and accelerator == "gpu",
-    )
-    module = MaskedModelingModule(recipe, global_batch_size=cfg.data.batch_size)
-    progress = ProgressLog(cfg.trainer.log_every_n_steps, cfg.data.batch_size)
-    checkpoints = ModelCheckpoint(
-        dirpath=run_dir / "checkpoints",
-        filename="step={step:07d}",
-        auto_insert_metric_name=False,
-        every_n_train_steps=cfg.trainer.checkpoint_every_n_steps,
-        save_top_k=cfg.trainer.keep_checkpoints,
-        monitor="step",
-        mode="max",
-        save_last=True,
-    )
-    trainer = pl.Trainer(
-        max_steps=cfg.trainer.max_steps,
-        accelerator=accelerator,
-        devices=1,
-        precision=resolve_precision(cfg, accelerator),  # type: ignore[arg-type]
-        logger=[
-            CSVLogger(run_dir, name="", version=""),
-            TensorBoardLogger(run_dir, name="", version="tensorboard", default_hp_metric=False),
-        ],
-        callbacks=[progress, checkpoints, ReconstructionPreview(run_dir / "reconstruction.png", cfg.trainer.preview_samples)],
-        log_every_n_steps=cfg.trainer.log_every_n_steps,
-        gradient_clip_val=cfg.optim.grad_clip,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=run_dir,
-    )
-    n_params = sum(p.numel() for p in module.model.parameters())
-    log.info(
-        "run %s: %s on %s, %.1fM parameters, lr %.2e, %d steps of %d samples",
-        run_dir, cfg.description or cfg.modality, accelerator, n_params / 1e6, module.base_lr, cfg.trainer.max_steps, cfg.data.batch_size,
-    )
-    started = time.perf_counter()
-    trainer.fit(module, train_dataloaders=loader)
-    return RunResult(run_dir, trainer.global_step, progress.first_loss, progress.last_loss, time.perf_counter() - started)
+    with ray_session(ray_address):
+        import ray
+        import ray.train
+        from ray.train.torch import TorchTrainer
+
+        from omnimask.orchestration.worker import train_loop
+
+        s = cfg.scaling
+        use_gpu = s.use_gpu if s.use_gpu is not None else ray.cluster_resources().get("GPU", 0) > 0
+        trainer = TorchTrainer(
+            train_loop,
+            train_loop_config={"recipe": to_dict(cfg), "run_dir": str(run_dir), "use_gpu": use_gpu},
+            scaling_config=ray.train.ScalingConfig(
+                num_workers=s.num_workers,
+                use_gpu=use_gpu,
+                resources_per_worker={"CPU": s.cpus_per_worker, **s.resources_per_worker},
+            ),
+            run_config=ray.train.RunConfig(
+                name=name,
+                storage_path=cfg.run.storage or str(Path(cfg.run.dir).resolve()),
+                failure_config=ray.train.FailureConfig(max_failures=cfg.run.max_failures),
+                checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.trainer.keep_checkpoints),
+            ),
+        )
+        started = time.perf_counter()
+        result = trainer.fit()
+        if result.error is not None:
+            raise result.error
+    summary = json.loads((run_dir / "summary.json").read_text())
+    log.info("run %s finished: %d steps, latest checkpoint %s", name, summary["steps"], result.checkpoint.path if result.checkpoint else None)
+    return RunResult(run_dir, summary["steps"], summary["first_loss"], summary["last_loss"], time.perf_counter() - started, summary)

@@ -31,7 +31,7 @@ def ray_session(address: Optional[str] = None, num_cpus: Optional[int] = None) -
         log.info("joined the Ray cluster at %s", address)
     else:
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=True, configure_logging=False)
+        ray.init(num_cpus=num_cpus, include_dashboard=True, log_to_driver=True, configure_logging=False)
         log.info("started a local Ray instance with %s CPUs", ray.cluster_resources().get("CPU"))
     try:
         yield

@@ -10,7 +10,8 @@ derived from ``(seed, epoch, sample key)``, so a sample's augmentation and mask
 do not depend on which worker or rank reads it.
 
 The stream runs over epochs until the trainer stops, so a loader worker is
-started once per run.
+started once per run. On resume each worker skips, without decoding, the
+samples it delivered before the checkpoint.
 """
 
 from __future__ import annotations
@@ -78,6 +79,8 @@ class ShardStream(IterableDataset):
         world_size: int = 1,
         start_epoch: int = 0,
         epochs: Optional[int] = None,
+        resume_batches: int = 0,
+        batch_size: int = 1,
     ):
         self.root = Path(path)
         self.manifest = Manifest.load(self.root)
@@ -94,6 +97,7 @@ class ShardStream(IterableDataset):
         self.seed, self.shuffle_buffer = seed, shuffle_buffer
         self.rank, self.world_size = rank, world_size
         self.start_epoch, self.epochs = start_epoch, epochs
+        self.resume_batches, self.batch_size = resume_batches, batch_size
         self.decode_failures = 0
 
     def consumer(self) -> tuple[int, int]:
@@ -129,10 +133,25 @@ class ShardStream(IterableDataset):
         g.shuffle(buf)  # type: ignore[arg-type]
         yield from buf
 
+    def samples_to_skip(self) -> int:
+        """Samples this consumer already delivered before ``resume_batches`` batches of its rank.
+
+        A DataLoader with K workers takes batch ``i`` from worker ``i % K``, so
+        worker ``w`` made ``ceil((resume_batches - w) / K)`` of them.
+        """
+        info = get_worker_info()
+        workers, worker = (info.num_workers, info.id) if info else (1, 0)
+        made = max(0, -(-(self.resume_batches - worker) // workers))
+        return made * self.batch_size
+
     def __iter__(self) -> Iterator[dict[str, Any]]:
         epochs = itertools.count(self.start_epoch) if self.epochs is None else range(self.start_epoch, self.start_epoch + self.epochs)
+        skip = self.samples_to_skip()
         for epoch in epochs:
             for shard, (key, members) in self.shuffled(epoch):
+                if skip:  # resuming: pass over what was delivered before, without decoding it
+                    skip -= 1
+                    continue
                 try:
                     out = self.pipeline(key, members, epoch)
                 except Exception as e:  # a bad sample is reported, not fatal
@@ -154,9 +173,18 @@ def build_loader(
     prefetch_factor: int = 4,
     pin_memory: bool = False,
     epochs: Optional[int] = None,
+    resume_batches: int = 0,
 ) -> DataLoader:
-    """A DataLoader of :func:`collate` batches over the shard directory ``path``."""
-    stream = ShardStream(path, SamplePipeline(recipe, seed), seed, shuffle_buffer, rank, world_size, epochs=epochs)
+    """A DataLoader of :func:`collate` batches over the shard directory ``path``.
+
+    ``resume_batches``: batches this rank already trained on (from a checkpoint);
+    the stream continues exactly after them when the world size, the number of
+    loader workers and the batch size are those of the checkpointed run.
+    """
+    stream = ShardStream(
+        path, SamplePipeline(recipe, seed), seed, shuffle_buffer, rank, world_size,
+        epochs=epochs, resume_batches=resume_batches, batch_size=batch_size,
+    )
     return DataLoader(
         stream,
         batch_size=batch_size,

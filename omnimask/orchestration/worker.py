@@ -1,0 +1,174 @@
+"""The training loop each Ray Train worker runs (one DDP rank).
+
+It rebuilds the recipe from the config, streams its rank's share of the shards,
+and trains the shared :class:`MaskedModelingModule` with Lightning's DDP
+strategy over Ray's process group. When Ray Train hands it a checkpoint (on
+``--resume`` or after a worker failure) it restores model, optimizer,
+scheduler and step from it, and the loader continues after the batches that
+step had consumed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import pytorch_lightning as pl
+import torch
+
+from omnimask.config import RecipeConfig, from_dict
+from omnimask.models.module import MaskedModelingModule
+from omnimask.models.recipe import Recipe
+from omnimask.orchestration.callbacks import FailOnce, ProgressLog, RayTrainReport, ReconstructionPreview, SampleTrace
+from omnimask.orchestration.logs import setup_logging
+from omnimask.pipelines.loader import build_loader
+
+log = logging.getLogger("omnimask.train")
+
+
+def resolve_precision(cfg: RecipeConfig, accelerator: str) -> str:
+    if cfg.trainer.precision != "auto":
+        return cfg.trainer.precision
+    return "bf16-mixed" if accelerator == "gpu" else "32-true"
+
+
+def weights_digest(module: torch.nn.Module) -> str:
+    """sha256 over all parameters (float32 bytes, in name order): equal digests, equal weights."""
+    h = hashlib.sha256()
+    for name, p in sorted(module.named_parameters()):
+        h.update(name.encode())
+        h.update(p.detach().float().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def checkpoint_data_state(path: Path) -> dict[str, Any]:
+    """The step and data layout stored in a Lightning checkpoint (loaded with ``weights_only=True``)."""
+    state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    return {"step": int(state["global_step"]), **state.get("omnimask_data", {})}
+
+
+def resume_batches(saved: dict[str, Any], layout: dict[str, Any]) -> int:
+    """Batches per rank to skip after a resume; exact when the data layout is unchanged."""
+    step = saved["step"]
+    old = {k: saved.get(k) for k in layout}
+    if old == layout:
+        return step
+    log.warning(
+        "resuming with a different data layout (%s, checkpoint had %s): the loader continues at the same "
+        "number of samples per rank, not the exact sample order", layout, old,
+    )
+    return step * saved.get("world_size", layout["world_size"]) * saved.get("batch_size", layout["batch_size"]) // (
+        layout["world_size"] * layout["batch_size"]
+    )
+
+
+def train_loop(config: dict[str, Any]) -> None:
+    """``train_loop_per_worker`` of the TorchTrainer."""
+    import ray.train
+    from ray.train.lightning import RayDDPStrategy, RayLightningEnvironment, prepare_trainer
+
+    setup_logging()
+    cfg: RecipeConfig = from_dict(RecipeConfig, config["recipe"])
+    run_dir = Path(config["run_dir"])
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    accelerator = "gpu" if config["use_gpu"] else "cpu"
+    pl.seed_everything(cfg.seed, workers=False, verbose=False)
+
+    layout = {
+        "world_size": world,
+        "num_workers": cfg.data.num_workers,
+        "batch_size": cfg.data.batch_size,
+        "seed": cfg.seed,
+    }
+    ckpt_path: Optional[Path] = None
+    skip = 0
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as d:
+            local = Path(tempfile.mkdtemp(prefix="omnimask-restore-")) / RayTrainReport.CHECKPOINT_NAME
+            local.write_bytes((Path(d) / RayTrainReport.CHECKPOINT_NAME).read_bytes())
+        ckpt_path = local
+        saved = checkpoint_data_state(local)
+        skip = resume_batches(saved, layout)
+        if rank == 0:
+            log.info("resuming from %s at step %d", checkpoint.path, saved["step"])
+
+    recipe = Recipe.from_config(cfg)
+    loader = build_loader(
+        recipe,
+        cfg.data.path,  # type: ignore[arg-type]
+        batch_size=cfg.data.batch_size,
+        num_workers=cfg.data.num_workers,
+        seed=cfg.seed,
+        shuffle_buffer=cfg.data.shuffle_buffer,
+        rank=rank,
+        world_size=world,
+        prefetch_factor=cfg.data.prefetch_factor,
+        pin_memory=cfg.data.pin_memory and accelerator == "gpu",
+        resume_batches=skip,
+    )
+    module = MaskedModelingModule(recipe, global_batch_size=cfg.data.batch_size * world, data_layout=layout)
+    progress = ProgressLog(cfg.trainer.log_every_n_steps, cfg.data.batch_size * world)
+    scratch = Path(tempfile.mkdtemp(prefix=f"omnimask-ckpt-rank{rank}-"))
+    callbacks: list[pl.Callback] = [
+        progress,
+        RayTrainReport(cfg.trainer.log_every_n_steps, cfg.trainer.checkpoint_every_n_steps, scratch),
+        ReconstructionPreview(run_dir / "reconstruction.png", cfg.trainer.preview_samples),
+    ]
+    if cfg.data.trace:
+        callbacks.append(SampleTrace(run_dir / f"trace-rank{rank}.jsonl", rank))
+    if cfg.trainer.fail_at_step is not None:
+        callbacks.append(FailOnce(cfg.trainer.fail_at_step, run_dir / ".injected-failure"))
+    from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+
+    trainer = pl.Trainer(
+        max_steps=cfg.trainer.max_steps,
+        accelerator=accelerator,
+        devices="auto",
+        strategy=RayDDPStrategy(find_unused_parameters=False),
+        plugins=[RayLightningEnvironment()],
+        precision=resolve_precision(cfg, accelerator),  # type: ignore[arg-type]
+        logger=[
+            CSVLogger(run_dir, name="", version=""),
+            TensorBoardLogger(run_dir, name="", version="tensorboard", default_hp_metric=False),
+        ],
+        callbacks=callbacks,
+        log_every_n_steps=cfg.trainer.log_every_n_steps,
+        gradient_clip_val=cfg.optim.grad_clip,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        use_distributed_sampler=False,
+        default_root_dir=run_dir,
+    )
+    trainer = prepare_trainer(trainer)
+    if rank == 0:
+        n_params = sum(p.numel() for p in module.model.parameters())
+        log.info(
+            "run %s: %s, %d worker(s) on %s, %.1fM parameters, lr %.2e, %d steps of %d samples per rank",
+            run_dir, cfg.description or cfg.modality, world, accelerator, n_params / 1e6, module.base_lr,
+            cfg.trainer.max_steps, cfg.data.batch_size,
+        )
+    started = time.perf_counter()
+    trainer.fit(module, train_dataloaders=loader, ckpt_path=ckpt_path, weights_only=True)
+    digests = [None] * world
+    torch.distributed.all_gather_object(digests, weights_digest(module.model))
+    if rank == 0:
+        summary = {
+            "steps": trainer.global_step,
+            "world_size": world,
+            "first_loss": progress.first_loss,
+            "last_loss": progress.last_loss,
+            "seconds": round(time.perf_counter() - started, 3),
+            "resumed_from_step": saved["step"] if checkpoint is not None else None,
+            "weights_digest_per_rank": digests,
+        }
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        if len(set(digests)) != 1:
+            log.error("ranks ended with different weights: %s", digests)
