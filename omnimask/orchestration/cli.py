@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from typing import Optional
 
@@ -64,6 +65,22 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_submit(args: argparse.Namespace) -> int:
+    from omnimask.orchestration.submit import pretrain_entrypoint, submit
+
+    load_recipe(args.config, args.overrides)  # fail here, not on the cluster, if the config is wrong
+    extra = ["--resume"] if args.resume else []
+    if args.num_workers is not None:
+        extra += ["--num-workers", str(args.num_workers)]
+    runtime_env = json.loads(args.runtime_env_json) if args.runtime_env_json else {}
+    if args.working_dir:
+        runtime_env["working_dir"] = args.working_dir
+    entrypoint = pretrain_entrypoint(args.config, args.overrides, args.name, extra)
+    _, status = submit(args.address, entrypoint, runtime_env, follow=not args.no_wait, timeout_s=args.timeout)
+    print(f"job status: {status}")
+    return 0 if args.no_wait or status == "SUCCEEDED" else 1
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from omnimask.orchestration.demo import run_demo
 
@@ -99,6 +116,19 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     pt.set_defaults(func=cmd_pretrain)
 
+    sb = sub.add_parser("submit", help="submit `omnimask pretrain CONFIG ...` as a Ray job, stream its logs, return its status")
+    sb.add_argument("config", help="recipe YAML path (as seen from the job's working directory) or recipe name")
+    sb.add_argument("overrides", nargs="*", help="dotted overrides passed to the job")
+    sb.add_argument("--address", required=True, help="the cluster's dashboard address, e.g. http://127.0.0.1:8265")
+    sb.add_argument("--name", default=None, help="run name")
+    sb.add_argument("--resume", action="store_true", help="continue run NAME from its latest checkpoint")
+    sb.add_argument("--num-workers", type=int, default=None, help="Ray Train workers")
+    sb.add_argument("--working-dir", default=None, help="upload this directory as the job's working directory")
+    sb.add_argument("--runtime-env-json", default=None, help="a Ray runtime environment as JSON")
+    sb.add_argument("--no-wait", action="store_true", help="return right after submitting")
+    sb.add_argument("--timeout", type=float, default=None, help="stop the job after this many seconds")
+    sb.set_defaults(func=cmd_submit)
+
     dm = sub.add_parser("demo", help="offline end-to-end demo: sample photos -> shards -> tiny MAE -> reconstructions")
     dm.add_argument("--workdir", default="demo_out", help="where the demo writes its data and run")
     dm.add_argument("--steps", type=int, default=None, help="training steps (default: the tiny recipe's)")
@@ -110,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[list[str]] = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    if extra and args.command == "pretrain" and not any(e.startswith("-") for e in extra):
+    if extra and args.command in ("pretrain", "submit") and not any(e.startswith("-") for e in extra):
         args.overrides += extra  # overrides given after --name/--print-config
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")

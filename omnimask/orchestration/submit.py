@@ -1,0 +1,68 @@
+"""``omnimask submit``: run ``omnimask pretrain`` as a Ray job and follow it.
+
+Submits through the Jobs SDK to the cluster's dashboard address, streams the
+job's logs to stdout and returns its final status. The entrypoint is the same
+``omnimask pretrain ...`` command line you would run on the cluster, so the
+cluster's Python environment must have omnimask installed, or ``--working-dir``
+with a runtime environment must bring it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shlex
+import sys
+import time
+from typing import Any, Optional
+
+log = logging.getLogger("omnimask.submit")
+
+TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
+
+
+def pretrain_entrypoint(config: str, overrides: list[str], name: Optional[str], extra: list[str]) -> str:
+    args = ["omnimask", "pretrain", config, *overrides, *extra]
+    if name:
+        args += ["--name", name]
+    return shlex.join(args)
+
+
+def submit(
+    address: str,
+    entrypoint: str,
+    runtime_env: Optional[dict[str, Any]] = None,
+    follow: bool = True,
+    timeout_s: Optional[float] = None,
+) -> tuple[str, str]:
+    """Submit ``entrypoint``; with ``follow``, stream logs until it ends. Returns ``(job_id, status)``."""
+    from ray.job_submission import JobSubmissionClient
+
+    client = JobSubmissionClient(address)
+    job_id = client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env or None)
+    log.info("submitted job %s to %s: %s", job_id, address, entrypoint)
+    if not follow:
+        return job_id, str(client.get_job_status(job_id))
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+
+    async def stream() -> None:
+        async for lines in client.tail_job_logs(job_id):
+            sys.stdout.write(lines)
+            sys.stdout.flush()
+
+    try:
+        asyncio.run(asyncio.wait_for(stream(), timeout=timeout_s))
+    except asyncio.TimeoutError:
+        pass
+    while True:  # the log stream can end a moment before the status turns final
+        status = str(client.get_job_status(job_id)).split(".")[-1]
+        if status in TERMINAL:
+            break
+        if deadline is not None and time.monotonic() > deadline:
+            log.error("job %s still %s after %.0fs; stopping it", job_id, status, timeout_s)
+            client.stop_job(job_id)
+            status = "STOPPED"
+            break
+        time.sleep(1.0)
+    log.info("job %s %s", job_id, status)
+    return job_id, status

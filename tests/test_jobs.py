@@ -1,0 +1,115 @@
+"""A real Ray head with its dashboard; pretraining submitted as Ray jobs (Jobs SDK and `omnimask submit`)."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import make_image_folder
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def head():
+    """`ray start --head --block` on free ports; SIGTERM stops it with every process it started."""
+    port, dash = free_port(), free_port()
+    temp = tempfile.mkdtemp(prefix="rayj", dir="/tmp")
+    env = dict(os.environ, RAY_AUTH_MODE="disabled", PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
+    proc = subprocess.Popen(
+        [str(BIN / "ray"), "start", "--head", "--block", f"--port={port}", "--num-cpus=2", "--include-dashboard=true",
+         f"--dashboard-port={dash}", "--dashboard-host=127.0.0.1", "--disable-usage-stats", f"--temp-dir={temp}"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    address = f"http://127.0.0.1:{dash}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            urllib.request.urlopen(f"{address}/api/version", timeout=2).read()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError("the Ray head did not come up")
+            time.sleep(1)
+    yield address
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    left = subprocess.run(["pgrep", "-f", temp], capture_output=True, text=True).stdout.split()
+    for pid in left:
+        os.kill(int(pid), signal.SIGKILL)
+    assert not left, f"Ray processes outlived the head: {left}"
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    root = tmp_path_factory.mktemp("jobs")
+    make_image_folder(root / "raw", n_good=16, seed=9, with_bad=False)
+    env = dict(os.environ, RAY_AUTH_MODE="disabled")
+    subprocess.run([sys.executable, "-m", "omnimask.orchestration.cli", "preprocess", "image", "--input", str(root / "raw"),
+                    "--output", str(root / "shards"), "--samples-per-shard", "8", "--num-cpus", "2"], env=env, check=True,
+                   capture_output=True)
+    return root
+
+
+def overrides(root: Path, run_dir: Path) -> list[str]:
+    return [f"data.path={root / 'shards'}", f"run.dir={run_dir}", "model.tokenizer.image_size=32", "model.encoder.depth=1",
+            "model.head.depth=1", "data.batch_size=4", "data.num_workers=0", "trainer.max_steps=4",
+            "trainer.checkpoint_every_n_steps=2", "trainer.log_every_n_steps=2"]
+
+
+def test_pretrain_job_through_the_jobs_sdk(head, shards, tmp_path):
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    client = JobSubmissionClient(head)
+    entry = " ".join(["omnimask", "pretrain", "mae_image_tiny", *overrides(shards, tmp_path), "--name", "sdk"])
+    job = client.submit_job(entrypoint=entry)
+    deadline = time.monotonic() + 300
+    while (status := client.get_job_status(job)) not in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED):
+        assert time.monotonic() < deadline, f"job still {status}"
+        time.sleep(2)
+    assert status == JobStatus.SUCCEEDED, client.get_job_logs(job)[-3000:]
+    assert (tmp_path / "sdk" / "checkpoint-step0000004" / "checkpoint.ckpt").is_file()
+    assert "trained 4 steps" in client.get_job_logs(job)
+
+
+def test_omnimask_submit_streams_logs_and_returns_status(head, shards, tmp_path):
+    env = dict(os.environ, RAY_AUTH_MODE="disabled")
+    cmd = [sys.executable, "-m", "omnimask.orchestration.cli", "submit", "mae_image_tiny", *overrides(shards, tmp_path),
+           "--name", "cli", "--address", head, "--timeout", "300"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "trained 4 steps" in proc.stdout and "job status: SUCCEEDED" in proc.stdout
+    assert (tmp_path / "cli" / "checkpoint-step0000004" / "checkpoint.ckpt").is_file()
+
+    bad = subprocess.run([*cmd[:-6], "trainer.max_steps=4", "data.path=/nonexistent", "--name", "bad", "--address", head,
+                          "--timeout", "300"], env=env, capture_output=True, text=True, timeout=400)
+    assert bad.returncode == 1 and "job status: FAILED" in bad.stdout
+
+
+def test_ray_job_submit_cli_with_working_dir(head, shards, tmp_path):
+    """The README's command: `ray job submit --working-dir . -- omnimask pretrain configs/...`."""
+    repo = Path(__file__).resolve().parent.parent
+    env = dict(os.environ, RAY_AUTH_MODE="disabled", PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
+    cmd = [str(BIN / "ray"), "job", "submit", "--address", head, "--working-dir", str(repo), "--",
+           "omnimask", "pretrain", "configs/mae_image_tiny.yaml", *overrides(shards, tmp_path), "--name", "raycli"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400, cwd=repo)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "trained 4 steps" in proc.stdout and "succeeded" in proc.stdout.lower()
+    assert (tmp_path / "raycli" / "checkpoint-step0000004" / "checkpoint.ckpt").is_file()
