@@ -74,6 +74,8 @@ class DataConfig:
     """Modality-specific augmentation parameters (image: scale, ratio, hflip)."""
     prefetch_factor: int = 4
     pin_memory: bool = True
+    loader: Literal["torch", "ray"] = "torch"
+    """``torch``: DataLoader workers on each trainer; ``ray``: Ray Data tasks anywhere in the cluster."""
     trace: bool = False
     """Write ``trace-rank{R}.jsonl`` (one line per sample consumed: step, rank, index, key) to the run."""
 

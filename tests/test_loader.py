@@ -84,3 +84,27 @@ def test_loader_refuses_a_shard_of_the_wrong_size(image_dataset, tmp_path):
         assert shard.name in str(e) and "manifest says" in str(e)
     else:
         raise AssertionError("a truncated shard was accepted")
+
+
+def test_ray_ingest_pipeline_gives_the_torch_loader_samples(image_dataset):
+    """data.loader=ray runs the same SamplePipeline: same tokens, masks and targets per (key, epoch)."""
+    import json as _json
+
+    import numpy as np
+
+    from omnimask.config import to_dict
+    from omnimask.pipelines.ray_ingest import read_shard_rows, run_pipeline
+
+    cfg = load_recipe("mae_image_tiny", OVERRIDES)
+    m = image_dataset["manifest"]
+    rows = read_shard_rows({"epoch": 1, "shard": str(image_dataset["shards"] / m.shards[0].path), "format": m.format})
+    batch = {k: np.array([r[k] for r in rows], dtype=object) for k in rows[0]}
+    out = run_pipeline(batch, recipe_json=_json.dumps(to_dict(cfg)))
+    assert out["tokens"].dtype == np.uint8 and out["mask"].dtype == np.bool_ and out["target"].dtype == np.uint8
+    pipe = SamplePipeline(Recipe.from_config(cfg), cfg.seed)
+    for i, r in enumerate(rows):
+        ref = pipe(r["key"], {r["ext"]: r["data"], "json": r["json"]}, 1)
+        assert out["key"][i] == r["key"]
+        assert torch.equal(torch.from_numpy(out["tokens"][i]), ref["tokens"])
+        assert torch.equal(torch.from_numpy(out["mask"][i]), ref["mask"])
+        assert torch.equal(torch.from_numpy(out["target"][i]), ref["target"])

@@ -65,3 +65,15 @@ def test_failure_recovery_and_resume_continue_exactly(shards, tmp_path):
     assert plain.last_loss == recovered.last_loss == resumed.last_loss
     kept = sorted(p.name for p in plain.run_dir.glob("checkpoint-step*"))
     assert kept == ["checkpoint-step0000004", "checkpoint-step0000008"]
+
+
+def test_ray_data_loader_trains_on_two_workers(shards, tmp_path):
+    """data.loader=ray: Ray Data tasks decode/tokenize/mask; two trainers at 0.5 CPU each on 2 CPUs."""
+    result = train(shards, tmp_path, "raydata", "data.loader=ray", "scaling.num_workers=2", "scaling.cpus_per_worker=0.5",
+                   "trainer.max_steps=3", "data.trace=true")
+    assert result.steps == 3
+    digests = result.summary["weights_digest_per_rank"]
+    assert len(digests) == 2 and digests[0] == digests[1]
+    for rank in (0, 1):
+        lines = [json.loads(l) for l in (result.run_dir / f"trace-rank{rank}.jsonl").read_text().splitlines()]
+        assert len(lines) == 12 and len({l["key"] for l in lines}) == 12

@@ -79,8 +79,14 @@ def pretrain(cfg: RecipeConfig, name: Optional[str] = None, resume: bool = False
 
         s = cfg.scaling
         use_gpu = s.use_gpu if s.use_gpu is not None else ray.cluster_resources().get("GPU", 0) > 0
+        datasets = {}
+        if cfg.data.loader == "ray":
+            from omnimask.pipelines.ray_ingest import build_ray_dataset
+
+            datasets["train"] = build_ray_dataset(cfg, s.num_workers)
         trainer = TorchTrainer(
             train_loop,
+            datasets=datasets or None,
             train_loop_config={"recipe": to_dict(cfg), "run_dir": str(run_dir), "use_gpu": use_gpu},
             scaling_config=ray.train.ScalingConfig(
                 num_workers=s.num_workers,

@@ -27,6 +27,7 @@ from omnimask.models.recipe import Recipe
 from omnimask.orchestration.callbacks import FailOnce, ProgressLog, RayTrainReport, ReconstructionPreview, SampleTrace
 from omnimask.orchestration.logs import setup_logging
 from omnimask.pipelines.loader import build_loader
+from omnimask.pipelines.ray_ingest import RayShardBatches
 
 log = logging.getLogger("omnimask.train")
 
@@ -81,6 +82,7 @@ def train_loop(config: dict[str, Any]) -> None:
     pl.seed_everything(cfg.seed, workers=False, verbose=False)
 
     layout = {
+        "loader": cfg.data.loader,
         "world_size": world,
         "num_workers": cfg.data.num_workers,
         "batch_size": cfg.data.batch_size,
@@ -100,19 +102,23 @@ def train_loop(config: dict[str, Any]) -> None:
             log.info("resuming from %s at step %d", checkpoint.path, saved["step"])
 
     recipe = Recipe.from_config(cfg)
-    loader = build_loader(
-        recipe,
-        cfg.data.path,  # type: ignore[arg-type]
-        batch_size=cfg.data.batch_size,
-        num_workers=cfg.data.num_workers,
-        seed=cfg.seed,
-        shuffle_buffer=cfg.data.shuffle_buffer,
-        rank=rank,
-        world_size=world,
-        prefetch_factor=cfg.data.prefetch_factor,
-        pin_memory=cfg.data.pin_memory and accelerator == "gpu",
-        resume_batches=skip,
-    )
+    loader: Any
+    if cfg.data.loader == "ray":
+        loader = RayShardBatches(ray.train.get_dataset_shard("train"), cfg.data.batch_size, resume_batches=skip)
+    else:
+        loader = build_loader(
+            recipe,
+            cfg.data.path,  # type: ignore[arg-type]
+            batch_size=cfg.data.batch_size,
+            num_workers=cfg.data.num_workers,
+            seed=cfg.seed,
+            shuffle_buffer=cfg.data.shuffle_buffer,
+            rank=rank,
+            world_size=world,
+            prefetch_factor=cfg.data.prefetch_factor,
+            pin_memory=cfg.data.pin_memory and accelerator == "gpu",
+            resume_batches=skip,
+        )
     module = MaskedModelingModule(recipe, global_batch_size=cfg.data.batch_size * world, data_layout=layout)
     progress = ProgressLog(cfg.trainer.log_every_n_steps, cfg.data.batch_size * world)
     scratch = Path(tempfile.mkdtemp(prefix=f"omnimask-ckpt-rank{rank}-"))

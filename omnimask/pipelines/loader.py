@@ -50,6 +50,14 @@ class SamplePipeline:
         mask = self.masker(self.layout, derive_seed(self.seed, epoch, key, "mask"))
         return {"key": key, "tokens": tokens, "mask": mask, "target": self.target(tokens, mask)}
 
+    def try_call(self, key: str, members: dict[str, bytes], epoch: int, shard: str) -> Optional[dict[str, Any]]:
+        """Like calling the pipeline, but a sample that fails is logged (shard, key, reason) and gives None."""
+        try:
+            return self(key, members, epoch)
+        except Exception as e:  # a bad sample is reported, not fatal
+            log.warning("skipping sample %s in shard %s: %s: %s", key, shard, type(e).__name__, e)
+            return None
+
 
 def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
     """Stack samples: ``tokens [B, N, D]``, ``mask [B, N]``, ``target [B, N_h, ...]``, ``keys``, ``num_hidden``."""
@@ -152,11 +160,9 @@ class ShardStream(IterableDataset):
                 if skip:  # resuming: pass over what was delivered before, without decoding it
                     skip -= 1
                     continue
-                try:
-                    out = self.pipeline(key, members, epoch)
-                except Exception as e:  # a bad sample is reported, not fatal
+                out = self.pipeline.try_call(key, members, epoch, shard)
+                if out is None:
                     self.decode_failures += 1
-                    log.warning("skipping sample %s in shard %s: %s: %s", key, shard, type(e).__name__, e)
                     continue
                 yield out
 

@@ -1,0 +1,116 @@
+"""``data.loader: ray``: samples decoded, tokenized, masked and targeted by Ray Data tasks.
+
+The driver builds one streaming dataset for the whole run::
+
+    (epoch, shard) rows        epochs x shards in the same seeded order as the torch loader
+      -> flat_map(read shard)  one row per sample: key, ext, data, json, epoch
+      -> map_batches(pipeline) CPU tasks anywhere in the cluster: tokens, mask, target (numpy)
+
+and hands it to the TorchTrainer; each worker reads its share through
+``ray.train.get_dataset_shard("train")`` (Ray Data's ``streaming_split``, equal
+sizes). The preprocessing CPUs need not be on the training nodes. Batches have
+exactly the layout of the torch loader (:func:`omnimask.pipelines.loader.collate`).
+
+Crops and masks are seeded by ``(seed, epoch, key)`` as in the torch loader;
+the order in which a worker receives samples depends on Ray Data's scheduling,
+so a resume continues after the same number of batches, not the same samples.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+from omnimask.config import RecipeConfig, from_dict, to_dict
+from omnimask.pipelines.formats import iter_shard
+from omnimask.pipelines.manifest import Manifest
+from omnimask.seeding import rng
+
+
+def build_ray_dataset(cfg: RecipeConfig, world_size: int) -> Any:
+    """The run's streaming dataset: enough epochs for ``trainer.max_steps`` on ``world_size`` ranks."""
+    import ray.data
+
+    root = Path(cfg.data.path).resolve()  # type: ignore[arg-type]
+    manifest = Manifest.load(root)
+    needed = cfg.trainer.max_steps * cfg.data.batch_size * world_size
+    epochs = math.ceil(needed / max(1, manifest.num_samples)) + 1
+    units = [
+        {"epoch": epoch, "shard": str(root / manifest.shards[i].path), "format": manifest.format}
+        for epoch in range(epochs)
+        for i in rng(cfg.seed, epoch, "shard_order").permutation(len(manifest.shards))
+    ]
+    recipe_json = json.dumps(to_dict(cfg))
+    return (
+        ray.data.from_items(units, override_num_blocks=len(units))
+        .flat_map(read_shard_rows)
+        .map_batches(
+            run_pipeline,
+            fn_kwargs={"recipe_json": recipe_json},
+            batch_size=cfg.data.batch_size,
+            batch_format="numpy",
+            num_cpus=1,
+        )
+    )
+
+
+def read_shard_rows(unit: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per sample of a shard: ``key, ext, data, json, epoch, shard``."""
+    rows = []
+    for key, members in iter_shard(unit["format"], Path(unit["shard"])):
+        ext = next(e for e in members if e != "json")
+        rows.append({"key": key, "ext": ext, "data": members[ext], "json": members.get("json", b"{}"), "epoch": unit["epoch"], "shard": unit["shard"]})
+    return rows
+
+
+@functools.lru_cache(maxsize=4)
+def _pipeline(recipe_json: str) -> Any:
+    from omnimask.models.recipe import Recipe
+    from omnimask.pipelines.loader import SamplePipeline
+
+    cfg = from_dict(RecipeConfig, json.loads(recipe_json))
+    return SamplePipeline(Recipe.from_config(cfg), cfg.seed)
+
+
+def run_pipeline(batch: dict[str, np.ndarray], recipe_json: str) -> dict[str, np.ndarray]:
+    """Ray Data map_batches function: raw samples -> stacked tokens, masks, compact targets, keys."""
+    pipeline = _pipeline(recipe_json)
+    rows = zip(batch["key"], batch["ext"], batch["data"], batch["json"], batch["epoch"], batch["shard"])
+    out = [o for key, ext, data, meta, epoch, shard in rows
+           if (o := pipeline.try_call(str(key), {str(ext): bytes(data), "json": bytes(meta)}, int(epoch), str(shard))) is not None]
+    return {
+        "key": np.array([o["key"] for o in out]),
+        "tokens": np.stack([o["tokens"].numpy() for o in out]),
+        "mask": np.stack([o["mask"].numpy() for o in out]),
+        "target": np.stack([o["target"].numpy() for o in out]),
+    }
+
+
+class RayShardBatches:
+    """Batches from a worker's dataset shard, in the torch loader's layout; skips ``resume_batches``."""
+
+    def __init__(self, shard: Any, batch_size: int, resume_batches: int = 0, prefetch_batches: int = 2):
+        self.shard, self.batch_size = shard, batch_size
+        self.resume_batches, self.prefetch_batches = resume_batches, prefetch_batches
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        batches = self.shard.iter_batches(
+            batch_size=self.batch_size, batch_format="numpy", drop_last=True, prefetch_batches=self.prefetch_batches
+        )
+        for i, b in enumerate(batches):
+            if i < self.resume_batches:
+                continue
+            mask = torch.from_numpy(b["mask"])
+            yield {
+                "keys": [str(k) for k in b["key"]],
+                "tokens": torch.from_numpy(b["tokens"]),
+                "mask": mask,
+                "target": torch.from_numpy(b["target"]),
+                "num_hidden": int(mask[0].sum()),
+            }
