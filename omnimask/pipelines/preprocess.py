@@ -71,14 +71,22 @@ def preprocess(
         for i, start in enumerate(range(0, len(inputs), samples_per_shard))
     ]
     task = _UnitTask(modality, fmt, dataclasses.asdict(opts), str(out.resolve()), classes)
-    started = time.perf_counter()
     with ray_session(ray_address, num_cpus):
         import ray.data
 
+        started = time.perf_counter()
         rows = [{"unit": json.dumps(u)} for u in units]
-        ds = ray.data.from_items(rows, override_num_blocks=len(rows)).map(task, num_cpus=1)
-        reports = sorted((json.loads(r["report"]) for r in ds.take_all()), key=lambda r: r["index"])
+        ctx = ray.data.DataContext.get_current()
+        reserving = ctx.op_resource_reservation_enabled
+        # One operator: Ray Data's per-operator reservation would hold it to half the CPUs.
+        ctx.op_resource_reservation_enabled = False
+        try:
+            ds = ray.data.from_items(rows, override_num_blocks=len(rows)).map(task, num_cpus=1)
+            reports = sorted((json.loads(r["report"]) for r in ds.take_all()), key=lambda r: r["index"])
+        finally:
+            ctx.op_resource_reservation_enabled = reserving
     elapsed = time.perf_counter() - started
+    busy = sum(r["task"]["end"] - r["task"]["start"] for r in reports)
 
     quarantine = [q for r in reports for q in r["quarantine"]]
     shards = [ShardInfo(**r["shard"]) for r in reports if r["shard"] is not None]
@@ -97,6 +105,8 @@ def preprocess(
             "samples_per_shard": samples_per_shard,
             "options": dataclasses.asdict(opts),
             "seconds": round(elapsed, 3),
+            "task_seconds": round(busy, 3),
+            "workers": len({r["task"]["pid"] for r in reports}),
         },
     )
     if manifest.num_inputs != len(inputs):
@@ -133,6 +143,7 @@ def write_unit(
     unit: dict[str, Any], modality: str, fmt: str, options: dict[str, Any], out_dir: Path, classes: list[str]
 ) -> dict[str, Any]:
     """Encode the inputs of one unit into shard ``shard-{index:06d}``; report counts and quarantine."""
+    started = time.time()
     mod: Modality = registry.lookup("modality", modality)()
     opts = from_dict(mod.IngestConfig, options, "preprocess")
     label_index = {c: i for i, c in enumerate(classes)}
@@ -166,4 +177,7 @@ def write_unit(
     if writer is not None:
         writer.close()
         shard = {"path": path.name, "num_samples": count, "bytes": os.path.getsize(path), "sha256": file_sha256(path)}
-    return {"index": unit["index"], "num_inputs": len(unit["inputs"]), "shard": shard, "quarantine": quarantine}
+    return {
+        "index": unit["index"], "num_inputs": len(unit["inputs"]), "shard": shard, "quarantine": quarantine,
+        "task": {"pid": os.getpid(), "start": started, "end": time.time()},
+    }
