@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -77,7 +78,8 @@ def run_demo(workdir: str | Path = "demo_out", steps: Optional[int] = None, num_
     n = build_demo_images(raw, num_crops)
     log.info("wrote %d demo input files (crops of scikit-image sample photos, 3 broken on purpose) to %s", n, raw)
     manifest = preprocess("image", raw, shards, samples_per_shard=64, overwrite=True)
-    overrides = [f"data.path={shards}", f"run.dir={workdir / 'runs'}"]
+    # one Ray Train worker with every local CPU, so that torch uses them all
+    overrides = [f"data.path={shards}", f"run.dir={workdir / 'runs'}", f"scaling.cpus_per_worker={os.cpu_count() or 1}"]
     if steps is not None:
         overrides.append(f"trainer.max_steps={steps}")
     cfg = load_recipe("mae_image_tiny", overrides)
