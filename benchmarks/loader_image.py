@@ -98,7 +98,7 @@ def main() -> None:
 
     from omnimask.config import load_recipe
     from omnimask.models.recipe import Recipe
-    from omnimask.pipelines.loader import SamplePipeline, ShardStream, build_loader
+    from omnimask.pipelines.loader import ShardStream, build_loader
     from omnimask.pipelines.preprocess import preprocess
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -100,6 +100,9 @@ class OptimConfig:
 
     def __post_init__(self) -> None:
         _positive("optim.blr", self.blr)
+        if self.lr is not None:
+            _positive("optim.lr", self.lr)
+        _non_negative("optim.min_lr", self.min_lr)
         _non_negative("optim.warmup_steps", self.warmup_steps)
         for i, b in enumerate(self.betas):
             if not 0.0 <= b < 1.0:
@@ -112,7 +115,7 @@ class TrainerConfig:
     log_every_n_steps: int = 10
     checkpoint_every_n_steps: int = 500
     keep_checkpoints: int = 3
-    """How many step checkpoints to keep (``last.ckpt`` is always kept)."""
+    """How many of the newest checkpoints Ray Train keeps."""
     precision: Literal["auto", "32-true", "bf16-mixed", "16-mixed"] = "auto"
     """``auto``: bf16 autocast on a GPU, fp32 on the CPU."""
     accelerator: Literal["auto", "cpu", "gpu"] = "auto"
@@ -208,32 +211,54 @@ def load_yaml_with_base(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, A
     return deep_merge(load_yaml_with_base(base_path, (*_seen, path)), data)
 
 
-def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
-    """Recursive dict merge; values of ``update`` win. A component whose ``name``
-    changes is replaced whole, since its params belong to the old component."""
+def deep_merge(base: dict[str, Any], update: dict[str, Any], path: str = "") -> dict[str, Any]:
+    """Recursive dict merge; values of ``update`` win. A ``model.*`` component whose
+    ``name`` changes is replaced whole, since its params belong to the old component."""
     out = dict(base)
     for key, value in update.items():
         old = out.get(key)
-        if isinstance(old, dict) and isinstance(value, dict) and old.get("name", value.get("name")) == value.get("name", old.get("name")):
-            out[key] = deep_merge(old, value)
+        if path == "model":
+            old, value = _component_dict(old), _component_dict(value)
+            if isinstance(old, dict) and isinstance(value, dict) and value.get("name", old.get("name")) != old.get("name"):
+                out[key] = value
+                continue
+        if isinstance(old, dict) and isinstance(value, dict):
+            out[key] = deep_merge(old, value, _join(path, key))
         else:
             out[key] = value
     return out
 
 
+def _component_dict(value: Any) -> Any:
+    """A component written as a bare name (``masker: random``) as its mapping form."""
+    return {"name": value} if isinstance(value, str) else value
+
+
 def apply_override(raw: dict[str, Any], item: str) -> None:
-    """Apply one ``dotted.key=value`` override (value parsed as YAML) in place."""
+    """Apply one ``dotted.key=value`` override (value parsed as YAML) in place.
+
+    ``model.<component>.name=other`` switches the component and drops the old
+    component's parameters, as a recipe's ``base`` merge does.
+    """
     if "=" not in item:
         raise ConfigError(item, "overrides take the form dotted.key=value")
     key, _, text = item.partition("=")
     parts = key.strip().split(".")
+    value = yaml.safe_load(text) if text.strip() else None
+    update: Any = value
+    for part in reversed(parts):
+        update = {part: update}
+    if len(parts) == 3 and parts[0] == "model" and parts[2] == "name":
+        update = {"model": {parts[1]: {"name": value}}}
     node = raw
     for i, part in enumerate(parts[:-1]):
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
+        child = node.get(part)
+        if i == 1 and parts[0] == "model":
+            child = _component_dict(child)
+        if child is not None and not isinstance(child, dict):
             raise ConfigError(".".join(parts[: i + 1]), f"is a value, not a section; cannot set {key}")
-        node = child
-    node[parts[-1]] = yaml.safe_load(text) if text.strip() else None
+        node = child if child is not None else {}
+    raw.update(deep_merge(raw, update))
 
 
 def to_dict(obj: Any) -> Any:
@@ -284,12 +309,11 @@ def coerce(tp: Any, value: Any, path: str) -> Any:
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        errors = []
         for arg in (a for a in args if a is not type(None)):
             try:
                 return coerce(arg, value, path)
-            except ConfigError as e:
-                errors.append(str(e))
+            except ConfigError:
+                continue
         raise ConfigError(path, f"expected {_type_name(tp)}, got {value!r}")
     if origin is Literal:
         if value not in args:

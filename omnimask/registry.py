@@ -60,21 +60,21 @@ def lookup(kind: str, name: str, path: str = "") -> type:
     return table[name]
 
 
-def available(kind: str) -> dict[str, type]:
-    _load_builtins()
-    return dict(_REGISTRY[kind])
-
-
-def build(kind: str, spec: ComponentSpec, path: str = "", **context: Any) -> Any:
-    """Validate ``spec.params`` against the component's ``Config`` and construct it."""
+def check(kind: str, spec: ComponentSpec, path: str = "") -> tuple[type, Any]:
+    """The component class and its validated ``Config`` (None for a class without one)."""
     cls = lookup(kind, spec.name, f"{path}.name" if path else "name")
     config_cls = getattr(cls, "Config", None)
     if config_cls is None:
         if spec.params:
             raise ConfigError(path, f"{kind} {spec.name!r} takes no parameters, got {sorted(spec.params)}")
-        return cls(**context)
-    cfg = from_dict(config_cls, spec.params, path)
-    return cls(cfg, **context)
+        return cls, None
+    return cls, from_dict(config_cls, spec.params, path)
+
+
+def build(kind: str, spec: ComponentSpec, path: str = "", **context: Any) -> Any:
+    """Validate ``spec.params`` against the component's ``Config`` and construct it."""
+    cls, cfg = check(kind, spec, path)
+    return cls(**context) if cfg is None else cls(cfg, **context)
 
 
 def _load_builtins() -> None:

@@ -57,3 +57,15 @@ def test_resolved_config_round_trips(tmp_path):
     path = tmp_path / "resolved.yaml"
     path.write_text(yaml.safe_dump(to_dict(cfg)))
     assert load_recipe(path) == cfg
+
+
+def test_merging_keeps_non_component_sections_and_switching_a_component_drops_its_params(tmp_path):
+    derived = tmp_path / "derived.yaml"
+    derived.write_text("base: mae_image_tiny\nrun: {name: mine}\nmodel:\n  masker: block\n")
+    cfg = load_recipe(derived)
+    assert cfg.run.name == "mine" and cfg.run.dir == "runs"  # run.name is not a component name
+    assert cfg.model.masker.name == "block" and cfg.model.masker.params == {}
+    cfg = load_recipe("mae_image_block", ["model.masker.name=random"])
+    assert cfg.model.masker.params == {}  # block's min_patches does not leak into random
+    cfg = load_recipe(derived, ["model.masker.ratio=0.5"])  # shorthand `masker: block` takes params
+    assert cfg.model.masker.params == {"ratio": 0.5}

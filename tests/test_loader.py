@@ -108,3 +108,12 @@ def test_ray_ingest_pipeline_gives_the_torch_loader_samples(image_dataset):
         assert torch.equal(torch.from_numpy(out["tokens"][i]), ref["tokens"])
         assert torch.equal(torch.from_numpy(out["mask"][i]), ref["mask"])
         assert torch.equal(torch.from_numpy(out["target"][i]), ref["target"])
+
+
+def test_no_shuffle_buffer_streams_in_shard_order(image_dataset):
+    r = recipe()
+    stream = ShardStream(image_dataset["shards"], SamplePipeline(r, 0), seed=0, shuffle_buffer=0)
+    keys = keys_of(stream)
+    assert len(keys) == image_dataset["manifest"].num_samples
+    raw = [key for _, (key, _) in stream.raw_samples(0)]
+    assert keys == raw

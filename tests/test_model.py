@@ -96,3 +96,32 @@ def test_block_masker_is_a_config_change():
     assert batch["num_hidden"] == round(16 * 0.4)
     pred = recipe.build_model()(batch["tokens"], batch["mask"], batch["num_hidden"])
     assert pred.shape == batch["target"].shape
+
+
+def mae_2d_sincos(embed_dim: int, grid_size: int) -> np.ndarray:
+    """MAE's get_2d_sincos_pos_embed (no cls), written out from its definition."""
+    def one_d(d, pos):
+        omega = 1.0 / 10000 ** (np.arange(d // 2, dtype=np.float64) / (d / 2.0))
+        out = np.einsum("m,d->md", pos.reshape(-1), omega)
+        return np.concatenate([np.sin(out), np.cos(out)], axis=1)
+
+    grid = np.meshgrid(np.arange(grid_size, dtype=np.float32), np.arange(grid_size, dtype=np.float32))
+    grid = np.stack(grid, axis=0).reshape(2, 1, grid_size, grid_size)
+    return np.concatenate([one_d(embed_dim // 2, grid[0]), one_d(embed_dim // 2, grid[1])], axis=1)
+
+
+def test_sincos_matches_mae_channel_for_channel():
+    ours = sincos_pos_embed((14, 14), 768).numpy()
+    assert np.allclose(ours, mae_2d_sincos(768, 14), atol=1e-6)
+
+
+def test_weight_decay_groups_follow_mae():
+    from omnimask.models.schedule import param_groups
+
+    model = tiny_recipe().build_model()
+    decay, no_decay = param_groups(model, 0.05)
+    names = {id(p): n for n, p in model.named_parameters()}
+    decayed = {names[id(p)] for p in decay["params"]}
+    assert "encoder.cls_token" in decayed and "head.mask_token" in decayed  # 3-D: decayed, as in MAE
+    assert all(names[id(p)].endswith((".bias", ".weight")) for p in no_decay["params"])
+    assert not any(n.endswith(".bias") for n in decayed)

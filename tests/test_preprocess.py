@@ -139,3 +139,44 @@ def test_unsafe_tar_members_are_refused(tmp_path):
         tar.addfile(info)
     with pytest.raises(ValueError, match="non-regular member"):
         list(iter_shard("webdataset", link))
+    empty = tmp_path / "empty-name.tar"
+    with tarfile.open(empty, "w") as tar:
+        info = tarfile.TarInfo("")
+        info.size = 1
+        tar.addfile(info, io.BytesIO(b"x"))
+    with pytest.raises(ValueError, match="unsafe path"):
+        list(iter_shard("webdataset", empty))
+
+
+def test_links_fifos_and_multi_picture_jpegs_are_accounted_for(tmp_path, ray_local):
+    import os
+
+    raw = tmp_path / "raw"
+    make_image_folder(raw / "real", n_good=3, with_bad=False)
+    os.symlink(raw / "real", raw / "linked")  # a symlinked folder: its files are inputs too
+    os.symlink(raw / "real", raw / "real" / "loop")  # a link back into the tree is walked once
+    os.symlink(tmp_path / "missing.jpg", raw / "dangling.jpg")
+    os.mkfifo(raw / "pipe.jpg")
+    first, second = Image.new("RGB", (64, 48), (200, 10, 10)), Image.new("RGB", (64, 48), (10, 10, 200))
+    first.save(raw / "camera.jpg", format="MPO", save_all=True, append_images=[second])
+    m = preprocess("image", raw, tmp_path / "out")
+    reasons = {q["source"]: q["reason"] for q in read_quarantine(tmp_path / "out")}
+    assert reasons == {"dangling.jpg": "not a regular file", "pipe.jpg": "not a regular file"}
+    assert m.num_samples == 3 + 3 + 1 and m.num_inputs == m.num_samples + 2
+    assert {c.split("/")[0] for c in m.classes} == {"linked", "real"}
+
+
+def test_output_must_not_contain_the_input(tmp_path, ray_local):
+    make_image_folder(tmp_path / "data" / "raw", n_good=2, with_bad=False)
+    with pytest.raises(ValueError, match="must not contain"):
+        preprocess("image", tmp_path / "data" / "raw", tmp_path / "data", overwrite=True)
+    with pytest.raises(ValueError, match="must not contain"):
+        preprocess("image", tmp_path / "data", tmp_path / "data" / "raw" / "out")
+
+
+def test_overwrite_removes_only_what_preprocess_wrote(tmp_path, ray_local):
+    make_image_folder(tmp_path / "raw", n_good=4, with_bad=False)
+    preprocess("image", tmp_path / "raw", tmp_path / "out", samples_per_shard=1)
+    (tmp_path / "out" / "notes.md").write_text("mine")
+    preprocess("image", tmp_path / "raw", tmp_path / "out", samples_per_shard=4, overwrite=True)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["manifest.json", "notes.md", "quarantine.jsonl", "shard-000000.tar"]

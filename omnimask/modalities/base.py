@@ -140,7 +140,6 @@ class Modality(ABC):
     """
 
     name: ClassVar[str]
-    extensions: ClassVar[tuple[str, ...]]
     IngestConfig: ClassVar[type]
     AugmentConfig: ClassVar[type]
 

@@ -12,7 +12,9 @@ def sincos_pos_embed(grid: tuple[int, ...], dim: int, cls_token: bool = False) -
     """Fixed sin-cos position embedding ``[(1 if cls) + prod(grid), dim]`` for an n-D grid.
 
     Each grid axis gets ``dim / len(grid)`` channels (half sin, half cos, MAE's
-    frequencies ``1 / 10000^(2i/d)``); the cls position is all zeros, as in MAE.
+    frequencies ``1 / 10000^(2i/d)``), the last axis first: for a 2-D grid the
+    first half encodes the column and the second the row, channel for channel as
+    MAE's ``get_2d_sincos_pos_embed``. The cls position is all zeros, as in MAE.
     """
     axes = len(grid)
     if dim % (2 * axes):
@@ -21,7 +23,7 @@ def sincos_pos_embed(grid: tuple[int, ...], dim: int, cls_token: bool = False) -
     omega = 1.0 / 10000 ** (np.arange(per_axis // 2, dtype=np.float64) / (per_axis / 2))
     coords = np.meshgrid(*[np.arange(n, dtype=np.float64) for n in grid], indexing="ij")
     parts = []
-    for c in coords:
+    for c in reversed(coords):
         out = np.outer(c.reshape(-1), omega)
         parts += [np.sin(out), np.cos(out)]
     emb = np.concatenate(parts, axis=1)

@@ -64,6 +64,15 @@ class Recipe:
         augment = from_dict(modality.AugmentConfig, cfg.data.augment, "data.augment")
         return cls(cfg, modality, tokenizer, masker, target, augment)
 
+    @classmethod
+    def check(cls, cfg: RecipeConfig) -> "Recipe":
+        """Build the data-side pieces and validate the encoder and head parameters without
+        building the model: every config error surfaces here, before any job starts."""
+        recipe = cls.from_config(cfg)
+        registry.check("encoder", cfg.model.encoder, "model.encoder")
+        registry.check("head", cfg.model.head, "model.head")
+        return recipe
+
     def build_model(self) -> MaskedModel:
         m = self.config.model
         layout = self.tokenizer.layout

@@ -16,10 +16,11 @@ def warmup_cosine(step: int, base_lr: float, warmup_steps: int, total_steps: int
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """No weight decay for biases, norms and tokens (1-D parameters), as in MAE/timm."""
+    """No weight decay for 1-D parameters (biases, norms), as MAE's ``add_weight_decay``;
+    the cls and mask tokens (3-D) are decayed, as there."""
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        (no_decay if p.ndim <= 1 or name.endswith("token") else decay).append(p)
+        (no_decay if p.ndim <= 1 or name.endswith(".bias") else decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]

@@ -31,22 +31,25 @@ class ProgressLog(pl.Callback):
         self.every, self.batch_size = every, batch_size
         self.first_loss: Optional[float] = None
         self.last_loss: Optional[float] = None
-        self._t0 = self._t_last = 0.0
+        self._t_last = 0.0
         self._step_last = 0
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._t0 = self._t_last = time.perf_counter()
+        self._t_last = time.perf_counter()
         self._step_last = trainer.global_step
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
         if not trainer.is_global_zero:
             return
         step = trainer.global_step
+        logging_step = step % self.every == 0 or step >= trainer.max_steps
+        if self.first_loss is not None and not logging_step:
+            return  # reading the loss forces a device sync: only on logged steps
         loss = float(outputs["loss"]) if isinstance(outputs, dict) else float(outputs)
         if self.first_loss is None:
             self.first_loss = loss
         self.last_loss = loss
-        if step % self.every and step != trainer.max_steps:
+        if not logging_step:
             return
         now = time.perf_counter()
         rate = (step - self._step_last) / max(now - self._t_last, 1e-9)

@@ -47,6 +47,10 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
     return 0
 
 
+def _loss(value: Optional[float]) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
 def cmd_pretrain(args: argparse.Namespace) -> int:
     overrides = list(args.overrides)
     if args.num_workers is not None:
@@ -60,7 +64,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     from omnimask.orchestration.pretrain import pretrain
 
     result = pretrain(cfg, name=args.name, resume=args.resume, ray_address=args.ray_address)
-    print(f"trained {result.steps} steps in {result.seconds:.0f}s: loss {result.first_loss:.4f} -> {result.last_loss:.4f}")
+    print(f"trained {result.steps} steps in {result.seconds:.0f}s: loss {_loss(result.first_loss)} -> {_loss(result.last_loss)}")
     print(f"run directory: {result.run_dir}")
     return 0
 
@@ -68,7 +72,9 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 def cmd_submit(args: argparse.Namespace) -> int:
     from omnimask.orchestration.submit import pretrain_entrypoint, submit
 
-    load_recipe(args.config, args.overrides)  # fail here, not on the cluster, if the config is wrong
+    from omnimask.models.recipe import Recipe
+
+    Recipe.check(load_recipe(args.config, args.overrides))  # fail here, not on the cluster, if the config is wrong
     extra = ["--resume"] if args.resume else []
     if args.num_workers is not None:
         extra += ["--num-workers", str(args.num_workers)]

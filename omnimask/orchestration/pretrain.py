@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ from typing import Optional
 import yaml
 
 from omnimask.config import ConfigError, RecipeConfig, to_dict
+from omnimask.models.recipe import Recipe
 from omnimask.orchestration.ray_env import ray_session
 
 log = logging.getLogger("omnimask.train")
@@ -60,6 +60,7 @@ def pretrain(cfg: RecipeConfig, name: Optional[str] = None, resume: bool = False
     data_path = Path(cfg.data.path).resolve()
     if not (data_path / "manifest.json").is_file():
         raise FileNotFoundError(f"data.path {data_path} holds no manifest.json: run `omnimask preprocess` first")
+    Recipe.check(cfg)  # config errors fail here, not in every worker
     name = run_name(cfg, name)
     run_dir = Path(cfg.run.dir).resolve() / name
     if (run_dir / "config.yaml").exists() and not resume:

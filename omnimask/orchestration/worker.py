@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -60,8 +61,8 @@ def resume_batches(saved: dict[str, Any], layout: dict[str, Any]) -> int:
     if old == layout:
         return step
     log.warning(
-        "resuming with a different data layout (%s, checkpoint had %s): the loader continues at the same "
-        "number of samples per rank, not the exact sample order", layout, old,
+        "resuming with a different data layout (%s, checkpoint had %s): the loader continues after the same "
+        "total number of samples, not with the exact next samples", layout, old,
     )
     return step * saved.get("world_size", layout["world_size"]) * saved.get("batch_size", layout["batch_size"]) // (
         layout["world_size"] * layout["batch_size"]
@@ -162,7 +163,12 @@ def train_loop(config: dict[str, Any]) -> None:
             cfg.trainer.max_steps, cfg.data.batch_size,
         )
     started = time.perf_counter()
-    trainer.fit(module, train_dataloaders=loader, ckpt_path=ckpt_path, weights_only=True)
+    try:
+        trainer.fit(module, train_dataloaders=loader, ckpt_path=ckpt_path, weights_only=True)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+        if ckpt_path is not None:
+            shutil.rmtree(ckpt_path.parent, ignore_errors=True)
     digests = [None] * world
     torch.distributed.all_gather_object(digests, weights_digest(module.model))
     if rank == 0:

@@ -103,7 +103,7 @@ def open_writer(fmt: str, path: Path) -> ShardWriter:
 
 def check_member_name(name: str, shard: str) -> None:
     p = PurePosixPath(name)
-    if p.is_absolute() or ".." in p.parts or name.startswith("\\") or ":" in p.parts[0]:
+    if not p.parts or p.is_absolute() or ".." in p.parts or name.startswith("\\") or ":" in p.parts[0]:
         raise UnsafeShardError(f"shard {shard}: refusing member with unsafe path {name!r}")
 
 

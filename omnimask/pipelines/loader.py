@@ -22,7 +22,6 @@ import os
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
-import torch
 from torch.utils.data import DataLoader, IterableDataset, default_collate, get_worker_info
 
 from omnimask.models.recipe import Recipe
@@ -74,6 +73,17 @@ def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def shard_order(seed: int, epoch: int, num_shards: int) -> list[int]:
+    """The seeded shard permutation of ``epoch`` (shared by the torch and Ray Data loaders)."""
+    return [int(i) for i in rng(seed, epoch, "shard_order").permutation(num_shards)]
+
+
+def loader_worker() -> tuple[int, int]:
+    """``(worker_id, num_workers)`` of this DataLoader worker; ``(0, 1)`` in the main process."""
+    info = get_worker_info()
+    return (info.id, info.num_workers) if info else (0, 1)
+
+
 class ShardStream(IterableDataset):
     """An endless, seeded stream of pipeline outputs over a shard directory."""
 
@@ -85,7 +95,6 @@ class ShardStream(IterableDataset):
         shuffle_buffer: int = 512,
         rank: int = 0,
         world_size: int = 1,
-        start_epoch: int = 0,
         epochs: Optional[int] = None,
         resume_batches: int = 0,
         batch_size: int = 1,
@@ -104,21 +113,19 @@ class ShardStream(IterableDataset):
         self.pipeline = pipeline
         self.seed, self.shuffle_buffer = seed, shuffle_buffer
         self.rank, self.world_size = rank, world_size
-        self.start_epoch, self.epochs = start_epoch, epochs
+        self.epochs = epochs
         self.resume_batches, self.batch_size = resume_batches, batch_size
-        self.decode_failures = 0
 
     def consumer(self) -> tuple[int, int]:
         """``(consumer_id, num_consumers)`` of this process: rank-major over loader workers."""
-        info = get_worker_info()
-        workers, worker = (info.num_workers, info.id) if info else (1, 0)
+        worker, workers = loader_worker()
         return self.rank * workers + worker, self.world_size * workers
 
     def raw_samples(self, epoch: int) -> Iterator[tuple[str, Sample]]:
         """``(shard_path, (key, members))`` of this consumer's share of ``epoch``, before shuffling."""
         me, consumers = self.consumer()
         shards = self.manifest.shards
-        order = rng(self.seed, epoch, "shard_order").permutation(len(shards))
+        order = shard_order(self.seed, epoch, len(shards))
         if len(shards) >= consumers:
             for i in order[me::consumers]:
                 for sample in iter_shard(self.manifest.format, self.root / shards[i].path):
@@ -131,6 +138,9 @@ class ShardStream(IterableDataset):
         me, _ = self.consumer()
         g = rng(self.seed, epoch, me, "shuffle_buffer")
         buf: list[tuple[str, Sample]] = []
+        if self.shuffle_buffer <= 1:
+            yield from self.raw_samples(epoch)
+            return
         for item in self.raw_samples(epoch):
             if len(buf) < self.shuffle_buffer:
                 buf.append(item)
@@ -147,13 +157,12 @@ class ShardStream(IterableDataset):
         A DataLoader with K workers takes batch ``i`` from worker ``i % K``, so
         worker ``w`` made ``ceil((resume_batches - w) / K)`` of them.
         """
-        info = get_worker_info()
-        workers, worker = (info.num_workers, info.id) if info else (1, 0)
+        worker, workers = loader_worker()
         made = max(0, -(-(self.resume_batches - worker) // workers))
         return made * self.batch_size
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        epochs = itertools.count(self.start_epoch) if self.epochs is None else range(self.start_epoch, self.start_epoch + self.epochs)
+        epochs = itertools.count() if self.epochs is None else range(self.epochs)
         skip = self.samples_to_skip()
         for epoch in epochs:
             for shard, (key, members) in self.shuffled(epoch):
@@ -161,10 +170,8 @@ class ShardStream(IterableDataset):
                     skip -= 1
                     continue
                 out = self.pipeline.try_call(key, members, epoch, shard)
-                if out is None:
-                    self.decode_failures += 1
-                    continue
-                yield out
+                if out is not None:
+                    yield out
 
 
 def build_loader(

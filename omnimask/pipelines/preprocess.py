@@ -16,7 +16,6 @@ import dataclasses
 import json
 import logging
 import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -63,7 +62,7 @@ def preprocess(
     if not inputs:
         raise FileNotFoundError(f"no input files under {input_path}")
     out = Path(output_dir)
-    _prepare_output(out, overwrite)
+    _prepare_output(out, overwrite, Path(input_path))
 
     classes = sorted({f.label for f in inputs if f.label is not None})
     units = [
@@ -120,11 +119,16 @@ def preprocess(
     return manifest
 
 
-def _prepare_output(out: Path, overwrite: bool) -> None:
+def _prepare_output(out: Path, overwrite: bool, input_path: Path) -> None:
+    src, dst = input_path.resolve(), out.resolve()
+    if dst == src or dst in src.parents or src in dst.parents:
+        raise ValueError(f"the output {out} must not contain, or lie inside, the input {input_path}")
     if (out / MANIFEST).exists():
         if not overwrite:
             raise OutputExistsError(f"{out} already holds a dataset ({MANIFEST}); pass --overwrite to replace it")
-        shutil.rmtree(out)
+        for path in out.iterdir():  # remove only what preprocess writes
+            if path.name in (MANIFEST, QUARANTINE) or path.name.startswith(("shard-", ".shard-", f".{MANIFEST}", f".{QUARANTINE}")):
+                path.unlink()
     out.mkdir(parents=True, exist_ok=True)
 
 
@@ -154,6 +158,8 @@ def write_unit(
     for offset, item in enumerate(unit["inputs"]):
         f = InputFile(**item)
         try:
+            if not os.path.isfile(f.path):  # a broken link, a FIFO, a socket: never opened
+                raise QuarantineError("not a regular file")
             enc = mod.encode_file(Path(f.path), opts)
         except QuarantineError as e:
             quarantine.append({"source": f.source, "reason": str(e)})
@@ -166,7 +172,7 @@ def write_unit(
             "key": key,
             "source": f.source,
             "label": f.label,
-            "label_index": label_index.get(f.label, -1) if f.label is not None else -1,
+            "label_index": label_index.get(f.label, -1),
             **enc.meta,
         }
         if writer is None:

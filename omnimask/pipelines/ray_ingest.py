@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import math
 from pathlib import Path
 from typing import Any, Iterator
@@ -29,8 +30,11 @@ import torch
 
 from omnimask.config import RecipeConfig, from_dict, to_dict
 from omnimask.pipelines.formats import iter_shard
+from omnimask.pipelines.loader import shard_order
 from omnimask.pipelines.manifest import Manifest
-from omnimask.seeding import rng
+
+
+log = logging.getLogger(__name__)
 
 
 def build_ray_dataset(cfg: RecipeConfig, world_size: int) -> Any:
@@ -44,7 +48,7 @@ def build_ray_dataset(cfg: RecipeConfig, world_size: int) -> Any:
     units = [
         {"epoch": epoch, "shard": str(root / manifest.shards[i].path), "format": manifest.format}
         for epoch in range(epochs)
-        for i in rng(cfg.seed, epoch, "shard_order").permutation(len(manifest.shards))
+        for i in shard_order(cfg.seed, epoch, len(manifest.shards))
     ]
     recipe_json = json.dumps(to_dict(cfg))
     return (
@@ -64,7 +68,10 @@ def read_shard_rows(unit: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per sample of a shard: ``key, ext, data, json, epoch, shard``."""
     rows = []
     for key, members in iter_shard(unit["format"], Path(unit["shard"])):
-        ext = next(e for e in members if e != "json")
+        ext = next((e for e in members if e != "json"), None)
+        if ext is None:
+            log.warning("skipping sample %s in shard %s: it has no payload member", key, unit["shard"])
+            continue
         rows.append({"key": key, "ext": ext, "data": members[ext], "json": members.get("json", b"{}"), "epoch": unit["epoch"], "shard": unit["shard"]})
     return rows
 
@@ -84,6 +91,8 @@ def run_pipeline(batch: dict[str, np.ndarray], recipe_json: str) -> dict[str, np
     rows = zip(batch["key"], batch["ext"], batch["data"], batch["json"], batch["epoch"], batch["shard"])
     out = [o for key, ext, data, meta, epoch, shard in rows
            if (o := pipeline.try_call(str(key), {str(ext): bytes(data), "json": bytes(meta)}, int(epoch), str(shard))) is not None]
+    if not out:
+        raise ValueError(f"no sample of a batch of {len(batch['key'])} from {sorted(set(map(str, batch['shard'])))} decoded")
     return {
         "key": np.array([o["key"] for o in out]),
         "tokens": np.stack([o["tokens"].numpy() for o in out]),

@@ -21,10 +21,12 @@ class InputFile:
 
 
 def list_inputs(root: str | Path) -> list[InputFile]:
-    """Every regular file under ``root`` (recursively, sorted, symlinks to files included).
+    """Every file under ``root``, recursively and sorted, following symlinked folders (not cycles).
 
-    All files are inputs: those a modality cannot read are quarantined with a
-    reason rather than skipped, so every file is accounted for.
+    Every entry that is not a folder is an input, also broken links, FIFOs and
+    files a modality cannot read: those are quarantined with a reason rather
+    than skipped, so that every file is accounted for. An unreadable folder is
+    an error, not a silent gap.
     """
     root = Path(root)
     if root.is_file():
@@ -32,12 +34,17 @@ def list_inputs(root: str | Path) -> list[InputFile]:
     if not root.is_dir():
         raise FileNotFoundError(f"input {root} does not exist")
     found = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
+
+    def fail(err: OSError) -> None:
+        raise err
+
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=fail):
+        real = os.path.realpath(dirpath)
+        if any(os.path.realpath(p) == real for p in Path(dirpath).parents if root in (p, *p.parents)):
+            dirnames.clear()  # a link to one of its own ancestors: a cycle, walked once already
+            continue
         rel_dir = Path(dirpath).relative_to(root)
         label = None if rel_dir == Path(".") else rel_dir.as_posix()
-        for name in sorted(filenames):
-            path = Path(dirpath) / name
-            if path.is_file():
-                found.append(InputFile(str(path.resolve()), (rel_dir / name).as_posix(), label))
+        for name in filenames:
+            found.append(InputFile(str(Path(dirpath, name).absolute()), (rel_dir / name).as_posix(), label))
     return sorted(found, key=lambda f: f.source)

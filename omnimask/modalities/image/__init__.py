@@ -15,7 +15,6 @@ from omnimask.registry import register
 @register("modality", "image")
 class ImageModality(Modality):
     name = "image"
-    extensions = (".jpg", ".jpeg", ".png", ".webp")
     IngestConfig = ImageIngestConfig
     AugmentConfig = ImageAugmentConfig
 

@@ -30,8 +30,6 @@ class ImageAugmentConfig:
     """Crop aspect ratio range (log-uniform)."""
     hflip: bool = True
     interpolation: str = "bicubic"
-    random_crop: bool = True
-    """False: a centre crop of the whole short side (for previews and evaluation)."""
 
     def __post_init__(self) -> None:
         if not 0 < self.scale[0] <= self.scale[1] <= 1:
@@ -61,7 +59,8 @@ def random_resized_crop_box(
     return center_crop_box(width, height, ratio)
 
 
-def center_crop_box(width: int, height: int, ratio: tuple[float, float] = (1.0, 1.0)) -> tuple[int, int, int, int]:
+def center_crop_box(width: int, height: int, ratio: tuple[float, float]) -> tuple[int, int, int, int]:
+    """The largest centred crop with aspect ratio inside ``ratio`` (RandomResizedCrop's fallback)."""
     in_ratio = width / height
     if in_ratio < ratio[0]:
         cw, ch = width, int(round(width / ratio[0]))
@@ -89,10 +88,7 @@ class ImageDecoder:
         if w * h > MAX_DECODE_PIXELS:
             raise ValueError(f"image of {w}x{h} pixels exceeds the decode limit")
         g = rng(seed, "image_augment")
-        if self.aug.random_crop:
-            left, top, cw, ch = random_resized_crop_box(w, h, self.aug.scale, self.aug.ratio, g)
-        else:
-            left, top, cw, ch = center_crop_box(w, h)
+        left, top, cw, ch = random_resized_crop_box(w, h, self.aug.scale, self.aug.ratio, g)
         if img.format == "JPEG":
             reduce = 1
             while reduce < 8 and min(cw, ch) >= 2 * reduce * self.size:

@@ -12,7 +12,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from omnimask.modalities.base import EncodedSample, QuarantineError
 
-FORMATS = {"JPEG": "jpg", "PNG": "png", "WEBP": "jpg"}
+FORMATS = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "WEBP": "jpg"}  # MPO: multi-picture JPEGs of cameras
 
 
 @dataclass
@@ -75,7 +75,7 @@ def encode_image_file(path: Path, opts: ImageIngestConfig) -> EncodedSample:
         img = img.resize((max(1, round(img.width * s)), max(1, round(img.height * s))), Image.BICUBIC, reducing_gap=3.0)
         changed = True
     ext = FORMATS[fmt]
-    if changed or fmt == "WEBP":
+    if changed or fmt in ("WEBP", "MPO"):  # MPO keeps its first picture
         buf = io.BytesIO()
         if ext == "jpg":
             img.save(buf, format="JPEG", quality=opts.jpeg_quality)

@@ -95,6 +95,8 @@ class BlockMasker(Masker):
             check_ratio(self.ratio)
             if self.min_patches < 1:
                 raise ValueError(f"min_patches must be >= 1, got {self.min_patches}")
+            if self.max_patches is not None and self.max_patches < self.min_patches:
+                raise ValueError(f"max_patches ({self.max_patches}) must be >= min_patches ({self.min_patches})")
             if not 0.0 < self.min_aspect <= 1.0:
                 raise ValueError(f"min_aspect must be in (0, 1], got {self.min_aspect}")
 
