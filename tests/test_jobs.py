@@ -57,14 +57,30 @@ def head():
     assert not left, f"Ray processes outlived the head: {left}"
 
 
+def wait_for(client, job: str, seconds: float = 300):
+    from ray.job_submission import JobStatus
+
+    deadline = time.monotonic() + seconds
+    while (status := client.get_job_status(job)) not in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED):
+        assert time.monotonic() < deadline, f"job still {status}"
+        time.sleep(2)
+    return status
+
+
 @pytest.fixture(scope="module")
-def shards(tmp_path_factory):
+def shards(tmp_path_factory, head):
+    """The dataset is preprocessed by a Ray job on the head (RAY_ADDRESS is set inside jobs)."""
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
     root = tmp_path_factory.mktemp("jobs")
-    make_image_folder(root / "raw", n_good=16, seed=9, with_bad=False)
-    env = dict(os.environ, RAY_AUTH_MODE="disabled")
-    subprocess.run([sys.executable, "-m", "omnimask.orchestration.cli", "preprocess", "image", "--input", str(root / "raw"),
-                    "--output", str(root / "shards"), "--samples-per-shard", "8", "--num-cpus", "2"], env=env, check=True,
-                   capture_output=True)
+    counts = make_image_folder(root / "raw", n_good=16, seed=9)
+    client = JobSubmissionClient(head)
+    job = client.submit_job(entrypoint=f"omnimask preprocess image --input {root / 'raw'} --output {root / 'shards'} "
+                                       "--samples-per-shard 8")
+    assert wait_for(client, job) == JobStatus.SUCCEEDED, client.get_job_logs(job)[-3000:]
+    logs = client.get_job_logs(job)
+    assert "joined the Ray cluster" in logs
+    assert f"{counts['total']} inputs -> {counts['good']} samples" in logs
     return root
 
 
@@ -80,11 +96,7 @@ def test_pretrain_job_through_the_jobs_sdk(head, shards, tmp_path):
     client = JobSubmissionClient(head)
     entry = " ".join(["omnimask", "pretrain", "mae_image_tiny", *overrides(shards, tmp_path), "--name", "sdk"])
     job = client.submit_job(entrypoint=entry)
-    deadline = time.monotonic() + 300
-    while (status := client.get_job_status(job)) not in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED):
-        assert time.monotonic() < deadline, f"job still {status}"
-        time.sleep(2)
-    assert status == JobStatus.SUCCEEDED, client.get_job_logs(job)[-3000:]
+    assert wait_for(client, job) == JobStatus.SUCCEEDED, client.get_job_logs(job)[-3000:]
     assert (tmp_path / "sdk" / "checkpoint-step0000004" / "checkpoint.ckpt").is_file()
     assert "trained 4 steps" in client.get_job_logs(job)
 

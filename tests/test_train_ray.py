@@ -53,12 +53,14 @@ def test_failure_recovery_and_resume_continue_exactly(shards, tmp_path):
     recovered = train(shards, tmp_path, "recovered", "trainer.max_steps=8", "trainer.fail_at_step=6", "run.max_failures=1")
     assert recovered.steps == 8 and recovered.summary["resumed_from_step"] == 4
 
+    store = f"run.storage=file://{tmp_path / 'store'}"  # checkpoints through a pyarrow filesystem URI
     with pytest.raises(Exception, match="injected failure at step 6"):
-        train(shards, tmp_path, "stopped", "trainer.max_steps=8", "trainer.fail_at_step=6")
+        train(shards, tmp_path, "stopped", "trainer.max_steps=8", "trainer.fail_at_step=6", store)
     with pytest.raises(RunExistsError, match="--resume"):
-        train(shards, tmp_path, "stopped", "trainer.max_steps=8")
-    resumed = train(shards, tmp_path, "stopped", "trainer.max_steps=8", resume=True)
+        train(shards, tmp_path, "stopped", "trainer.max_steps=8", store)
+    resumed = train(shards, tmp_path, "stopped", "trainer.max_steps=8", store, resume=True)
     assert resumed.steps == 8 and resumed.summary["resumed_from_step"] == 4
+    assert (tmp_path / "store" / "stopped" / "checkpoint-step0000008" / "checkpoint.ckpt").is_file()
 
     assert plain.summary["weights_digest_per_rank"] == recovered.summary["weights_digest_per_rank"]
     assert plain.summary["weights_digest_per_rank"] == resumed.summary["weights_digest_per_rank"]
