@@ -30,6 +30,9 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
+from omnimask.pipelines.loader import SamplePipeline
+from omnimask.seeding import derive_seed
+
 
 def build_jpegs(root: Path, n: int, seed: int = 0) -> None:
     from omnimask.orchestration.demo import load_photos
@@ -66,17 +69,11 @@ def rate(loader: DataLoader, batches: int, warmup: int = 3) -> float:
     return n / (time.perf_counter() - t)
 
 
-class DecodeOnly:
+class DecodeOnly(SamplePipeline):
     """The omnimask decoder alone: members -> cropped, flipped uint8 image."""
 
-    def __init__(self, recipe, seed: int):
-        self.decode = recipe.modality.decoder(recipe.augment, recipe.tokenizer)
-        self.seed = seed
-
     def __call__(self, key, members, epoch):
-        from omnimask.seeding import derive_seed
-
-        return {"key": key, "image": torch.from_numpy(self.decode(members, derive_seed(self.seed, epoch, key)))}
+        return {"key": key, "image": torch.from_numpy(self.decode(members, derive_seed(self.seed, epoch, key, "decode")))}
 
 
 def collate_images(samples):
