@@ -74,6 +74,10 @@ class DataConfig:
     """Modality-specific augmentation parameters (image: scale, ratio, hflip)."""
     prefetch_factor: int = 4
     pin_memory: bool = True
+    verify_shards: bool = False
+    """Check each shard's sha256 against the manifest the first time a loader worker reads it."""
+    strict: bool = False
+    """Fail on a sample that cannot be decoded, instead of logging it and replacing it by a neighbour."""
     loader: Literal["torch", "ray"] = "torch"
     """``torch``: DataLoader workers on each trainer; ``ray``: Ray Data tasks anywhere in the cluster."""
     trace: bool = False

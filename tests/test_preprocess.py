@@ -100,9 +100,11 @@ def test_parquet_format_read_by_pyarrow(tmp_path, ray_local):
 
 def test_rerun_refuses_to_clobber_unless_overwrite(image_dataset, tmp_path, ray_local):
     make_image_folder(tmp_path / "raw", n_good=4, with_bad=False)
-    preprocess("image", tmp_path / "raw", tmp_path / "out", samples_per_shard=2)
+    first = preprocess("image", tmp_path / "raw", tmp_path / "out", samples_per_shard=2)
+    again = preprocess("image", tmp_path / "raw", tmp_path / "out", samples_per_shard=2)  # same job: a no-op
+    assert again.created_at == first.created_at and again.shards == first.shards
     with pytest.raises(OutputExistsError, match="--overwrite"):
-        preprocess("image", tmp_path / "raw", tmp_path / "out")
+        preprocess("image", tmp_path / "raw", tmp_path / "out")  # other arguments
     m = preprocess("image", tmp_path / "raw", tmp_path / "out", samples_per_shard=4, overwrite=True)
     assert len(m.shards) == 1 and sorted(p.name for p in (tmp_path / "out").glob("shard-*")) == ["shard-000000.tar"]
 
@@ -180,3 +182,84 @@ def test_overwrite_removes_only_what_preprocess_wrote(tmp_path, ray_local):
     (tmp_path / "out" / "notes.md").write_text("mine")
     preprocess("image", tmp_path / "raw", tmp_path / "out", samples_per_shard=4, overwrite=True)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["manifest.json", "notes.md", "quarantine.jsonl", "shard-000000.tar"]
+
+
+def test_inspect_verify_catches_a_flipped_byte_and_a_truncated_shard(image_dataset, tmp_path):
+    import shutil
+    import subprocess
+    import sys
+
+    copy = tmp_path / "copy"
+    shutil.copytree(image_dataset["shards"], copy)
+    cli = [sys.executable, "-m", "omnimask.orchestration.cli", "inspect", str(copy)]
+    ok = subprocess.run([*cli, "--verify"], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    m = image_dataset["manifest"]
+    assert f"samples      {m.num_samples} (of {m.num_inputs} inputs; {m.num_quarantined} quarantined)" in ok.stdout
+    assert "verify       OK" in ok.stdout
+
+    first, second = (copy / s.path for s in m.shards[:2])
+    data = bytearray(first.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped bit pattern inside a payload: same size, same count
+    first.write_bytes(bytes(data))
+    second.write_bytes(second.read_bytes()[: second.stat().st_size // 2])
+    bad = subprocess.run([*cli, "--verify"], capture_output=True, text=True)
+    assert bad.returncode == 1
+    assert f"{first.name}: sha256" in bad.stdout
+    assert f"{second.name}: {second.stat().st_size} bytes, the manifest says" in bad.stdout
+    assert "FAILED: " in bad.stdout
+    summary_only = subprocess.run(cli, capture_output=True, text=True)
+    assert summary_only.returncode == 0 and "verify" not in summary_only.stdout
+
+
+def test_preprocessing_killed_mid_run_resumes_to_the_same_dataset(tmp_path):
+    """SIGKILL the CLI after its first shards land, re-run the same command: the dataset equals
+    an uninterrupted run's, shard for shard, and the local Ray of the killed run is gone."""
+    import os
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import tempfile
+    import time
+    from pathlib import Path
+
+    counts = make_image_folder(tmp_path / "raw", n_good=120, seed=4)
+    ray_tmp = Path(tempfile.mkdtemp(prefix="rk", dir="/tmp"))  # short: Ray's socket paths have a length limit
+    env = dict(os.environ, RAY_AUTH_MODE="disabled", TMPDIR=str(ray_tmp))
+
+    def cmd(out):
+        return [sys.executable, "-m", "omnimask.orchestration.cli", "preprocess", "image", "--input", str(tmp_path / "raw"),
+                "--output", str(out), "--samples-per-shard", "4", "--num-cpus", "1", "--resize", "64"]
+
+    proc = subprocess.Popen(cmd(tmp_path / "out"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while len(list((tmp_path / "out").glob(".unit-*.json"))) < 3:
+        assert proc.poll() is None, "preprocess finished before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "out" / "manifest.json").exists()
+    done_before = len(list((tmp_path / "out").glob(".unit-*.json")))
+
+    resumed = subprocess.run(cmd(tmp_path / "out"), env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    clean = subprocess.run(cmd(tmp_path / "clean"), env=env, capture_output=True, text=True, timeout=300)
+    assert clean.returncode == 0, clean.stderr[-3000:]
+
+    a, b = Manifest.load(tmp_path / "out"), Manifest.load(tmp_path / "clean")
+    assert a.preprocess["resumed_units"] >= done_before >= 3
+    assert [(s.path, s.num_samples, s.sha256) for s in a.shards] == [(s.path, s.num_samples, s.sha256) for s in b.shards]
+    assert (a.num_inputs, a.num_samples, a.num_quarantined) == (counts["total"], counts["good"], counts["bad"])
+    assert read_quarantine(tmp_path / "out") == read_quarantine(tmp_path / "clean")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(p.name for p in (tmp_path / "clean").iterdir())
+
+    noop = subprocess.run(cmd(tmp_path / "out"), env=env, capture_output=True, text=True, timeout=300)
+    assert noop.returncode == 0 and "nothing to do" in noop.stderr
+    time.sleep(2)
+    left = subprocess.run(["pgrep", "-f", str(ray_tmp)], capture_output=True, text=True).stdout.split()
+    for pid in left:
+        os.kill(int(pid), signal.SIGKILL)
+    shutil.rmtree(ray_tmp, ignore_errors=True)
+    assert not left, "processes of the killed run's Ray outlived it"

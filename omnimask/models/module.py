@@ -27,11 +27,15 @@ class MaskedModelingModule(pl.LightningModule):
         optim = recipe.config.optim
         self.base_lr = optim.lr if optim.lr is not None else optim.blr * global_batch_size / 256
         self.global_batch_size = global_batch_size
+        self.replaced = 0
+        """Samples of this rank replaced because they failed to decode (since this process started)."""
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         loss = self.model.loss(batch)
         self.log("train/loss", loss, on_step=True, prog_bar=True, batch_size=batch["tokens"].shape[0])
         self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True, batch_size=1)
+        self.replaced += batch.get("replaced", 0)
+        self.log("data/replaced_samples", float(self.replaced), on_step=True, batch_size=1)
         return loss
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

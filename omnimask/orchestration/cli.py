@@ -87,6 +87,14 @@ def cmd_submit(args: argparse.Namespace) -> int:
     return 0 if args.no_wait or status == "SUCCEEDED" else 1
 
 
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from omnimask.pipelines.inspect import inspect_dataset
+
+    result = inspect_dataset(args.directory, verify=args.verify)
+    print(result.summary())
+    return 1 if result.problems else 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from omnimask.orchestration.demo import run_demo
 
@@ -121,6 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument("--ray-address", default=None, help="join this Ray cluster (default: RAY_ADDRESS or a local instance)")
     pt.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     pt.set_defaults(func=cmd_pretrain)
+
+    ins = sub.add_parser("inspect", help="summarise a shard directory; --verify checks every shard against the manifest")
+    ins.add_argument("directory", help="a directory written by `omnimask preprocess`")
+    ins.add_argument("--verify", action="store_true", help="re-hash and re-count every shard; exit 1 on any mismatch")
+    ins.set_defaults(func=cmd_inspect)
 
     sb = sub.add_parser("submit", help="submit `omnimask pretrain CONFIG ...` as a Ray job, stream its logs, return its status")
     sb.add_argument("config", help="recipe YAML path (as seen from the job's working directory) or recipe name")

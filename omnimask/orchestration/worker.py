@@ -119,6 +119,8 @@ def train_loop(config: dict[str, Any]) -> None:
             prefetch_factor=cfg.data.prefetch_factor,
             pin_memory=cfg.data.pin_memory and accelerator == "gpu",
             resume_batches=skip,
+            strict=cfg.data.strict,
+            verify=cfg.data.verify_shards,
         )
     module = MaskedModelingModule(recipe, global_batch_size=cfg.data.batch_size * world, data_layout=layout)
     progress = ProgressLog(cfg.trainer.log_every_n_steps, cfg.data.batch_size * world)

@@ -11,7 +11,10 @@ do not depend on which worker or rank reads it.
 
 The stream runs over epochs until the trainer stops, so a loader worker is
 started once per run. On resume each worker skips, without decoding, the
-samples it delivered before the checkpoint.
+samples it delivered before the checkpoint. A sample that fails to decode is
+logged and replaced by a neighbouring good one (counted in ``batch["replaced"]``),
+so that the stream yields exactly one sample per stored sample; ``data.strict``
+makes it an error instead.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from torch.utils.data import DataLoader, IterableDataset, default_collate, get_w
 
 from omnimask.models.recipe import Recipe
 from omnimask.pipelines.formats import Sample, iter_shard
-from omnimask.pipelines.manifest import Manifest
+from omnimask.pipelines.manifest import Manifest, file_sha256
 from omnimask.seeding import derive_seed, rng
 
 log = logging.getLogger(__name__)
@@ -35,7 +38,8 @@ log = logging.getLogger(__name__)
 class SamplePipeline:
     """``(key, members, epoch)`` -> ``{key, tokens [N, D], mask [N], target [N_h, ...]}`` (compact target)."""
 
-    def __init__(self, recipe: Recipe, seed: int):
+    def __init__(self, recipe: Recipe, seed: int, strict: bool = False):
+        self.strict = strict
         self.decode = recipe.modality.decoder(recipe.augment, recipe.tokenizer)
         self.tokenizer = recipe.tokenizer
         self.masker = recipe.masker
@@ -50,12 +54,35 @@ class SamplePipeline:
         return {"key": key, "tokens": tokens, "mask": mask, "target": self.target(tokens, mask)}
 
     def try_call(self, key: str, members: dict[str, bytes], epoch: int, shard: str) -> Optional[dict[str, Any]]:
-        """Like calling the pipeline, but a sample that fails is logged (shard, key, reason) and gives None."""
+        """Like calling the pipeline, but a sample that fails is logged (shard, key, reason) and gives
+        None, for the caller to replace; with ``strict`` it raises instead."""
         try:
             return self(key, members, epoch)
-        except Exception as e:  # a bad sample is reported, not fatal
-            log.warning("skipping sample %s in shard %s: %s: %s", key, shard, type(e).__name__, e)
+        except Exception as e:
+            if self.strict:
+                raise RuntimeError(f"sample {key} in shard {shard} failed to load (data.strict): {type(e).__name__}: {e}") from e
+            log.warning("replacing sample %s in shard %s: %s: %s", key, shard, type(e).__name__, e)
             return None
+
+
+def replace_failures(outputs: Iterator[Optional[dict[str, Any]]]) -> Iterator[dict[str, Any]]:
+    """One output per input, whatever fails: a failed sample (None) is replaced by the next
+    good one (the previous good one after it), marked ``replaced``. Deterministic given the
+    order, and it keeps every consumer's sample count, and so the batch count, unchanged."""
+    pending = 0
+    last: Optional[dict[str, Any]] = None
+    for out in outputs:
+        if out is None:
+            if last is None:
+                pending += 1
+            else:
+                yield {**last, "replaced": True}
+            continue
+        last = {**out, "replaced": False}
+        yield last
+        for _ in range(pending):
+            yield {**out, "replaced": True}
+        pending = 0
 
 
 def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
@@ -70,6 +97,7 @@ def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
         "mask": mask,
         "target": default_collate([s["target"] for s in samples]),
         "num_hidden": int(counts[0]),
+        "replaced": sum(bool(s.get("replaced")) for s in samples),
     }
 
 
@@ -98,6 +126,7 @@ class ShardStream(IterableDataset):
         epochs: Optional[int] = None,
         resume_batches: int = 0,
         batch_size: int = 1,
+        verify: bool = False,
     ):
         self.root = Path(path)
         self.manifest = Manifest.load(self.root)
@@ -115,6 +144,7 @@ class ShardStream(IterableDataset):
         self.rank, self.world_size = rank, world_size
         self.epochs = epochs
         self.resume_batches, self.batch_size = resume_batches, batch_size
+        self.verify, self._verified = verify, set()
 
     def consumer(self) -> tuple[int, int]:
         """``(consumer_id, num_consumers)`` of this process: rank-major over loader workers."""
@@ -128,11 +158,22 @@ class ShardStream(IterableDataset):
         order = shard_order(self.seed, epoch, len(shards))
         if len(shards) >= consumers:
             for i in order[me::consumers]:
-                for sample in iter_shard(self.manifest.format, self.root / shards[i].path):
+                for sample in self.read_shard(i):
                     yield shards[i].path, sample
         else:
-            stream = ((shards[i].path, s) for i in order for s in iter_shard(self.manifest.format, self.root / shards[i].path))
+            stream = ((shards[i].path, s) for i in order for s in self.read_shard(i))
             yield from itertools.islice(stream, me, None, consumers)
+
+    def read_shard(self, i: int) -> Iterator[Sample]:
+        """Samples of shard ``i``; with ``verify``, its sha256 is checked the first time this process reads it."""
+        shard = self.manifest.shards[i]
+        path = self.root / shard.path
+        if self.verify and i not in self._verified:
+            digest = file_sha256(path)
+            if digest != shard.sha256:
+                raise ValueError(f"shard {shard.path} in {self.root} has sha256 {digest}, the manifest says {shard.sha256}")
+            self._verified.add(i)
+        return iter_shard(self.manifest.format, path)
 
     def shuffled(self, epoch: int) -> Iterator[tuple[str, Sample]]:
         me, _ = self.consumer()
@@ -164,14 +205,17 @@ class ShardStream(IterableDataset):
     def __iter__(self) -> Iterator[dict[str, Any]]:
         epochs = itertools.count() if self.epochs is None else range(self.epochs)
         skip = self.samples_to_skip()
-        for epoch in epochs:
-            for shard, (key, members) in self.shuffled(epoch):
-                if skip:  # resuming: pass over what was delivered before, without decoding it
-                    skip -= 1
-                    continue
-                out = self.pipeline.try_call(key, members, epoch, shard)
-                if out is not None:
-                    yield out
+
+        def outputs() -> Iterator[Optional[dict[str, Any]]]:
+            nonlocal skip
+            for epoch in epochs:
+                for shard, (key, members) in self.shuffled(epoch):
+                    if skip:  # resuming: pass over what was delivered before, without decoding it
+                        skip -= 1
+                        continue
+                    yield self.pipeline.try_call(key, members, epoch, shard)
+
+        yield from replace_failures(outputs())
 
 
 def build_loader(
@@ -187,6 +231,8 @@ def build_loader(
     pin_memory: bool = False,
     epochs: Optional[int] = None,
     resume_batches: int = 0,
+    strict: bool = False,
+    verify: bool = False,
 ) -> DataLoader:
     """A DataLoader of :func:`collate` batches over the shard directory ``path``.
 
@@ -195,8 +241,8 @@ def build_loader(
     loader workers and the batch size are those of the checkpointed run.
     """
     stream = ShardStream(
-        path, SamplePipeline(recipe, seed), seed, shuffle_buffer, rank, world_size,
-        epochs=epochs, resume_batches=resume_batches, batch_size=batch_size,
+        path, SamplePipeline(recipe, seed, strict), seed, shuffle_buffer, rank, world_size,
+        epochs=epochs, resume_batches=resume_batches, batch_size=batch_size, verify=verify,
     )
     return DataLoader(
         stream,

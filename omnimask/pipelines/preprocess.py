@@ -8,11 +8,19 @@ under a temporary name, then renames it. Units run in parallel on every CPU of
 the cluster; the driver only merges the small per-unit reports into the
 manifest, which is written last. The shard a file lands in depends on the
 sorted input list only, so the same inputs give the same shards.
+
+Crash safety: shards and reports are written under temporary names and
+renamed when complete, and each unit leaves a small report file after its
+shard. Re-running the same command after a crash (even ``kill -9``) keeps the
+completed units, redoes the rest and writes the manifest last; re-running it
+over a finished dataset is a no-op. Other inputs or arguments need
+``--overwrite``, which removes only the files preprocess writes.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -62,30 +70,25 @@ def preprocess(
     if not inputs:
         raise FileNotFoundError(f"no input files under {input_path}")
     out = Path(output_dir)
-    _prepare_output(out, overwrite, Path(input_path))
+    plan = _plan_digest(modality, fmt, samples_per_shard, dataclasses.asdict(opts), inputs)
+    finished = _prepare_output(out, overwrite, Path(input_path), plan)
+    if finished is not None:
+        log.info("%s already holds this dataset (same inputs and arguments): nothing to do", out)
+        return finished
 
     classes = sorted({f.label for f in inputs if f.label is not None})
     units = [
         {"index": i, "first": start, "inputs": [dataclasses.asdict(f) for f in inputs[start : start + samples_per_shard]]}
         for i, start in enumerate(range(0, len(inputs), samples_per_shard))
     ]
+    done = _finished_units(out, len(units))
+    todo = [u for u in units if u["index"] not in done]
+    if done:
+        log.info("resuming: %d of %d shard units are already complete in %s", len(done), len(units), out)
     task = _UnitTask(modality, fmt, dataclasses.asdict(opts), str(out.resolve()), classes)
-    with ray_session(ray_address, num_cpus):
-        import ray.data
-
-        started = time.perf_counter()
-        rows = [{"unit": json.dumps(u)} for u in units]
-        ctx = ray.data.DataContext.get_current()
-        reserving = ctx.op_resource_reservation_enabled
-        # One operator: Ray Data's per-operator reservation would hold it to half the CPUs.
-        ctx.op_resource_reservation_enabled = False
-        try:
-            ds = ray.data.from_items(rows, override_num_blocks=len(rows)).map(task, num_cpus=1)
-            reports = sorted((json.loads(r["report"]) for r in ds.take_all()), key=lambda r: r["index"])
-        finally:
-            ctx.op_resource_reservation_enabled = reserving
-    elapsed = time.perf_counter() - started
-    busy = sum(r["task"]["end"] - r["task"]["start"] for r in reports)
+    new_reports, elapsed = _run_units(todo, task, ray_address, num_cpus) if todo else ([], 0.0)
+    reports = sorted([*done.values(), *new_reports], key=lambda r: r["index"])
+    busy = sum(r["task"]["end"] - r["task"]["start"] for r in new_reports)
 
     quarantine = [q for r in reports for q in r["quarantine"]]
     shards = [ShardInfo(**r["shard"]) for r in reports if r["shard"] is not None]
@@ -103,33 +106,111 @@ def preprocess(
             "format": fmt,
             "samples_per_shard": samples_per_shard,
             "options": dataclasses.asdict(opts),
+            "plan": plan,
             "seconds": round(elapsed, 3),
             "task_seconds": round(busy, 3),
-            "workers": len({r["task"]["pid"] for r in reports}),
+            "workers": len({r["task"]["pid"] for r in new_reports}),
+            "resumed_units": len(done),
         },
     )
     if manifest.num_inputs != len(inputs):
         raise RuntimeError(f"lost inputs: {len(inputs)} listed, {manifest.num_inputs} reported by the shard tasks")
-    manifest.save(out)
+    manifest.save(out)  # last: a directory with a manifest is complete
+    for path in out.glob(f"{UNIT_PREFIX}*"):
+        path.unlink()
+    (out / PLAN).unlink(missing_ok=True)
     log.info(
         "preprocessed %d inputs into %d samples in %d shards (%d quarantined) in %.1fs (%.1f inputs/s)",
         manifest.num_inputs, manifest.num_samples, len(shards), manifest.num_quarantined, elapsed,
-        manifest.num_inputs / max(elapsed, 1e-9),
+        sum(len(u["inputs"]) for u in todo) / max(elapsed, 1e-9),
     )
     return manifest
 
 
-def _prepare_output(out: Path, overwrite: bool, input_path: Path) -> None:
+PLAN = ".preprocess-plan.json"
+UNIT_PREFIX = ".unit-"
+
+
+def _plan_digest(modality: str, fmt: str, samples_per_shard: int, options: dict[str, Any], inputs: list[InputFile]) -> str:
+    """Identifies a job: its arguments and every input's path, size and modification time."""
+    h = hashlib.sha256(json.dumps([modality, fmt, samples_per_shard, options], sort_keys=True).encode())
+    for f in inputs:
+        try:
+            st = os.stat(f.path)
+            h.update(f"{f.source}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        except OSError:  # a broken link: quarantined later, still part of the job
+            h.update(f"{f.source}\0missing\n".encode())
+    return h.hexdigest()
+
+
+def _run_units(
+    units: list[dict[str, Any]], task: "_UnitTask", ray_address: Optional[str], num_cpus: Optional[int]
+) -> tuple[list[dict], float]:
+    """Map the units over the Ray cluster; each writes its shard and its report. Returns the
+    reports and the seconds the job took (Ray start-up excluded)."""
+    with ray_session(ray_address, num_cpus):
+        import ray.data
+
+        started = time.perf_counter()
+        rows = [{"unit": json.dumps(u)} for u in units]
+        ctx = ray.data.DataContext.get_current()
+        reserving = ctx.op_resource_reservation_enabled
+        # One operator: Ray Data's per-operator reservation would hold it to half the CPUs.
+        ctx.op_resource_reservation_enabled = False
+        try:
+            ds = ray.data.from_items(rows, override_num_blocks=len(rows)).map(task, num_cpus=1)
+            return [json.loads(r["report"]) for r in ds.take_all()], time.perf_counter() - started
+        finally:
+            ctx.op_resource_reservation_enabled = reserving
+
+
+def _finished_units(out: Path, num_units: int) -> dict[int, dict[str, Any]]:
+    """Reports of units completed by an earlier, interrupted run (their shard is in place, whole)."""
+    done = {}
+    for path in out.glob(f"{UNIT_PREFIX}*.json"):
+        report = json.loads(path.read_text())
+        shard = report["shard"]
+        if report["index"] >= num_units:
+            continue
+        if shard is None or ((out / shard["path"]).is_file() and (out / shard["path"]).stat().st_size == shard["bytes"]):
+            done[report["index"]] = report
+    return done
+
+
+def _prepare_output(out: Path, overwrite: bool, input_path: Path, plan: str) -> Optional[Manifest]:
+    """Make ``out`` ready; returns the finished manifest when the same job already completed there.
+
+    A finished dataset from other inputs or arguments is replaced only with
+    ``overwrite``; so is an interrupted one (its plan file differs). An
+    interrupted run of the same job is resumed.
+    """
     src, dst = input_path.resolve(), out.resolve()
     if dst == src or dst in src.parents or src in dst.parents:
         raise ValueError(f"the output {out} must not contain, or lie inside, the input {input_path}")
     if (out / MANIFEST).exists():
+        existing = Manifest.load(out)
         if not overwrite:
-            raise OutputExistsError(f"{out} already holds a dataset ({MANIFEST}); pass --overwrite to replace it")
-        for path in out.iterdir():  # remove only what preprocess writes
-            if path.name in (MANIFEST, QUARANTINE) or path.name.startswith(("shard-", ".shard-", f".{MANIFEST}", f".{QUARANTINE}")):
-                path.unlink()
+            if existing.preprocess.get("plan") == plan:
+                return existing
+            raise OutputExistsError(f"{out} already holds a dataset ({MANIFEST}) from other inputs or arguments; "
+                                    "pass --overwrite to replace it")
+        _remove_outputs(out)
+    elif (out / PLAN).exists() and json.loads((out / PLAN).read_text())["plan"] != plan:
+        if not overwrite:
+            raise OutputExistsError(f"{out} holds an interrupted run of other inputs or arguments; pass --overwrite")
+        _remove_outputs(out)
     out.mkdir(parents=True, exist_ok=True)
+    for tmp in out.glob(".*.tmp*"):  # partial files of a killed run
+        tmp.unlink()
+    write_atomic(out / PLAN, json.dumps({"plan": plan}).encode())
+    return None
+
+
+def _remove_outputs(out: Path) -> None:
+    """Remove only what preprocess writes, never other files in the folder."""
+    for path in out.iterdir():
+        if path.name in (MANIFEST, QUARANTINE, PLAN) or path.name.startswith(("shard-", UNIT_PREFIX, ".shard-", f".{MANIFEST}", f".{QUARANTINE}")):
+            path.unlink()
 
 
 class _UnitTask:
@@ -183,7 +264,10 @@ def write_unit(
     if writer is not None:
         writer.close()
         shard = {"path": path.name, "num_samples": count, "bytes": os.path.getsize(path), "sha256": file_sha256(path)}
-    return {
+    report = {
         "index": unit["index"], "num_inputs": len(unit["inputs"]), "shard": shard, "quarantine": quarantine,
         "task": {"pid": os.getpid(), "start": started, "end": time.time()},
     }
+    # after the shard's rename: a report on disk means the unit is complete (a re-run skips it)
+    write_atomic(out_dir / f"{UNIT_PREFIX}{unit['index']:06d}.json", json.dumps(report).encode())
+    return report

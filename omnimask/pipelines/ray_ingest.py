@@ -30,7 +30,7 @@ import torch
 
 from omnimask.config import RecipeConfig, from_dict, to_dict
 from omnimask.pipelines.formats import iter_shard
-from omnimask.pipelines.loader import shard_order
+from omnimask.pipelines.loader import replace_failures, shard_order
 from omnimask.pipelines.manifest import Manifest
 
 
@@ -82,18 +82,21 @@ def _pipeline(recipe_json: str) -> Any:
     from omnimask.pipelines.loader import SamplePipeline
 
     cfg = from_dict(RecipeConfig, json.loads(recipe_json))
-    return SamplePipeline(Recipe.from_config(cfg), cfg.seed)
+    return SamplePipeline(Recipe.from_config(cfg), cfg.seed, cfg.data.strict)
 
 
 def run_pipeline(batch: dict[str, np.ndarray], recipe_json: str) -> dict[str, np.ndarray]:
     """Ray Data map_batches function: raw samples -> stacked tokens, masks, compact targets, keys."""
     pipeline = _pipeline(recipe_json)
     rows = zip(batch["key"], batch["ext"], batch["data"], batch["json"], batch["epoch"], batch["shard"])
-    out = [o for key, ext, data, meta, epoch, shard in rows
-           if (o := pipeline.try_call(str(key), {str(ext): bytes(data), "json": bytes(meta)}, int(epoch), str(shard))) is not None]
-    if not out:
+    out = list(replace_failures(
+        pipeline.try_call(str(key), {str(ext): bytes(data), "json": bytes(meta)}, int(epoch), str(shard))
+        for key, ext, data, meta, epoch, shard in rows
+    ))
+    if len(out) < len(batch["key"]):
         raise ValueError(f"no sample of a batch of {len(batch['key'])} from {sorted(set(map(str, batch['shard'])))} decoded")
     return {
+        "replaced": np.array([o["replaced"] for o in out]),
         "key": np.array([o["key"] for o in out]),
         "tokens": np.stack([o["tokens"].numpy() for o in out]),
         "mask": np.stack([o["mask"].numpy() for o in out]),
@@ -122,4 +125,5 @@ class RayShardBatches:
                 "mask": mask,
                 "target": torch.from_numpy(b["target"]),
                 "num_hidden": int(mask[0].sum()),
+                "replaced": int(b["replaced"].sum()),
             }
