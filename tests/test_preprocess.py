@@ -125,29 +125,24 @@ def test_decompression_bomb_is_quarantined_without_decoding(tmp_path, ray_local)
     assert "too large" in read_quarantine(tmp_path / "out")[0]["reason"]
 
 
-def test_unsafe_tar_members_are_refused(tmp_path):
-    path = tmp_path / "evil.tar"
+def one_member_tar(path, name, data=b"", kind=tarfile.REGTYPE, linkname=""):
     with tarfile.open(path, "w") as tar:
-        info = tarfile.TarInfo("../escape.jpg")
-        info.size = 3
-        tar.addfile(info, io.BytesIO(b"abc"))
-    with pytest.raises(ValueError, match="unsafe path '../escape.jpg'"):
-        list(iter_shard("webdataset", path))
-    link = tmp_path / "link.tar"
-    with tarfile.open(link, "w") as tar:
-        info = tarfile.TarInfo("000.jpg")
-        info.type = tarfile.SYMTYPE
-        info.linkname = "/etc/passwd"
-        tar.addfile(info)
-    with pytest.raises(ValueError, match="non-regular member"):
-        list(iter_shard("webdataset", link))
-    empty = tmp_path / "empty-name.tar"
-    with tarfile.open(empty, "w") as tar:
-        info = tarfile.TarInfo("")
-        info.size = 1
-        tar.addfile(info, io.BytesIO(b"x"))
-    with pytest.raises(ValueError, match="unsafe path"):
-        list(iter_shard("webdataset", empty))
+        info = tarfile.TarInfo(name)
+        info.size, info.type, info.linkname = len(data), kind, linkname
+        tar.addfile(info, io.BytesIO(data) if data else None)
+    return path
+
+
+def test_unsafe_tar_members_are_refused(tmp_path):
+    cases = [
+        (one_member_tar(tmp_path / "dotdot.tar", "../escape.jpg", b"abc"), "unsafe path '../escape.jpg'"),
+        (one_member_tar(tmp_path / "abs.tar", "/etc/evil.jpg", b"abc"), "unsafe path '/etc/evil.jpg'"),
+        (one_member_tar(tmp_path / "empty.tar", "", b"x"), "unsafe path"),
+        (one_member_tar(tmp_path / "link.tar", "000.jpg", kind=tarfile.SYMTYPE, linkname="/etc/passwd"), "non-regular member"),
+    ]
+    for path, message in cases:
+        with pytest.raises(ValueError, match=message):
+            list(iter_shard("webdataset", path))
 
 
 def test_links_fifos_and_multi_picture_jpegs_are_accounted_for(tmp_path, ray_local):
