@@ -10,7 +10,7 @@ from typing import Optional
 import yaml
 
 from omnimask.config import ConfigError, load_recipe, to_dict
-from omnimask.orchestration.logs import setup_logging
+from omnimask.orchestration.logs import format_loss, setup_logging
 
 
 def _parse_options(items: list[str]) -> dict:
@@ -47,10 +47,6 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
     return 0
 
 
-def _loss(value: Optional[float]) -> str:
-    return "n/a" if value is None else f"{value:.4f}"
-
-
 def cmd_pretrain(args: argparse.Namespace) -> int:
     overrides = list(args.overrides)
     if args.num_workers is not None:
@@ -64,7 +60,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     from omnimask.orchestration.pretrain import pretrain
 
     result = pretrain(cfg, name=args.name, resume=args.resume, ray_address=args.ray_address)
-    print(f"trained {result.steps} steps in {result.seconds:.0f}s: loss {_loss(result.first_loss)} -> {_loss(result.last_loss)}")
+    print(f"trained {result.steps} steps in {result.seconds:.0f}s: loss {format_loss(result.first_loss)} -> {format_loss(result.last_loss)}")
     print(f"run directory: {result.run_dir}")
     return 0
 

@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from omnimask.config import load_recipe
+from omnimask.orchestration.logs import format_loss
 from omnimask.orchestration.pretrain import pretrain
 from omnimask.pipelines.preprocess import preprocess
 
@@ -93,7 +94,7 @@ def run_demo(workdir: str | Path = "demo_out", steps: Optional[int] = None, num_
     print("omnimask demo finished")
     print(f"  dataset       {shards}: {manifest.num_samples} samples in {len(manifest.shards)} shards, "
           f"{manifest.num_quarantined} quarantined (see quarantine.jsonl)")
-    print(f"  training      {result.steps} steps in {result.seconds:.0f}s, loss {result.first_loss} -> {result.last_loss}")
+    print(f"  training      {result.steps} steps in {result.seconds:.0f}s, loss {format_loss(result.first_loss)} -> {format_loss(result.last_loss)}")
     print(f"  reconstruction {run / 'reconstruction.png'}  (rows: original | masked | reconstruction)")
     print(f"  checkpoints   {run}/checkpoint-step*/ (Ray Train)")
     print(f"  metrics       {run / 'metrics.csv'}; tensorboard --logdir {run / 'tensorboard'}")
