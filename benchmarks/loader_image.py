@@ -113,9 +113,9 @@ def main() -> None:
         for workers in args.workers:
             common = dict(batch_size=args.batch_size, num_workers=workers, persistent_workers=True, prefetch_factor=4)
             folder = DataLoader(ImageFolder(str(raw), transform=baseline_tf), shuffle=True, drop_last=True, **common)
-            ours = build_loader(recipe, shards, args.batch_size, workers, seed=0, shuffle_buffer=512)
+            ours = build_loader(recipe, shards, args.batch_size, workers, seed=0)
             decode_only = DataLoader(
-                ShardStream(shards, DecodeOnly(recipe, 0), seed=0, shuffle_buffer=512),  # type: ignore[arg-type]
+                ShardStream(shards, DecodeOnly(recipe, 0), seed=0, batch_size=args.batch_size),  # type: ignore[arg-type]
                 collate_fn=collate_images, drop_last=True, **common,
             )
             row = {"workers": workers}

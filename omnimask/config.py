@@ -68,8 +68,8 @@ class DataConfig:
     """Samples per batch on each rank."""
     num_workers: int = 2
     """DataLoader worker processes per rank."""
-    shuffle_buffer: int = 512
-    """Samples held in the in-stream shuffle buffer of each loader worker."""
+    shuffle_window: int = 4
+    """Shards whose samples are shuffled together in the global order (1: shuffle within each shard)."""
     augment: dict[str, Any] = field(default_factory=dict)
     """Modality-specific augmentation parameters (image: scale, ratio, hflip)."""
     prefetch_factor: int = 4
@@ -86,7 +86,7 @@ class DataConfig:
     def __post_init__(self) -> None:
         _positive("data.batch_size", self.batch_size)
         _non_negative("data.num_workers", self.num_workers)
-        _non_negative("data.shuffle_buffer", self.shuffle_buffer)
+        _positive("data.shuffle_window", self.shuffle_window)
         _positive("data.prefetch_factor", self.prefetch_factor)
 
 

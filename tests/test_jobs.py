@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import make_image_folder
+from omnimask.orchestration.submit import submit_job
 
 BIN = Path(sys.executable).parent
 
@@ -75,8 +76,8 @@ def shards(tmp_path_factory, head):
     root = tmp_path_factory.mktemp("jobs")
     counts = make_image_folder(root / "raw", n_good=16, seed=9)
     client = JobSubmissionClient(head)
-    job = client.submit_job(entrypoint=f"omnimask preprocess image --input {root / 'raw'} --output {root / 'shards'} "
-                                       "--samples-per-shard 8")
+    job = submit_job(client, entrypoint=f"omnimask preprocess image --input {root / 'raw'} --output {root / 'shards'} "
+                                        "--samples-per-shard 8")
     assert wait_for(client, job) == JobStatus.SUCCEEDED, client.get_job_logs(job)[-3000:]
     logs = client.get_job_logs(job)
     assert "joined the Ray cluster" in logs
@@ -95,7 +96,7 @@ def test_pretrain_job_through_the_jobs_sdk(head, shards, tmp_path):
 
     client = JobSubmissionClient(head)
     entry = " ".join(["omnimask", "pretrain", "mae_image_tiny", *overrides(shards, tmp_path), "--name", "sdk"])
-    job = client.submit_job(entrypoint=entry)
+    job = submit_job(client, entrypoint=entry)
     assert wait_for(client, job) == JobStatus.SUCCEEDED, client.get_job_logs(job)[-3000:]
     assert (tmp_path / "sdk" / "checkpoint-step0000004" / "checkpoint.ckpt").is_file()
     assert "trained 4 steps" in client.get_job_logs(job)

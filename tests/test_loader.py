@@ -13,13 +13,18 @@ def recipe() -> Recipe:
     return Recipe.from_config(load_recipe("mae_image_tiny", OVERRIDES))
 
 
-def keys_of(stream: ShardStream, epoch: int = 0) -> list[str]:
-    return [key for _, (key, _) in stream.shuffled(epoch)]
+def keys_of(stream: ShardStream) -> list[str]:
+    """Keys in stream order, without decoding."""
+    return [key for _, _, (key, _) in stream.raw_samples()]
+
+
+def stream(ds, rank=0, world=1, batch=4, epochs=1, seed=0, window=2, **kw) -> ShardStream:
+    return ShardStream(ds["shards"], SamplePipeline(recipe(), seed), seed, window, rank, world, batch, epochs=epochs, **kw)
 
 
 def test_batches_have_the_collated_layout(image_dataset):
     r = recipe()
-    loader = build_loader(r, image_dataset["shards"], batch_size=5, num_workers=2, seed=0, shuffle_buffer=8)
+    loader = build_loader(r, image_dataset["shards"], batch_size=5, num_workers=2, seed=0)
     batch = next(iter(loader))
     assert batch["tokens"].shape == (5, 16, 192) and batch["tokens"].dtype == torch.uint8
     assert batch["mask"].shape == (5, 16) and batch["mask"].dtype == torch.bool
@@ -29,38 +34,69 @@ def test_batches_have_the_collated_layout(image_dataset):
     assert len(batch["keys"]) == 5
 
 
-def test_ranks_and_workers_split_an_epoch_without_overlap(image_dataset, monkeypatch):
-    """2 ranks x 2 loader workers, and 5 consumers (more than shards): every sample once."""
-    r = recipe()
-    n = image_dataset["manifest"].num_samples
-    for world, workers in ((2, 2), (5, 1), (1, 1)):
-        seen = []
+def test_every_rank_and_worker_layout_covers_the_epoch_with_equal_batches(image_dataset, monkeypatch):
+    """Each layout sees every sample of an epoch once, plus only the padding of the last step,
+    and every rank gets the same number of batches, whatever the shard sizes."""
+    import omnimask.pipelines.loader as loader_mod
+
+    n = image_dataset["manifest"].num_samples  # 30, in shards of uneven sizes
+    batch = 4
+    every_key = set(keys_of(stream(image_dataset, world=1, batch=n)))
+    assert len(every_key) == n
+    for world, workers in ((1, 1), (2, 2), (3, 1), (4, 3)):
+        per_rank = {}
         for rank in range(world):
+            keys = []
             for worker in range(workers):
-                stream = ShardStream(image_dataset["shards"], SamplePipeline(r, 0), 0, 4, rank, world)
-                monkeypatch.setattr(stream, "consumer", lambda rk=rank, w=worker: (rk * workers + w, world * workers))
-                seen += keys_of(stream)
-        assert len(seen) == len(set(seen)) == n, (world, workers)
+                monkeypatch.setattr(loader_mod, "loader_worker", lambda w=worker, k=workers: (w, k))
+                keys += keys_of(stream(image_dataset, rank, world, batch))
+            per_rank[rank] = keys
+        steps = -(-n // (world * batch))
+        assert all(len(k) == steps * batch for k in per_rank.values()), (world, workers)
+        seen = [k for keys in per_rank.values() for k in keys]
+        assert set(seen) == every_key
+        assert len(seen) - len(set(seen)) == steps * world * batch - n  # the padding, nothing else
 
 
-def test_epoch_order_is_seeded(image_dataset):
-    r = recipe()
-    a = ShardStream(image_dataset["shards"], SamplePipeline(r, 0), seed=1, shuffle_buffer=6)
-    b = ShardStream(image_dataset["shards"], SamplePipeline(r, 0), seed=1, shuffle_buffer=6)
-    c = ShardStream(image_dataset["shards"], SamplePipeline(r, 0), seed=2, shuffle_buffer=6)
-    assert keys_of(a, 0) == keys_of(b, 0)
-    assert keys_of(a, 0) != keys_of(a, 1)
-    assert keys_of(a, 0) != keys_of(c, 0)
-    assert sorted(keys_of(a, 0)) == sorted(keys_of(c, 0))
+def test_global_order_does_not_depend_on_the_layout(image_dataset):
+    one = keys_of(stream(image_dataset, world=1, batch=4, epochs=2))
+    two = [keys_of(stream(image_dataset, rank=r, world=2, batch=2, epochs=2)) for r in (0, 1)]
+    merged = [k for step in range(len(two[0]) // 2) for r in (0, 1) for k in two[r][2 * step : 2 * step + 2]]
+    assert merged == one
+    assert keys_of(stream(image_dataset, seed=1)) == keys_of(stream(image_dataset, seed=1))
+    assert keys_of(stream(image_dataset, seed=1)) != keys_of(stream(image_dataset, seed=2))
+    assert one[:30] != one[32:62]  # epochs differ (30 samples, padded to 32)
+
+
+def test_a_stream_started_at_a_position_continues_the_same_order(image_dataset):
+    from omnimask.pipelines.order import Position, advance
+
+    full = keys_of(stream(image_dataset, world=1, batch=4, epochs=3))
+    start = advance(Position(), 5, 4, 30)
+    later = keys_of(stream(image_dataset, world=1, batch=4, epochs=3 - start.epoch, start=start))
+    assert later == full[5 * 4 :]
+    assert advance(Position(), 8, 4, 30) == Position(1, 0) and advance(Position(0, 8), 20, 4, 30) == Position(2, 24)
+
+
+def test_shuffle_window_keeps_reads_local(image_dataset):
+    """window=1: consecutive samples come from one shard at a time (shards of this set are 3 or 8 samples)."""
+    from omnimask.pipelines.order import epoch_order
+
+    counts = [s.num_samples for s in image_dataset["manifest"].shards]
+    order = epoch_order(counts, seed=0, epoch=0, window=1)
+    changes = int((order[1:, 0] != order[:-1, 0]).sum())
+    assert changes == len(counts) - 1
+    wide = epoch_order(counts, seed=0, epoch=0, window=len(counts))
+    assert int((wide[1:, 0] != wide[:-1, 0]).sum()) > 2 * len(counts)
+    assert sorted(map(tuple, order.tolist())) == sorted(map(tuple, wide.tolist()))
 
 
 def test_augmentation_and_mask_depend_on_sample_not_worker(image_dataset):
     r = recipe()
-    pipe = SamplePipeline(r, seed=5)
-    stream = ShardStream(image_dataset["shards"], pipe, seed=5, epochs=1)
-    first = {s["key"]: s for s in stream}
+    s = stream(image_dataset, seed=5, batch=30)
+    first = {o["key"]: o for o in s}
     other = SamplePipeline(r, seed=5)
-    raw = dict((k, m) for _, (k, m) in stream.raw_samples(0))
+    raw = {k: m for _, _, (k, m) in s.raw_samples()}
     for key in list(first)[:6]:
         again = other(key, raw[key], 0)
         assert torch.equal(again["tokens"], first[key]["tokens"])
@@ -110,15 +146,6 @@ def test_ray_ingest_pipeline_gives_the_torch_loader_samples(image_dataset):
         assert torch.equal(torch.from_numpy(out["target"][i]), ref["target"])
 
 
-def test_no_shuffle_buffer_streams_in_shard_order(image_dataset):
-    r = recipe()
-    stream = ShardStream(image_dataset["shards"], SamplePipeline(r, 0), seed=0, shuffle_buffer=0)
-    keys = keys_of(stream)
-    assert len(keys) == image_dataset["manifest"].num_samples
-    raw = [key for _, (key, _) in stream.raw_samples(0)]
-    assert keys == raw
-
-
 def write_dataset_with_a_corrupt_sample(root):
     """One real shard of 6 JPEG samples, the fourth one's bytes garbage, and its manifest."""
     import io as _io
@@ -147,13 +174,15 @@ def write_dataset_with_a_corrupt_sample(root):
 def test_a_sample_that_fails_to_decode_is_replaced_and_counted(tmp_path):
     write_dataset_with_a_corrupt_sample(tmp_path / "ds")
     r = recipe()
-    outs = list(ShardStream(tmp_path / "ds", SamplePipeline(r, 0), shuffle_buffer=0, epochs=1))
+    outs = list(ShardStream(tmp_path / "ds", SamplePipeline(r, 0), batch_size=6, epochs=1))
     assert len(outs) == 6, "one output per stored sample"
-    assert [o["replaced"] for o in outs] == [False, False, False, True, False, False]
-    assert outs[3]["key"] == outs[2]["key"] and torch.equal(outs[3]["tokens"], outs[2]["tokens"])
-    batch = next(iter(build_loader(r, tmp_path / "ds", batch_size=6, num_workers=0, seed=0, shuffle_buffer=0)))
+    assert sum(o["replaced"] for o in outs) == 1
+    i = next(i for i, o in enumerate(outs) if o["replaced"])
+    neighbour = outs[i - 1] if i else outs[i + 1]
+    assert outs[i]["key"] == neighbour["key"] != "000000003" and torch.equal(outs[i]["tokens"], neighbour["tokens"])
+    batch = next(iter(build_loader(r, tmp_path / "ds", batch_size=6, num_workers=0, seed=0)))
     assert batch["replaced"] == 1 and len(batch["keys"]) == 6
-    strict = ShardStream(tmp_path / "ds", SamplePipeline(r, 0, strict=True), shuffle_buffer=0, epochs=1)
+    strict = ShardStream(tmp_path / "ds", SamplePipeline(r, 0, strict=True), batch_size=6, epochs=1)
     try:
         list(strict)
     except RuntimeError as e:
@@ -182,7 +211,7 @@ def test_verify_shards_refuses_a_modified_shard(image_dataset, tmp_path):
     r = recipe()
     assert keys_of(ShardStream(copy, SamplePipeline(r, 0), epochs=1))  # size unchanged: only the hash tells
     try:
-        keys_of(ShardStream(copy, SamplePipeline(r, 0), epochs=1, verify=True))
+        keys_of(ShardStream(copy, SamplePipeline(r, 0), batch_size=30, epochs=1, verify=True))
     except ValueError as e:
         assert shard.name in str(e) and "sha256" in str(e)
     else:

@@ -11,7 +11,7 @@ from omnimask.pipelines.preprocess import preprocess
 
 TINY = [
     "model.tokenizer.image_size=32", "model.encoder.depth=1", "model.head.depth=1",
-    "data.batch_size=4", "data.num_workers=1", "data.shuffle_buffer=8",
+    "data.batch_size=4", "data.num_workers=1", "data.shuffle_window=2",
     "trainer.log_every_n_steps=2", "trainer.checkpoint_every_n_steps=4", "optim.warmup_steps=2",
     "trainer.preview_samples=2",
 ]
@@ -79,3 +79,33 @@ def test_ray_data_loader_trains_on_two_workers(shards, tmp_path):
     for rank in (0, 1):
         lines = [json.loads(l) for l in (result.run_dir / f"trace-rank{rank}.jsonl").read_text().splitlines()]
         assert len(lines) == 12 and len({l["key"] for l in lines}) == 12
+
+
+def consumed_keys(run_dir, resumed_from: int) -> list[str]:
+    """Keys trained on, from every rank's trace: steps before the checkpoint from the first
+    attempt, the rest from the resumed attempt (which starts at the checkpoint's step)."""
+    keys = []
+    for trace in sorted(run_dir.glob("trace-rank*.jsonl")):
+        attempt_start = None
+        for line in map(json.loads, trace.read_text().splitlines()):
+            if attempt_start is None or line["step"] < previous or (line["step"] == previous and line["index"] == 0):
+                attempt_start = line["step"]
+            previous = line["step"]
+            if line["step"] < resumed_from or attempt_start == resumed_from:
+                keys.append(line["key"])
+    return keys
+
+
+@pytest.mark.parametrize("before,after,steps", [(2, 1, 6), (1, 2, 7)])
+def test_elastic_resume_covers_the_epoch_exactly(shards, tmp_path, before, after, steps):
+    """Stop at step 6 (checkpoint at 4) with `before` ranks, resume with `after`: the 40 samples
+    of the epoch are each trained on exactly once (batch 4: 2 ranks take 8 a step, 1 rank 4)."""
+    name = f"elastic{before}{after}"
+    with pytest.raises(Exception, match="injected failure"):
+        train(shards, tmp_path, name, f"scaling.num_workers={before}", f"trainer.max_steps={steps}",
+              "trainer.fail_at_step=5", "data.trace=true", "scaling.cpus_per_worker=0.5")
+    resumed = train(shards, tmp_path, name, f"scaling.num_workers={after}", f"trainer.max_steps={steps}",
+                    "data.trace=true", "scaling.cpus_per_worker=0.5", resume=True)
+    assert resumed.summary["resumed_from_step"] == 4 and resumed.summary["data_position"] == {"epoch": 1, "offset": 0}
+    keys = consumed_keys(resumed.run_dir, 4)
+    assert len(keys) == len(set(keys)) == 40

@@ -9,6 +9,7 @@ import torch
 
 from omnimask.models.recipe import Recipe
 from omnimask.models.schedule import param_groups, warmup_cosine
+from omnimask.pipelines.order import Cursor
 
 
 class MaskedModelingModule(pl.LightningModule):
@@ -19,10 +20,13 @@ class MaskedModelingModule(pl.LightningModule):
     logic lives here: the same module runs in one process or under Ray Train.
     """
 
-    def __init__(self, recipe: Recipe, global_batch_size: int, data_layout: dict[str, Any] | None = None):
+    def __init__(
+        self, recipe: Recipe, global_batch_size: int, data_layout: dict[str, Any] | None = None, cursor: Cursor | None = None
+    ):
         super().__init__()
         self.recipe = recipe
         self.data_layout = data_layout or {}
+        self.cursor = cursor
         self.model = recipe.build_model()
         optim = recipe.config.optim
         self.base_lr = optim.lr if optim.lr is not None else optim.blr * global_batch_size / 256
@@ -39,9 +43,12 @@ class MaskedModelingModule(pl.LightningModule):
         return loss
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Record the data layout beside the step, so that a resume knows whether the
-        loader can continue with exactly the next samples."""
+        """Record the data position (epoch, offset into its order) and layout beside the step,
+        so that a resume, with any layout, continues with exactly the next samples."""
         checkpoint["omnimask_data"] = dict(self.data_layout)
+        if self.cursor is not None:
+            pos = self.cursor.at(self.trainer.global_step)
+            checkpoint["omnimask_data"].update(epoch=pos.epoch, offset=pos.offset)
 
     def configure_optimizers(self) -> Any:
         optim = self.recipe.config.optim

@@ -152,6 +152,7 @@ class SampleTrace(pl.Callback):
             self._file = open(self.path, "a")
         step = trainer.global_step
         self._file.write("".join(json.dumps({"step": step, "rank": self.rank, "index": i, "key": k}) + "\n" for i, k in enumerate(batch["keys"])))
+        self._file.flush()  # a worker that dies keeps its trace up to the step it was on
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._file is not None:

@@ -28,6 +28,19 @@ def pretrain_entrypoint(config: str, overrides: list[str], name: Optional[str], 
     return shlex.join(args)
 
 
+def submit_job(client: Any, retry_s: float = 90.0, **kwargs: Any) -> str:
+    """``client.submit_job(**kwargs)``, retried while a freshly started head has no job agent yet."""
+    deadline = time.monotonic() + retry_s
+    while True:
+        try:
+            return client.submit_job(**kwargs)
+        except RuntimeError as e:
+            if "No available agent" not in str(e) or time.monotonic() > deadline:
+                raise
+            log.info("the cluster's job agent is not up yet; retrying")
+            time.sleep(2.0)
+
+
 def submit(
     address: str,
     entrypoint: str,
@@ -39,7 +52,7 @@ def submit(
     from ray.job_submission import JobSubmissionClient
 
     client = JobSubmissionClient(address)
-    job_id = client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env or None)
+    job_id = submit_job(client, entrypoint=entrypoint, runtime_env=runtime_env or None)
     log.info("submitted job %s to %s: %s", job_id, address, entrypoint)
     if not follow:
         return job_id, str(client.get_job_status(job_id))

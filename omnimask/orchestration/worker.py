@@ -10,6 +10,7 @@ step had consumed.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -28,6 +29,7 @@ from omnimask.models.recipe import Recipe
 from omnimask.orchestration.callbacks import FailOnce, ProgressLog, RayTrainReport, ReconstructionPreview, SampleTrace
 from omnimask.orchestration.logs import setup_logging
 from omnimask.pipelines.loader import build_loader
+from omnimask.pipelines.order import Cursor, Position
 from omnimask.pipelines.ray_ingest import RayShardBatches
 
 log = logging.getLogger("omnimask.train")
@@ -54,17 +56,9 @@ def checkpoint_data_state(path: Path) -> dict[str, Any]:
     return {"step": int(state["global_step"]), **state.get("omnimask_data", {})}
 
 
-def resume_batches(saved: dict[str, Any], layout: dict[str, Any]) -> int:
-    """Batches per rank to skip after a resume; exact when the data layout is unchanged."""
-    step = saved["step"]
-    old = {k: saved.get(k) for k in layout}
-    if old == layout:
-        return step
-    log.warning(
-        "resuming with a different data layout (%s, checkpoint had %s): the loader continues after the same "
-        "total number of samples, not with the exact next samples", layout, old,
-    )
-    return step * saved.get("world_size", layout["world_size"]) * saved.get("batch_size", layout["batch_size"]) // (
+def ray_loader_skip(saved: dict[str, Any], layout: dict[str, Any]) -> int:
+    """``data.loader=ray``: batches per rank to skip after a resume (same number of samples in total)."""
+    return saved["step"] * saved.get("world_size", layout["world_size"]) * saved.get("batch_size", layout["batch_size"]) // (
         layout["world_size"] * layout["batch_size"]
     )
 
@@ -90,7 +84,7 @@ def train_loop(config: dict[str, Any]) -> None:
         "seed": cfg.seed,
     }
     ckpt_path: Optional[Path] = None
-    skip = 0
+    saved: dict[str, Any] = {"step": 0}
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
@@ -98,31 +92,35 @@ def train_loop(config: dict[str, Any]) -> None:
             local.write_bytes((Path(d) / RayTrainReport.CHECKPOINT_NAME).read_bytes())
         ckpt_path = local
         saved = checkpoint_data_state(local)
-        skip = resume_batches(saved, layout)
         if rank == 0:
-            log.info("resuming from %s at step %d", checkpoint.path, saved["step"])
+            log.info("resuming from %s at step %d (data epoch %s, offset %s)", checkpoint.path, saved["step"],
+                     saved.get("epoch"), saved.get("offset"))
 
     recipe = Recipe.from_config(cfg)
     loader: Any
+    cursor = None
     if cfg.data.loader == "ray":
+        skip = ray_loader_skip(saved, layout)
         loader = RayShardBatches(ray.train.get_dataset_shard("train"), cfg.data.batch_size, resume_batches=skip)
     else:
+        start = Position(saved.get("epoch", 0), saved.get("offset", 0))
         loader = build_loader(
             recipe,
             cfg.data.path,  # type: ignore[arg-type]
             batch_size=cfg.data.batch_size,
             num_workers=cfg.data.num_workers,
             seed=cfg.seed,
-            shuffle_buffer=cfg.data.shuffle_buffer,
+            window=cfg.data.shuffle_window,
             rank=rank,
             world_size=world,
             prefetch_factor=cfg.data.prefetch_factor,
             pin_memory=cfg.data.pin_memory and accelerator == "gpu",
-            resume_batches=skip,
+            start=start,
             strict=cfg.data.strict,
             verify=cfg.data.verify_shards,
         )
-    module = MaskedModelingModule(recipe, global_batch_size=cfg.data.batch_size * world, data_layout=layout)
+        cursor = Cursor(start, saved["step"], cfg.data.batch_size * world, loader.dataset.epoch_len)
+    module = MaskedModelingModule(recipe, global_batch_size=cfg.data.batch_size * world, data_layout=layout, cursor=cursor)
     progress = ProgressLog(cfg.trainer.log_every_n_steps, cfg.data.batch_size * world)
     scratch = Path(tempfile.mkdtemp(prefix=f"omnimask-ckpt-rank{rank}-"))
     callbacks: list[pl.Callback] = [
@@ -181,6 +179,7 @@ def train_loop(config: dict[str, Any]) -> None:
             "last_loss": progress.last_loss,
             "seconds": round(time.perf_counter() - started, 3),
             "resumed_from_step": saved["step"] if checkpoint is not None else None,
+            "data_position": dataclasses.asdict(cursor.at(trainer.global_step)) if cursor else None,
             "weights_digest_per_rank": digests,
         }
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))

@@ -144,3 +144,57 @@ def iter_shard(fmt: str, path: Path) -> Iterator[Sample]:
     if fmt == "parquet":
         return iter_parquet(path)
     raise ValueError(f"unknown shard format {fmt!r}")
+
+
+class ShardFile:
+    """Random access to the samples of one shard: ``len(shard)`` and ``shard[j] -> (key, members)``.
+
+    A tar shard is indexed once by reading its member headers (data is skipped
+    by seeking), with the same safety checks as :func:`iter_tar`; a Parquet
+    shard is read a row group at a time, the last one kept.
+    """
+
+    def __init__(self, fmt: str, path: Path):
+        self.fmt, self.path = fmt, Path(path)
+        if fmt == "webdataset":
+            self._index = self._index_tar()
+        elif fmt == "parquet":
+            self._pf = pq.ParquetFile(self.path)
+            sizes = [self._pf.metadata.row_group(i).num_rows for i in range(self._pf.num_row_groups)]
+            self._starts = [sum(sizes[:i]) for i in range(len(sizes) + 1)]
+            self._group: tuple[int, dict] = (-1, {})
+        else:
+            raise ValueError(f"unknown shard format {fmt!r}")
+
+    def _index_tar(self) -> list[tuple[str, dict[str, tuple[int, int]]]]:
+        index: list[tuple[str, dict[str, tuple[int, int]]]] = []
+        with tarfile.open(self.path, "r:") as tar:
+            for info in tar:
+                check_member_name(info.name, str(self.path))
+                if not info.isfile():
+                    raise UnsafeShardError(f"shard {self.path}: refusing non-regular member {info.name!r} (type {info.type!r})")
+                dirname, _, base = info.name.rpartition("/")
+                stem, _, ext = base.partition(".")
+                key = f"{dirname}/{stem}" if dirname else stem
+                if not index or index[-1][0] != key:
+                    index.append((key, {}))
+                index[-1][1][ext] = (info.offset_data, info.size)
+        return index
+
+    def __len__(self) -> int:
+        return len(self._index) if self.fmt == "webdataset" else self._starts[-1]
+
+    def __getitem__(self, j: int) -> Sample:
+        if self.fmt == "webdataset":
+            key, members = self._index[j]
+            out = {}
+            with open(self.path, "rb") as f:
+                for ext, (offset, size) in members.items():
+                    f.seek(offset)
+                    out[ext] = f.read(size)
+            return key, out
+        g = next(i for i in range(len(self._starts) - 1) if self._starts[i] <= j < self._starts[i + 1])
+        if self._group[0] != g:
+            self._group = (g, self._pf.read_row_group(g, columns=PARQUET_SCHEMA.names).to_pydict())
+        cols, k = self._group[1], j - self._starts[g]
+        return cols["key"][k], {cols["ext"][k]: cols["data"][k], "json": cols["json"][k].encode()}

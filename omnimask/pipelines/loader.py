@@ -1,36 +1,34 @@
 """Streaming loader: shards -> decoded, tokenized, masked samples with targets -> batches.
 
-Per epoch the shard order is a seeded permutation of the manifest's shards.
-Shards are dealt round-robin to the ``world_size * num_workers`` consumers
-(rank-major); when there are fewer shards than consumers, every consumer reads
-all shards and keeps every ``consumers``-th sample instead. Either way no
-sample is read by two consumers and none is skipped. Each consumer shuffles
-its stream through a seeded buffer. Crops, flips and masks come from seeds
-derived from ``(seed, epoch, sample key)``, so a sample's augmentation and mask
-do not depend on which worker or rank reads it.
+Each rank walks the global order of :mod:`omnimask.pipelines.order` (a function
+of seed, epoch and manifest only) in steps of ``world_size x batch_size``
+samples; DataLoader worker ``w`` of ``K`` serves the steps ``w, w + K, ...``, so
+the DataLoader's round-robin over workers gives the batches in step order.
+Samples are read by random access into the shards (tar member offsets, Parquet
+row groups). Crops, flips and masks come from seeds derived from ``(seed,
+epoch, sample key)``, so nothing depends on the rank or worker layout, and a
+stream started at a checkpoint's position continues exactly, with any layout.
 
-The stream runs over epochs until the trainer stops, so a loader worker is
-started once per run. On resume each worker skips, without decoding, the
-samples it delivered before the checkpoint. A sample that fails to decode is
-logged and replaced by a neighbouring good one (counted in ``batch["replaced"]``),
-so that the stream yields exactly one sample per stored sample; ``data.strict``
-makes it an error instead.
+A sample that fails to decode is logged and replaced by a neighbouring good one
+(counted in ``batch["replaced"]``), so every step keeps its size;
+``data.strict`` makes it an error instead.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
+import numpy as np
 from torch.utils.data import DataLoader, IterableDataset, default_collate, get_worker_info
 
 from omnimask.models.recipe import Recipe
-from omnimask.pipelines.formats import Sample, iter_shard
+from omnimask.pipelines.formats import Sample, ShardFile
 from omnimask.pipelines.manifest import Manifest, file_sha256
-from omnimask.seeding import derive_seed, rng
+from omnimask.pipelines.order import Position, advance, epoch_order, step_positions
+from omnimask.seeding import derive_seed
 
 log = logging.getLogger(__name__)
 
@@ -101,11 +99,6 @@ def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def shard_order(seed: int, epoch: int, num_shards: int) -> list[int]:
-    """The seeded shard permutation of ``epoch`` (shared by the torch and Ray Data loaders)."""
-    return [int(i) for i in rng(seed, epoch, "shard_order").permutation(num_shards)]
-
-
 def loader_worker() -> tuple[int, int]:
     """``(worker_id, num_workers)`` of this DataLoader worker; ``(0, 1)`` in the main process."""
     info = get_worker_info()
@@ -113,19 +106,23 @@ def loader_worker() -> tuple[int, int]:
 
 
 class ShardStream(IterableDataset):
-    """An endless, seeded stream of pipeline outputs over a shard directory."""
+    """An endless stream of pipeline outputs for one rank, in the global order of :mod:`.order`.
+
+    ``start`` is the position of the first step (from a checkpoint on resume);
+    ``epochs`` limits the stream to that many epochs from ``start`` (tests).
+    """
 
     def __init__(
         self,
         path: str | Path,
         pipeline: SamplePipeline,
         seed: int = 0,
-        shuffle_buffer: int = 512,
+        window: int = 4,
         rank: int = 0,
         world_size: int = 1,
-        epochs: Optional[int] = None,
-        resume_batches: int = 0,
         batch_size: int = 1,
+        start: Position = Position(),
+        epochs: Optional[int] = None,
         verify: bool = False,
     ):
         self.root = Path(path)
@@ -139,83 +136,52 @@ class ShardStream(IterableDataset):
                     f"shard {shard.path} in {self.root} is {actual if actual is not None else 'missing'} bytes, "
                     f"the manifest says {shard.bytes}: the dataset is incomplete or was modified"
                 )
+        self.counts = [s.num_samples for s in self.manifest.shards]
+        self.epoch_len = sum(self.counts)
         self.pipeline = pipeline
-        self.seed, self.shuffle_buffer = seed, shuffle_buffer
-        self.rank, self.world_size = rank, world_size
-        self.epochs = epochs
-        self.resume_batches, self.batch_size = resume_batches, batch_size
-        self.verify, self._verified = verify, set()
+        self.seed, self.window = seed, window
+        self.rank, self.world_size, self.batch_size = rank, world_size, batch_size
+        self.start, self.epochs = start, epochs
+        self.verify = verify
+        self._files: dict[int, ShardFile] = {}
 
-    def consumer(self) -> tuple[int, int]:
-        """``(consumer_id, num_consumers)`` of this process: rank-major over loader workers."""
+    @property
+    def step_size(self) -> int:
+        return self.world_size * self.batch_size
+
+    def steps(self) -> Iterator[tuple[int, np.ndarray]]:
+        """``(epoch, offsets)`` of this rank's part of each step this worker serves."""
         worker, workers = loader_worker()
-        return self.rank * workers + worker, self.world_size * workers
+        pos, t = self.start, 0
+        while self.epochs is None or pos.epoch < self.start.epoch + self.epochs:
+            if t % workers == worker:
+                offsets = step_positions(pos, self.step_size, self.epoch_len)
+                yield pos.epoch, offsets[self.rank * self.batch_size : (self.rank + 1) * self.batch_size]
+            pos, t = advance(pos, 1, self.step_size, self.epoch_len), t + 1
 
-    def raw_samples(self, epoch: int) -> Iterator[tuple[str, Sample]]:
-        """``(shard_path, (key, members))`` of this consumer's share of ``epoch``, before shuffling."""
-        me, consumers = self.consumer()
-        shards = self.manifest.shards
-        order = shard_order(self.seed, epoch, len(shards))
-        if len(shards) >= consumers:
-            for i in order[me::consumers]:
-                for sample in self.read_shard(i):
-                    yield shards[i].path, sample
-        else:
-            stream = ((shards[i].path, s) for i in order for s in self.read_shard(i))
-            yield from itertools.islice(stream, me, None, consumers)
+    def shard(self, i: int) -> ShardFile:
+        """Shard ``i``, opened (and with ``verify``, hash-checked) the first time this process reads it."""
+        if i not in self._files:
+            info = self.manifest.shards[i]
+            if self.verify:
+                digest = file_sha256(self.root / info.path)
+                if digest != info.sha256:
+                    raise ValueError(f"shard {info.path} in {self.root} has sha256 {digest}, the manifest says {info.sha256}")
+            self._files[i] = ShardFile(self.manifest.format, self.root / info.path)
+        return self._files[i]
 
-    def read_shard(self, i: int) -> Iterator[Sample]:
-        """Samples of shard ``i``; with ``verify``, its sha256 is checked the first time this process reads it."""
-        shard = self.manifest.shards[i]
-        path = self.root / shard.path
-        if self.verify and i not in self._verified:
-            digest = file_sha256(path)
-            if digest != shard.sha256:
-                raise ValueError(f"shard {shard.path} in {self.root} has sha256 {digest}, the manifest says {shard.sha256}")
-            self._verified.add(i)
-        return iter_shard(self.manifest.format, path)
-
-    def shuffled(self, epoch: int) -> Iterator[tuple[str, Sample]]:
-        me, _ = self.consumer()
-        g = rng(self.seed, epoch, me, "shuffle_buffer")
-        buf: list[tuple[str, Sample]] = []
-        if self.shuffle_buffer <= 1:
-            yield from self.raw_samples(epoch)
-            return
-        for item in self.raw_samples(epoch):
-            if len(buf) < self.shuffle_buffer:
-                buf.append(item)
-                continue
-            j = int(g.integers(0, len(buf)))
-            buf[j], item = item, buf[j]
-            yield item
-        g.shuffle(buf)  # type: ignore[arg-type]
-        yield from buf
-
-    def samples_to_skip(self) -> int:
-        """Samples this consumer already delivered before ``resume_batches`` batches of its rank.
-
-        A DataLoader with K workers takes batch ``i`` from worker ``i % K``, so
-        worker ``w`` made ``ceil((resume_batches - w) / K)`` of them.
-        """
-        worker, workers = loader_worker()
-        made = max(0, -(-(self.resume_batches - worker) // workers))
-        return made * self.batch_size
+    def raw_samples(self) -> Iterator[tuple[int, str, Sample]]:
+        """``(epoch, shard_path, (key, members))`` of this worker's steps, in order."""
+        order, order_epoch = None, -1
+        for epoch, offsets in self.steps():
+            if epoch != order_epoch:
+                order, order_epoch = epoch_order(self.counts, self.seed, epoch, self.window), epoch
+            for s, j in order[offsets]:
+                yield epoch, self.manifest.shards[s].path, self.shard(int(s))[int(j)]
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        epochs = itertools.count() if self.epochs is None else range(self.epochs)
-        skip = self.samples_to_skip()
-
-        def outputs() -> Iterator[Optional[dict[str, Any]]]:
-            nonlocal skip
-            for epoch in epochs:
-                for shard, (key, members) in self.shuffled(epoch):
-                    if skip:  # resuming: pass over what was delivered before, without decoding it
-                        skip -= 1
-                        continue
-                    yield self.pipeline.try_call(key, members, epoch, shard)
-
-        yield from replace_failures(outputs())
+        outputs = (self.pipeline.try_call(key, members, epoch, shard) for epoch, shard, (key, members) in self.raw_samples())
+        yield from replace_failures(outputs)
 
 
 def build_loader(
@@ -224,25 +190,20 @@ def build_loader(
     batch_size: int,
     num_workers: int,
     seed: int,
-    shuffle_buffer: int = 512,
+    window: int = 4,
     rank: int = 0,
     world_size: int = 1,
     prefetch_factor: int = 4,
     pin_memory: bool = False,
+    start: Position = Position(),
     epochs: Optional[int] = None,
-    resume_batches: int = 0,
     strict: bool = False,
     verify: bool = False,
 ) -> DataLoader:
-    """A DataLoader of :func:`collate` batches over the shard directory ``path``.
-
-    ``resume_batches``: batches this rank already trained on (from a checkpoint);
-    the stream continues exactly after them when the world size, the number of
-    loader workers and the batch size are those of the checkpointed run.
-    """
+    """A DataLoader of :func:`collate` batches over the shard directory ``path``, starting at ``start``."""
     stream = ShardStream(
-        path, SamplePipeline(recipe, seed, strict), seed, shuffle_buffer, rank, world_size,
-        epochs=epochs, resume_batches=resume_batches, batch_size=batch_size, verify=verify,
+        path, SamplePipeline(recipe, seed, strict), seed, window, rank, world_size, batch_size,
+        start=start, epochs=epochs, verify=verify,
     )
     return DataLoader(
         stream,
@@ -254,4 +215,3 @@ def build_loader(
         pin_memory=pin_memory,
         drop_last=True,
     )
-

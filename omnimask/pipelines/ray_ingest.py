@@ -30,7 +30,8 @@ import torch
 
 from omnimask.config import RecipeConfig, from_dict, to_dict
 from omnimask.pipelines.formats import iter_shard
-from omnimask.pipelines.loader import replace_failures, shard_order
+from omnimask.pipelines.loader import replace_failures
+from omnimask.pipelines.order import shard_order
 from omnimask.pipelines.manifest import Manifest
 
 
