@@ -10,6 +10,9 @@ photos, preprocesses them into shards (passthrough, no resize), then times:
   norm-pixel target, collated;
 - ``omnimask-decode``: the same stream with decode + crop + flip only (the
   cost of on-the-fly tokenize + mask + target is the gap to the line above);
+- ``omnimask-sequential``: the same pipeline over a plain sequential read of
+  the shards (whole shards dealt to workers, no global order, no resume): the
+  gap to ``omnimask`` is the cost of the resumable, layout-independent order;
 - ``imagefolder``: torchvision ``ImageFolder`` + RandomResizedCrop(224, scale
   0.2-1, bicubic) + flip + ToTensor + Normalize, shuffled.
 
@@ -28,9 +31,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, IterableDataset
 
-from omnimask.pipelines.loader import SamplePipeline
+from omnimask.pipelines.formats import iter_shard
+from omnimask.pipelines.loader import SamplePipeline, collate, loader_worker
+from omnimask.pipelines.manifest import Manifest
 from omnimask.seeding import derive_seed
 
 
@@ -76,6 +81,21 @@ class DecodeOnly(SamplePipeline):
         return {"key": key, "image": torch.from_numpy(self.decode(members, derive_seed(self.seed, epoch, key, "decode")))}
 
 
+class SequentialStream(IterableDataset):
+    """The plain alternative to ShardStream: shards dealt whole to workers, read front to back."""
+
+    def __init__(self, root: Path, pipeline: SamplePipeline):
+        self.root, self.pipeline = root, pipeline
+        self.manifest = Manifest.load(root)
+
+    def __iter__(self):
+        worker, workers = loader_worker()
+        while True:
+            for shard in self.manifest.shards[worker::workers]:
+                for key, members in iter_shard(self.manifest.format, self.root / shard.path):
+                    yield self.pipeline(key, members, 0)
+
+
 def collate_images(samples):
     return {"keys": [s["key"] for s in samples], "image": torch.stack([s["image"] for s in samples])}
 
@@ -118,16 +138,22 @@ def main() -> None:
                 ShardStream(shards, DecodeOnly(recipe, 0), seed=0, batch_size=args.batch_size),  # type: ignore[arg-type]
                 collate_fn=collate_images, drop_last=True, **common,
             )
+            sequential = DataLoader(SequentialStream(shards, SamplePipeline(recipe, 0)), collate_fn=collate, drop_last=True,
+                                    **common)
             row = {"workers": workers}
-            for name, loader in (("imagefolder", folder), ("omnimask-decode", decode_only), ("omnimask", ours)):
+            for name, loader in (("imagefolder", folder), ("omnimask-decode", decode_only), ("omnimask", ours),
+                                 ("omnimask-sequential", sequential)):
                 row[name] = rate(loader, args.batches)
             row["speedup_vs_imagefolder"] = row["omnimask"] / row["imagefolder"]
             row["mask_target_overhead"] = row["omnimask-decode"] / row["omnimask"] - 1
+            row["resumable_order_overhead"] = row["omnimask-sequential"] / row["omnimask"] - 1
             results.append(row)
             print(
                 f"workers={workers}: imagefolder {row['imagefolder']:.0f}/s | omnimask decode+crop {row['omnimask-decode']:.0f}/s"
                 f" | omnimask full {row['omnimask']:.0f}/s | speedup x{row['speedup_vs_imagefolder']:.2f}"
-                f" | tokenize+mask+target overhead {100 * row['mask_target_overhead']:.1f}%",
+                f" | tokenize+mask+target overhead {100 * row['mask_target_overhead']:.1f}%"
+                f" | sequential {row['omnimask-sequential']:.0f}/s (resumable order overhead "
+                f"{100 * row['resumable_order_overhead']:.1f}%)",
                 flush=True,
             )
         if args.json:

@@ -89,6 +89,11 @@ def test_shuffle_window_keeps_reads_local(image_dataset):
     wide = epoch_order(counts, seed=0, epoch=0, window=len(counts))
     assert int((wide[1:, 0] != wide[:-1, 0]).sum()) > 2 * len(counts)
     assert sorted(map(tuple, order.tolist())) == sorted(map(tuple, wide.tolist()))
+    from omnimask.pipelines.order import mean_displacement
+
+    full = mean_displacement(counts, 0, 0, len(counts))  # one window: a uniform shuffle of all 30
+    assert 0.2 * 30 < full < 0.5 * 30  # a uniform permutation moves a sample n/3 on average
+    assert mean_displacement(counts, 0, 0, 1) > 0
 
 
 def test_augmentation_and_mask_depend_on_sample_not_worker(image_dataset):

@@ -31,26 +31,31 @@ def train(shards, runs, name, *overrides, resume=False):
 
 
 def test_two_workers_read_disjoint_samples_and_keep_identical_weights(shards, tmp_path):
-    result = train(shards, tmp_path, "ddp", "scaling.num_workers=2", "trainer.max_steps=3", "data.trace=true")
-    assert result.steps == 3 and result.summary["world_size"] == 2
+    """2 ranks, batch 3: an epoch of 40 samples (uneven shards) is 7 steps of 6 with 2 padded; the run
+    goes on into the next epoch without a hang, and both ranks end with the same weights."""
+    result = train(shards, tmp_path, "ddp", "scaling.num_workers=2", "data.batch_size=3", "trainer.max_steps=8",
+                   "data.trace=true")
+    assert result.steps == 8 and result.summary["world_size"] == 2
     digests = result.summary["weights_digest_per_rank"]
     assert len(digests) == 2 and digests[0] == digests[1]
     per_rank = {}
     for rank in (0, 1):
         lines = [json.loads(l) for l in (result.run_dir / f"trace-rank{rank}.jsonl").read_text().splitlines()]
-        assert [l["step"] for l in lines] == [s for s in range(3) for _ in range(4)]
-        assert all(l["rank"] == rank for l in lines) and [l["index"] for l in lines[:4]] == [0, 1, 2, 3]
-        per_rank[rank] = [l["key"] for l in lines]
-        assert len(set(per_rank[rank])) == 12
-    assert not set(per_rank[0]) & set(per_rank[1]), "ranks saw the same samples"
-    assert (result.run_dir / "checkpoint-step0000003" / "checkpoint.ckpt").is_file()
+        assert [l["step"] for l in lines] == [s for s in range(8) for _ in range(3)]
+        assert all(l["rank"] == rank for l in lines) and [l["index"] for l in lines[:3]] == [0, 1, 2]
+        per_rank[rank] = [l["key"] for l in lines[: 7 * 3]]  # epoch 0
+    assert len(set(per_rank[0]) & set(per_rank[1])) == 2, "ranks share only the 2 padded samples"
+    epoch = per_rank[0] + per_rank[1]
+    assert len(set(epoch)) == 40 and len(epoch) == 42
+    assert (result.run_dir / "checkpoint-step0000008" / "checkpoint.ckpt").is_file()
 
 
 def test_failure_recovery_and_resume_continue_exactly(shards, tmp_path):
     """An uninterrupted run, a run that loses its worker at step 6 and recovers from the step-4
     checkpoint, and a run that stops at step 6 and is resumed: same final weights and loss."""
-    plain = train(shards, tmp_path, "plain", "trainer.max_steps=8")
-    recovered = train(shards, tmp_path, "recovered", "trainer.max_steps=8", "trainer.fail_at_step=6", "run.max_failures=1")
+    plain = train(shards, tmp_path, "plain", "trainer.max_steps=8", "data.trace=true")
+    recovered = train(shards, tmp_path, "recovered", "trainer.max_steps=8", "trainer.fail_at_step=6", "run.max_failures=1",
+                      "data.trace=true")
     assert recovered.steps == 8 and recovered.summary["resumed_from_step"] == 4
 
     store = f"run.storage=file://{tmp_path / 'store'}"  # checkpoints through a pyarrow filesystem URI
@@ -62,6 +67,7 @@ def test_failure_recovery_and_resume_continue_exactly(shards, tmp_path):
     assert resumed.steps == 8 and resumed.summary["resumed_from_step"] == 4
     assert (tmp_path / "store" / "stopped" / "checkpoint-step0000008" / "checkpoint.ckpt").is_file()
 
+    assert consumed_keys(recovered.run_dir, 4) == consumed_keys(plain.run_dir)  # the same batches, in order
     assert plain.summary["weights_digest_per_rank"] == recovered.summary["weights_digest_per_rank"]
     assert plain.summary["weights_digest_per_rank"] == resumed.summary["weights_digest_per_rank"]
     assert plain.last_loss == recovered.last_loss == resumed.last_loss
@@ -81,19 +87,20 @@ def test_ray_data_loader_trains_on_two_workers(shards, tmp_path):
         assert len(lines) == 12 and len({l["key"] for l in lines}) == 12
 
 
-def consumed_keys(run_dir, resumed_from: int) -> list[str]:
-    """Keys trained on, from every rank's trace: steps before the checkpoint from the first
-    attempt, the rest from the resumed attempt (which starts at the checkpoint's step)."""
-    keys = []
+def consumed_keys(run_dir, resumed_from=None) -> list[str]:
+    """Keys trained on, in (step, rank, index) order, from every rank's trace. For a resumed run:
+    steps before the checkpoint from the first attempt, the rest from the attempt that started
+    at the checkpoint's step."""
+    lines = []
     for trace in sorted(run_dir.glob("trace-rank*.jsonl")):
-        attempt_start = None
+        attempt_start, previous = None, None
         for line in map(json.loads, trace.read_text().splitlines()):
-            if attempt_start is None or line["step"] < previous or (line["step"] == previous and line["index"] == 0):
+            if previous is None or line["step"] < previous or (line["step"] == previous and line["index"] == 0):
                 attempt_start = line["step"]
             previous = line["step"]
-            if line["step"] < resumed_from or attempt_start == resumed_from:
-                keys.append(line["key"])
-    return keys
+            if resumed_from is None or line["step"] < resumed_from or attempt_start == resumed_from:
+                lines.append(line)
+    return [l["key"] for l in sorted(lines, key=lambda l: (l["step"], l["rank"], l["index"]))]
 
 
 @pytest.mark.parametrize("before,after,steps", [(2, 1, 6), (1, 2, 7)])

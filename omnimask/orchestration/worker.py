@@ -29,7 +29,7 @@ from omnimask.models.recipe import Recipe
 from omnimask.orchestration.callbacks import FailOnce, ProgressLog, RayTrainReport, ReconstructionPreview, SampleTrace
 from omnimask.orchestration.logs import setup_logging
 from omnimask.pipelines.loader import build_loader
-from omnimask.pipelines.order import Cursor, Position
+from omnimask.pipelines.order import Cursor, Position, mean_displacement
 from omnimask.pipelines.ray_ingest import RayShardBatches
 
 log = logging.getLogger("omnimask.train")
@@ -98,7 +98,7 @@ def train_loop(config: dict[str, Any]) -> None:
 
     recipe = Recipe.from_config(cfg)
     loader: Any
-    cursor = None
+    cursor, shuffle = None, None
     if cfg.data.loader == "ray":
         skip = ray_loader_skip(saved, layout)
         loader = RayShardBatches(ray.train.get_dataset_shard("train"), cfg.data.batch_size, resume_batches=skip)
@@ -119,7 +119,12 @@ def train_loop(config: dict[str, Any]) -> None:
             strict=cfg.data.strict,
             verify=cfg.data.verify_shards,
         )
-        cursor = Cursor(start, saved["step"], cfg.data.batch_size * world, loader.dataset.epoch_len)
+        stream = loader.dataset
+        cursor = Cursor(start, saved["step"], cfg.data.batch_size * world, stream.epoch_len)
+        shuffle = mean_displacement(stream.counts, cfg.seed, start.epoch, cfg.data.shuffle_window)
+        if rank == 0:
+            log.info("epoch order: %d samples, windows of %d shards, mean displacement %.0f samples (%.0f%% of the epoch)",
+                     stream.epoch_len, cfg.data.shuffle_window, shuffle, 100 * shuffle / max(1, stream.epoch_len))
     module = MaskedModelingModule(recipe, global_batch_size=cfg.data.batch_size * world, data_layout=layout, cursor=cursor)
     progress = ProgressLog(cfg.trainer.log_every_n_steps, cfg.data.batch_size * world)
     scratch = Path(tempfile.mkdtemp(prefix=f"omnimask-ckpt-rank{rank}-"))
@@ -180,6 +185,7 @@ def train_loop(config: dict[str, Any]) -> None:
             "seconds": round(time.perf_counter() - started, 3),
             "resumed_from_step": saved["step"] if checkpoint is not None else None,
             "data_position": dataclasses.asdict(cursor.at(trainer.global_step)) if cursor else None,
+            "shuffle_mean_displacement": shuffle if cursor else None,
             "weights_digest_per_rank": digests,
         }
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))

@@ -79,3 +79,12 @@ class Cursor:
 def step_positions(pos: Position, step_size: int, epoch_len: int) -> np.ndarray:
     """Offsets into the epoch's order of the step starting at ``pos`` (wrapping to pad the last step)."""
     return (pos.offset + np.arange(step_size)) % epoch_len
+
+
+def mean_displacement(counts: list[int], seed: int, epoch: int, window: int) -> float:
+    """Shuffle quality: mean distance, in samples, between a sample's place in the epoch's order and
+    its place in the manifest's shard order (about a third of the epoch for a full random shuffle)."""
+    order = epoch_order(counts, seed, epoch, window)
+    first = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    stored = first[order[:, 0]] + order[:, 1]
+    return float(np.abs(stored - np.arange(len(order))).mean()) if len(order) else 0.0
