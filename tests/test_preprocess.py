@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from conftest import make_image_folder
-from omnimask.pipelines.formats import iter_shard
+from omnimask.pipelines.formats import ShardFile, iter_shard
 from omnimask.pipelines.manifest import Manifest, file_sha256, read_quarantine
 from omnimask.pipelines.preprocess import OutputExistsError, preprocess
 
@@ -95,6 +95,8 @@ def test_parquet_format_read_by_pyarrow(tmp_path, ray_local):
             assert min(img.size) <= 48  # --resize caps the short side
             assert json.loads(row["json"])["key"] == row["key"]
         total += table.num_rows
+        shard_file = ShardFile("parquet", tmp_path / "pq" / shard.path)  # the loader's random access
+        assert [shard_file[j] for j in reversed(range(len(shard_file)))] == list(iter_shard("parquet", tmp_path / "pq" / shard.path))[::-1]
     assert total == m.num_samples
 
 

@@ -14,6 +14,7 @@ files or whose names are absolute or contain ``..``.
 
 from __future__ import annotations
 
+import bisect
 import io
 import os
 import tarfile
@@ -158,6 +159,7 @@ class ShardFile:
         self.fmt, self.path = fmt, Path(path)
         if fmt == "webdataset":
             self._index = self._index_tar()
+            self._file = open(self.path, "rb")  # kept open: one open per shard, not per sample
         elif fmt == "parquet":
             self._pf = pq.ParquetFile(self.path)
             sizes = [self._pf.metadata.row_group(i).num_rows for i in range(self._pf.num_row_groups)]
@@ -188,12 +190,11 @@ class ShardFile:
         if self.fmt == "webdataset":
             key, members = self._index[j]
             out = {}
-            with open(self.path, "rb") as f:
-                for ext, (offset, size) in members.items():
-                    f.seek(offset)
-                    out[ext] = f.read(size)
+            for ext, (offset, size) in members.items():
+                self._file.seek(offset)
+                out[ext] = self._file.read(size)
             return key, out
-        g = next(i for i in range(len(self._starts) - 1) if self._starts[i] <= j < self._starts[i + 1])
+        g = bisect.bisect_right(self._starts, j) - 1
         if self._group[0] != g:
             self._group = (g, self._pf.read_row_group(g, columns=PARQUET_SCHEMA.names).to_pydict())
         cols, k = self._group[1], j - self._starts[g]
