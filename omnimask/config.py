@@ -58,6 +58,9 @@ class ModelConfig:
     target: ComponentSpec
     encoder: ComponentSpec
     head: ComponentSpec
+    decoder_masker: Optional[ComponentSpec] = None
+    """Optional second masker for the decoder (VideoMAE V2's dual masking, e.g. ``running_cell``):
+    the head predicts, and the loss covers, only the hidden tokens this masker leaves visible."""
 
 
 @dataclass

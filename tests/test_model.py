@@ -67,7 +67,7 @@ def test_model_forward_from_compact_tokens_matches_parts():
     model = recipe.build_model().eval()
     batch = fake_batch(recipe)
     with torch.no_grad():
-        pred = model(batch["tokens"], batch["mask"], batch["num_hidden"])
+        pred = model(batch["tokens"], MaskIndex.from_batch(batch))
         index = MaskIndex.from_mask(batch["mask"], batch["num_hidden"])
         again = model.head(model.encoder(recipe.tokenizer.prepare(batch["tokens"]), index), index)
     assert torch.allclose(pred, again)
@@ -94,7 +94,7 @@ def test_block_masker_is_a_config_change():
     recipe = tiny_recipe("model.masker={name: block, ratio: 0.4, min_patches: 4}")
     batch = fake_batch(recipe)
     assert batch["num_hidden"] == round(16 * 0.4)
-    pred = recipe.build_model()(batch["tokens"], batch["mask"], batch["num_hidden"])
+    pred = recipe.build_model()(batch["tokens"], MaskIndex.from_batch(batch))
     assert pred.shape == batch["target"].shape
 
 

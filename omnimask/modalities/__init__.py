@@ -5,4 +5,4 @@ Shared pieces that fit any token layout live here: ``maskers.py`` (random) and
 """
 
 from omnimask.modalities import maskers, targets  # noqa: F401
-from omnimask.modalities import image  # noqa: F401
+from omnimask.modalities import audio, image, video  # noqa: F401

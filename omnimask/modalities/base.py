@@ -17,7 +17,7 @@ import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Optional
 
 import torch
 
@@ -58,6 +58,8 @@ class Tokenizer(ABC):
     """Decoded sample -> tokens ``[N, D]`` in a compact dtype (e.g. uint8 pixels)."""
 
     layout: TokenLayout
+    blank: float = 0.0
+    """Compact value that stands for a hidden token in previews (mid-grey for pixels)."""
 
     @abstractmethod
     def __call__(self, sample: Any) -> torch.Tensor:
@@ -72,7 +74,7 @@ class Tokenizer(ABC):
         return prepared
 
     def detokenize(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Tokens ``[B, N, D]`` back to samples (for previews)."""
+        """Compact-scale tokens ``[B, N, D]`` -> pictures ``[B, 3, H, W]`` in [0, 1] (previews)."""
         raise NotImplementedError(f"{type(self).__name__} cannot detokenize")
 
 
@@ -153,3 +155,7 @@ class Modality(ABC):
 
         ``members`` maps extensions (``"jpg"``, ``"json"``) to bytes.
         """
+
+    def dataset_stats(self, root: Path, tokenizer_params: dict[str, Any], max_samples: Optional[int]) -> dict[str, Any]:
+        """Statistics of a shard directory that a recipe's tokenizer needs (``omnimask inspect --stats``)."""
+        raise NotImplementedError(f"the {self.name} modality computes no dataset statistics")

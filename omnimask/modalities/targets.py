@@ -41,17 +41,29 @@ class PixelTarget(Target):
 
 
 def normalize_per_token(x: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(x - mean) / sqrt(var + eps)`` over the last dim; also returns mean and std ``[..., 1]``."""
+    """MAE's ``norm_pix_loss``: ``(x - mean) / sqrt(var + eps)`` over the last dim, with the
+    unbiased variance (``Tensor.var``'s default, which MAE calls). Returns the normalised
+    values and the mean and divisor ``[..., 1]``."""
     mean = x.mean(dim=-1, keepdim=True)
-    std = (x.var(dim=-1, keepdim=True, unbiased=False) + eps).sqrt()
+    std = (x.var(dim=-1, keepdim=True) + eps).sqrt()
     return (x - mean) / std, mean, std
+
+
+def normalize_per_channel(x: torch.Tensor, channels: int, eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """VideoMAE's target normalisation: tokens ``[..., P * C]`` with values ordered (position, channel)
+    are normalised per channel over their ``P`` values: ``(x - mean) / (std + eps)``, unbiased
+    std, eps added after the square root. Returns values ``[..., P * C]`` and mean and divisor ``[..., 1, C]``."""
+    v = x.unflatten(-1, (-1, channels))
+    mean = v.mean(dim=-2, keepdim=True)
+    std = v.var(dim=-2, keepdim=True).sqrt() + eps
+    return ((v - mean) / std).flatten(-2), mean, std
 
 
 @register("target", "norm_pixels")
 class NormPixelTarget(PixelTarget):
-    """Prepared token values normalised per token over its ``D`` values (MAE ``norm_pix_loss``).
+    """Prepared token values normalised per token over its ``D`` values (MAE and AudioMAE ``norm_pix_loss``).
 
-    ``(x - mean) / sqrt(var + eps)`` with the population variance, as MAE computes it.
+    ``(x - mean) / sqrt(var + eps)`` with the unbiased variance, as both compute it.
     """
 
     @dataclass
@@ -70,3 +82,38 @@ class NormPixelTarget(PixelTarget):
         the predicted structure, its per-token mean and contrast come from the input)."""
         _, mean, std = normalize_per_token(self.tokenizer.prepare(tokens), self.eps)
         return self.tokenizer.restore(pred * std + mean)
+
+
+@register("target", "channel_norm_pixels")
+class ChannelNormPixelTarget(PixelTarget):
+    """VideoMAE's target: each token's pixel values in [0, 1], normalised per colour channel
+    over the token's positions (``2 x 16 x 16 = 512`` values per channel for a tubelet):
+    ``(x - mean_c) / (std_c + eps)``, unbiased std. Token values must be ordered
+    (position, channel), as the image and video tokenizers order them.
+    """
+
+    @dataclass
+    class Config:
+        channels: int = 3
+        eps: float = 1e-6
+        scale: float = 1 / 255
+        """Compact token values are multiplied by this first (uint8 pixels -> [0, 1], as VideoMAE)."""
+
+        def __post_init__(self) -> None:
+            if self.channels < 1:
+                raise ValueError(f"channels must be >= 1, got {self.channels}")
+
+    def __init__(self, cfg: Config, tokenizer: Tokenizer):
+        super().__init__(tokenizer)
+        if tokenizer.layout.token_dim % cfg.channels:
+            raise ValueError(f"token_dim {tokenizer.layout.token_dim} is not a multiple of channels={cfg.channels}")
+        self.cfg = cfg
+
+    def finalize(self, target: torch.Tensor) -> torch.Tensor:
+        return normalize_per_channel(target.float() * self.cfg.scale, self.cfg.channels, self.cfg.eps)[0]
+
+    def to_tokens(self, pred: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """De-normalise with the true per-channel statistics (previews only), back to compact scale."""
+        c = self.cfg
+        _, mean, std = normalize_per_channel(tokens.float() * c.scale, c.channels, c.eps)
+        return ((pred.unflatten(-1, (-1, c.channels)) * std + mean) / c.scale).flatten(-2)

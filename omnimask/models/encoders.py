@@ -10,7 +10,7 @@ from torch import nn
 
 from omnimask.modalities.base import TokenLayout
 from omnimask.models.base import Encoder, MaskIndex
-from omnimask.models.layers import Block, gather_tokens, init_weights, sincos_pos_embed
+from omnimask.models.layers import Block, gather_tokens, init_weights, position_grid, sincos_pos_embed
 from omnimask.registry import register
 
 VIT_SIZES = {  # name: (dim, depth, heads)
@@ -40,6 +40,8 @@ class ViTEncoder(Encoder):
         heads: Optional[int] = None
         """Override the size's number of attention heads."""
         mlp_ratio: float = 4.0
+        positions: Literal["grid", "flat"] = "grid"
+        """Sin-cos positions over the token grid's axes (MAE), or over the flattened token index (VideoMAE)."""
 
     def __init__(self, cfg: Config, layout: TokenLayout):
         super().__init__()
@@ -48,7 +50,8 @@ class ViTEncoder(Encoder):
         depth, heads = cfg.depth or depth, cfg.heads or heads
         self.embed = nn.Linear(layout.token_dim, dim)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
-        self.register_buffer("pos_embed", sincos_pos_embed(layout.grid, dim, cls_token=True)[None], persistent=False)
+        pos = sincos_pos_embed(position_grid(layout, cfg.positions), dim, cls_token=True)
+        self.register_buffer("pos_embed", pos[None], persistent=False)
         self.blocks = nn.ModuleList(Block(dim, heads, cfg.mlp_ratio) for _ in range(depth))
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         init_weights(self)

@@ -3,24 +3,30 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import nn
 
 from omnimask.modalities.base import TokenLayout
 from omnimask.models.base import Head, MaskIndex
-from omnimask.models.layers import Block, gather_tokens, init_weights, sincos_pos_embed
+from omnimask.models.layers import Block, gather_tokens, init_weights, position_grid, sincos_pos_embed
 from omnimask.registry import register
 
 
 @register("head", "mae_decoder")
 class MAEDecoderHead(Head):
-    """MAE decoder: project, fill hidden slots with a mask token, ``depth`` blocks, predict.
+    """MAE decoder: project, add a mask token at each query position, ``depth`` blocks, predict.
 
     ``latent [B, 1 + N_v, E]`` (cls first, visible tokens ascending) ->
-    ``pred [B, N_h, D_t]`` for the hidden tokens in ascending order. Only the
-    hidden positions go through the final projection. Loss: MSE averaged over
-    the ``D_t`` values of each hidden token, then over hidden tokens.
+    ``pred [B, N_p, D_t]`` for the tokens at ``index.ids_predict``. The decoder
+    sequence is ``[cls, visible + pos, mask_token + pos(queries)]``. With the
+    hidden tokens as queries this is MAE's decoder (attention does not depend on
+    the order of the sequence, only on the positions added); with a decoder
+    masker it is VideoMAE V2's: queries at the decoder-visible positions only,
+    of which the hidden ones are predicted. Only predicted positions go through
+    the final projection. Loss: MSE averaged over the ``D_t`` values of each
+    predicted token, then over tokens.
     """
 
     @dataclass
@@ -29,12 +35,15 @@ class MAEDecoderHead(Head):
         depth: int = 8
         heads: int = 16
         mlp_ratio: float = 4.0
+        positions: Literal["grid", "flat"] = "grid"
+        """Sin-cos positions over the token grid's axes, or over the flattened token index (VideoMAE)."""
 
     def __init__(self, cfg: Config, layout: TokenLayout, encoder_dim: int, target_dim: int):
         super().__init__()
         self.embed = nn.Linear(encoder_dim, cfg.dim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, cfg.dim))
-        self.register_buffer("pos_embed", sincos_pos_embed(layout.grid, cfg.dim, cls_token=True)[None], persistent=False)
+        pos = sincos_pos_embed(position_grid(layout, cfg.positions), cfg.dim, cls_token=True)
+        self.register_buffer("pos_embed", pos[None], persistent=False)
         self.blocks = nn.ModuleList(Block(cfg.dim, cfg.heads, cfg.mlp_ratio) for _ in range(cfg.depth))
         self.norm = nn.LayerNorm(cfg.dim, eps=1e-6)
         self.pred = nn.Linear(cfg.dim, target_dim)
@@ -43,14 +52,17 @@ class MAEDecoderHead(Head):
 
     def forward(self, latent: torch.Tensor, index: MaskIndex) -> torch.Tensor:
         x = self.embed(latent)
-        b, n_hidden = index.ids_hidden.shape
-        tokens = torch.cat([x[:, 1:], self.mask_token.expand(b, n_hidden, -1)], dim=1)
-        tokens = gather_tokens(tokens, index.ids_restore)  # back to token order
-        x = torch.cat([x[:, :1], tokens], dim=1) + self.pos_embed
+        b, n_query = index.ids_query.shape
+        pos = self.pos_embed[:, 1:].expand(b, -1, -1)
+        visible = x[:, 1:] + gather_tokens(pos, index.ids_keep)
+        queries = self.mask_token + gather_tokens(pos, index.ids_query)
+        x = torch.cat([x[:, :1] + self.pos_embed[:, :1], visible, queries], dim=1)
         for block in self.blocks:
             x = block(x)
-        hidden = gather_tokens(x[:, 1:], index.ids_hidden)
-        return self.pred(self.norm(hidden))
+        out = x[:, -n_query:]
+        if index.pick is not None:
+            out = gather_tokens(out, index.pick)
+        return self.pred(self.norm(out))
 
     def loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return (pred.float() - target.float()).pow(2).mean(dim=-1).mean()

@@ -7,6 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from omnimask.modalities.base import TokenLayout
+
 
 def sincos_pos_embed(grid: tuple[int, ...], dim: int, cls_token: bool = False) -> torch.Tensor:
     """Fixed sin-cos position embedding ``[(1 if cls) + prod(grid), dim]`` for an n-D grid.
@@ -30,6 +32,13 @@ def sincos_pos_embed(grid: tuple[int, ...], dim: int, cls_token: bool = False) -
     if cls_token:
         emb = np.concatenate([np.zeros((1, dim)), emb], axis=0)
     return torch.from_numpy(emb).float()
+
+
+def position_grid(layout: TokenLayout, positions: str) -> tuple[int, ...]:
+    """The grid positions are encoded on: the token grid (``"grid"``) or the flat token index (``"flat"``)."""
+    if positions not in ("grid", "flat"):
+        raise ValueError(f"positions must be 'grid' or 'flat', got {positions!r}")
+    return layout.grid if positions == "grid" else (layout.num_tokens,)
 
 
 class Attention(nn.Module):

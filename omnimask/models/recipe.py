@@ -8,7 +8,7 @@ or a target is a config change: nothing here knows which one it holds.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
 
 import torch
 from torch import nn
@@ -22,7 +22,7 @@ from omnimask.models.base import Encoder, Head, MaskIndex
 class MaskedModel(nn.Module):
     """Encoder + head over compact tokens.
 
-    ``forward(tokens [B, N, D], mask [B, N], num_hidden)`` -> ``pred [B, N_h, D_t]``;
+    ``forward(tokens [B, N, D], index)`` -> ``pred [B, N_p, D_t]`` (see :class:`MaskIndex`);
     ``loss(batch)`` finalizes the batch's compact targets and applies the head's loss.
     """
 
@@ -33,13 +33,12 @@ class MaskedModel(nn.Module):
         self.encoder = encoder
         self.head = head
 
-    def forward(self, tokens: torch.Tensor, mask: torch.Tensor, num_hidden: int) -> torch.Tensor:
-        index = MaskIndex.from_mask(mask, num_hidden)
+    def forward(self, tokens: torch.Tensor, index: MaskIndex) -> torch.Tensor:
         latent = self.encoder(self.tokenizer.prepare(tokens), index)
         return self.head(latent, index)
 
     def loss(self, batch: dict[str, Any]) -> torch.Tensor:
-        pred = self(batch["tokens"], batch["mask"], batch["num_hidden"])
+        pred = self(batch["tokens"], MaskIndex.from_batch(batch))
         return self.head.loss(pred, self.target.finalize(batch["target"]))
 
 
@@ -53,6 +52,7 @@ class Recipe:
     masker: Masker
     target: Target
     augment: Any
+    decoder_masker: Optional[Masker] = None
 
     @classmethod
     def from_config(cls, cfg: RecipeConfig) -> "Recipe":
@@ -62,7 +62,10 @@ class Recipe:
         masker = registry.build("masker", m.masker, "model.masker")
         target = registry.build("target", m.target, "model.target", tokenizer=tokenizer)
         augment = from_dict(modality.AugmentConfig, cfg.data.augment, "data.augment")
-        return cls(cfg, modality, tokenizer, masker, target, augment)
+        decoder_masker = None
+        if m.decoder_masker is not None:
+            decoder_masker = registry.build("masker", m.decoder_masker, "model.decoder_masker")
+        return cls(cfg, modality, tokenizer, masker, target, augment, decoder_masker)
 
     @classmethod
     def check(cls, cfg: RecipeConfig) -> "Recipe":

@@ -73,9 +73,9 @@ class ReconstructionPreview(pl.Callback):
         if self.batch is None and self.num > 0:
             n = self.num
             self.batch = {
-                "tokens": batch["tokens"][:n].detach().clone(),
-                "mask": batch["mask"][:n].detach().clone(),
-                "num_hidden": batch["num_hidden"],
+                k: v[:n].detach().clone() if isinstance(v, torch.Tensor) else v
+                for k, v in batch.items()
+                if k in ("tokens", "mask", "queries", "num_hidden", "num_queries", "num_predict")
             }
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -87,9 +87,11 @@ class ReconstructionPreview(pl.Callback):
             log.info("no reconstruction preview for this recipe: %s", e)
             return
         grid = grid.float().cpu()
-        if grid.shape[-1] < 128:  # small images: enlarge (nearest) so the patches stay visible
-            grid = torch.nn.functional.interpolate(grid, scale_factor=128 // grid.shape[-1] or 1, mode="nearest")
-        save_image(grid, self.path, nrow=3, padding=2, pad_value=1.0)
+        height, width = grid.shape[-2:]
+        if height < 128:  # small pictures: enlarge (nearest) so the patches stay visible
+            grid = torch.nn.functional.interpolate(grid, scale_factor=128 // height or 1, mode="nearest")
+        # original | masked | reconstruction side by side, or stacked when the pictures are wide
+        save_image(grid, self.path, nrow=3 if width <= 2 * height else 1, padding=2, pad_value=1.0)
         log.info("wrote the reconstruction preview (original | masked | reconstruction) to %s", self.path)
 
 

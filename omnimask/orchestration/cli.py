@@ -88,13 +88,27 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
     result = inspect_dataset(args.directory, verify=args.verify)
     print(result.summary())
+    if args.stats:
+        from pathlib import Path
+
+        from omnimask import registry
+
+        params = load_recipe(args.recipe).model.tokenizer.params if args.recipe else {}
+        modality = registry.lookup("modality", result.manifest.modality, "modality")()
+        try:
+            stats = modality.dataset_stats(Path(args.directory), params, args.max_samples)
+        except NotImplementedError as e:
+            print(f"omnimask inspect: {e}", file=sys.stderr)
+            return 2
+        print(f"stats        mean {stats['mean']:.7g}, std {stats['std']:.7g} over {stats['samples']} samples")
+        print(f"             use: model.tokenizer.mean={stats['mean']:.7g} model.tokenizer.std={stats['std']:.7g}")
     return 1 if result.problems else 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from omnimask.orchestration.demo import run_demo
+    from omnimask.orchestration.demo import DEMOS, run_demo
 
-    run_demo(args.workdir, steps=args.steps, num_crops=args.crops)
+    run_demo(args.workdir, modalities=args.modality or list(DEMOS), steps=args.steps, num_inputs=args.inputs)
     return 0
 
 
@@ -103,12 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     pp = sub.add_parser("preprocess", help="raw files -> shards + manifest.json + quarantine.jsonl (a Ray Data job)")
-    pp.add_argument("modality", help="modality of the inputs, e.g. image")
+    pp.add_argument("modality", help="modality of the inputs: image, video or audio")
     pp.add_argument("--input", required=True, help="input folder (sub-folder names become class labels) or file")
     pp.add_argument("--output", required=True, help="output shard directory")
     pp.add_argument("--format", choices=["webdataset", "parquet"], default="webdataset")
     pp.add_argument("--samples-per-shard", type=int, default=256)
-    pp.add_argument("--resize", type=int, default=None, help="image: downscale so the short side is at most this")
+    pp.add_argument("--resize", type=int, default=None, help="image, video: downscale so the short side is at most this")
     pp.add_argument("--option", "-o", action="append", default=[], metavar="KEY=VALUE", help="a modality ingest option")
     pp.add_argument("--overwrite", action="store_true", help="replace an existing dataset at --output")
     pp.add_argument("--ray-address", default=None, help="join this Ray cluster (default: RAY_ADDRESS or a local instance)")
@@ -129,6 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     ins = sub.add_parser("inspect", help="summarise a shard directory; --verify checks every shard against the manifest")
     ins.add_argument("directory", help="a directory written by `omnimask preprocess`")
     ins.add_argument("--verify", action="store_true", help="re-hash and re-count every shard; exit 1 on any mismatch")
+    ins.add_argument("--stats", action="store_true", help="compute the normalisation statistics the tokenizer needs (audio: fbank mean/std)")
+    ins.add_argument("--recipe", default=None, help="with --stats: take the tokenizer settings from this recipe")
+    ins.add_argument("--max-samples", type=int, default=None, help="with --stats: use at most this many samples")
     ins.set_defaults(func=cmd_inspect)
 
     sb = sub.add_parser("submit", help="submit `omnimask pretrain CONFIG ...` as a Ray job, stream its logs, return its status")
@@ -144,10 +161,12 @@ def build_parser() -> argparse.ArgumentParser:
     sb.add_argument("--timeout", type=float, default=None, help="stop the job after this many seconds")
     sb.set_defaults(func=cmd_submit)
 
-    dm = sub.add_parser("demo", help="offline end-to-end demo: sample photos -> shards -> tiny MAE -> reconstructions")
-    dm.add_argument("--workdir", default="demo_out", help="where the demo writes its data and run")
-    dm.add_argument("--steps", type=int, default=None, help="training steps (default: the tiny recipe's)")
-    dm.add_argument("--crops", type=int, default=480, help="number of image crops to build the dataset from")
+    dm = sub.add_parser("demo", help="offline end-to-end demo per modality: generated inputs -> shards -> tiny recipe -> reconstructions")
+    dm.add_argument("--workdir", default="demo_out", help="where the demo writes its data and runs")
+    dm.add_argument("--modality", action="append", choices=["image", "video", "audio"],
+                    help="run only this modality's demo (repeatable; default: all)")
+    dm.add_argument("--steps", type=int, default=None, help="training steps (default: each tiny recipe's)")
+    dm.add_argument("--inputs", type=int, default=None, help="good input files to generate per modality (default: each demo's)")
     dm.set_defaults(func=cmd_demo)
     return p
 

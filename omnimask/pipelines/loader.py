@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 import numpy as np
+import torch
 from torch.utils.data import DataLoader, IterableDataset, default_collate, get_worker_info
 
 from omnimask.models.recipe import Recipe
@@ -34,13 +35,19 @@ log = logging.getLogger(__name__)
 
 
 class SamplePipeline:
-    """``(key, members, epoch)`` -> ``{key, tokens [N, D], mask [N], target [N_h, ...]}`` (compact target)."""
+    """``(key, members, epoch)`` -> ``{key, tokens [N, D], mask [N], target [N_p, ...]}`` (compact target).
+
+    With a decoder masker the output also holds ``queries [N]``: the positions
+    the decoder masker leaves visible to the decoder; the target covers the
+    hidden ones among them (``mask & queries``).
+    """
 
     def __init__(self, recipe: Recipe, seed: int, strict: bool = False):
         self.strict = strict
         self.decode = recipe.modality.decoder(recipe.augment, recipe.tokenizer)
         self.tokenizer = recipe.tokenizer
         self.masker = recipe.masker
+        self.decoder_masker = recipe.decoder_masker
         self.target = recipe.target
         self.layout = recipe.tokenizer.layout
         self.seed = seed
@@ -49,7 +56,10 @@ class SamplePipeline:
         sample = self.decode(members, derive_seed(self.seed, epoch, key, "decode"))
         tokens = self.tokenizer(sample)
         mask = self.masker(self.layout, derive_seed(self.seed, epoch, key, "mask"))
-        return {"key": key, "tokens": tokens, "mask": mask, "target": self.target(tokens, mask)}
+        if self.decoder_masker is None:
+            return {"key": key, "tokens": tokens, "mask": mask, "target": self.target(tokens, mask)}
+        queries = ~self.decoder_masker(self.layout, derive_seed(self.seed, epoch, key, "decoder_mask"))
+        return {"key": key, "tokens": tokens, "mask": mask, "queries": queries, "target": self.target(tokens, mask & queries)}
 
     def try_call(self, key: str, members: dict[str, bytes], epoch: int, shard: str) -> Optional[dict[str, Any]]:
         """Like calling the pipeline, but a sample that fails is logged (shard, key, reason) and gives
@@ -84,19 +94,35 @@ def replace_failures(outputs: Iterator[Optional[dict[str, Any]]]) -> Iterator[di
 
 
 def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    """Stack samples: ``tokens [B, N, D]``, ``mask [B, N]``, ``target [B, N_h, ...]``, ``keys``, ``num_hidden``."""
-    mask = default_collate([s["mask"] for s in samples])  # stacks into shared memory in a worker
-    counts = mask.sum(dim=1)
-    if not bool((counts == counts[0]).all()):
-        raise ValueError(f"masks in a batch must hide the same number of tokens, got {counts.tolist()}")
-    return {
+    """Stack samples: ``tokens [B, N, D]``, ``mask [B, N]``, ``target [B, N_p, ...]``, ``keys``,
+    ``num_hidden``; with a decoder masker also ``queries [B, N]``, ``num_queries`` and ``num_predict``."""
+    batch = {
         "keys": [s["key"] for s in samples],
-        "tokens": default_collate([s["tokens"] for s in samples]),
-        "mask": mask,
+        "tokens": default_collate([s["tokens"] for s in samples]),  # stacks into shared memory in a worker
         "target": default_collate([s["target"] for s in samples]),
-        "num_hidden": int(counts[0]),
         "replaced": sum(bool(s.get("replaced")) for s in samples),
     }
+    for name in ("mask", "queries") if "queries" in samples[0] else ("mask",):
+        batch[name] = default_collate([s[name] for s in samples])
+    add_mask_counts(batch)
+    return batch
+
+
+def add_mask_counts(batch: dict[str, Any]) -> None:
+    """Set ``num_hidden`` (and ``num_queries``, ``num_predict``) from the batch's masks, checking
+    that every sample has the same counts (the model gathers them without padding)."""
+    batch["num_hidden"] = equal_count(batch["mask"], "mask")
+    if "queries" in batch:
+        batch["num_queries"] = equal_count(batch["queries"], "decoder query mask")
+        batch["num_predict"] = equal_count(batch["mask"] & batch["queries"], "predicted-token mask (hidden and decoder-visible)")
+
+
+def equal_count(mask: torch.Tensor, name: str) -> int:
+    """The number of True per row of ``mask [B, N]``, which must be the same for every row."""
+    counts = mask.sum(dim=1)
+    if not bool((counts == counts[0]).all()):
+        raise ValueError(f"every {name} in a batch must select the same number of tokens, got {counts.tolist()}")
+    return int(counts[0])
 
 
 def loader_worker() -> tuple[int, int]:

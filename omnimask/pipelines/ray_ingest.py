@@ -30,7 +30,7 @@ import torch
 
 from omnimask.config import RecipeConfig, from_dict, to_dict
 from omnimask.pipelines.formats import iter_shard
-from omnimask.pipelines.loader import replace_failures
+from omnimask.pipelines.loader import add_mask_counts, replace_failures
 from omnimask.pipelines.order import shard_order
 from omnimask.pipelines.manifest import Manifest
 
@@ -96,12 +96,11 @@ def run_pipeline(batch: dict[str, np.ndarray], recipe_json: str) -> dict[str, np
     ))
     if len(out) < len(batch["key"]):
         raise ValueError(f"no sample of a batch of {len(batch['key'])} from {sorted(set(map(str, batch['shard'])))} decoded")
+    columns = ("tokens", "mask", "queries", "target") if "queries" in out[0] else ("tokens", "mask", "target")
     return {
         "replaced": np.array([o["replaced"] for o in out]),
         "key": np.array([o["key"] for o in out]),
-        "tokens": np.stack([o["tokens"].numpy() for o in out]),
-        "mask": np.stack([o["mask"].numpy() for o in out]),
-        "target": np.stack([o["target"].numpy() for o in out]),
+        **{c: np.stack([o[c].numpy() for o in out]) for c in columns},
     }
 
 
@@ -119,12 +118,14 @@ class RayShardBatches:
         for i, b in enumerate(batches):
             if i < self.resume_batches:
                 continue
-            mask = torch.from_numpy(b["mask"])
-            yield {
+            batch = {
                 "keys": [str(k) for k in b["key"]],
                 "tokens": torch.from_numpy(b["tokens"]),
-                "mask": mask,
                 "target": torch.from_numpy(b["target"]),
-                "num_hidden": int(mask[0].sum()),
                 "replaced": int(b["replaced"].sum()),
             }
+            for name in ("mask", "queries"):
+                if name in b:
+                    batch[name] = torch.from_numpy(b[name])
+            add_mask_counts(batch)
+            yield batch

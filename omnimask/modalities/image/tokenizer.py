@@ -7,11 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from omnimask.modalities.base import TokenLayout, Tokenizer
+from omnimask.modalities.base import TokenLayout
+from omnimask.modalities.pixels import IMAGENET_MEAN, IMAGENET_STD, PixelTokenizer, check_frame
 from omnimask.registry import register
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def patchify(images: torch.Tensor, patch: int) -> torch.Tensor:
@@ -32,11 +30,11 @@ def unpatchify(tokens: torch.Tensor, grid: tuple[int, int], patch: int) -> torch
 
 
 @register("tokenizer", "image_patches")
-class ImagePatchTokenizer(Tokenizer):
+class ImagePatchTokenizer(PixelTokenizer):
     """``[H, W, 3]`` uint8 image -> uint8 tokens ``[N, p*p*3]`` on a ``(H/p, W/p)`` grid.
 
-    Tokens stay uint8 through the loader (4x less to move than floats);
-    :meth:`prepare` scales to [0, 1] and normalises per colour channel on the device.
+    Tokens stay uint8 through the loader; :meth:`prepare` scales to [0, 1] and
+    normalises per colour channel on the device (:class:`PixelTokenizer`).
     """
 
     @dataclass
@@ -55,34 +53,13 @@ class ImagePatchTokenizer(Tokenizer):
         self.patch_size = cfg.patch_size
         g = cfg.image_size // cfg.patch_size
         self.layout = TokenLayout(grid=(g, g), token_dim=cfg.patch_size * cfg.patch_size * 3)
-        reps = cfg.patch_size * cfg.patch_size
-        # prepare(x) = x * scale + shift, per value of a token (channel = index % 3)
-        std = np.tile(np.asarray(cfg.std, dtype=np.float32), reps)
-        mean = np.tile(np.asarray(cfg.mean, dtype=np.float32), reps)
-        self._scale = torch.from_numpy(1.0 / (255.0 * std))
-        self._shift = torch.from_numpy(-mean / std)
-        self._cache: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+        super().__init__(self.layout.token_dim, cfg.mean, cfg.std)
 
     def __call__(self, sample: np.ndarray | torch.Tensor) -> torch.Tensor:
-        image = np.asarray(sample)
-        if image.shape != (self.image_size, self.image_size, 3) or image.dtype != np.uint8:
-            raise ValueError(f"expected a uint8 image [{self.image_size}, {self.image_size}, 3], got {image.dtype} {list(image.shape)}")
+        image = check_frame(sample, (self.image_size, self.image_size, 3))
         g, p = self.layout.grid[0], self.patch_size
         patches = image.reshape(g, p, g, p, 3).transpose(0, 2, 1, 3, 4)  # same order as patchify()
         return torch.from_numpy(np.ascontiguousarray(patches).reshape(g * g, p * p * 3))
-
-    def _affine(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        if device not in self._cache:
-            self._cache[device] = (self._scale.to(device), self._shift.to(device))
-        return self._cache[device]
-
-    def prepare(self, tokens: torch.Tensor) -> torch.Tensor:
-        scale, shift = self._affine(tokens.device)
-        return tokens.float() * scale + shift
-
-    def restore(self, prepared: torch.Tensor) -> torch.Tensor:
-        scale, shift = self._affine(prepared.device)
-        return (prepared.float() - shift) / scale
 
     def detokenize(self, tokens: torch.Tensor) -> torch.Tensor:
         """Tokens ``[B, N, D]`` (0-255 scale) -> images ``[B, 3, H, W]`` in [0, 1]."""

@@ -1,0 +1,33 @@
+"""Audio modality: AudioMAE (kaldi filterbank patches, random or time/frequency masking)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+from omnimask.modalities.audio import maskers  # noqa: F401  (registers "time_freq")
+from omnimask.modalities.audio.decode import AudioAugmentConfig, AudioDecoder
+from omnimask.modalities.audio.ingest import AudioIngestConfig, encode_audio_file
+from omnimask.modalities.audio.tokenizer import AudioFbankTokenizer
+from omnimask.modalities.base import EncodedSample, Modality, Tokenizer
+from omnimask.registry import register
+
+
+@register("modality", "audio")
+class AudioModality(Modality):
+    name = "audio"
+    IngestConfig = AudioIngestConfig
+    AugmentConfig = AudioAugmentConfig
+
+    def encode_file(self, path: Path, options: AudioIngestConfig) -> EncodedSample:
+        return encode_audio_file(path, options)
+
+    def decoder(self, augment: AudioAugmentConfig, tokenizer: Tokenizer) -> AudioDecoder:
+        if not isinstance(tokenizer, AudioFbankTokenizer):
+            raise TypeError(f"the audio decoder needs an audio tokenizer, got {type(tokenizer).__name__}")
+        return AudioDecoder(augment, tokenizer.cfg.sample_rate, tokenizer.samples_needed)
+
+    def dataset_stats(self, root: Path, tokenizer_params: dict[str, Any], max_samples: Optional[int]) -> dict[str, Any]:
+        from omnimask.modalities.audio.stats import fbank_stats
+
+        return fbank_stats(root, tokenizer_params, max_samples)

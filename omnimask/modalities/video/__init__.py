@@ -1,0 +1,28 @@
+"""Video modality: VideoMAE (tube masking, tubelets, per-channel normalised targets) and
+VideoMAE V2's running-cell decoder masking."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omnimask.modalities.base import EncodedSample, Modality, Tokenizer
+from omnimask.modalities.video import maskers  # noqa: F401  (registers "tube", "running_cell")
+from omnimask.modalities.video.decode import VideoAugmentConfig, VideoDecoder
+from omnimask.modalities.video.ingest import VideoIngestConfig, encode_video_file
+from omnimask.modalities.video.tokenizer import VideoTubeletTokenizer
+from omnimask.registry import register
+
+
+@register("modality", "video")
+class VideoModality(Modality):
+    name = "video"
+    IngestConfig = VideoIngestConfig
+    AugmentConfig = VideoAugmentConfig
+
+    def encode_file(self, path: Path, options: VideoIngestConfig) -> EncodedSample:
+        return encode_video_file(path, options)
+
+    def decoder(self, augment: VideoAugmentConfig, tokenizer: Tokenizer) -> VideoDecoder:
+        if not isinstance(tokenizer, VideoTubeletTokenizer):
+            raise TypeError(f"the video decoder needs a video tokenizer, got {type(tokenizer).__name__}")
+        return VideoDecoder(augment, tokenizer.num_frames, tokenizer.image_size)
