@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +13,25 @@ import pytest
 from PIL import Image
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # no ~/.ray/auth_token from test clusters
+
+
+OMNIMASK = [sys.executable, "-m", "omnimask.orchestration.cli"]
+
+
+def run_cli(args: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+    """``omnimask ARGS`` in a subprocess; fails the test, with its output, unless it exits 0."""
+    env = dict(os.environ, RAY_AUTH_MODE="disabled", PYTHONUNBUFFERED="1")
+    proc = subprocess.run([*OMNIMASK, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"omnimask {args[0]} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+    return proc
+
+
+def logged_losses(run_dir: Path) -> list[float]:
+    """The training losses a run logged to its metrics.csv, in step order."""
+    import csv
+
+    with open(run_dir / "metrics.csv") as f:
+        return [float(r["train/loss"]) for r in csv.DictReader(f) if r.get("train/loss")]
 
 
 def photo_like(g: np.random.Generator, h: int, w: int) -> np.ndarray:

@@ -1,24 +1,13 @@
 """`omnimask preprocess` then `omnimask pretrain` through the real CLI, in subprocesses."""
 
-import csv
 import os
 import subprocess
-import sys
-from pathlib import Path
 
 import torch
 from PIL import Image
 
-from conftest import make_image_folder
-
-OMNIMASK = [sys.executable, "-m", "omnimask.orchestration.cli"]
-
-
-def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ, RAY_AUTH_MODE="disabled", PYTHONUNBUFFERED="1")
-    proc = subprocess.run([*OMNIMASK, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, f"omnimask {args[0]} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
-    return proc
+from conftest import OMNIMASK, logged_losses, make_image_folder
+from conftest import run_cli as run
 
 
 def test_preprocess_then_pretrain_through_the_cli(tmp_path):
@@ -48,8 +37,7 @@ def test_preprocess_then_pretrain_through_the_cli(tmp_path):
     assert state["omnimask_data"] == {"loader": "torch", "world_size": 1, "num_workers": 1, "batch_size": 8, "seed": 0,
                                       "epoch": 8, "offset": 0}  # 40 samples, 5 steps of 8 an epoch: 40 steps = 8 epochs
 
-    with open(run_dir / "metrics.csv") as f:
-        losses = [float(r["train/loss"]) for r in csv.DictReader(f) if r.get("train/loss")]
+    losses = logged_losses(run_dir)
     assert len(losses) >= 7
     assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3, losses
     assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))

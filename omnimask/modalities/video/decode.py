@@ -14,7 +14,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any
+from typing import Any, Optional
 
 import av
 import numpy as np
@@ -83,12 +83,15 @@ def payload(members: dict[str, bytes]) -> bytes:
     raise ValueError(f"sample has no video member ({'/'.join(VIDEO_EXTS)}); members: {sorted(members)}")
 
 
-def decode_frames(data: bytes, indices: np.ndarray, fps: Fraction | float) -> list[av.VideoFrame]:
+def decode_frames(
+    data: bytes, indices: np.ndarray, fps: Fraction | float, stats: Optional[dict[str, int]] = None
+) -> list[av.VideoFrame]:
     """The frames at ``indices`` (ascending, repeats allowed) of the first video stream.
 
     Seeks to the keyframe at or before the first wanted frame, then decodes
     forward; a frame's index is its presentation time x ``fps``. Frames missing
     at the end (a stream shorter than its metadata) repeat the last decoded one.
+    ``stats["decoded"]`` receives the number of frames decoded.
     """
     with av.open(io.BytesIO(data)) as container:
         stream = container.streams.video[0]
@@ -115,6 +118,8 @@ def decode_frames(data: bytes, indices: np.ndarray, fps: Fraction | float) -> li
         if last is None:
             raise ValueError("no decodable frame at or after the seek position")
         out += [out[-1] if out else last] * (len(indices) - len(out))
+        if stats is not None:
+            stats["decoded"] = counter
         return out
 
 

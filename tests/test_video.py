@@ -1,0 +1,266 @@
+"""Video (VideoMAE): real encoded files from PyAV, preprocessing with quarantine, masks, tubelets,
+targets, seeking, and the tiny recipe trained through the CLI."""
+
+import io
+import json
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import logged_losses, run_cli
+from omnimask.config import load_recipe
+from omnimask.modalities.base import TokenLayout
+from omnimask.modalities.targets import ChannelNormPixelTarget
+from omnimask.modalities.video.decode import decode_frames, frame_indices, multi_scale_crop_box
+from omnimask.modalities.video.maskers import RunningCellMasker, TubeMasker
+from omnimask.modalities.video.tokenizer import VideoTubeletTokenizer
+from omnimask.models.base import MaskIndex
+from omnimask.models.recipe import Recipe
+from omnimask.orchestration.demo.images import load_photos
+from omnimask.orchestration.demo.sounds import synth, write_audio
+from omnimask.orchestration.demo.videos import moving_clip, write_video
+from omnimask.pipelines.formats import iter_shard
+from omnimask.pipelines.loader import build_loader
+from omnimask.pipelines.manifest import read_quarantine
+from omnimask.pipelines.preprocess import preprocess
+
+GRID = TokenLayout(grid=(8, 14, 14), token_dim=1536)
+
+
+def counter_video(path: Path, frames: int, size: int = 32, gop: int = 12) -> None:
+    """A video whose frame i is a flat grey of level 4 * i (mod 256): its index survives lossy coding."""
+    levels = (4 * np.arange(frames)) % 256
+    write_video(path, np.repeat(levels[:, None, None, None], size * size * 3).reshape(frames, size, size, 3).astype(np.uint8),
+                fps=25, gop=gop)
+
+
+def test_tube_masks_repeat_one_frame_mask_with_the_exact_count():
+    masker = TubeMasker(TubeMasker.Config(ratio=0.9))
+    assert masker.num_masked(GRID) == 8 * int(0.9 * 196) == 1408
+    seen = set()
+    for seed in range(20):
+        mask = masker(GRID, seed)
+        assert mask.dtype == torch.bool and int(mask.sum()) == 1408
+        slots = mask.reshape(8, 196)
+        assert (slots == slots[0]).all(), "a tube mask must be the same in every time slot"
+        seen.add(tuple(slots[0].nonzero().squeeze(1).tolist()))
+        assert torch.equal(mask, masker(GRID, seed))  # pure function of the seed
+    assert len(seen) == 20
+
+
+def test_running_cell_pattern_shifts_one_place_per_slot_and_hides_half():
+    masker = RunningCellMasker(RunningCellMasker.Config(ratio=0.5))
+    assert masker.num_masked(GRID) == 8 * 98
+    phases = set()
+    for seed in range(40):
+        m = masker(GRID, seed).reshape(8, 14, 14).numpy()
+        cells = m.reshape(8, 7, 2, 7, 2).transpose(0, 1, 3, 2, 4).reshape(8, 49, 4)
+        assert (cells == cells[:, :1]).all(), "one 2x2 cell tiled over each slot"
+        cell = cells[:, 0]  # [8, 4]: the cell of each slot, read row by row
+        assert (cell.sum(1) == 2).all(), "ratio 0.5: two of the four places hidden in every slot"
+        # V2's cell: a queue [1, 1, 0, 0] read (row-major into the 2x2 cell) from a pointer that moves one place per slot
+        queue = np.array([1, 1, 0, 0], bool)
+        ptr = next(p for p in range(4) if (queue[(np.arange(4) + p) % 4] == cell[0]).all())
+        for t in range(8):
+            assert (cell[t] == queue[(np.arange(4) + ptr + t) % 4]).all()
+        phases.add(ptr)
+    assert phases == {0, 1, 2, 3}
+
+
+def test_dual_masking_predicts_the_same_count_for_every_sample():
+    """Tube (encoder) x running cell (decoder): every position is decoder-visible in half of the
+    8 slots, so the hidden-and-decoded count is fixed and batches need no padding."""
+    tube, cell = TubeMasker(TubeMasker.Config(ratio=0.9)), RunningCellMasker(RunningCellMasker.Config(ratio=0.5))
+    counts = {int((tube(GRID, s) & ~cell(GRID, 1000 + s)).sum()) for s in range(50)}
+    assert counts == {176 * 8 // 2}
+    with pytest.raises(ValueError, match="even height and width"):
+        cell(TokenLayout((8, 7, 7), 1536), 0)
+
+
+def test_tubelet_tokens_follow_videomae_order_and_invert():
+    tok = VideoTubeletTokenizer(VideoTubeletTokenizer.Config(num_frames=4, image_size=32, patch_size=8, tubelet_size=2))
+    assert tok.layout == TokenLayout((2, 4, 4), 2 * 8 * 8 * 3)
+    clip = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+    tokens = tok(clip)
+    assert tokens.shape == (32, 384) and tokens.dtype == torch.uint8
+    t, h, w = 1, 2, 3  # token (t, h, w) holds frames 2t..2t+1, rows 8h.., cols 8w.., values (frame, row, col, channel)
+    expected = clip[2 * t : 2 * t + 2, 8 * h : 8 * h + 8, 8 * w : 8 * w + 8].reshape(-1)
+    assert torch.equal(tokens[t * 16 + h * 4 + w], torch.from_numpy(expected))
+    assert torch.equal(tok.clips(tokens[None])[0], torch.from_numpy(clip))
+    strip = tok.detokenize(tokens[None])
+    assert strip.shape == (1, 3, 32, 2 * 32)
+    with pytest.raises(ValueError, match=r"expected uint8 \[4, 32, 32, 3\]"):
+        tok(clip[:3])
+
+
+def test_channel_norm_target_is_videomae_normalisation():
+    tok = VideoTubeletTokenizer(VideoTubeletTokenizer.Config(num_frames=4, image_size=32, patch_size=8))
+    clip = np.random.default_rng(1).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+    tokens = tok(clip)
+    mask = TubeMasker(TubeMasker.Config(ratio=0.75))(tok.layout, 0)
+    target = ChannelNormPixelTarget(ChannelNormPixelTarget.Config(), tok)
+    compact = target(tokens, mask)
+    assert compact.dtype == torch.uint8 and compact.shape == (24, 384)
+    out = target.finalize(compact[None])[0]
+    # VideoMAE: pixels in [0, 1], per tubelet and channel over its 2*8*8 values, unbiased std + eps
+    x = tokens[mask].float().reshape(24, 128, 3) / 255
+    ref = (x - x.mean(1, keepdim=True)) / (x.var(1, unbiased=True, keepdim=True).sqrt() + 1e-6)
+    assert torch.allclose(out, ref.reshape(24, 384), atol=1e-5)
+    per_channel = out.reshape(24, 128, 3)
+    assert torch.allclose(per_channel.mean(1), torch.zeros(24, 3), atol=1e-5)
+    assert not torch.allclose(out, (x.reshape(24, 384) - x.reshape(24, 384).mean(1, keepdim=True)) / x.reshape(24, 384).std(1, keepdim=True), atol=1e-2)
+    back = target.to_tokens(out[None], tokens[mask][None])[0]
+    assert torch.allclose(back, tokens[mask].float(), atol=1e-2)
+
+
+def test_frame_indices_fit_the_video_or_repeat_the_last_reachable_frame():
+    g = np.random.default_rng(0)
+    starts = set()
+    for _ in range(200):
+        idx = frame_indices(100, 16, 4, g)
+        assert (np.diff(idx) == 4).all() and idx[0] >= 0 and idx[-1] <= 99
+        starts.add(int(idx[0]))
+    assert min(starts) == 0 and max(starts) == 100 - 61
+    short = frame_indices(30, 16, 4, g)
+    assert short.tolist() == [0, 4, 8, 12, 16, 20, 24, 28] + [28] * 8
+    assert frame_indices(61, 16, 4, np.random.default_rng(0)).tolist() == list(range(0, 61, 4))
+
+
+def test_multi_scale_crop_uses_videomae_sizes():
+    g = np.random.default_rng(0)
+    sizes = set()
+    for _ in range(300):
+        left, top, cw, ch = multi_scale_crop_box(320, 240, 224, (1.0, 0.875, 0.75, 0.66), 1, g)
+        assert 0 <= left <= 320 - cw and 0 <= top <= 240 - ch
+        sizes.add((cw, ch))
+    sides = {240, 210, 180, 158}  # int(240 * s); none within 3 px of 224
+    assert {s for pair in sizes for s in pair} == sides
+    assert all(abs(sorted(sides, reverse=True).index(w) - sorted(sides, reverse=True).index(h)) <= 1 for w, h in sizes)
+
+
+def test_decoder_seeks_instead_of_decoding_from_the_start(tmp_path):
+    counter_video(tmp_path / "counter.mp4", frames=150, gop=10)
+    data = (tmp_path / "counter.mp4").read_bytes()
+    indices = np.arange(100, 100 + 8 * 3, 3)
+    stats: dict = {}
+    frames = decode_frames(data, indices, Fraction(25), stats)
+    levels = [float(f.to_ndarray(format="rgb24").mean()) for f in frames]
+    assert np.allclose(levels, (4 * indices) % 256, atol=4), levels
+    assert stats["decoded"] <= (indices[-1] - indices[0] + 1) + 10, f"decoded {stats['decoded']} frames for a 22-frame span"
+    frames = decode_frames(data, np.array([0, 2, 4]), Fraction(25), stats)
+    assert np.allclose([f.to_ndarray(format="rgb24").mean() for f in frames], [0, 8, 16], atol=4)
+    assert stats["decoded"] == 5
+
+
+def make_video_folder(root: Path) -> dict[str, int]:
+    """Good clips in five containers/codecs, and broken or audio-only files."""
+    g = np.random.default_rng(0)
+    photo = load_photos()["astronaut"]
+    good = 0
+    for i, ext in enumerate([".mp4", ".webm", ".avi", ".mkv", ".mov"] * 3):
+        size = (48, 64)[i % 2]
+        write_video(root / "good" / f"clip{i}{ext}", moving_clip(photo, 24 + 4 * i, size, g), fps=(24, 30)[i % 2])
+        good += 1
+    bad = root / "bad"
+    bad.mkdir(parents=True)
+    clip = (root / "good" / "clip0.mp4").read_bytes()
+    (bad / "truncated.mp4").write_bytes(clip[: len(clip) // 2])
+    (bad / "empty.webm").write_bytes(b"")
+    (bad / "random.avi").write_bytes(g.integers(0, 256, 5000, dtype=np.uint8).tobytes())
+    (bad / "notes.txt").write_text("not a video\n")
+    write_audio(bad / "voice_only.m4a", synth("tone", 1.0, 16000, g), 16000)  # audio-only MP4 container
+    return {"good": good, "bad": 5}
+
+
+@pytest.fixture(scope="module")
+def video_shards(tmp_path_factory):
+    root = tmp_path_factory.mktemp("video")
+    counts = make_video_folder(root / "raw")
+    manifest = preprocess("video", root / "raw", root / "shards", samples_per_shard=4, num_cpus=2)
+    return root, counts, manifest
+
+
+def test_preprocess_video_accounts_for_every_file(video_shards):
+    root, counts, m = video_shards
+    assert (m.num_inputs, m.num_samples, m.num_quarantined) == (counts["good"] + counts["bad"], counts["good"], counts["bad"])
+    reasons = {q["source"]: q["reason"] for q in read_quarantine(root / "shards")}
+    assert reasons["bad/empty.webm"] == "empty file"
+    assert reasons["bad/voice_only.m4a"].startswith("no video stream")
+    assert "not a decodable video container" in reasons["bad/random.avi"]
+    assert set(reasons) == {"bad/truncated.mp4", "bad/empty.webm", "bad/random.avi", "bad/notes.txt", "bad/voice_only.m4a"}
+    seen = {}
+    for shard in m.shards:
+        for key, members in iter_shard("webdataset", root / "shards" / shard.path):
+            meta = json.loads(members["json"])
+            ext = next(e for e in members if e != "json")
+            assert ext == meta["source"].rsplit(".", 1)[1]  # stored as it came: decoding stays on the fly
+            raw = (root / "raw" / meta["source"]).read_bytes()
+            assert members[ext] == raw
+            i = int(meta["source"].split("clip")[1].split(".")[0])
+            assert meta["frames"] == 24 + 4 * i and meta["fps"] == (24, 30)[i % 2]
+            assert meta["width"] == meta["height"] == (48, 64)[i % 2]
+            assert meta["duration"] == pytest.approx(meta["frames"] / meta["fps"], abs=1e-5)
+            seen[meta["source"]] = meta["codec"]
+    assert set(seen.values()) >= {"h264", "vp9", "mpeg4"}
+
+
+def test_preprocess_video_resize_reencodes_with_short_keyframe_interval(tmp_path):
+    g = np.random.default_rng(3)
+    write_video(tmp_path / "raw" / "big.webm", moving_clip(load_photos()["coffee"], 40, 96, g), fps=24, gop=40)
+    m = preprocess("video", tmp_path / "raw", tmp_path / "small", samples_per_shard=4, num_cpus=1,
+                   options={"resize": 48, "keyframe_interval": 8})
+    (_, members), = list(iter_shard("webdataset", tmp_path / "small" / m.shards[0].path))
+    meta = json.loads(members["json"])
+    assert (meta["width"], meta["height"], meta["orig_width"], meta["codec"], meta["frames"]) == (48, 48, 96, "h264", 40)
+    with av.open(io.BytesIO(members["mp4"])) as c:
+        keys = [f.key_frame for f in c.decode(video=0)]
+    assert len(keys) == 40 and [i for i, k in enumerate(keys) if k] == [0, 8, 16, 24, 32]
+
+
+def test_loader_gives_videomae_batches(video_shards):
+    root, counts, _ = video_shards
+    recipe = Recipe.from_config(load_recipe("videomae_tiny", ["model.tokenizer.num_frames=4", "model.tokenizer.image_size=16"]))
+    loader = build_loader(recipe, root / "shards", batch_size=5, num_workers=0, seed=0, epochs=1)
+    batches = list(loader)
+    assert len(batches) == counts["good"] // 5
+    b = batches[0]
+    assert b["tokens"].shape == (5, 2 * 2 * 2, 2 * 8 * 8 * 3) and b["tokens"].dtype == torch.uint8
+    assert b["num_hidden"] == 2 * int(0.75 * 4) and b["target"].shape == (5, b["num_hidden"], 384)
+    assert b["replaced"] == 0
+    again = next(iter(build_loader(recipe, root / "shards", batch_size=5, num_workers=0, seed=0, epochs=1)))
+    assert torch.equal(b["tokens"], again["tokens"]) and torch.equal(b["mask"], again["mask"])
+
+
+def test_dual_masking_model_predicts_only_hidden_decoder_visible_tokens(video_shards):
+    root, _, _ = video_shards
+    recipe = Recipe.from_config(load_recipe("videomae_tiny", ["model.decoder_masker.name=running_cell"]))
+    b = next(iter(build_loader(recipe, root / "shards", batch_size=4, num_workers=0, seed=0, epochs=1)))
+    assert (b["num_hidden"], b["num_queries"], b["num_predict"]) == (48, 32, 24)
+    index = MaskIndex.from_batch(b)
+    predicted = torch.zeros_like(b["mask"]).scatter_(1, index.ids_predict, True)
+    assert torch.equal(predicted, b["mask"] & b["queries"])
+    model = recipe.build_model()
+    pred = model(b["tokens"], index)
+    assert pred.shape == b["target"].shape == (4, 24, 384)
+    loss = model.loss(b)
+    loss.backward()
+    assert torch.isfinite(loss)
+
+
+def test_videomae_tiny_pretrains_through_the_cli(video_shards, tmp_path):
+    root, _, _ = video_shards
+    run_cli([
+        "pretrain", "videomae_tiny", f"data.path={root / 'shards'}", "data.batch_size=5", "trainer.max_steps=40",
+        "trainer.log_every_n_steps=4", "trainer.checkpoint_every_n_steps=40", "optim.warmup_steps=4", "--name", "video",
+    ], tmp_path)
+    run_dir = tmp_path / "runs" / "video"
+    losses = logged_losses(run_dir)
+    assert len(losses) >= 9 and sum(losses[-3:]) / 3 < sum(losses[:3]) / 3, losses
+    grid = Image.open(run_dir / "reconstruction.png")
+    # 4 samples x (original, masked, reconstruction), each a strip of 4 time slots of 32px frames shown at 128px
+    assert grid.size == (4 * 128 + 2 * 2, 12 * (128 + 2) + 2)
