@@ -22,6 +22,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/loader_image.py
+	$(PY) benchmarks/loader_media.py
 
 clean:
 	rm -rf demo_out runs .pytest_cache

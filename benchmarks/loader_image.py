@@ -24,19 +24,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 from torch.utils.data import DataLoader, IterableDataset
 
-from omnimask.pipelines.formats import iter_shard
-from omnimask.pipelines.loader import SamplePipeline, collate, loader_worker
-from omnimask.pipelines.manifest import Manifest
-from omnimask.seeding import derive_seed
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import DecodeOnly, collate_samples, rate  # noqa: E402
+
+from omnimask.pipelines.formats import iter_shard  # noqa: E402
+from omnimask.pipelines.loader import SamplePipeline, collate, loader_worker  # noqa: E402
+from omnimask.pipelines.manifest import Manifest  # noqa: E402
 
 
 def build_jpegs(root: Path, n: int, seed: int = 0) -> None:
@@ -56,31 +58,6 @@ def build_jpegs(root: Path, n: int, seed: int = 0) -> None:
         img.save(root / name / f"{i:05d}.jpg", quality=90)
 
 
-def endless(loader: DataLoader):
-    """Batches of ``loader`` across epochs (ImageFolder's loader ends with its epoch)."""
-    while True:
-        yield from loader
-
-
-def rate(loader: DataLoader, batches: int, warmup: int = 3) -> float:
-    it = endless(loader)
-    for _ in range(warmup):
-        next(it)
-    n = 0
-    t = time.perf_counter()
-    for _ in range(batches):
-        b = next(it)
-        n += len(b["keys"]) if isinstance(b, dict) else len(b[0])
-    return n / (time.perf_counter() - t)
-
-
-class DecodeOnly(SamplePipeline):
-    """The omnimask decoder alone: members -> cropped, flipped uint8 image."""
-
-    def __call__(self, key, members, epoch):
-        return {"key": key, "image": torch.from_numpy(self.decode(members, derive_seed(self.seed, epoch, key, "decode")))}
-
-
 class SequentialStream(IterableDataset):
     """The plain alternative to ShardStream: shards dealt whole to workers, read front to back."""
 
@@ -94,10 +71,6 @@ class SequentialStream(IterableDataset):
             for shard in self.manifest.shards[worker::workers]:
                 for key, members in iter_shard(self.manifest.format, self.root / shard.path):
                     yield self.pipeline(key, members, 0)
-
-
-def collate_images(samples):
-    return {"keys": [s["key"] for s in samples], "image": torch.stack([s["image"] for s in samples])}
 
 
 def main() -> None:
@@ -136,7 +109,7 @@ def main() -> None:
             ours = build_loader(recipe, shards, args.batch_size, workers, seed=0)
             decode_only = DataLoader(
                 ShardStream(shards, DecodeOnly(recipe, 0), seed=0, batch_size=args.batch_size),  # type: ignore[arg-type]
-                collate_fn=collate_images, drop_last=True, **common,
+                collate_fn=collate_samples, drop_last=True, **common,
             )
             sequential = DataLoader(SequentialStream(shards, SamplePipeline(recipe, 0)), collate_fn=collate, drop_last=True,
                                     **common)

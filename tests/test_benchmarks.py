@@ -22,6 +22,12 @@ def test_loader_benchmark_runs(tmp_path):
     assert "workers=1: imagefolder" in out and (tmp_path / "r.json").is_file()
 
 
+def test_media_loader_benchmark_runs(tmp_path):
+    out = run("loader_media.py", "--clips", "6", "--seconds", "2", "--batches", "1", "--batch-size", "2", "--workers", "1",
+              "--json", str(tmp_path / "m.json"))
+    assert "video workers=1: decode-all" in out and "audio workers=1: load+fbank" in out and (tmp_path / "m.json").is_file()
+
+
 def test_preprocess_scaling_benchmark_runs():
     out = run("preprocess_scaling.py", "--images", "40", "--cpus", "1", "2", "--samples-per-shard", "10")
     assert "cpus=1:" in out and "cpus=2:" in out and "speed-up 1 -> 2 CPUs" in out

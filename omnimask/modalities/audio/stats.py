@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
-import numpy as np
 import soundfile as sf
 
 from omnimask.config import from_dict

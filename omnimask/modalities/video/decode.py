@@ -84,31 +84,31 @@ def payload(members: dict[str, bytes]) -> bytes:
 
 
 def decode_frames(
-    data: bytes, indices: np.ndarray, fps: Fraction | float, stats: Optional[dict[str, int]] = None
+    data: bytes, indices: np.ndarray, fps: Fraction | float, stats: Optional[dict[str, int]] = None, seek: bool = True
 ) -> list[av.VideoFrame]:
     """The frames at ``indices`` (ascending, repeats allowed) of the first video stream.
 
     Seeks to the keyframe at or before the first wanted frame, then decodes
-    forward; a frame's index is its presentation time x ``fps``. Frames missing
-    at the end (a stream shorter than its metadata) repeat the last decoded one.
-    ``stats["decoded"]`` receives the number of frames decoded.
+    forward; a frame's index is its presentation time x ``fps``. A stream
+    without timestamps is decoded from the start and its frames counted. Frames
+    missing at the end (a stream shorter than its metadata) repeat the last
+    decoded one. ``stats["decoded"]`` receives the number of frames decoded.
     """
     with av.open(io.BytesIO(data)) as container:
         stream = container.streams.video[0]
         stream.thread_type = "SLICE"  # one loader worker per core: no frame-thread latency
         start_time = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
-        first = int(indices[0])
-        if first > 0 and stream.time_base is not None:
-            target = start_time + first / float(fps)
+        seeked = seek and int(indices[0]) > 0 and stream.time_base is not None
+        if seeked:
+            target = start_time + int(indices[0]) / float(fps)
             container.seek(int(target / stream.time_base), stream=stream, backward=True, any_frame=False)
         out: list[av.VideoFrame] = []
         last = None
         counter = 0
         for frame in container.decode(stream):
-            if frame.time is not None:
-                position = round((frame.time - start_time) * float(fps))
-            else:  # no timestamps: count (only right without a seek)
-                position = counter
+            if frame.time is None and seeked:  # cannot tell where the seek landed
+                return decode_frames(data, indices, fps, stats, seek=False)
+            position = counter if frame.time is None else round((frame.time - start_time) * float(fps))
             counter += 1
             while len(out) < len(indices) and position >= indices[len(out)]:
                 out.append(frame)
