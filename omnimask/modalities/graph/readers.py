@@ -1,0 +1,141 @@
+"""Graph readers: per-graph ``.npz``, node-link ``.json``, ``.graphml``/``.gml`` (networkx), and
+TU-format dataset folders (``DS_A.txt``, ``DS_graph_indicator.txt``, ...). Each graph becomes a
+:class:`Graph` of numpy arrays, validated before it is stored."""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Optional
+
+import numpy as np
+
+from omnimask.modalities.base import QuarantineError
+
+
+@dataclass
+class Graph:
+    """One graph: ``edge_index [2, E]`` (0-based, int64), ``num_nodes``, and optional ``x [N, F]``
+    node features, ``node_labels [N]``, ``edge_attr [E, A]``, ``y`` (graph label(s))."""
+
+    edge_index: np.ndarray
+    num_nodes: int
+    x: Optional[np.ndarray] = None
+    node_labels: Optional[np.ndarray] = None
+    edge_attr: Optional[np.ndarray] = None
+    y: Optional[np.ndarray] = None
+    meta: dict = field(default_factory=dict)
+
+    def validate(self) -> "Graph":
+        """Check shapes, index ranges and finiteness; raise :class:`QuarantineError` with the reason."""
+        ei = np.asarray(self.edge_index)
+        if ei.ndim != 2 or ei.shape[0] != 2:
+            raise QuarantineError(f"edge_index must be [2, E], got shape {list(ei.shape)}")
+        if not np.issubdtype(ei.dtype, np.integer):
+            raise QuarantineError(f"edge_index must hold integers, got {ei.dtype}")
+        if self.num_nodes < 1:
+            raise QuarantineError("graph has no nodes")
+        if ei.size and (ei.min() < 0 or ei.max() >= self.num_nodes):
+            raise QuarantineError(f"edge index out of range [0, {self.num_nodes}): min {ei.min()}, max {ei.max()}")
+        self.edge_index = ei.astype(np.int64)
+        for name, rows in (("x", self.num_nodes), ("node_labels", self.num_nodes), ("edge_attr", ei.shape[1])):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            value = np.asarray(value)
+            if value.shape[0] != rows:
+                raise QuarantineError(f"{name} has {value.shape[0]} rows, expected {rows}")
+            if value.dtype.kind not in "biuf":
+                raise QuarantineError(f"{name} must be numeric, got {value.dtype}")
+            if value.dtype.kind == "f" and not np.isfinite(value).all():
+                raise QuarantineError(f"NaN or infinite values in {name}")
+            setattr(self, name, value)
+        return self
+
+
+def read_npz(data: bytes) -> Graph:
+    """``x``, ``edge_index`` [, ``edge_attr``, ``y``, ``node_labels``, ``num_nodes``], loaded without pickle."""
+    with np.load(io.BytesIO(data), allow_pickle=False) as z:
+        if "edge_index" not in z:
+            raise QuarantineError(f"npz graph needs an edge_index array (has {sorted(z.files)})")
+        arrays = {k: z[k] for k in z.files}
+    x = arrays.get("x")
+    labels = arrays.get("node_labels")
+    if "num_nodes" in arrays:
+        n = int(arrays["num_nodes"])
+    elif x is not None:
+        n = int(x.shape[0])
+    elif labels is not None:
+        n = int(labels.shape[0])
+    else:
+        n = int(arrays["edge_index"].max()) + 1 if arrays["edge_index"].size else 0
+    return Graph(arrays["edge_index"], n, x, labels, arrays.get("edge_attr"), arrays.get("y"))
+
+
+def from_networkx(g) -> Graph:  # type: ignore[no-untyped-def]
+    """Nodes in their networkx order; node attribute ``x`` (a list) becomes features, a numeric
+    ``node_label`` (or ``label``; GML uses ``label`` for node names) node labels; graph attribute ``y`` the label."""
+    nodes = list(g.nodes)
+    index = {v: i for i, v in enumerate(nodes)}
+    edges = np.array([[index[u], index[v]] for u, v in g.edges], dtype=np.int64).reshape(-1, 2).T
+    if not g.is_directed():
+        edges = np.concatenate([edges, edges[::-1]], axis=1)
+    data = [g.nodes[v] for v in nodes]
+    x = np.array([d["x"] for d in data], dtype=np.float32) if data and all("x" in d for d in data) else None
+    labels = None
+    for key in ("node_label", "label"):
+        if data and all(isinstance(d.get(key), (int, float)) for d in data):
+            labels = np.array([d[key] for d in data])
+            break
+    y = g.graph.get("y")
+    return Graph(edges, len(nodes), x, labels, None, None if y is None else np.asarray(y))
+
+
+def read_networkx_file(path: Path, ext: str) -> Graph:
+    import networkx as nx
+
+    if ext == "json":
+        g = nx.node_link_graph(json.loads(path.read_text()), edges="links")
+    elif ext == "graphml":
+        g = nx.read_graphml(path)
+    else:
+        g = nx.read_gml(path, label="id")  # node ids as names: a "label" attribute stays a label
+    return from_networkx(g)
+
+
+def is_tu_folder(path: Path) -> bool:
+    return path.is_dir() and any(path.glob("*_A.txt")) and any(path.glob("*_graph_indicator.txt"))
+
+
+def read_tu_folder(path: Path) -> Iterator[tuple[str, Graph]]:
+    """The graphs of a TU-format dataset folder, as ``(name, graph)`` with name ``DS#<graph id>``."""
+    prefix = next(path.glob("*_A.txt")).name[: -len("_A.txt")]
+
+    def table(suffix: str, dtype: type) -> Optional[np.ndarray]:
+        f = path / f"{prefix}_{suffix}.txt"
+        if not f.exists():
+            return None
+        return np.loadtxt(f, delimiter=",", dtype=dtype, ndmin=2 if suffix in ("A", "node_attributes", "edge_attributes") else 1)
+
+    edges = table("A", np.int64) - 1  # 1-based node ids over the whole dataset
+    indicator = table("graph_indicator", np.int64)
+    graph_labels, node_labels = table("graph_labels", np.int64), table("node_labels", np.int64)
+    node_attr, edge_attr = table("node_attributes", np.float32), table("edge_attributes", np.float32)
+    if (np.diff(indicator) < 0).any():
+        raise ValueError(f"{prefix}_graph_indicator.txt is not sorted by graph id")
+    num_graphs = int(indicator.max())
+    starts = np.searchsorted(indicator, np.arange(1, num_graphs + 2))
+    edge_graph = indicator[edges[:, 0]]
+    for gid in range(1, num_graphs + 1):
+        lo, hi = int(starts[gid - 1]), int(starts[gid])
+        sel = edge_graph == gid
+        yield f"{prefix}#{gid}", Graph(
+            edges[sel].T - lo,
+            hi - lo,
+            None if node_attr is None else node_attr[lo:hi],
+            None if node_labels is None else node_labels[lo:hi],
+            None if edge_attr is None else edge_attr[sel],
+            None if graph_labels is None else graph_labels[gid - 1 : gid],
+        )

@@ -1,0 +1,2 @@
+"""Protein modality (ESM-style masked LM). So far its building blocks: the ESM alphabet
+(``alphabet.py``) and FASTA reading and validation (``fasta.py``)."""

@@ -1,0 +1,62 @@
+"""Graph readers on hand-made files: npz, node-link JSON, GraphML, GML, a TU-format folder, and the
+quarantine reasons of invalid graphs."""
+
+import io
+import json
+
+import networkx as nx
+import numpy as np
+import pytest
+
+from omnimask.modalities.base import QuarantineError
+from omnimask.modalities.graph.readers import is_tu_folder, read_networkx_file, read_npz, read_tu_folder
+
+
+def npz_bytes(**arrays) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def test_npz_graph_and_validation():
+    g = read_npz(npz_bytes(x=np.ones((3, 2), np.float32), edge_index=np.array([[0, 1], [1, 2]]), y=np.array([1]))).validate()
+    assert g.num_nodes == 3 and g.edge_index.dtype == np.int64 and g.y.tolist() == [1]
+    with pytest.raises(QuarantineError, match=r"edge index out of range \[0, 3\)"):
+        read_npz(npz_bytes(x=np.ones((3, 2)), edge_index=np.array([[0, 1], [1, 5]]))).validate()
+    with pytest.raises(QuarantineError, match="NaN or infinite values in x"):
+        read_npz(npz_bytes(x=np.array([[np.nan], [0.0]]), edge_index=np.array([[0], [1]]))).validate()
+    with pytest.raises(QuarantineError, match=r"edge_index must be \[2, E\]"):
+        read_npz(npz_bytes(x=np.ones((3, 2)), edge_index=np.array([0, 1, 2]))).validate()
+    with pytest.raises(QuarantineError, match="needs an edge_index"):
+        read_npz(npz_bytes(x=np.ones((3, 2))))
+    with pytest.raises(ValueError):  # object arrays would need pickle: refused
+        read_npz(npz_bytes(edge_index=np.array([[0], [1]]), x=np.array([{"a": 1}], dtype=object)))
+
+
+def test_networkx_formats(tmp_path):
+    g = nx.cycle_graph(5)
+    for v in g.nodes:
+        g.nodes[v]["node_label"] = v % 2
+    (tmp_path / "g.json").write_text(json.dumps(nx.node_link_data(g, edges="links")))
+    nx.write_graphml(g, tmp_path / "g.graphml")
+    nx.write_gml(g, tmp_path / "g.gml")
+    for name in ("g.json", "g.graphml", "g.gml"):
+        graph = read_networkx_file(tmp_path / name, name.split(".")[1]).validate()
+        assert graph.num_nodes == 5 and graph.edge_index.shape == (2, 10)  # undirected: both directions
+        assert graph.node_labels.tolist() == [0, 1, 0, 1, 0]
+
+
+def test_tu_folder(tmp_path):
+    # two graphs: a triangle (nodes 1-3) and an edge (nodes 4-5), 1-based ids as TU files have them
+    (tmp_path / "DS_A.txt").write_text("1, 2\n2, 1\n2, 3\n3, 2\n3, 1\n1, 3\n4, 5\n5, 4\n")
+    (tmp_path / "DS_graph_indicator.txt").write_text("1\n1\n1\n2\n2\n")
+    (tmp_path / "DS_graph_labels.txt").write_text("1\n-1\n")
+    (tmp_path / "DS_node_labels.txt").write_text("0\n1\n2\n0\n0\n")
+    assert is_tu_folder(tmp_path)
+    graphs = dict(read_tu_folder(tmp_path))
+    assert list(graphs) == ["DS#1", "DS#2"]
+    tri, edge = graphs["DS#1"].validate(), graphs["DS#2"].validate()
+    assert tri.num_nodes == 3 and tri.edge_index.shape == (2, 6) and tri.y.tolist() == [1]
+    assert tri.node_labels.tolist() == [0, 1, 2]
+    assert edge.num_nodes == 2 and sorted(map(tuple, edge.edge_index.T.tolist())) == [(0, 1), (1, 0)]
+    assert edge.y.tolist() == [-1]
