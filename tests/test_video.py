@@ -157,6 +157,34 @@ def test_decoder_seeks_instead_of_decoding_from_the_start(tmp_path):
     assert stats["decoded"] == 5
 
 
+def test_decoder_falls_back_when_a_container_cannot_seek(tmp_path):
+    """MPEG-TS has no seek index: a seek lands after the wanted frame, so the decoder reads from the start."""
+    counter_video(tmp_path / "counter.ts", frames=60, gop=12)
+    data = (tmp_path / "counter.ts").read_bytes()
+    for wanted in ([1, 2], [5, 6], [30, 33, 36]):
+        frames = decode_frames(data, np.array(wanted), Fraction(25))
+        assert np.allclose([f.to_ndarray(format="rgb24").mean() for f in frames], [4 * i for i in wanted], atol=4), wanted
+
+
+def test_ingest_reencodes_unseekable_containers_and_odd_sizes(tmp_path):
+    from omnimask.modalities.video.ingest import VideoIngestConfig, encode_video_file
+
+    counter_video(tmp_path / "counter.ts", frames=30)
+    enc = encode_video_file(tmp_path / "counter.ts", VideoIngestConfig())
+    assert enc.ext == "mp4" and enc.meta["orig_format"] == "mpegts" and enc.meta["frames"] == 30
+    odd = np.random.default_rng(0).integers(0, 256, (10, 31, 45, 3), dtype=np.uint8)
+    write_video(tmp_path / "odd.webm", odd, fps=10)
+    enc = encode_video_file(tmp_path / "odd.webm", VideoIngestConfig(reencode=True))
+    assert (enc.meta["width"], enc.meta["height"], enc.meta["orig_width"], enc.meta["frames"]) == (44, 30, 45, 10)
+
+
+def test_dual_masking_that_cannot_batch_fails_at_load():
+    from omnimask.config import ConfigError
+
+    with pytest.raises(ConfigError, match="model.decoder_masker: .*varies between samples"):
+        Recipe.from_config(load_recipe("videomae_tiny", ["model.decoder_masker.name=running_cell", "model.tokenizer.num_frames=6"]))
+
+
 def make_video_folder(root: Path) -> dict[str, int]:
     """Good clips in five containers/codecs, and broken or audio-only files."""
     g = np.random.default_rng(0)

@@ -6,4 +6,4 @@ the image and video tokenizers share). Importing this package registers them all
 """
 
 from omnimask.modalities import maskers, targets  # noqa: F401
-from omnimask.modalities import audio, image, video  # noqa: F401
+from omnimask.modalities import audio, graph, image, pointcloud, protein, video  # noqa: F401

@@ -17,7 +17,7 @@ import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Optional
+from typing import Any, Callable, ClassVar, Iterator, Optional
 
 import torch
 
@@ -47,11 +47,13 @@ class EncodedSample:
     """One preprocessed input, ready to be written to a shard.
 
     ``payload`` is stored as member ``<key>.<ext>``; ``meta`` as ``<key>.json``.
+    ``digest`` (optional) identifies the content, for the duplicate report.
     """
 
     ext: str
     payload: bytes
     meta: dict[str, Any]
+    digest: Optional[str] = None
 
 
 class Tokenizer(ABC):
@@ -145,9 +147,31 @@ class Modality(ABC):
     IngestConfig: ClassVar[type]
     AugmentConfig: ClassVar[type]
 
-    @abstractmethod
     def encode_file(self, path: Path, options: Any) -> EncodedSample:
-        """Decode and validate one raw file; raise :class:`QuarantineError` if unusable."""
+        """Decode and validate one raw file; raise :class:`QuarantineError` if unusable.
+
+        Single-record modalities implement this; multi-record ones :meth:`encode_records`."""
+        raise NotImplementedError(f"the {self.name} modality reads its inputs with encode_records")
+
+    def encode_records(self, path: Path, options: Any) -> Iterator[tuple[str, EncodedSample | QuarantineError]]:
+        """The samples of one input as ``(record name, sample or quarantine reason)``.
+
+        Single-record modalities yield one unnamed record (:meth:`encode_file`);
+        multi-record ones override this and name each record (``#<name>`` is
+        appended to the input's source). An exception other than a per-record
+        :class:`QuarantineError` ends the input: what was yielded is kept, the
+        rest is quarantined with the error.
+        """
+        yield "", self.encode_file(path, options)
+
+    def holds_many(self, path: Path) -> bool:
+        """Whether the input ``path`` can hold many samples (a FASTA file, a TU dataset folder): each
+        of its records is then an input of the manifest, and it gets a preprocessing unit of its own."""
+        return False
+
+    def is_dataset_folder(self, path: Path) -> bool:
+        """Whether the folder ``path`` is one input (a TU dataset) rather than a folder of inputs."""
+        return False
 
     @abstractmethod
     def decoder(self, augment: Any, tokenizer: Tokenizer) -> Callable[[dict[str, bytes], int], Any]:

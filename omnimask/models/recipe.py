@@ -14,8 +14,8 @@ import torch
 from torch import nn
 
 from omnimask import registry
-from omnimask.config import RecipeConfig, from_dict
-from omnimask.modalities.base import Masker, Modality, Target, Tokenizer
+from omnimask.config import ConfigError, RecipeConfig, from_dict
+from omnimask.modalities.base import Masker, Modality, Target, TokenLayout, Tokenizer
 from omnimask.models.base import Encoder, Head, MaskIndex
 
 
@@ -42,6 +42,19 @@ class MaskedModel(nn.Module):
         return self.head.loss(pred, self.target.finalize(batch["target"]))
 
 
+def check_predicted_count(masker: Masker, decoder_masker: Masker, layout: TokenLayout, draws: int = 16) -> None:
+    """Dual masking needs the same number of hidden-and-decoded tokens in every sample (batches are
+    not padded): check it over ``draws`` seeds, so that a combination that breaks it (a running cell
+    over a number of time slots not divisible by 4) fails at load, not at the first batch."""
+    counts = {int((masker(layout, s) & ~decoder_masker(layout, 10_000 + s)).sum()) for s in range(draws)}
+    if len(counts) > 1:
+        raise ConfigError(
+            "model.decoder_masker",
+            f"with this masker and token grid {layout.grid} the number of hidden tokens the decoder predicts varies "
+            f"between samples ({sorted(counts)}); running_cell needs the tube masker and a number of time slots divisible by 4",
+        )
+
+
 @dataclass
 class Recipe:
     """The built pieces of a :class:`RecipeConfig`."""
@@ -65,6 +78,7 @@ class Recipe:
         decoder_masker = None
         if m.decoder_masker is not None:
             decoder_masker = registry.build("masker", m.decoder_masker, "model.decoder_masker")
+            check_predicted_count(masker, decoder_masker, tokenizer.layout)
         return cls(cfg, modality, tokenizer, masker, target, augment, decoder_masker)
 
     @classmethod

@@ -117,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     pp = sub.add_parser("preprocess", help="raw files -> shards + manifest.json + quarantine.jsonl (a Ray Data job)")
-    pp.add_argument("modality", help="modality of the inputs: image, video or audio")
+    pp.add_argument("modality", help="modality of the inputs: image, video, audio, pointcloud, graph or protein")
     pp.add_argument("--input", required=True, help="input folder (sub-folder names become class labels) or file")
     pp.add_argument("--output", required=True, help="output shard directory")
     pp.add_argument("--format", choices=["webdataset", "parquet"], default="webdataset")

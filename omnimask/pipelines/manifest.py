@@ -21,6 +21,8 @@ from omnimask import __version__
 
 MANIFEST = "manifest.json"
 QUARANTINE = "quarantine.jsonl"
+DUPLICATES = "duplicates.jsonl"
+"""Samples whose content equals an earlier one (protein sequences), one {"source", "same_as"} per line."""
 Format = Literal["webdataset", "parquet"]
 
 

@@ -30,11 +30,12 @@ from typing import Any, Optional
 
 from omnimask import registry
 from omnimask.config import from_dict
-from omnimask.modalities.base import Modality, QuarantineError
+from omnimask.modalities.base import Modality
 from omnimask.orchestration.ray_env import ray_session
-from omnimask.pipelines.formats import SHARD_SUFFIX, open_writer
-from omnimask.pipelines.manifest import MANIFEST, QUARANTINE, Manifest, ShardInfo, file_sha256, write_atomic
+from omnimask.pipelines.formats import SHARD_SUFFIX
+from omnimask.pipelines.manifest import DUPLICATES, MANIFEST, QUARANTINE, Manifest, ShardInfo, write_atomic
 from omnimask.pipelines.sources import InputFile, list_inputs
+from omnimask.pipelines.units import UNIT_PREFIX, UnitTask, finished_units
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ def preprocess(
         raise ValueError(f"samples_per_shard must be >= 1, got {samples_per_shard}")
     mod: Modality = registry.lookup("modality", modality, "modality")()
     opts = from_dict(mod.IngestConfig, options or {}, "preprocess")
-    inputs = list_inputs(input_path)
+    inputs = list_inputs(input_path, mod.is_dataset_folder)
     if not inputs:
         raise FileNotFoundError(f"no input files under {input_path}")
     out = Path(output_dir)
@@ -77,22 +78,22 @@ def preprocess(
         return finished
 
     classes = sorted({f.label for f in inputs if f.label is not None})
-    units = [
-        {"index": i, "first": start, "inputs": [dataclasses.asdict(f) for f in inputs[start : start + samples_per_shard]]}
-        for i, start in enumerate(range(0, len(inputs), samples_per_shard))
-    ]
-    done = _finished_units(out, len(units))
+    units = plan_units(inputs, samples_per_shard, mod)
+    done = finished_units(out, len(units))
     todo = [u for u in units if u["index"] not in done]
     if done:
         log.info("resuming: %d of %d shard units are already complete in %s", len(done), len(units), out)
-    task = _UnitTask(modality, fmt, dataclasses.asdict(opts), str(out.resolve()), classes)
+    task = UnitTask(modality, fmt, dataclasses.asdict(opts), str(out.resolve()), classes, samples_per_shard)
     new_reports, elapsed = _run_units(todo, task, ray_address, num_cpus) if todo else ([], 0.0)
     reports = sorted([*done.values(), *new_reports], key=lambda r: r["index"])
     busy = sum(r["task"]["end"] - r["task"]["start"] for r in new_reports)
 
     quarantine = [q for r in reports for q in r["quarantine"]]
-    shards = [ShardInfo(**r["shard"]) for r in reports if r["shard"] is not None]
+    shards = [ShardInfo(**s) for r in reports for s in r["shards"]]
     write_atomic(out / QUARANTINE, "".join(json.dumps(q) + "\n" for q in quarantine).encode())
+    duplicates = find_duplicates(reports)
+    if duplicates:
+        write_atomic(out / DUPLICATES, "".join(json.dumps(d) + "\n" for d in duplicates).encode())
     manifest = Manifest(
         modality=modality,
         format=fmt,  # type: ignore[arg-type]
@@ -111,40 +112,82 @@ def preprocess(
             "task_seconds": round(busy, 3),
             "workers": len({r["task"]["pid"] for r in new_reports}),
             "resumed_units": len(done),
+            "duplicates": len(duplicates),
         },
     )
-    if manifest.num_inputs != len(inputs):
-        raise RuntimeError(f"lost inputs: {len(inputs)} listed, {manifest.num_inputs} reported by the shard tasks")
+    reported_files = sum(r["num_files"] for r in reports)
+    if reported_files != len(inputs):
+        raise RuntimeError(f"lost inputs: {len(inputs)} listed, {reported_files} reported by the shard tasks")
     manifest.save(out)  # last: a directory with a manifest is complete
     for path in out.glob(f"{UNIT_PREFIX}*"):
         path.unlink()
     (out / PLAN).unlink(missing_ok=True)
     log.info(
-        "preprocessed %d inputs into %d samples in %d shards (%d quarantined) in %.1fs (%.1f inputs/s)",
-        manifest.num_inputs, manifest.num_samples, len(shards), manifest.num_quarantined, elapsed,
-        sum(len(u["inputs"]) for u in todo) / max(elapsed, 1e-9),
+        "preprocessed %d inputs into %d samples in %d shards (%d quarantined%s) in %.1fs (%.1f inputs/s)",
+        manifest.num_inputs, manifest.num_samples, len(shards), manifest.num_quarantined,
+        f", {len(duplicates)} duplicates listed in {DUPLICATES}" if duplicates else "", elapsed,
+        sum(r["num_inputs"] for r in new_reports) / max(elapsed, 1e-9),
     )
     return manifest
 
 
+def plan_units(inputs: list[InputFile], samples_per_shard: int, mod: Modality) -> list[dict[str, Any]]:
+    """Consecutive runs of up to ``samples_per_shard`` single-record inputs; an input that holds many
+    records (``Modality.holds_many``) is a unit of its own, which rolls over into as many shards as it needs."""
+    units: list[dict[str, Any]] = []
+    run: list[int] = []
+
+    def close() -> None:
+        if run:
+            units.append({"index": len(units), "first": run[0], "inputs": [dataclasses.asdict(inputs[i]) for i in run]})
+            run.clear()
+
+    for i, f in enumerate(inputs):
+        if mod.holds_many(Path(f.path)):
+            close()
+            run.append(i)
+            close()
+        else:
+            run.append(i)
+            if len(run) == samples_per_shard:
+                close()
+    close()
+    return units
+
+
+def find_duplicates(reports: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """Samples whose content digest equals an earlier sample's (``{"source", "same_as"}``), in input order.
+    Only modalities that give digests (protein sequences) are checked; duplicates are kept, and listed."""
+    first: dict[str, str] = {}
+    out = []
+    for r in reports:
+        for source, digest in r.get("digests", []):
+            if digest in first:
+                out.append({"source": source, "same_as": first[digest]})
+            else:
+                first[digest] = source
+    return out
+
+
 PLAN = ".preprocess-plan.json"
-UNIT_PREFIX = ".unit-"
 
 
 def _plan_digest(modality: str, fmt: str, samples_per_shard: int, options: dict[str, Any], inputs: list[InputFile]) -> str:
     """Identifies a job: its arguments and every input's path, size and modification time."""
     h = hashlib.sha256(json.dumps([modality, fmt, samples_per_shard, options], sort_keys=True).encode())
     for f in inputs:
-        try:
-            st = os.stat(f.path)
-            h.update(f"{f.source}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-        except OSError:  # a broken link: quarantined later, still part of the job
-            h.update(f"{f.source}\0missing\n".encode())
+        paths = sorted(Path(f.path).iterdir()) if os.path.isdir(f.path) else [Path(f.path)]  # a dataset folder: its files
+        for path in paths:
+            try:
+                st = os.stat(path)
+                h.update(f"{f.source}/{path.name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+            except OSError:  # a broken link: quarantined later, still part of the job
+                h.update(f"{f.source}/{path.name}\0missing\n".encode())
     return h.hexdigest()
 
 
 def _run_units(
-    units: list[dict[str, Any]], task: "_UnitTask", ray_address: Optional[str], num_cpus: Optional[int]
+    units: list[dict[str, Any]], task: UnitTask, ray_address: Optional[str], num_cpus: Optional[int]
 ) -> tuple[list[dict], float]:
     """Map the units over the Ray cluster; each writes its shard and its report. Returns the
     reports and the seconds the job took (Ray start-up excluded)."""
@@ -162,19 +205,6 @@ def _run_units(
             return [json.loads(r["report"]) for r in ds.take_all()], time.perf_counter() - started
         finally:
             ctx.op_resource_reservation_enabled = reserving
-
-
-def _finished_units(out: Path, num_units: int) -> dict[int, dict[str, Any]]:
-    """Reports of units completed by an earlier, interrupted run (their shard is in place, whole)."""
-    done = {}
-    for path in out.glob(f"{UNIT_PREFIX}*.json"):
-        report = json.loads(path.read_text())
-        shard = report["shard"]
-        if report["index"] >= num_units:
-            continue
-        if shard is None or ((out / shard["path"]).is_file() and (out / shard["path"]).stat().st_size == shard["bytes"]):
-            done[report["index"]] = report
-    return done
 
 
 def _prepare_output(out: Path, overwrite: bool, input_path: Path, plan: str) -> Optional[Manifest]:
@@ -209,65 +239,7 @@ def _prepare_output(out: Path, overwrite: bool, input_path: Path, plan: str) -> 
 def _remove_outputs(out: Path) -> None:
     """Remove only what preprocess writes, never other files in the folder."""
     for path in out.iterdir():
-        if path.name in (MANIFEST, QUARANTINE, PLAN) or path.name.startswith(("shard-", UNIT_PREFIX, ".shard-", f".{MANIFEST}", f".{QUARANTINE}")):
+        if path.name in (MANIFEST, QUARANTINE, DUPLICATES, PLAN) or path.name.startswith(
+            ("shard-", UNIT_PREFIX, ".shard-", f".{MANIFEST}", f".{QUARANTINE}", f".{DUPLICATES}")
+        ):
             path.unlink()
-
-
-class _UnitTask:
-    """Ray Data map function: one unit of inputs -> one shard file and a JSON report."""
-
-    def __init__(self, modality: str, fmt: str, options: dict[str, Any], out_dir: str, classes: list[str]):
-        self.modality, self.fmt, self.options, self.out_dir, self.classes = modality, fmt, options, out_dir, classes
-
-    def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
-        unit = json.loads(row["unit"])
-        return {"report": json.dumps(write_unit(unit, self.modality, self.fmt, self.options, Path(self.out_dir), self.classes))}
-
-
-def write_unit(
-    unit: dict[str, Any], modality: str, fmt: str, options: dict[str, Any], out_dir: Path, classes: list[str]
-) -> dict[str, Any]:
-    """Encode the inputs of one unit into shard ``shard-{index:06d}``; report counts and quarantine."""
-    started = time.time()
-    mod: Modality = registry.lookup("modality", modality)()
-    opts = from_dict(mod.IngestConfig, options, "preprocess")
-    label_index = {c: i for i, c in enumerate(classes)}
-    path = out_dir / f"shard-{unit['index']:06d}{SHARD_SUFFIX[fmt]}"
-    writer = None
-    count = 0
-    quarantine = []
-    for offset, item in enumerate(unit["inputs"]):
-        f = InputFile(**item)
-        try:
-            if not os.path.isfile(f.path):  # a broken link, a FIFO, a socket: never opened
-                raise QuarantineError("not a regular file")
-            enc = mod.encode_file(Path(f.path), opts)
-        except QuarantineError as e:
-            quarantine.append({"source": f.source, "reason": str(e)})
-            continue
-        except Exception as e:  # any failure on one input quarantines it, never the job
-            quarantine.append({"source": f.source, "reason": f"{type(e).__name__}: {e}"})
-            continue
-        key = f"{unit['first'] + offset:09d}"
-        meta = {
-            "key": key,
-            "source": f.source,
-            "label": f.label,
-            "label_index": label_index.get(f.label, -1),
-            **enc.meta,
-        }
-        if writer is None:
-            writer = open_writer(fmt, path)
-        writer.add(key, {enc.ext: enc.payload, "json": json.dumps(meta).encode()})
-        count += 1
-    shard = None
-    if writer is not None:
-        writer.close()
-        shard = {"path": path.name, "num_samples": count, "bytes": os.path.getsize(path), "sha256": file_sha256(path)}
-    report = {
-        "index": unit["index"], "num_inputs": len(unit["inputs"]), "shard": shard, "quarantine": quarantine,
-        "task": {"pid": os.getpid(), "start": started, "end": time.time()},
-    }
-    # after the shard's rename: a report on disk means the unit is complete (a re-run skips it)
-    write_atomic(out_dir / f"{UNIT_PREFIX}{unit['index']:06d}.json", json.dumps(report).encode())
-    return report

@@ -19,8 +19,11 @@ class AudioAugmentConfig:
     """Clips longer than the tokenizer's ``target_length`` frames: a random window
     (else the start, as AudioMAE cuts its 10 s AudioSet clips)."""
     roll_mag: bool = False
-    """AudioMAE's ``roll_mag_aug``: roll the waveform by a random shift and scale it
-    by Beta(10, 10) + 0.5 (on in its AudioSet pretraining script)."""
+    """AudioMAE's ``roll_mag_aug`` (on in its AudioSet pretraining script) as it behaves: a gain of
+    Beta(10, 10) + 0.5. Its roll draws the shift from ``len()`` of a ``[1, S]`` tensor, which is
+    always 0, so it never rolls; ``roll`` adds a real random roll."""
+    roll: bool = False
+    """Roll the waveform by a random shift (wrapping around)."""
 
 
 class AudioDecoder:
@@ -42,6 +45,8 @@ class AudioDecoder:
         if wave.shape[0] > self.max_samples:
             start = int(g.integers(0, wave.shape[0] - self.max_samples + 1)) if self.aug.random_crop else 0
             wave = wave[start : start + self.max_samples]
+        if self.aug.roll:
+            wave = np.roll(wave, int(g.integers(wave.shape[0])))
         if self.aug.roll_mag:
-            wave = np.roll(wave, int(g.integers(wave.shape[0]))) * np.float32(g.beta(10, 10) + 0.5)
+            wave = wave * np.float32(g.beta(10, 10) + 0.5)
         return np.ascontiguousarray(wave, dtype=np.float32)

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import io
 import logging
 import time
 from pathlib import Path
 from typing import Any, Optional
 
-import soundfile as sf
-
 from omnimask.config import from_dict
+from omnimask.modalities.audio.decode import AudioAugmentConfig, AudioDecoder
 from omnimask.modalities.audio.tokenizer import AudioFbankTokenizer
 from omnimask.pipelines.formats import iter_shard
 from omnimask.pipelines.manifest import Manifest
@@ -22,14 +20,15 @@ def fbank_stats(root: Path, tokenizer_params: dict[str, Any], max_samples: Optio
     """Mean and standard deviation of the filterbank values over the first ``target_length``
     frames of each sample (padding excluded), as the tokenizer computes them."""
     tok = AudioFbankTokenizer(from_dict(AudioFbankTokenizer.Config, tokenizer_params, "model.tokenizer"))
+    # the first target_length frames, read as the loader reads them (member, sample-rate check, mono)
+    window = AudioDecoder(AudioAugmentConfig(random_crop=False), tok.cfg.sample_rate, tok.samples_needed)
     manifest = Manifest.load(root)
     total = manifest.num_samples if max_samples is None else min(max_samples, manifest.num_samples)
     count, s1, s2, n = 0, 0.0, 0.0, 0
     started = last_log = time.perf_counter()
     for shard in manifest.shards:
         for _, members in iter_shard(manifest.format, root / shard.path):
-            wave, _ = sf.read(io.BytesIO(members["flac"]), dtype="float32")
-            fb = tok.fbank(wave[: tok.samples_needed]).double()
+            fb = tok.fbank(window(members, 0)).double()
             count += fb.numel()
             s1 += float(fb.sum())
             s2 += float((fb * fb).sum())

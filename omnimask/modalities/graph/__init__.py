@@ -1,2 +1,33 @@
-"""Graph modality (GraphMAE). So far its building blocks: readers for per-graph files and TU-format
-dataset folders, with validation (``readers.py``)."""
+"""Graph modality (GraphMAE): ingest of per-graph files (npz, node-link JSON, GraphML, GML) and TU-format
+dataset folders, each graph validated (``readers.py``, ``ingest.py``), and the loader's decoding.
+Feature building, node maskers and the GNN encoders arrive with the graph batch contract."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+from omnimask.modalities.base import EncodedSample, Modality, QuarantineError, Tokenizer
+from omnimask.modalities.graph.decode import GraphAugmentConfig, GraphDecoder
+from omnimask.modalities.graph.ingest import GraphIngestConfig, encode_graph_input
+from omnimask.modalities.graph.readers import is_tu_folder
+from omnimask.registry import register
+
+
+@register("modality", "graph")
+class GraphModality(Modality):
+    name = "graph"
+    IngestConfig = GraphIngestConfig
+    AugmentConfig = GraphAugmentConfig
+
+    def encode_records(self, path: Path, options: GraphIngestConfig) -> Iterator[tuple[str, EncodedSample | QuarantineError]]:
+        return encode_graph_input(path, options)
+
+    def holds_many(self, path: Path) -> bool:
+        return is_tu_folder(path)
+
+    def is_dataset_folder(self, path: Path) -> bool:
+        return is_tu_folder(path)
+
+    def decoder(self, augment: GraphAugmentConfig, tokenizer: Tokenizer) -> GraphDecoder:
+        return GraphDecoder()

@@ -89,10 +89,12 @@ def decode_frames(
     """The frames at ``indices`` (ascending, repeats allowed) of the first video stream.
 
     Seeks to the keyframe at or before the first wanted frame, then decodes
-    forward; a frame's index is its presentation time x ``fps``. A stream
-    without timestamps is decoded from the start and its frames counted. Frames
-    missing at the end (a stream shorter than its metadata) repeat the last
-    decoded one. ``stats["decoded"]`` receives the number of frames decoded.
+    forward; a frame's index is its presentation time x ``fps``. When the seek
+    cannot be trusted (no timestamps, or it landed after the first wanted frame,
+    as in containers without a seek index) the stream is decoded from the start
+    instead. Frames missing at the end (a stream shorter than its metadata)
+    repeat the last decoded one. ``stats["decoded"]`` receives the number of
+    frames decoded.
     """
     with av.open(io.BytesIO(data)) as container:
         stream = container.streams.video[0]
@@ -106,17 +108,19 @@ def decode_frames(
         last = None
         counter = 0
         for frame in container.decode(stream):
-            if frame.time is None and seeked:  # cannot tell where the seek landed
-                return decode_frames(data, indices, fps, stats, seek=False)
             position = counter if frame.time is None else round((frame.time - start_time) * float(fps))
+            if seeked and counter == 0 and (frame.time is None or position > indices[0]):
+                break  # cannot tell where the seek landed, or it overshot: decode from the start
             counter += 1
             while len(out) < len(indices) and position >= indices[len(out)]:
                 out.append(frame)
             last = frame
             if len(out) == len(indices):
                 break
+        if seeked and last is None:
+            return decode_frames(data, indices, fps, stats, seek=False)
         if last is None:
-            raise ValueError("no decodable frame at or after the seek position")
+            raise ValueError("the video stream has no decodable frame")
         out += [out[-1] if out else last] * (len(indices) - len(out))
         if stats is not None:
             stats["decoded"] = counter

@@ -2,7 +2,8 @@
 
 The clip stays encoded in the shard (decoding happens on the fly in the
 loader). The original bytes pass through unless ``resize`` asks for a smaller
-short side or ``reencode`` is set; then the video stream is re-encoded to
+short side, ``reencode`` is set, or the container has no seek index (MPEG-TS,
+MPEG-PS, FLV, ...); then the video stream is re-encoded to
 H.264 MP4 with a keyframe every ``keyframe_interval`` frames, so that the
 loader's seeks land close to the frames it wants. Audio streams are dropped
 in a re-encode.
@@ -62,12 +63,14 @@ def encode_video_file(path: Path, opts: VideoIngestConfig) -> EncodedSample:
     meta = {k: info[k] for k in ("frames", "fps", "duration", "width", "height", "codec")}
     meta.update(orig_width=info["width"], orig_height=info["height"], orig_format=info["format"], orig_codec=info["codec"])
     shrink = opts.resize is not None and min(info["width"], info["height"]) > opts.resize
-    if not (shrink or opts.reencode):
+    seekable = info["format"] in CONTAINER_EXT  # MPEG-TS/PS, FLV, ... lack a seek index: re-encoded
+    if not (shrink or opts.reencode or not seekable):
         return EncodedSample(ext=_ext(path, info["format"]), payload=data, meta=meta)
     width, height = info["width"], info["height"]
     if shrink:
         s = opts.resize / min(width, height)  # type: ignore[operator]
-        width, height = max(2, round(width * s / 2) * 2), max(2, round(height * s / 2) * 2)
+        width, height = round(width * s), round(height * s)
+    width, height = max(2, width - width % 2), max(2, height - height % 2)  # yuv420p needs even sides
     payload, frames = reencode(data, width, height, info["rate"], opts)
     meta.update(frames=frames, width=width, height=height, codec="h264")
     return EncodedSample(ext="mp4", payload=payload, meta=meta)

@@ -45,7 +45,7 @@ class Demo:
 DEMOS = {
     "image": Demo(build_demo_images, 480, "mae_image_tiny", 64, "crops of scikit-image sample photos"),
     "video": Demo(build_demo_videos, 96, "videomae_tiny", 16, "camera pans over the sample photos (MP4, WebM, AVI)"),
-    "audio": Demo(build_demo_sounds, 160, "audiomae_tiny", 32, "tones, chirps, notes, noise (WAV, FLAC, OGG, MP3)"),
+    "audio": Demo(build_demo_sounds, 160, "audiomae_tiny", 32, "tones, chirps, notes, noise (WAV, FLAC, OGG, MP3, M4A)"),
 }
 
 

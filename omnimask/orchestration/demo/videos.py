@@ -11,7 +11,7 @@ from PIL import Image
 
 from omnimask.orchestration.demo.images import load_photos
 
-CODECS = {".mp4": "libx264", ".mkv": "libx264", ".mov": "libx264", ".webm": "libvpx-vp9", ".avi": "mpeg4"}
+CODECS = {".mp4": "libx264", ".mkv": "libx264", ".mov": "libx264", ".ts": "libx264", ".webm": "libvpx-vp9", ".avi": "mpeg4"}
 
 
 def write_video(path: Path, frames: np.ndarray, fps: int | Fraction = 24, codec: str | None = None, gop: int = 12) -> None:
