@@ -9,7 +9,7 @@ from omnimask.modalities.audio import maskers  # noqa: F401  (registers "time_fr
 from omnimask.modalities.audio.decode import AudioAugmentConfig, AudioDecoder
 from omnimask.modalities.audio.ingest import AudioIngestConfig, encode_audio_file
 from omnimask.modalities.audio.tokenizer import AudioFbankTokenizer
-from omnimask.modalities.base import EncodedSample, Modality, Tokenizer
+from omnimask.modalities.base import Modality, Tokenizer
 from omnimask.registry import register
 
 
@@ -19,8 +19,7 @@ class AudioModality(Modality):
     IngestConfig = AudioIngestConfig
     AugmentConfig = AudioAugmentConfig
 
-    def encode_file(self, path: Path, options: AudioIngestConfig) -> EncodedSample:
-        return encode_audio_file(path, options)
+    encode_file = staticmethod(encode_audio_file)
 
     def decoder(self, augment: AudioAugmentConfig, tokenizer: Tokenizer) -> AudioDecoder:
         if not isinstance(tokenizer, AudioFbankTokenizer):

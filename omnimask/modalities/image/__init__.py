@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from omnimask.modalities.base import EncodedSample, Modality, Tokenizer
+from omnimask.modalities.base import Modality, Tokenizer
 from omnimask.modalities.image import maskers  # noqa: F401  (registers "block")
 from omnimask.modalities.image.decode import ImageAugmentConfig, ImageDecoder
 from omnimask.modalities.image.ingest import ImageIngestConfig, encode_image_file
@@ -18,8 +16,7 @@ class ImageModality(Modality):
     IngestConfig = ImageIngestConfig
     AugmentConfig = ImageAugmentConfig
 
-    def encode_file(self, path: Path, options: ImageIngestConfig) -> EncodedSample:
-        return encode_image_file(path, options)
+    encode_file = staticmethod(encode_image_file)
 
     def decoder(self, augment: ImageAugmentConfig, tokenizer: Tokenizer) -> ImageDecoder:
         if not isinstance(tokenizer, ImagePatchTokenizer):

@@ -5,9 +5,7 @@ and Point-MAE encoder arrive with the data-dependent-positions contract."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from omnimask.modalities.base import EncodedSample, Modality, Tokenizer
+from omnimask.modalities.base import Modality, Tokenizer
 from omnimask.modalities.pointcloud.decode import PointCloudAugmentConfig, PointCloudDecoder
 from omnimask.modalities.pointcloud.ingest import PointCloudIngestConfig, encode_point_file
 from omnimask.registry import register
@@ -19,8 +17,7 @@ class PointCloudModality(Modality):
     IngestConfig = PointCloudIngestConfig
     AugmentConfig = PointCloudAugmentConfig
 
-    def encode_file(self, path: Path, options: PointCloudIngestConfig) -> EncodedSample:
-        return encode_point_file(path, options)
+    encode_file = staticmethod(encode_point_file)
 
     def decoder(self, augment: PointCloudAugmentConfig, tokenizer: Tokenizer) -> PointCloudDecoder:
         return PointCloudDecoder(augment)

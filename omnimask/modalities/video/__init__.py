@@ -3,9 +3,7 @@ VideoMAE V2's running-cell decoder masking."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from omnimask.modalities.base import EncodedSample, Modality, Tokenizer
+from omnimask.modalities.base import Modality, Tokenizer
 from omnimask.modalities.video import maskers  # noqa: F401  (registers "tube", "running_cell")
 from omnimask.modalities.video.decode import VideoAugmentConfig, VideoDecoder
 from omnimask.modalities.video.ingest import VideoIngestConfig, encode_video_file
@@ -19,8 +17,7 @@ class VideoModality(Modality):
     IngestConfig = VideoIngestConfig
     AugmentConfig = VideoAugmentConfig
 
-    def encode_file(self, path: Path, options: VideoIngestConfig) -> EncodedSample:
-        return encode_video_file(path, options)
+    encode_file = staticmethod(encode_video_file)
 
     def decoder(self, augment: VideoAugmentConfig, tokenizer: Tokenizer) -> VideoDecoder:
         if not isinstance(tokenizer, VideoTubeletTokenizer):
