@@ -1,6 +1,6 @@
-"""Video and audio loader throughput: omnimask vs the reference-style pipelines, same files, same workers.
+"""Video, audio and point-cloud loader throughput: omnimask vs reference-style pipelines, same files, same workers.
 
-    python benchmarks/loader_media.py [--modality video audio] [--clips 48] [--workers 2] [--batches 10]
+    python benchmarks/loader_media.py [--modality video audio pointcloud] [--clips 48] [--workers 2] [--batches 10]
 
 Video: ``--clips`` clips of ``--seconds`` at 30 fps, 256x256, H.264 with a keyframe
 every 2 s (camera pans over scikit-image's photos), preprocessed as they are. Times
@@ -17,7 +17,11 @@ recipe's loader (FLAC at 16 kHz from the shards, fbank 1024 x 128, random mask 8
 norm-pixel target) against ``load+fbank``: AudioMAE's per-item path on the raw file
 (read, down-mix, resample to 16 kHz, fbank, normalise), and decode alone.
 
-Every figure is clips/s after a warm-up, page cache warm.
+Point clouds: ``--clips`` shapes of 8192 points as binary PLY. Times the Point-MAE recipe's loader
+(1024 points, unit sphere, scale/translate, FPS 64 centres, kNN 32 groups, random mask 60%) against
+``read+group``: the same work per raw file (parse the PLY, sample, normalise, FPS, kNN), and decode alone.
+
+Every figure is samples/s after a warm-up, page cache warm.
 """
 
 from __future__ import annotations
@@ -86,6 +90,25 @@ class LoadFbankAudio(Dataset):
         return AudioFbankTokenizer(AudioFbankTokenizer.Config())(mono), 0
 
 
+class ReadGroupPoints(Dataset):
+    """Reference-style point-cloud item from the raw file: parse, sample 1024, normalise, FPS + kNN groups."""
+
+    def __init__(self, files: list[Path]):
+        self.files = files
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        from omnimask.modalities.pointcloud.geometry import group_points, normalize_unit_sphere
+        from omnimask.modalities.pointcloud.readers import read_point_file
+
+        pts = torch.from_numpy(read_point_file(self.files[i], 0, 0)[:, :3])
+        pick = torch.from_numpy(np.random.default_rng(i).choice(len(pts), 1024, replace=False))
+        groups, _ = group_points(normalize_unit_sphere(pts[pick])[None], 64, 32)
+        return groups[0], 0
+
+
 def build_inputs(modality: str, raw: Path, clips: int, seconds: float) -> list[Path]:
     g = np.random.default_rng(0)
     if modality == "video":
@@ -97,6 +120,11 @@ def build_inputs(modality: str, raw: Path, clips: int, seconds: float) -> list[P
         for i in range(clips):
             write_video(raw / f"clip{i:04d}.mp4", moving_clip(photos[names[i % len(names)]], int(30 * seconds), 256, g),
                         fps=30, gop=60)
+    elif modality == "pointcloud":
+        from omnimask.orchestration.demo.shapes import KINDS, primitive, write_ply
+
+        for i in range(clips):
+            write_ply(raw / f"shape{i:04d}.ply", primitive(KINDS[i % len(KINDS)], g, 8192))
     else:
         from omnimask.orchestration.demo.sounds import synth, write_audio
 
@@ -117,15 +145,18 @@ def bench(modality: str, args: argparse.Namespace, tmp: Path) -> list[dict]:
     raw.mkdir(parents=True)
     files = build_inputs(modality, raw, args.clips, args.seconds or (8.0 if modality == "video" else 10.0))
     preprocess(modality, raw, shards, samples_per_shard=16)
-    recipe = Recipe.from_config(load_recipe("videomae" if modality == "video" else "audiomae", [f"data.path={shards}"]))
-    baseline: Dataset = DecodeAllVideo(files, 16, 4, 224) if modality == "video" else LoadFbankAudio(files)
-    base_name = "decode-all" if modality == "video" else "load+fbank"
+    recipe_name, baseline, base_name = {
+        "video": ("videomae", lambda: DecodeAllVideo(files, 16, 4, 224), "decode-all"),
+        "audio": ("audiomae", lambda: LoadFbankAudio(files), "load+fbank"),
+        "pointcloud": ("pointmae", lambda: ReadGroupPoints(files), "read+group"),
+    }[modality]
+    recipe = Recipe.from_config(load_recipe(recipe_name, [f"data.path={shards}"]))
     results = []
     for workers in args.workers:
         common = dict(batch_size=args.batch_size, num_workers=workers, persistent_workers=workers > 0,
                       prefetch_factor=4 if workers else None)
         loaders = {
-            base_name: DataLoader(baseline, shuffle=True, drop_last=True, **common),
+            base_name: DataLoader(baseline(), shuffle=True, drop_last=True, **common),
             "omnimask-decode": DataLoader(ShardStream(shards, DecodeOnly(recipe, 0), seed=0, batch_size=args.batch_size),
                                           collate_fn=collate_samples, drop_last=True, **common),
             "omnimask": build_loader(recipe, shards, args.batch_size, workers, seed=0),
@@ -136,15 +167,15 @@ def bench(modality: str, args: argparse.Namespace, tmp: Path) -> list[dict]:
         row["speedup_vs_reference"] = row["omnimask"] / row[base_name]
         row["mask_target_overhead"] = row["omnimask-decode"] / row["omnimask"] - 1
         results.append(row)
-        print(f"{modality} workers={workers}: {base_name} {row[base_name]:.1f} clips/s | omnimask decode {row['omnimask-decode']:.1f}"
-              f" clips/s | omnimask full {row['omnimask']:.1f} clips/s | x{row['speedup_vs_reference']:.2f} vs {base_name}"
+        print(f"{modality} workers={workers}: {base_name} {row[base_name]:.1f}/s | omnimask decode {row['omnimask-decode']:.1f}"
+              f"/s | omnimask full {row['omnimask']:.1f}/s | x{row['speedup_vs_reference']:.2f} vs {base_name}"
               f" | tokenize+mask+target overhead {100 * row['mask_target_overhead']:.1f}%", flush=True)
     return results
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--modality", nargs="+", choices=["video", "audio"], default=["video", "audio"])
+    ap.add_argument("--modality", nargs="+", choices=["video", "audio", "pointcloud"], default=["video", "audio", "pointcloud"])
     ap.add_argument("--clips", type=int, default=48)
     ap.add_argument("--seconds", type=float, default=None, help="clip length (default: 8 s video, 10 s audio)")
     ap.add_argument("--workers", type=int, nargs="+", default=[2])

@@ -26,6 +26,7 @@ def test_media_loader_benchmark_runs(tmp_path):
     out = run("loader_media.py", "--clips", "6", "--seconds", "2", "--batches", "1", "--batch-size", "2", "--workers", "1",
               "--json", str(tmp_path / "m.json"))
     assert "video workers=1: decode-all" in out and "audio workers=1: load+fbank" in out and (tmp_path / "m.json").is_file()
+    assert "pointcloud workers=1: read+group" in out
 
 
 def test_preprocess_scaling_benchmark_runs():

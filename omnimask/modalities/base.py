@@ -57,15 +57,20 @@ class EncodedSample:
 
 
 class Tokenizer(ABC):
-    """Decoded sample -> tokens ``[N, D]`` in a compact dtype (e.g. uint8 pixels)."""
+    """Decoded sample -> tokens ``[N, D]`` in a compact dtype (e.g. uint8 pixels).
+
+    A tokenizer whose tokens have data-dependent positions (point-cloud groups) returns
+    ``(tokens [N, D], coords [N, C])``; the coordinates go to the masker, the encoder and
+    the head (``MaskIndex.coords``). Grid tokenizers return the tokens alone.
+    """
 
     layout: TokenLayout
     blank: float = 0.0
     """Compact value that stands for a hidden token in previews (mid-grey for pixels)."""
 
     @abstractmethod
-    def __call__(self, sample: Any) -> torch.Tensor:
-        """Tokens ``[N, D]`` of one decoded sample."""
+    def __call__(self, sample: Any) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Tokens ``[N, D]`` of one decoded sample (or ``(tokens, coords [N, C])``)."""
 
     def prepare(self, tokens: torch.Tensor) -> torch.Tensor:
         """Model-ready float tokens ``[..., N, D]`` from compact ones (runs on the device)."""
@@ -75,13 +80,14 @@ class Tokenizer(ABC):
         """Inverse of :meth:`prepare`: compact-scale float tokens ``[..., N, D]``."""
         return prepared
 
-    def detokenize(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Compact-scale tokens ``[B, N, D]`` -> pictures ``[B, 3, H, W]`` in [0, 1] (previews)."""
+    def detokenize(self, tokens: torch.Tensor, coords: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Compact-scale tokens ``[B, N, D]`` (and their ``coords``) -> pictures ``[B, 3, H, W]`` in [0, 1] (previews)."""
         raise NotImplementedError(f"{type(self).__name__} cannot detokenize")
 
 
 class Masker(ABC):
-    """A pure, seeded function of the token layout -> boolean mask ``[N]``.
+    """A pure, seeded function of the token layout (and the tokens' ``coords`` where the
+    tokenizer gives them) -> boolean mask ``[N]``.
 
     True marks a hidden token. The number of hidden tokens is exactly
     :meth:`num_masked` for every seed, so that samples batch without padding.
@@ -92,8 +98,8 @@ class Masker(ABC):
         """Exact number of hidden tokens for ``layout``."""
 
     @abstractmethod
-    def __call__(self, layout: TokenLayout, seed: int) -> torch.Tensor:
-        """Boolean mask ``[N]``; the same seed gives the same mask in any process."""
+    def __call__(self, layout: TokenLayout, seed: int, coords: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Boolean mask ``[N]``; the same seed (and coords) gives the same mask in any process."""
 
 
 class Target(ABC):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, Optional
 
 import numpy as np
 import torch
@@ -31,22 +32,25 @@ def random_mask(num_tokens: int, num_masked: int, seed: int) -> np.ndarray:
 
 @register("masker", "random")
 class RandomMasker(Masker):
-    """Uniform random masking (MAE): hides ``N - int(N * (1 - ratio))`` tokens."""
+    """Uniform random masking. ``count: keep`` (MAE, AudioMAE) hides ``N - int(N * (1 - ratio))``
+    tokens; ``count: mask`` (Point-MAE) hides ``int(N * ratio)``."""
 
     @dataclass
     class Config:
         ratio: float = 0.75
         """Share of tokens hidden."""
+        count: Literal["keep", "mask"] = "keep"
+        """Which side of the split is rounded down: the kept tokens (MAE) or the hidden ones (Point-MAE)."""
 
         def __post_init__(self) -> None:
             check_ratio(self.ratio)
 
     def __init__(self, cfg: Config):
-        self.ratio = cfg.ratio
+        self.ratio, self.count = cfg.ratio, cfg.count
 
     def num_masked(self, layout: TokenLayout) -> int:
         n = layout.num_tokens
-        return n - int(n * (1 - self.ratio))
+        return int(n * self.ratio) if self.count == "mask" else n - int(n * (1 - self.ratio))
 
-    def __call__(self, layout: TokenLayout, seed: int) -> torch.Tensor:
+    def __call__(self, layout: TokenLayout, seed: int, coords: Optional[torch.Tensor] = None) -> torch.Tensor:
         return torch.from_numpy(random_mask(layout.num_tokens, self.num_masked(layout), seed))

@@ -40,6 +40,12 @@ class PixelTarget(Target):
         return self.tokenizer.restore(pred)
 
 
+@register("target", "points")
+class PointTarget(PixelTarget):
+    """The hidden tokens' values as they are: for point groups, the re-centred coordinates
+    ``[N_h, S * 3]`` that a Chamfer-distance head compares its prediction with (Point-MAE)."""
+
+
 def normalize_per_token(x: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """MAE's ``norm_pix_loss``: ``(x - mean) / sqrt(var + eps)`` over the last dim, with the
     unbiased variance (``Tensor.var``'s default, which MAE calls). Returns the normalised

@@ -25,6 +25,8 @@ class MaskIndex:
       masker leaves visible, hidden from the encoder or not.
     - ``pick [B, N_p]`` (or None when every query is predicted): which queries are
       predicted and in the loss, the hidden ones. ``ids_predict`` are their positions.
+    - ``coords [B, N, C]`` (or None for grid tokens): the tokens' positions in the data
+      (point-cloud group centres), for encoders and heads that embed positions from data.
     """
 
     mask: torch.Tensor
@@ -33,6 +35,7 @@ class MaskIndex:
     ids_restore: torch.Tensor
     ids_query: torch.Tensor
     pick: Optional[torch.Tensor] = None
+    coords: Optional[torch.Tensor] = None
 
     @classmethod
     def from_mask(
@@ -42,22 +45,24 @@ class MaskIndex:
         queries: Optional[torch.Tensor] = None,
         num_queries: Optional[int] = None,
         num_predict: Optional[int] = None,
+        coords: Optional[torch.Tensor] = None,
     ) -> "MaskIndex":
         keep, hidden, restore = split_ids(mask, num_hidden)
         if queries is None:
-            return cls(mask, keep, hidden, restore, hidden)
+            return cls(mask, keep, hidden, restore, hidden, None, coords)
         if num_queries is None or num_predict is None:
             raise ValueError("queries need num_queries and num_predict")
         ids_query = split_ids(queries, num_queries)[1]
         pick = split_ids(torch.gather(mask, 1, ids_query), num_predict)[1]
-        return cls(mask, keep, hidden, restore, ids_query, pick)
+        return cls(mask, keep, hidden, restore, ids_query, pick, coords)
 
     @classmethod
     def from_batch(cls, batch: dict[str, Any]) -> "MaskIndex":
-        """From a :func:`omnimask.pipelines.loader.collate` batch (``mask``, ``num_hidden``, and
-        ``queries``, ``num_queries``, ``num_predict`` when the recipe has a decoder masker)."""
+        """From a :func:`omnimask.pipelines.loader.collate` batch (``mask``, ``num_hidden``; ``queries``,
+        ``num_queries``, ``num_predict`` with a decoder masker; ``coords`` with token coordinates)."""
         return cls.from_mask(
-            batch["mask"], batch["num_hidden"], batch.get("queries"), batch.get("num_queries"), batch.get("num_predict")
+            batch["mask"], batch["num_hidden"], batch.get("queries"), batch.get("num_queries"), batch.get("num_predict"),
+            batch.get("coords"),
         )
 
     @property

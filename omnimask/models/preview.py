@@ -31,5 +31,6 @@ def reconstruction_grid(model: MaskedModel, batch: dict[str, Any]) -> torch.Tens
     masked[index.mask] = tok.blank
     recon = masked.clone()
     recon.scatter_(1, index.ids_predict.unsqueeze(-1).expand_as(predicted), predicted)
-    rows = torch.stack([tok.detokenize(raw), tok.detokenize(masked), tok.detokenize(recon)], dim=1)
+    pictures = [tok.detokenize(x, index.coords) for x in (raw, masked, recon)]
+    rows = torch.stack(pictures, dim=1)
     return rows.flatten(0, 1)

@@ -39,7 +39,8 @@ class SamplePipeline:
 
     With a decoder masker the output also holds ``queries [N]``: the positions
     the decoder masker leaves visible to the decoder; the target covers the
-    hidden ones among them (``mask & queries``).
+    hidden ones among them (``mask & queries``). A tokenizer that gives token
+    coordinates adds ``coords [N, C]``, which the maskers see too.
     """
 
     def __init__(self, recipe: Recipe, seed: int, strict: bool = False):
@@ -54,12 +55,19 @@ class SamplePipeline:
 
     def __call__(self, key: str, members: dict[str, bytes], epoch: int) -> dict[str, Any]:
         sample = self.decode(members, derive_seed(self.seed, epoch, key, "decode"))
-        tokens = self.tokenizer(sample)
-        mask = self.masker(self.layout, derive_seed(self.seed, epoch, key, "mask"))
-        if self.decoder_masker is None:
-            return {"key": key, "tokens": tokens, "mask": mask, "target": self.target(tokens, mask)}
-        queries = ~self.decoder_masker(self.layout, derive_seed(self.seed, epoch, key, "decoder_mask"))
-        return {"key": key, "tokens": tokens, "mask": mask, "queries": queries, "target": self.target(tokens, mask & queries)}
+        out = self.tokenizer(sample)
+        tokens, coords = out if isinstance(out, tuple) else (out, None)
+        mask = self.masker(self.layout, derive_seed(self.seed, epoch, key, "mask"), coords)
+        result = {"key": key, "tokens": tokens, "mask": mask}
+        if coords is not None:
+            result["coords"] = coords
+        predicted = mask
+        if self.decoder_masker is not None:
+            queries = ~self.decoder_masker(self.layout, derive_seed(self.seed, epoch, key, "decoder_mask"), coords)
+            result["queries"] = queries
+            predicted = mask & queries
+        result["target"] = self.target(tokens, predicted)
+        return result
 
     def try_call(self, key: str, members: dict[str, bytes], epoch: int, shard: str) -> Optional[dict[str, Any]]:
         """Like calling the pipeline, but a sample that fails is logged (shard, key, reason) and gives
@@ -95,15 +103,17 @@ def replace_failures(outputs: Iterator[Optional[dict[str, Any]]]) -> Iterator[di
 
 def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
     """Stack samples: ``tokens [B, N, D]``, ``mask [B, N]``, ``target [B, N_p, ...]``, ``keys``,
-    ``num_hidden``; with a decoder masker also ``queries [B, N]``, ``num_queries`` and ``num_predict``."""
+    ``num_hidden``; with a decoder masker also ``queries [B, N]``, ``num_queries`` and ``num_predict``;
+    with token coordinates ``coords [B, N, C]``."""
     batch = {
         "keys": [s["key"] for s in samples],
         "tokens": default_collate([s["tokens"] for s in samples]),  # stacks into shared memory in a worker
         "target": default_collate([s["target"] for s in samples]),
         "replaced": sum(bool(s.get("replaced")) for s in samples),
     }
-    for name in ("mask", "queries") if "queries" in samples[0] else ("mask",):
-        batch[name] = default_collate([s[name] for s in samples])
+    for name in ("mask", "queries", "coords"):
+        if name in samples[0]:
+            batch[name] = default_collate([s[name] for s in samples])
     add_mask_counts(batch)
     return batch
 

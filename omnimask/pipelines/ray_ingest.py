@@ -96,7 +96,7 @@ def run_pipeline(batch: dict[str, np.ndarray], recipe_json: str) -> dict[str, np
     ))
     if len(out) < len(batch["key"]):
         raise ValueError(f"no sample of a batch of {len(batch['key'])} from {sorted(set(map(str, batch['shard'])))} decoded")
-    columns = ("tokens", "mask", "queries", "target") if "queries" in out[0] else ("tokens", "mask", "target")
+    columns = [c for c in ("tokens", "mask", "queries", "coords", "target") if c in out[0]]
     return {
         "replaced": np.array([o["replaced"] for o in out]),
         "key": np.array([o["key"] for o in out]),
@@ -124,7 +124,7 @@ class RayShardBatches:
                 "target": torch.from_numpy(b["target"]),
                 "replaced": int(b["replaced"].sum()),
             }
-            for name in ("mask", "queries"):
+            for name in ("mask", "queries", "coords"):
                 if name in b:
                     batch[name] = torch.from_numpy(b[name])
             add_mask_counts(batch)

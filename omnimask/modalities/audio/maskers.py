@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 
@@ -49,7 +50,7 @@ class TimeFrequencyMasker(Masker):
         kt, kf = self._kept(layout)
         return layout.num_tokens - kt * kf
 
-    def __call__(self, layout: TokenLayout, seed: int) -> torch.Tensor:
+    def __call__(self, layout: TokenLayout, seed: int, coords: Optional[torch.Tensor] = None) -> torch.Tensor:
         t, f = layout.grid
         kt, kf = self._kept(layout)
         rows = random_mask(t, t - kt, derive_seed(seed, "time"))

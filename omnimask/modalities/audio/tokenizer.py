@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 import torch
@@ -103,7 +104,7 @@ class AudioFbankTokenizer(Tokenizer):
         p = self.cfg.patch_size
         return tokens.reshape(-1, gt, gf, p, p).permute(0, 1, 3, 2, 4).reshape(-1, gt * p, gf * p)
 
-    def detokenize(self, tokens: torch.Tensor) -> torch.Tensor:
+    def detokenize(self, tokens: torch.Tensor, coords: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Tokens ``[B, N, p*p]`` -> grey spectrogram pictures ``[B, 3, mel, T]`` in [0, 1]:
         time to the right, low frequencies at the bottom, normalised values -1.5..1.5 as black..white."""
         spec = self.spectrogram(tokens.float()).transpose(1, 2).flip(1)  # [B, mel, T]

@@ -106,7 +106,7 @@ class BlockMasker(Masker):
     def num_masked(self, layout: TokenLayout) -> int:
         return int(round(layout.num_tokens * self.cfg.ratio))
 
-    def __call__(self, layout: TokenLayout, seed: int) -> torch.Tensor:
+    def __call__(self, layout: TokenLayout, seed: int, coords: Optional[torch.Tensor] = None) -> torch.Tensor:
         if len(layout.grid) != 2:
             raise ValueError(f"block masking needs a 2-D token grid, got {layout.grid}")
         c = self.cfg

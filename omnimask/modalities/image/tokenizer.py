@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 import torch
@@ -61,7 +62,7 @@ class ImagePatchTokenizer(PixelTokenizer):
         patches = image.reshape(g, p, g, p, 3).transpose(0, 2, 1, 3, 4)  # same order as patchify()
         return torch.from_numpy(np.ascontiguousarray(patches).reshape(g * g, p * p * 3))
 
-    def detokenize(self, tokens: torch.Tensor) -> torch.Tensor:
+    def detokenize(self, tokens: torch.Tensor, coords: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Tokens ``[B, N, D]`` (0-255 scale) -> images ``[B, 3, H, W]`` in [0, 1]."""
         images = unpatchify(tokens.float(), self.layout.grid, self.patch_size)
         return (images / 255.0).clamp(0, 1).permute(0, 3, 1, 2)

@@ -1,13 +1,15 @@
 """Point-cloud modality (Point-MAE): ingest of PLY/NPY/XYZ/TXT clouds and OFF/OBJ meshes (``ingest.py``,
-``readers.py``), the loader's sampling and augmentation (``decode.py``), and batched plain-torch
-geometry (``geometry.py``: FPS, kNN grouping, Chamfer distance). The grouping tokenizer, block masker
-and Point-MAE encoder arrive with the data-dependent-positions contract."""
+``readers.py``), the loader's sampling and augmentation (``decode.py``), batched plain-torch geometry
+(``geometry.py``: FPS, kNN grouping, Chamfer distance), the group tokenizer (tokens and their centres
+as coords) and the block masker. The encoder and head are in ``omnimask.models.point_mae``."""
 
 from __future__ import annotations
 
 from omnimask.modalities.base import Modality, Tokenizer
+from omnimask.modalities.pointcloud import maskers  # noqa: F401  (registers "point_block")
 from omnimask.modalities.pointcloud.decode import PointCloudAugmentConfig, PointCloudDecoder
 from omnimask.modalities.pointcloud.ingest import PointCloudIngestConfig, encode_point_file
+from omnimask.modalities.pointcloud.tokenizer import PointGroupTokenizer
 from omnimask.registry import register
 
 
@@ -20,4 +22,6 @@ class PointCloudModality(Modality):
     encode_file = staticmethod(encode_point_file)
 
     def decoder(self, augment: PointCloudAugmentConfig, tokenizer: Tokenizer) -> PointCloudDecoder:
+        if not isinstance(tokenizer, PointGroupTokenizer):
+            raise TypeError(f"the point-cloud decoder needs a point tokenizer, got {type(tokenizer).__name__}")
         return PointCloudDecoder(augment)

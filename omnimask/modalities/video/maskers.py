@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 import torch
@@ -39,7 +40,7 @@ class TubeMasker(Masker):
         t, h, w = grid_3d(layout, "tube")
         return t * int(self.ratio * h * w)
 
-    def __call__(self, layout: TokenLayout, seed: int) -> torch.Tensor:
+    def __call__(self, layout: TokenLayout, seed: int, coords: Optional[torch.Tensor] = None) -> torch.Tensor:
         t, h, w = grid_3d(layout, "tube")
         frame = random_mask(h * w, int(self.ratio * h * w), seed)
         return torch.from_numpy(np.tile(frame, t))
@@ -100,6 +101,6 @@ class RunningCellMasker(Masker):
     def num_masked(self, layout: TokenLayout) -> int:
         return int(self._phases(layout)[0].sum())
 
-    def __call__(self, layout: TokenLayout, seed: int) -> torch.Tensor:
+    def __call__(self, layout: TokenLayout, seed: int, coords: Optional[torch.Tensor] = None) -> torch.Tensor:
         phases = self._phases(layout)
         return torch.from_numpy(phases[int(rng(seed, "running_cell").integers(4))].copy())

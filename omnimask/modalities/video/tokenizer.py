@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 import torch
@@ -62,7 +63,7 @@ class VideoTubeletTokenizer(PixelTokenizer):
         x = tokens.reshape(b, gt, gh, gw, t, p, p, 3).permute(0, 1, 4, 2, 5, 3, 6, 7)
         return x.reshape(b, gt * t, gh * p, gw * p, 3)
 
-    def detokenize(self, tokens: torch.Tensor) -> torch.Tensor:
+    def detokenize(self, tokens: torch.Tensor, coords: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Tokens ``[B, N, D]`` (0-255 scale) -> a strip of the first frame of each time slot
         ``[B, 3, H, (T/t) * W]`` in [0, 1]."""
         frames = self.clips(tokens.float())[:, :: self.tubelet_size]  # [B, T/t, H, W, 3]

@@ -1,10 +1,11 @@
 """``omnimask demo``: the whole path offline, in a few minutes on a laptop CPU, per modality.
 
-For each of image, video and audio:
+For each of image, video, audio and point cloud:
 
 1. Write a few hundred real encoded inputs made on the spot (crops of the
    photographs scikit-image ships, camera pans over them as MP4/WebM/AVI,
-   synthesised tones, chirps and notes as WAV/FLAC/OGG/MP3), plus a few broken
+   synthesised tones, chirps and notes as WAV/FLAC/OGG/MP3/M4A, primitive shapes as
+   PLY/NPY/XYZ clouds and OFF/OBJ meshes), plus a few broken
    files to show the quarantine at work.
 2. Preprocess them into WebDataset shards with the Ray Data job.
 3. Pretrain the modality's tiny recipe on the CPU, logging the loss as it falls.
@@ -23,6 +24,7 @@ from typing import Callable, Optional, Sequence
 
 from omnimask.config import load_recipe
 from omnimask.orchestration.demo.images import build_demo_images, load_photos
+from omnimask.orchestration.demo.shapes import build_demo_shapes
 from omnimask.orchestration.demo.sounds import build_demo_sounds
 from omnimask.orchestration.demo.videos import build_demo_videos
 from omnimask.orchestration.logs import format_loss
@@ -46,6 +48,7 @@ DEMOS = {
     "image": Demo(build_demo_images, 480, "mae_image_tiny", 64, "crops of scikit-image sample photos"),
     "video": Demo(build_demo_videos, 96, "videomae_tiny", 16, "camera pans over the sample photos (MP4, WebM, AVI)"),
     "audio": Demo(build_demo_sounds, 160, "audiomae_tiny", 32, "tones, chirps, notes, noise (WAV, FLAC, OGG, MP3, M4A)"),
+    "pointcloud": Demo(build_demo_shapes, 200, "pointmae_tiny", 32, "spheres, boxes, tori, cylinders, cones (PLY, NPY, XYZ, OFF, OBJ)"),
 }
 
 
