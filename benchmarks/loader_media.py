@@ -74,7 +74,10 @@ class LoadFbankAudio(Dataset):
     """AudioMAE's per-item path on the raw file: read, mono, resample to 16 kHz, fbank, normalise."""
 
     def __init__(self, files: list[Path]):
+        from omnimask.modalities.audio.tokenizer import AudioFbankTokenizer
+
         self.files = files
+        self.tokenizer = AudioFbankTokenizer(AudioFbankTokenizer.Config())
 
     def __len__(self) -> int:
         return len(self.files)
@@ -83,11 +86,8 @@ class LoadFbankAudio(Dataset):
         import soundfile as sf
         import torchaudio.functional as AF
 
-        from omnimask.modalities.audio.tokenizer import AudioFbankTokenizer
-
         wave, sr = sf.read(self.files[i], dtype="float32", always_2d=True)
-        mono = AF.resample(torch.from_numpy(wave.mean(1)), sr, 16000)
-        return AudioFbankTokenizer(AudioFbankTokenizer.Config())(mono), 0
+        return self.tokenizer(AF.resample(torch.from_numpy(wave.mean(1)), sr, 16000)), 0
 
 
 class ReadGroupPoints(Dataset):

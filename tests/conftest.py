@@ -34,6 +34,21 @@ def logged_losses(run_dir: Path) -> list[float]:
         return [float(r["train/loss"]) for r in csv.DictReader(f) if r.get("train/loss")]
 
 
+def pretrain_briefly(recipe: str, data_path: str | Path, cwd: Path, batch_size: int, steps: int = 40) -> Path:
+    """``omnimask pretrain RECIPE`` for ``steps`` steps through the CLI; asserts the logged loss falls
+    and a reconstruction picture is written; returns the run directory."""
+    name = f"brief-{recipe}"
+    run_cli([
+        "pretrain", recipe, f"data.path={data_path}", f"data.batch_size={batch_size}", f"trainer.max_steps={steps}",
+        "trainer.log_every_n_steps=4", f"trainer.checkpoint_every_n_steps={steps}", "optim.warmup_steps=4", "--name", name,
+    ], cwd)
+    run_dir = cwd / "runs" / name
+    losses = logged_losses(run_dir)
+    assert len(losses) >= steps // 4 - 1 and sum(losses[-3:]) / 3 < sum(losses[:3]) / 3, losses
+    assert (run_dir / "reconstruction.png").is_file()
+    return run_dir
+
+
 def photo_like(g: np.random.Generator, h: int, w: int) -> np.ndarray:
     """A smooth RGB image with some texture (gradients + blobs + noise), uint8 [h, w, 3]."""
     y, x = np.mgrid[0:h, 0:w].astype(np.float32)
@@ -96,6 +111,15 @@ def ray_local():
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield
     ray.shutdown()
+
+
+def preprocessed(tmp_path_factory, modality: str, make_folder, samples_per_shard: int = 4):
+    """``(root, counts, manifest)``: a folder made by ``make_folder(root / "raw")``, preprocessed into ``root / "shards"``."""
+    from omnimask.pipelines.preprocess import preprocess
+
+    root = tmp_path_factory.mktemp(modality)
+    counts = make_folder(root / "raw")
+    return root, counts, preprocess(modality, root / "raw", root / "shards", samples_per_shard=samples_per_shard, num_cpus=2)
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from torchaudio.compliance import kaldi
 
-from conftest import logged_losses, run_cli
+from conftest import preprocessed, pretrain_briefly, run_cli
 from omnimask.config import load_recipe
 from omnimask.modalities.audio.decode import AudioAugmentConfig, AudioDecoder
 from omnimask.modalities.audio.maskers import TimeFrequencyMasker
@@ -23,7 +23,6 @@ from omnimask.orchestration.demo.sounds import synth, write_audio
 from omnimask.pipelines.formats import iter_shard
 from omnimask.pipelines.loader import build_loader
 from omnimask.pipelines.manifest import read_quarantine
-from omnimask.pipelines.preprocess import preprocess
 
 
 def reference_fbank(wave: np.ndarray) -> torch.Tensor:
@@ -109,10 +108,7 @@ def make_audio_folder(root: Path) -> dict[str, int]:
 
 @pytest.fixture(scope="module")
 def audio_shards(tmp_path_factory):
-    root = tmp_path_factory.mktemp("audio")
-    counts = make_audio_folder(root / "raw")
-    manifest = preprocess("audio", root / "raw", root / "shards", samples_per_shard=4, num_cpus=2)
-    return root, counts, manifest
+    return preprocessed(tmp_path_factory, "audio", make_audio_folder)
 
 
 def test_preprocess_audio_accounts_for_every_file_and_resamples(audio_shards):
@@ -177,13 +173,7 @@ def test_loader_gives_audiomae_batches(audio_shards):
 
 def test_audiomae_tiny_pretrains_through_the_cli(audio_shards, tmp_path):
     root, _, _ = audio_shards
-    run_cli([
-        "pretrain", "audiomae_tiny", f"data.path={root / 'shards'}", "data.batch_size=4", "trainer.max_steps=40",
-        "trainer.log_every_n_steps=4", "trainer.checkpoint_every_n_steps=40", "optim.warmup_steps=4", "--name", "audio",
-    ], tmp_path)
-    run_dir = tmp_path / "runs" / "audio"
-    losses = logged_losses(run_dir)
-    assert len(losses) >= 9 and sum(losses[-3:]) / 3 < sum(losses[:3]) / 3, losses
+    run_dir = pretrain_briefly("audiomae_tiny", root / "shards", tmp_path, batch_size=4)
     grid = Image.open(run_dir / "reconstruction.png")
     # a row per sample: original | masked | reconstruction, each a 128-bin x 256-frame spectrogram
     assert grid.size == (3 * (256 + 2) + 2, 4 * (128 + 2) + 2)

@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import logged_losses, run_cli
+from conftest import preprocessed, pretrain_briefly
 from omnimask.config import load_recipe
 from omnimask.modalities.base import TokenLayout
 from omnimask.modalities.targets import ChannelNormPixelTarget
@@ -207,10 +207,7 @@ def make_video_folder(root: Path) -> dict[str, int]:
 
 @pytest.fixture(scope="module")
 def video_shards(tmp_path_factory):
-    root = tmp_path_factory.mktemp("video")
-    counts = make_video_folder(root / "raw")
-    manifest = preprocess("video", root / "raw", root / "shards", samples_per_shard=4, num_cpus=2)
-    return root, counts, manifest
+    return preprocessed(tmp_path_factory, "video", make_video_folder)
 
 
 def test_preprocess_video_accounts_for_every_file(video_shards):
@@ -282,13 +279,14 @@ def test_dual_masking_model_predicts_only_hidden_decoder_visible_tokens(video_sh
 
 def test_videomae_tiny_pretrains_through_the_cli(video_shards, tmp_path):
     root, _, _ = video_shards
-    run_cli([
-        "pretrain", "videomae_tiny", f"data.path={root / 'shards'}", "data.batch_size=5", "trainer.max_steps=40",
-        "trainer.log_every_n_steps=4", "trainer.checkpoint_every_n_steps=40", "optim.warmup_steps=4", "--name", "video",
-    ], tmp_path)
-    run_dir = tmp_path / "runs" / "video"
-    losses = logged_losses(run_dir)
-    assert len(losses) >= 9 and sum(losses[-3:]) / 3 < sum(losses[:3]) / 3, losses
+    run_dir = pretrain_briefly("videomae_tiny", root / "shards", tmp_path, batch_size=5)
     grid = Image.open(run_dir / "reconstruction.png")
     # 4 samples x (original, masked, reconstruction), each a strip of 4 time slots of 32px frames shown at 128px
     assert grid.size == (4 * 128 + 2 * 2, 12 * (128 + 2) + 2)
+
+
+def test_a_tokenizer_the_modality_cannot_feed_fails_at_load():
+    from omnimask.config import ConfigError
+
+    with pytest.raises(ConfigError, match="model.tokenizer: the image modality needs ImagePatchTokenizer, got VideoTubeletTokenizer"):
+        Recipe.from_config(load_recipe("mae_image_tiny", ["model.tokenizer.name=video_tubelets"]))

@@ -152,6 +152,9 @@ class Modality(ABC):
     name: ClassVar[str]
     IngestConfig: ClassVar[type]
     AugmentConfig: ClassVar[type]
+    tokenizer_types: ClassVar[tuple[type, ...]] = ()
+    """Tokenizer classes this modality's decoder feeds (empty: any); a recipe that pairs it with
+    another tokenizer fails at load (``Recipe.from_config``)."""
 
     def encode_file(self, path: Path, options: Any) -> EncodedSample:
         """Decode and validate one raw file; raise :class:`QuarantineError` if unusable.

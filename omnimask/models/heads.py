@@ -10,7 +10,7 @@ from torch import nn
 
 from omnimask.modalities.base import TokenLayout
 from omnimask.models.base import Head, MaskIndex
-from omnimask.models.layers import Block, gather_tokens, init_weights, position_grid, sincos_pos_embed
+from omnimask.models.layers import Block, gather_tokens, init_weights, position_grid, query_outputs, sincos_pos_embed
 from omnimask.registry import register
 
 
@@ -59,10 +59,7 @@ class MAEDecoderHead(Head):
         x = torch.cat([x[:, :1] + self.pos_embed[:, :1], visible, queries], dim=1)
         for block in self.blocks:
             x = block(x)
-        out = x[:, -n_query:]
-        if index.pick is not None:
-            out = gather_tokens(out, index.pick)
-        return self.pred(self.norm(out))
+        return self.pred(self.norm(query_outputs(x, n_query, index.pick)))
 
     def loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return (pred.float() - target.float()).pow(2).mean(dim=-1).mean()

@@ -92,6 +92,13 @@ def gather_tokens(x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     return torch.gather(x, 1, ids.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
 
 
+def query_outputs(x: torch.Tensor, num_queries: int, pick: "torch.Tensor | None") -> torch.Tensor:
+    """The rows of the predicted tokens from a decoder sequence ``[B, L, D]`` whose last
+    ``num_queries`` rows are the queries: ``[B, N_p, D]`` (``pick`` selects among the queries)."""
+    out = x[:, -num_queries:]
+    return out if pick is None else gather_tokens(out, pick)
+
+
 def split_ids(mask: torch.Tensor, num_hidden: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Visible and hidden token indices from a boolean mask ``[B, N]`` with ``num_hidden`` True per row.
 

@@ -11,7 +11,7 @@ from torch import nn
 from omnimask.modalities.base import TokenLayout
 from omnimask.modalities.pointcloud.geometry import chamfer_distance
 from omnimask.models.base import Encoder, Head, MaskIndex
-from omnimask.models.layers import Block, gather_tokens, init_weights
+from omnimask.models.layers import Block, gather_tokens, init_weights, query_outputs
 from omnimask.registry import register
 
 
@@ -105,10 +105,7 @@ class PointMAEDecoderHead(Head):
         pos = self.pos(torch.cat([gather_tokens(coords, index.ids_keep), gather_tokens(coords, index.ids_query)], dim=1))
         for block in self.blocks:
             x = block(x + pos)
-        out = self.norm(x[:, -n_query:])
-        if index.pick is not None:
-            out = gather_tokens(out, index.pick)
-        return self.pred(out)
+        return self.pred(self.norm(query_outputs(x, n_query, index.pick)))
 
     def loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return chamfer_distance(pred.reshape(-1, pred.shape[-1] // 3, 3), target.reshape(-1, target.shape[-1] // 3, 3)).mean()

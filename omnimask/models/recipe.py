@@ -72,6 +72,9 @@ class Recipe:
         modality = registry.lookup("modality", cfg.modality, "modality")()
         m = cfg.model
         tokenizer = registry.build("tokenizer", m.tokenizer, "model.tokenizer")
+        if modality.tokenizer_types and not isinstance(tokenizer, modality.tokenizer_types):
+            expected = " or ".join(t.__name__ for t in modality.tokenizer_types)
+            raise ConfigError("model.tokenizer", f"the {cfg.modality} modality needs {expected}, got {type(tokenizer).__name__}")
         masker = registry.build("masker", m.masker, "model.masker")
         target = registry.build("target", m.target, "model.target", tokenizer=tokenizer)
         augment = from_dict(modality.AugmentConfig, cfg.data.augment, "data.augment")

@@ -19,11 +19,10 @@ class AudioModality(Modality):
     IngestConfig = AudioIngestConfig
     AugmentConfig = AudioAugmentConfig
 
+    tokenizer_types = (AudioFbankTokenizer,)
     encode_file = staticmethod(encode_audio_file)
 
     def decoder(self, augment: AudioAugmentConfig, tokenizer: Tokenizer) -> AudioDecoder:
-        if not isinstance(tokenizer, AudioFbankTokenizer):
-            raise TypeError(f"the audio decoder needs an audio tokenizer, got {type(tokenizer).__name__}")
         return AudioDecoder(augment, tokenizer.cfg.sample_rate, tokenizer.samples_needed)
 
     def dataset_stats(self, root: Path, tokenizer_params: dict[str, Any], max_samples: Optional[int]) -> dict[str, Any]:

@@ -16,9 +16,8 @@ class ImageModality(Modality):
     IngestConfig = ImageIngestConfig
     AugmentConfig = ImageAugmentConfig
 
+    tokenizer_types = (ImagePatchTokenizer,)
     encode_file = staticmethod(encode_image_file)
 
     def decoder(self, augment: ImageAugmentConfig, tokenizer: Tokenizer) -> ImageDecoder:
-        if not isinstance(tokenizer, ImagePatchTokenizer):
-            raise TypeError(f"the image decoder needs an image tokenizer, got {type(tokenizer).__name__}")
         return ImageDecoder(augment, tokenizer.image_size)

@@ -19,9 +19,8 @@ class PointCloudModality(Modality):
     IngestConfig = PointCloudIngestConfig
     AugmentConfig = PointCloudAugmentConfig
 
+    tokenizer_types = (PointGroupTokenizer,)
     encode_file = staticmethod(encode_point_file)
 
     def decoder(self, augment: PointCloudAugmentConfig, tokenizer: Tokenizer) -> PointCloudDecoder:
-        if not isinstance(tokenizer, PointGroupTokenizer):
-            raise TypeError(f"the point-cloud decoder needs a point tokenizer, got {type(tokenizer).__name__}")
         return PointCloudDecoder(augment)

@@ -17,9 +17,8 @@ class VideoModality(Modality):
     IngestConfig = VideoIngestConfig
     AugmentConfig = VideoAugmentConfig
 
+    tokenizer_types = (VideoTubeletTokenizer,)
     encode_file = staticmethod(encode_video_file)
 
     def decoder(self, augment: VideoAugmentConfig, tokenizer: Tokenizer) -> VideoDecoder:
-        if not isinstance(tokenizer, VideoTubeletTokenizer):
-            raise TypeError(f"the video decoder needs a video tokenizer, got {type(tokenizer).__name__}")
         return VideoDecoder(augment, tokenizer.num_frames, tokenizer.image_size)

@@ -12,6 +12,7 @@ converted to RGB. All frames of a clip share one crop: VideoMAE's
 from __future__ import annotations
 
 import io
+import json
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Optional
@@ -134,8 +135,6 @@ class VideoDecoder:
         self.aug, self.num_frames, self.size = augment, num_frames, size
 
     def __call__(self, members: dict[str, bytes], seed: int) -> np.ndarray:
-        import json
-
         meta: dict[str, Any] = json.loads(members.get("json", b"{}"))
         if not meta.get("frames") or not meta.get("fps"):
             raise ValueError("sample metadata lacks frames/fps (was it written by `omnimask preprocess video`?)")
