@@ -37,7 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import DecodeOnly, collate_samples, rate  # noqa: E402
 
 from omnimask.pipelines.formats import iter_shard  # noqa: E402
-from omnimask.pipelines.loader import SamplePipeline, collate, loader_worker  # noqa: E402
+from omnimask.pipelines.collate import collate  # noqa: E402
+from omnimask.pipelines.loader import SamplePipeline, loader_worker  # noqa: E402
 from omnimask.pipelines.manifest import Manifest  # noqa: E402
 
 

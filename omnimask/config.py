@@ -61,6 +61,9 @@ class ModelConfig:
     decoder_masker: Optional[ComponentSpec] = None
     """Optional second masker for the decoder (VideoMAE V2's dual masking, e.g. ``running_cell``):
     the head predicts, and the loss covers, only the hidden tokens this masker leaves visible."""
+    edge_masker: Optional[ComponentSpec] = None
+    """Optional masker over a graph's edges (MaskGAE-style, e.g. ``edge_random``): the encoder
+    sees the graph without the edges it hides; the head sees every edge."""
 
 
 @dataclass

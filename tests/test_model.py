@@ -7,7 +7,7 @@ from omnimask.config import load_recipe
 from omnimask.models.base import MaskIndex
 from omnimask.models.layers import sincos_pos_embed, split_ids
 from omnimask.models.recipe import Recipe
-from omnimask.pipelines.loader import collate
+from omnimask.pipelines.collate import collate
 
 TINY = ["model.tokenizer.image_size=32", "model.encoder.depth=2", "model.head.depth=1"]
 

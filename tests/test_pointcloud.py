@@ -25,7 +25,8 @@ LAYOUT = TokenLayout((64,), 96)
 def test_group_tokens_are_recentred_neighbourhoods_of_fps_centres():
     pts = primitive("torus", np.random.default_rng(0), 1024)
     tok = PointGroupTokenizer(PointGroupTokenizer.Config())
-    tokens, coords = tok(pts)
+    out = tok(pts)
+    tokens, coords = out.values, out.coords
     assert tokens.shape == (64, 96) and coords.shape == (64, 3) and tokens.dtype == torch.float32
     t = torch.from_numpy(pts)
     assert torch.equal(coords, t[farthest_point_sample(t[None], 64)[0]])
@@ -34,13 +35,13 @@ def test_group_tokens_are_recentred_neighbourhoods_of_fps_centres():
         nearest = torch.cdist(coords[g : g + 1], t)[0].argsort()[:32]
         assert torch.allclose(groups[g], t[nearest], atol=1e-6)
     again = tok(pts)
-    assert torch.equal(again[0], tokens) and torch.equal(again[1], coords)
+    assert torch.equal(again.values, tokens) and torch.equal(again.coords, coords)
 
 
 def test_random_and_block_masks_hide_int_ratio_groups():
     assert RandomMasker(RandomMasker.Config(ratio=0.6, count="mask")).num_masked(LAYOUT) == 38  # Point-MAE: int(0.6 * 64)
     assert RandomMasker(RandomMasker.Config(ratio=0.6)).num_masked(LAYOUT) == 39  # MAE's rounding keeps int(0.4 * 64)
-    _, coords = PointGroupTokenizer(PointGroupTokenizer.Config())(primitive("box", np.random.default_rng(1), 1024))
+    coords = PointGroupTokenizer(PointGroupTokenizer.Config())(primitive("box", np.random.default_rng(1), 1024)).coords
     block = PointBlockMasker(PointBlockMasker.Config(ratio=0.6))
     starts = set()
     for seed in range(10):
@@ -62,8 +63,8 @@ def test_chamfer_head_loss_and_shapes():
     g = np.random.default_rng(2)
     tok = recipe.tokenizer
     samples = [tok(primitive(k, g, 512)) for k in ("sphere", "cone")]
-    tokens = torch.stack([s[0] for s in samples])
-    coords = torch.stack([s[1] for s in samples])
+    tokens = torch.stack([s.values for s in samples])
+    coords = torch.stack([s.coords for s in samples])
     mask = torch.stack([recipe.masker(tok.layout, i) for i in range(2)])
     index = MaskIndex.from_mask(mask, int(mask[0].sum()), coords=coords)
     pred = model(tokens, index)

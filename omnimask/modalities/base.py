@@ -2,9 +2,11 @@
 
 Data flows through them in this order (one sample, in a loader worker)::
 
-    shard members --Modality.decoder--> decoded sample --Tokenizer--> tokens [N, D]
+    shard members --Modality.decoder--> decoded sample --Tokenizer--> tokens [N, D] (+ coords, edges)
     TokenLayout --Masker(seed)--> mask [N] (True = hidden)
     (tokens, mask) --Target--> compact target [N_hidden, ...]
+    (tokens, mask) --Masker.corrupt(seed)--> what the encoder sees, for maskers that show it
+                                             every token (BERT, GraphMAE)
 
 and, on the device, once per batch, ``Tokenizer.prepare`` turns the compact
 tokens into the floats the encoder sees and ``Target.finalize`` turns the
@@ -56,21 +58,44 @@ class EncodedSample:
     digest: Optional[str] = None
 
 
-class Tokenizer(ABC):
-    """Decoded sample -> tokens ``[N, D]`` in a compact dtype (e.g. uint8 pixels).
+@dataclass
+class Tokens:
+    """A tokenized sample with structure beyond the token order.
 
-    A tokenizer whose tokens have data-dependent positions (point-cloud groups) returns
-    ``(tokens [N, D], coords [N, C])``; the coordinates go to the masker, the encoder and
-    the head (``MaskIndex.coords``). Grid tokenizers return the tokens alone.
+    - ``values [N, D]``: the tokens, as a grid tokenizer returns them alone;
+    - ``coords [N, C]``: data-dependent positions (point-cloud group centres), seen by the
+      masker, the encoder and the head (``MaskIndex.coords``);
+    - ``edges [2, E]`` (int64): directed token pairs ``(source, target)`` (graph edges),
+      seen by GNN encoders and heads (``MaskIndex.edges``).
+    """
+
+    values: torch.Tensor
+    coords: Optional[torch.Tensor] = None
+    edges: Optional[torch.Tensor] = None
+
+
+class Tokenizer(ABC):
+    """Decoded sample -> tokens ``[N, D]`` in a compact dtype (e.g. uint8 pixels), or a
+    :class:`Tokens` when the tokens carry coordinates or edges.
+
+    Grid tokenizers give every sample ``layout.num_tokens`` tokens. A ``variable_length``
+    tokenizer (protein sequences, graphs) gives each sample its own ``N <= layout.num_tokens``;
+    batches are then padded with ``pad_value`` and carry ``valid [B, N]``.
     """
 
     layout: TokenLayout
     blank: float = 0.0
     """Compact value that stands for a hidden token in previews (mid-grey for pixels)."""
+    variable_length: bool = False
+    """Whether samples have different numbers of tokens (``layout.grid`` is then ``(N_max,)``)."""
+    pad_value: float = 0.0
+    """Compact value of the padding tokens of variable-length batches."""
+    gives_edges: bool = False
+    """Whether its :class:`Tokens` carry ``edges`` (what an edge masker needs)."""
 
     @abstractmethod
-    def __call__(self, sample: Any) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """Tokens ``[N, D]`` of one decoded sample (or ``(tokens, coords [N, C])``)."""
+    def __call__(self, sample: Any) -> torch.Tensor | Tokens:
+        """Tokens ``[N, D]`` of one decoded sample (or a :class:`Tokens`)."""
 
     def prepare(self, tokens: torch.Tensor) -> torch.Tensor:
         """Model-ready float tokens ``[..., N, D]`` from compact ones (runs on the device)."""
@@ -89,9 +114,16 @@ class Masker(ABC):
     """A pure, seeded function of the token layout (and the tokens' ``coords`` where the
     tokenizer gives them) -> boolean mask ``[N]``.
 
-    True marks a hidden token. The number of hidden tokens is exactly
-    :meth:`num_masked` for every seed, so that samples batch without padding.
+    True marks a hidden token, one the loss predicts. The number of hidden tokens is
+    exactly :meth:`num_masked` for every seed, so that samples of a grid layout batch
+    without padding (with variable-length tokens ``layout`` is the sample's own).
+
+    Most maskers hide tokens from the encoder (MAE: it sees the visible ones only).
+    A masker with ``shows_hidden`` (BERT, GraphMAE) instead shows the encoder every
+    token, the hidden ones corrupted by :meth:`corrupt`.
     """
+
+    shows_hidden: ClassVar[bool] = False
 
     @abstractmethod
     def num_masked(self, layout: TokenLayout) -> int:
@@ -100,6 +132,12 @@ class Masker(ABC):
     @abstractmethod
     def __call__(self, layout: TokenLayout, seed: int, coords: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Boolean mask ``[N]``; the same seed (and coords) gives the same mask in any process."""
+
+    def corrupt(self, tokens: torch.Tensor, mask: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """For ``shows_hidden`` maskers: the tokens ``[N, D]`` the encoder sees, and ``mask_token [N]``
+        (True where the encoder puts its learnable [MASK] in place of the token). Hidden rows not
+        flagged were replaced by other values or left unchanged. Pure and seeded, as ``__call__``."""
+        raise NotImplementedError(f"{type(self).__name__} hides tokens from the encoder; it does not corrupt them")
 
 
 class Target(ABC):

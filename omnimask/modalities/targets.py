@@ -46,6 +46,11 @@ class PointTarget(PixelTarget):
     ``[N_h, S * 3]`` that a Chamfer-distance head compares its prediction with (Point-MAE)."""
 
 
+@register("target", "node_features")
+class NodeFeatureTarget(PixelTarget):
+    """The hidden nodes' original features ``[N_h, F]`` (GraphMAE), before the masker corrupted them."""
+
+
 def normalize_per_token(x: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """MAE's ``norm_pix_loss``: ``(x - mean) / sqrt(var + eps)`` over the last dim, with the
     unbiased variance (``Tensor.var``'s default, which MAE calls). Returns the normalised
@@ -123,3 +128,25 @@ class ChannelNormPixelTarget(PixelTarget):
         c = self.cfg
         _, mean, std = normalize_per_channel(tokens.float() * c.scale, c.channels, c.eps)
         return ((pred.unflatten(-1, (-1, c.channels)) * std + mean) / c.scale).flatten(-2)
+
+
+@register("target", "token_ids")
+class TokenIdTarget(Target):
+    """The original token ids at the hidden positions (masked language modelling): compact
+    ``[N_h, 1]``, finalized to int64 class indices ``[..., N_h]`` (``[M]`` in padded batches) for a
+    cross-entropy head. ``dim`` is the tokenizer's vocabulary size, the head's number of logits."""
+
+    def __init__(self, tokenizer: Tokenizer):
+        super().__init__(tokenizer)
+        if not hasattr(tokenizer, "vocab_size"):
+            raise ValueError(f"token_ids needs a tokenizer with a vocabulary (vocab_size), not {type(tokenizer).__name__}")
+
+    @property
+    def dim(self) -> int:
+        return int(self.tokenizer.vocab_size)  # type: ignore[attr-defined]
+
+    def __call__(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return hidden_tokens(tokens, mask)
+
+    def finalize(self, target: torch.Tensor) -> torch.Tensor:
+        return target.long().squeeze(-1)

@@ -16,9 +16,10 @@ from omnimask.models.layers import split_ids
 class MaskIndex:
     """Index views of a batch's masks, computed once per step and shared by encoder and head.
 
-    - ``mask [B, N]``: True = hidden from the encoder; ``ids_keep [B, N_v]``,
+    - ``mask [B, N]``: True = hidden (predicted); ``ids_keep [B, N_v]``,
       ``ids_hidden [B, N_h]``, ``ids_restore [B, N]`` (see
-      :func:`omnimask.models.layers.split_ids`).
+      :func:`omnimask.models.layers.split_ids`), for grid batches, where every
+      sample hides the same number of tokens (None in padded batches).
     - ``ids_query [B, N_q]``: the positions the decoder gets a query (mask token)
       for, ascending. Without a decoder masker these are the hidden tokens (MAE).
       With one (VideoMAE V2's dual masking) they are the positions the decoder
@@ -27,47 +28,61 @@ class MaskIndex:
       predicted and in the loss, the hidden ones. ``ids_predict`` are their positions.
     - ``coords [B, N, C]`` (or None for grid tokens): the tokens' positions in the data
       (point-cloud group centres), for encoders and heads that embed positions from data.
+    - ``valid [B, N]`` (padded batches of variable-length tokens): True at real tokens.
+    - ``mask_token [B, N]`` (maskers that show the encoder every token): where the
+      encoder puts its [MASK] in place of the (corrupted) token.
+    - ``edges [2, E]`` (graphs): token pairs as indices into ``tokens[valid]``;
+      ``edge_hidden [E]`` (with an edge masker): the edges hidden from the encoder.
     """
 
     mask: torch.Tensor
-    ids_keep: torch.Tensor
-    ids_hidden: torch.Tensor
-    ids_restore: torch.Tensor
-    ids_query: torch.Tensor
+    ids_keep: Optional[torch.Tensor] = None
+    ids_hidden: Optional[torch.Tensor] = None
+    ids_restore: Optional[torch.Tensor] = None
+    ids_query: Optional[torch.Tensor] = None
     pick: Optional[torch.Tensor] = None
     coords: Optional[torch.Tensor] = None
+    valid: Optional[torch.Tensor] = None
+    mask_token: Optional[torch.Tensor] = None
+    edges: Optional[torch.Tensor] = None
+    edge_hidden: Optional[torch.Tensor] = None
 
     @classmethod
     def from_mask(
         cls,
         mask: torch.Tensor,
-        num_hidden: int,
+        num_hidden: Optional[int],
         queries: Optional[torch.Tensor] = None,
         num_queries: Optional[int] = None,
         num_predict: Optional[int] = None,
-        coords: Optional[torch.Tensor] = None,
+        **extra: Optional[torch.Tensor],
     ) -> "MaskIndex":
+        """``num_hidden`` None (padded batches): no gather indices. ``extra``: ``coords``, ``valid``,
+        ``mask_token``, ``edges``, ``edge_hidden``."""
+        if num_hidden is None:
+            return cls(mask, **extra)
         keep, hidden, restore = split_ids(mask, num_hidden)
         if queries is None:
-            return cls(mask, keep, hidden, restore, hidden, None, coords)
+            return cls(mask, keep, hidden, restore, hidden, None, **extra)
         if num_queries is None or num_predict is None:
             raise ValueError("queries need num_queries and num_predict")
         ids_query = split_ids(queries, num_queries)[1]
         pick = split_ids(torch.gather(mask, 1, ids_query), num_predict)[1]
-        return cls(mask, keep, hidden, restore, ids_query, pick, coords)
+        return cls(mask, keep, hidden, restore, ids_query, pick, **extra)
 
     @classmethod
     def from_batch(cls, batch: dict[str, Any]) -> "MaskIndex":
-        """From a :func:`omnimask.pipelines.loader.collate` batch (``mask``, ``num_hidden``; ``queries``,
-        ``num_queries``, ``num_predict`` with a decoder masker; ``coords`` with token coordinates)."""
+        """From a :func:`omnimask.pipelines.collate.collate` batch."""
+        extra = {name: batch.get(name) for name in ("coords", "valid", "mask_token", "edges", "edge_hidden")}
         return cls.from_mask(
-            batch["mask"], batch["num_hidden"], batch.get("queries"), batch.get("num_queries"), batch.get("num_predict"),
-            batch.get("coords"),
+            batch["mask"], batch["num_hidden"], batch.get("queries"), batch.get("num_queries"), batch.get("num_predict"), **extra
         )
 
     @property
     def ids_predict(self) -> torch.Tensor:
-        """Positions ``[B, N_p]`` of the predicted tokens, ascending."""
+        """Positions ``[B, N_p]`` of the predicted tokens, ascending (grid batches)."""
+        if self.ids_query is None:
+            raise ValueError("padded batches have no per-row token indices; select with index.mask")
         return self.ids_query if self.pick is None else torch.gather(self.ids_query, 1, self.pick)
 
 
@@ -87,11 +102,16 @@ class Encoder(nn.Module, ABC):
 class Head(nn.Module, ABC):
     """Decoder and loss: ``latent [B, L, E]`` -> predictions ``[B, N_p, D_t]`` for the tokens
     at ``index.ids_predict`` (the hidden tokens, or with a decoder masker the hidden
-    tokens the decoder sees)."""
+    tokens the decoder sees). In padded batches: ``[M, D_t]`` for the ``M`` hidden tokens
+    in row-major order (``index.mask``), as the targets are concatenated."""
+
+    def bind(self, encoder: Encoder) -> None:
+        """Called once when the model is built, for heads that share the encoder's weights
+        (a language-model head tied to the token embedding)."""
 
     @abstractmethod
     def forward(self, latent: torch.Tensor, index: MaskIndex) -> torch.Tensor: ...
 
     @abstractmethod
     def loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Scalar loss of predictions and targets ``[B, N_p, D_t]`` (predicted tokens only)."""
+        """Scalar loss of predictions and targets ``[B, N_p, D_t]`` or ``[M, D_t]`` (predicted tokens only)."""

@@ -41,8 +41,30 @@ def position_grid(layout: TokenLayout, positions: str) -> tuple[int, ...]:
     return layout.grid if positions == "grid" else (layout.num_tokens,)
 
 
+def rotary_tables(n: int, head_dim: int, device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rotary position tables ``(cos, sin)``, each ``[n, head_dim]``, for positions ``0..n-1`` (RoFormer,
+    as ESM-2: frequencies ``1 / 10000^(2i/d)``, each repeated for the two halves of the head)."""
+    if head_dim % 2:
+        raise ValueError(f"rotary positions need an even head dimension, got {head_dim}")
+    inv_freq = 1.0 / 10000 ** (torch.arange(0, head_dim, 2, device=device, dtype=torch.float32) / head_dim)
+    freqs = torch.outer(torch.arange(n, device=device, dtype=torch.float32), inv_freq)
+    emb = torch.cat([freqs, freqs], dim=-1)
+    return emb.cos(), emb.sin()
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate ``x [..., N, head_dim]`` by the tables of :func:`rotary_tables` (``rotate_half`` form)."""
+    half = x.shape[-1] // 2
+    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+    return x * cos.to(x.dtype) + rotated * sin.to(x.dtype)
+
+
 class Attention(nn.Module):
-    """Multi-head self-attention through ``F.scaled_dot_product_attention``. ``[B, N, D] -> [B, N, D]``."""
+    """Multi-head self-attention through ``F.scaled_dot_product_attention``. ``[B, N, D] -> [B, N, D]``.
+
+    ``attn_mask [B, 1, 1, N]`` (bool, True = may attend) hides padding keys; ``rotary``
+    (the tables of :func:`rotary_tables`) rotates queries and keys by their positions.
+    """
 
     def __init__(self, dim: int, heads: int):
         super().__init__()
@@ -52,15 +74,20 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(dim, dim * 3)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, rotary: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> torch.Tensor:
         b, n, d = x.shape
-        qkv = self.qkv(x).reshape(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
-        out = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        if rotary is not None:
+            q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
         return self.proj(out.transpose(1, 2).reshape(b, n, d))
 
 
 class Block(nn.Module):
-    """Pre-norm transformer block (timm/MAE layout, LayerNorm eps 1e-6). ``[B, N, D] -> [B, N, D]``."""
+    """Pre-norm transformer block (timm/MAE layout, LayerNorm eps 1e-6). ``[B, N, D] -> [B, N, D]``;
+    ``attn_mask`` and ``rotary`` go to :class:`Attention`."""
 
     def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0):
         super().__init__()
@@ -70,8 +97,10 @@ class Block(nn.Module):
         hidden = int(dim * mlp_ratio)
         self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x))
+    def forward(
+        self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, rotary: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x), attn_mask, rotary)
         return x + self.mlp(self.norm2(x))
 
 

@@ -17,6 +17,8 @@ def reconstruction_grid(model: MaskedModel, batch: dict[str, Any]) -> torch.Tens
     ``detokenize`` says: an image, a strip of video frames, a spectrogram): for each
     sample its original, the visible tokens only (hidden ones blank) and the
     reconstruction (predicted tokens pasted among the visible ones)."""
+    if batch.get("num_hidden") is None or "mask_token" in batch:
+        raise NotImplementedError("previews show grid batches whose encoder saw the visible tokens only")
     tokens = batch["tokens"]
     index = MaskIndex.from_batch(batch)
     was_training = model.training

@@ -66,6 +66,7 @@ class Recipe:
     target: Target
     augment: Any
     decoder_masker: Optional[Masker] = None
+    edge_masker: Optional[Any] = None
 
     @classmethod
     def from_config(cls, cfg: RecipeConfig) -> "Recipe":
@@ -76,13 +77,28 @@ class Recipe:
             expected = " or ".join(t.__name__ for t in modality.tokenizer_types)
             raise ConfigError("model.tokenizer", f"the {cfg.modality} modality needs {expected}, got {type(tokenizer).__name__}")
         masker = registry.build("masker", m.masker, "model.masker")
+        if not isinstance(masker, Masker):
+            raise ConfigError("model.masker.name", f"{m.masker.name!r} masks edges; use it as model.edge_masker")
+        if tokenizer.variable_length and not masker.shows_hidden:
+            raise ConfigError(
+                "model.masker",
+                f"{type(tokenizer).__name__} gives samples different numbers of tokens, which an encoder of the visible "
+                f"tokens cannot batch; use a masker that shows the encoder every token (bert, graphmae), not {m.masker.name!r}",
+            )
         target = registry.build("target", m.target, "model.target", tokenizer=tokenizer)
         augment = from_dict(modality.AugmentConfig, cfg.data.augment, "data.augment")
         decoder_masker = None
         if m.decoder_masker is not None:
             decoder_masker = registry.build("masker", m.decoder_masker, "model.decoder_masker")
             check_predicted_count(masker, decoder_masker, tokenizer.layout)
-        return cls(cfg, modality, tokenizer, masker, target, augment, decoder_masker)
+        edge_masker = None
+        if m.edge_masker is not None:
+            edge_masker = registry.build("masker", m.edge_masker, "model.edge_masker")
+            if not hasattr(edge_masker, "hide_edges"):
+                raise ConfigError("model.edge_masker.name", f"{m.edge_masker.name!r} is a token masker, not an edge masker (edge_random)")
+            if not tokenizer.gives_edges:
+                raise ConfigError("model.edge_masker", f"{type(tokenizer).__name__} gives no edges to mask")
+        return cls(cfg, modality, tokenizer, masker, target, augment, decoder_masker, edge_masker)
 
     @classmethod
     def check(cls, cfg: RecipeConfig) -> "Recipe":
@@ -100,4 +116,5 @@ class Recipe:
         head = registry.build(
             "head", m.head, "model.head", layout=layout, encoder_dim=encoder.dim, target_dim=self.target.dim
         )
+        head.bind(encoder)
         return MaskedModel(self.tokenizer, self.target, encoder, head)

@@ -75,7 +75,7 @@ class ReconstructionPreview(pl.Callback):
             self.batch = {
                 k: v[:n].detach().clone() if isinstance(v, torch.Tensor) else v
                 for k, v in batch.items()
-                if k in ("tokens", "mask", "queries", "coords", "num_hidden", "num_queries", "num_predict")
+                if k in ("tokens", "mask", "queries", "coords", "mask_token", "num_hidden", "num_queries", "num_predict")
             }
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

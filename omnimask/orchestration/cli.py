@@ -163,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     dm = sub.add_parser("demo", help="offline end-to-end demo per modality: generated inputs -> shards -> tiny recipe -> reconstructions")
     dm.add_argument("--workdir", default="demo_out", help="where the demo writes its data and runs")
-    dm.add_argument("--modality", action="append", choices=["image", "video", "audio", "pointcloud"],
+    dm.add_argument("--modality", action="append", choices=["image", "video", "audio", "pointcloud", "graph", "protein"],
                     help="run only this modality's demo (repeatable; default: all)")
     dm.add_argument("--steps", type=int, default=None, help="training steps (default: each tiny recipe's)")
     dm.add_argument("--inputs", type=int, default=None, help="good input files to generate per modality (default: each demo's)")

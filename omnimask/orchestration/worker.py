@@ -28,6 +28,7 @@ from omnimask.models.module import MaskedModelingModule
 from omnimask.models.recipe import Recipe
 from omnimask.orchestration.callbacks import FailOnce, ProgressLog, RayTrainReport, ReconstructionPreview, SampleTrace
 from omnimask.orchestration.logs import setup_logging
+from omnimask.pipelines.collate import collate_for
 from omnimask.pipelines.loader import build_loader
 from omnimask.pipelines.order import Cursor, Position, mean_displacement
 from omnimask.pipelines.ray_ingest import RayShardBatches
@@ -101,7 +102,9 @@ def train_loop(config: dict[str, Any]) -> None:
     cursor, shuffle = None, None
     if cfg.data.loader == "ray":
         skip = ray_loader_skip(saved, layout)
-        loader = RayShardBatches(ray.train.get_dataset_shard("train"), cfg.data.batch_size, resume_batches=skip)
+        loader = RayShardBatches(
+            ray.train.get_dataset_shard("train"), cfg.data.batch_size, resume_batches=skip, collate_fn=collate_for(recipe.tokenizer)
+        )
     else:
         start = Position(saved.get("epoch", 0), saved.get("offset", 0))
         loader = build_loader(

@@ -22,10 +22,11 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 import numpy as np
-import torch
-from torch.utils.data import DataLoader, IterableDataset, default_collate, get_worker_info
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from omnimask.modalities.base import TokenLayout, Tokens
 from omnimask.models.recipe import Recipe
+from omnimask.pipelines.collate import collate_for
 from omnimask.pipelines.formats import Sample, ShardFile
 from omnimask.pipelines.manifest import Manifest, file_sha256
 from omnimask.pipelines.order import Position, advance, epoch_order, step_positions
@@ -37,10 +38,17 @@ log = logging.getLogger(__name__)
 class SamplePipeline:
     """``(key, members, epoch)`` -> ``{key, tokens [N, D], mask [N], target [N_p, ...]}`` (compact target).
 
-    With a decoder masker the output also holds ``queries [N]``: the positions
-    the decoder masker leaves visible to the decoder; the target covers the
-    hidden ones among them (``mask & queries``). A tokenizer that gives token
-    coordinates adds ``coords [N, C]``, which the maskers see too.
+    Optional fields, by recipe:
+
+    - ``queries [N]`` with a decoder masker: the positions it leaves visible to the
+      decoder; the target then covers the hidden ones among them (``mask & queries``);
+    - ``coords [N, C]`` and ``edges [2, E]`` when the tokenizer gives them (the maskers
+      see the coordinates too); ``edge_hidden [E]`` with an edge masker;
+    - ``mask_token [N]`` with a masker that shows the encoder every token: ``tokens``
+      are then the corrupted ones the encoder sees (the target holds the originals).
+
+    Variable-length tokenizers give each sample its own token count; the maskers get
+    the sample's own layout ``(N,)``.
     """
 
     def __init__(self, recipe: Recipe, seed: int, strict: bool = False):
@@ -49,24 +57,33 @@ class SamplePipeline:
         self.tokenizer = recipe.tokenizer
         self.masker = recipe.masker
         self.decoder_masker = recipe.decoder_masker
+        self.edge_masker = recipe.edge_masker
         self.target = recipe.target
         self.layout = recipe.tokenizer.layout
         self.seed = seed
 
     def __call__(self, key: str, members: dict[str, bytes], epoch: int) -> dict[str, Any]:
-        sample = self.decode(members, derive_seed(self.seed, epoch, key, "decode"))
+        seed = lambda purpose: derive_seed(self.seed, epoch, key, purpose)  # noqa: E731
+        sample = self.decode(members, seed("decode"))
         out = self.tokenizer(sample)
-        tokens, coords = out if isinstance(out, tuple) else (out, None)
-        mask = self.masker(self.layout, derive_seed(self.seed, epoch, key, "mask"), coords)
+        t = out if isinstance(out, Tokens) else Tokens(out)
+        tokens, coords = t.values, t.coords
+        layout = TokenLayout((tokens.shape[0],), self.layout.token_dim) if self.tokenizer.variable_length else self.layout
+        mask = self.masker(layout, seed("mask"), coords)
         result = {"key": key, "tokens": tokens, "mask": mask}
         if coords is not None:
             result["coords"] = coords
+        if t.edges is not None:
+            result["edges"] = t.edges
+            if self.edge_masker is not None:
+                result["edge_hidden"] = self.edge_masker.hide_edges(t.edges, tokens.shape[0], seed("edge_mask"))
         predicted = mask
         if self.decoder_masker is not None:
-            queries = ~self.decoder_masker(self.layout, derive_seed(self.seed, epoch, key, "decoder_mask"), coords)
-            result["queries"] = queries
+            result["queries"] = queries = ~self.decoder_masker(layout, seed("decoder_mask"), coords)
             predicted = mask & queries
         result["target"] = self.target(tokens, predicted)
+        if self.masker.shows_hidden:
+            result["tokens"], result["mask_token"] = self.masker.corrupt(tokens, mask, seed("corrupt"))
         return result
 
     def try_call(self, key: str, members: dict[str, bytes], epoch: int, shard: str) -> Optional[dict[str, Any]]:
@@ -99,40 +116,6 @@ def replace_failures(outputs: Iterator[Optional[dict[str, Any]]]) -> Iterator[di
         for _ in range(pending):
             yield {**out, "replaced": True}
         pending = 0
-
-
-def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    """Stack samples: ``tokens [B, N, D]``, ``mask [B, N]``, ``target [B, N_p, ...]``, ``keys``,
-    ``num_hidden``; with a decoder masker also ``queries [B, N]``, ``num_queries`` and ``num_predict``;
-    with token coordinates ``coords [B, N, C]``."""
-    batch = {
-        "keys": [s["key"] for s in samples],
-        "tokens": default_collate([s["tokens"] for s in samples]),  # stacks into shared memory in a worker
-        "target": default_collate([s["target"] for s in samples]),
-        "replaced": sum(bool(s.get("replaced")) for s in samples),
-    }
-    for name in ("mask", "queries", "coords"):
-        if name in samples[0]:
-            batch[name] = default_collate([s[name] for s in samples])
-    add_mask_counts(batch)
-    return batch
-
-
-def add_mask_counts(batch: dict[str, Any]) -> None:
-    """Set ``num_hidden`` (and ``num_queries``, ``num_predict``) from the batch's masks, checking
-    that every sample has the same counts (the model gathers them without padding)."""
-    batch["num_hidden"] = equal_count(batch["mask"], "mask")
-    if "queries" in batch:
-        batch["num_queries"] = equal_count(batch["queries"], "decoder query mask")
-        batch["num_predict"] = equal_count(batch["mask"] & batch["queries"], "predicted-token mask (hidden and decoder-visible)")
-
-
-def equal_count(mask: torch.Tensor, name: str) -> int:
-    """The number of True per row of ``mask [B, N]``, which must be the same for every row."""
-    counts = mask.sum(dim=1)
-    if not bool((counts == counts[0]).all()):
-        raise ValueError(f"every {name} in a batch must select the same number of tokens, got {counts.tolist()}")
-    return int(counts[0])
 
 
 def loader_worker() -> tuple[int, int]:
@@ -236,7 +219,7 @@ def build_loader(
     strict: bool = False,
     verify: bool = False,
 ) -> DataLoader:
-    """A DataLoader of :func:`collate` batches over the shard directory ``path``, starting at ``start``."""
+    """A DataLoader of :func:`omnimask.pipelines.collate.collate` batches over the shard directory ``path``, starting at ``start``."""
     stream = ShardStream(
         path, SamplePipeline(recipe, seed, strict), seed, window, rank, world_size, batch_size,
         start=start, epochs=epochs, verify=verify,
@@ -245,7 +228,7 @@ def build_loader(
         stream,
         batch_size=batch_size,
         num_workers=num_workers,
-        collate_fn=collate,
+        collate_fn=collate_for(recipe.tokenizer),
         persistent_workers=num_workers > 0,
         prefetch_factor=prefetch_factor if num_workers > 0 else None,
         pin_memory=pin_memory,

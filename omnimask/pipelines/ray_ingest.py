@@ -8,8 +8,9 @@ The driver builds one streaming dataset for the whole run::
 
 and hands it to the TorchTrainer; each worker reads its share through
 ``ray.train.get_dataset_shard("train")`` (Ray Data's ``streaming_split``, equal
-sizes). The preprocessing CPUs need not be on the training nodes. Batches have
-exactly the layout of the torch loader (:func:`omnimask.pipelines.loader.collate`).
+sizes). The preprocessing CPUs need not be on the training nodes. Rows are
+pipeline outputs (variable-length ones as Ray's variable-shaped tensors), and the
+workers batch them with the torch loader's :func:`omnimask.pipelines.collate.collate`.
 
 Crops and masks are seeded by ``(seed, epoch, key)`` as in the torch loader;
 the order in which a worker receives samples depends on Ray Data's scheduling,
@@ -23,14 +24,15 @@ import json
 import logging
 import math
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
 
 from omnimask.config import RecipeConfig, from_dict, to_dict
 from omnimask.pipelines.formats import iter_shard
-from omnimask.pipelines.loader import add_mask_counts, replace_failures
+from omnimask.pipelines.collate import collate
+from omnimask.pipelines.loader import replace_failures
 from omnimask.pipelines.order import shard_order
 from omnimask.pipelines.manifest import Manifest
 
@@ -87,7 +89,7 @@ def _pipeline(recipe_json: str) -> Any:
 
 
 def run_pipeline(batch: dict[str, np.ndarray], recipe_json: str) -> dict[str, np.ndarray]:
-    """Ray Data map_batches function: raw samples -> stacked tokens, masks, compact targets, keys."""
+    """Ray Data map_batches function: raw samples -> pipeline outputs (tokens, masks, compact targets, keys)."""
     pipeline = _pipeline(recipe_json)
     rows = zip(batch["key"], batch["ext"], batch["data"], batch["json"], batch["epoch"], batch["shard"])
     out = list(replace_failures(
@@ -96,19 +98,36 @@ def run_pipeline(batch: dict[str, np.ndarray], recipe_json: str) -> dict[str, np
     ))
     if len(out) < len(batch["key"]):
         raise ValueError(f"no sample of a batch of {len(batch['key'])} from {sorted(set(map(str, batch['shard'])))} decoded")
-    columns = [c for c in ("tokens", "mask", "queries", "coords", "target") if c in out[0]]
+    columns = sorted(set(out[0]) - {"key", "replaced"})
     return {
         "replaced": np.array([o["replaced"] for o in out]),
         "key": np.array([o["key"] for o in out]),
-        **{c: np.stack([o[c].numpy() for o in out]) for c in columns},
+        **{c: column([o[c].numpy() for o in out]) for c in columns},
     }
+
+
+def column(arrays: list[np.ndarray]) -> np.ndarray:
+    """Stacked when the shapes agree, else an object array of the arrays (a variable-shaped tensor column)."""
+    if all(a.shape == arrays[0].shape for a in arrays):
+        return np.stack(arrays)
+    out = np.empty(len(arrays), dtype=object)
+    for i, a in enumerate(arrays):
+        out[i] = a
+    return out
 
 
 class RayShardBatches:
     """Batches from a worker's dataset shard, in the torch loader's layout; skips ``resume_batches``."""
 
-    def __init__(self, shard: Any, batch_size: int, resume_batches: int = 0, prefetch_batches: int = 2):
-        self.shard, self.batch_size = shard, batch_size
+    def __init__(
+        self,
+        shard: Any,
+        batch_size: int,
+        resume_batches: int = 0,
+        prefetch_batches: int = 2,
+        collate_fn: Callable[[list[dict[str, Any]]], dict[str, Any]] = collate,
+    ):
+        self.shard, self.batch_size, self.collate = shard, batch_size, collate_fn
         self.resume_batches, self.prefetch_batches = resume_batches, prefetch_batches
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
@@ -118,14 +137,9 @@ class RayShardBatches:
         for i, b in enumerate(batches):
             if i < self.resume_batches:
                 continue
-            batch = {
-                "keys": [str(k) for k in b["key"]],
-                "tokens": torch.from_numpy(b["tokens"]),
-                "target": torch.from_numpy(b["target"]),
-                "replaced": int(b["replaced"].sum()),
-            }
-            for name in ("mask", "queries", "coords"):
-                if name in b:
-                    batch[name] = torch.from_numpy(b[name])
-            add_mask_counts(batch)
-            yield batch
+            columns = [c for c in b if c not in ("key", "replaced")]
+            samples = [
+                {"key": str(k), "replaced": bool(r), **{c: torch.from_numpy(np.asarray(b[c][j])) for c in columns}}
+                for j, (k, r) in enumerate(zip(b["key"], b["replaced"]))
+            ]
+            yield self.collate(samples)

@@ -1,6 +1,8 @@
 """Graph modality (GraphMAE): ingest of per-graph files (npz, node-link JSON, GraphML, GML) and TU-format
-dataset folders, each graph validated (``readers.py``, ``ingest.py``), and the loader's decoding.
-Feature building, node maskers and the GNN encoders arrive with the graph batch contract."""
+dataset folders, each graph validated (``readers.py``, ``ingest.py``), the loader's decoding, the node
+tokenizer with attribute, one-hot label or degree features (``tokenizer.py``), and GraphMAE's node
+masker and MaskGAE's edge masker (``maskers.py``). The GNN encoders and the decoder head are in
+:mod:`omnimask.models.graphmae`."""
 
 from __future__ import annotations
 
@@ -10,7 +12,9 @@ from typing import Iterator
 from omnimask.modalities.base import EncodedSample, Modality, QuarantineError, Tokenizer
 from omnimask.modalities.graph.decode import GraphAugmentConfig, GraphDecoder
 from omnimask.modalities.graph.ingest import GraphIngestConfig, encode_graph_input
+from omnimask.modalities.graph.maskers import EdgeMasker, GraphMAEMasker  # noqa: F401  (registers them)
 from omnimask.modalities.graph.readers import is_tu_folder
+from omnimask.modalities.graph.tokenizer import GraphFeatureTokenizer
 from omnimask.registry import register
 
 
@@ -19,6 +23,7 @@ class GraphModality(Modality):
     name = "graph"
     IngestConfig = GraphIngestConfig
     AugmentConfig = GraphAugmentConfig
+    tokenizer_types = (GraphFeatureTokenizer,)
 
     def encode_records(self, path: Path, options: GraphIngestConfig) -> Iterator[tuple[str, EncodedSample | QuarantineError]]:
         return encode_graph_input(path, options)

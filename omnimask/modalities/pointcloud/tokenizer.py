@@ -9,7 +9,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from omnimask.modalities.base import TokenLayout, Tokenizer
+from omnimask.modalities.base import TokenLayout, Tokenizer, Tokens
 from omnimask.modalities.pointcloud.geometry import group_points
 from omnimask.registry import register
 
@@ -37,12 +37,12 @@ class PointGroupTokenizer(Tokenizer):
         self.cfg = cfg
         self.layout = TokenLayout(grid=(cfg.num_groups,), token_dim=cfg.group_size * 3)
 
-    def __call__(self, sample: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, sample: np.ndarray) -> Tokens:
         points = torch.as_tensor(np.asarray(sample, dtype=np.float32))
         if points.ndim != 2 or points.shape[1] != 3 or points.shape[0] < max(self.cfg.num_groups, self.cfg.group_size):
             raise ValueError(f"expected points [P >= {max(self.cfg.num_groups, self.cfg.group_size)}, 3], got {list(points.shape)}")
         groups, centers = group_points(points[None], self.cfg.num_groups, self.cfg.group_size)
-        return groups[0].reshape(self.cfg.num_groups, -1), centers[0]
+        return Tokens(groups[0].reshape(self.cfg.num_groups, -1), coords=centers[0])
 
     def detokenize(self, tokens: torch.Tensor, coords: Optional[torch.Tensor] = None, size: int = 128) -> torch.Tensor:
         """Groups ``[B, G, S * 3]`` placed at their centres ``[B, G, 3]``, drawn from an oblique view as

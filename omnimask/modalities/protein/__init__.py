@@ -1,6 +1,7 @@
 """Protein modality (ESM-style masked LM): FASTA ingest (one sample per record, validated against the
-ESM alphabet, duplicates reported) and the loader's sequence decoding. The ESM alphabet is in
-``alphabet.py``. Tokenizer, BERT masker and encoder arrive with the variable-length batch contract."""
+ESM alphabet, duplicates reported), the loader's sequence decoding (random crop), the ESM tokenizer
+(``tokenizer.py``, alphabet in ``alphabet.py``) and BERT's 80/10/10 masker (``maskers.py``). The
+transformer and the masked-LM head are in :mod:`omnimask.models.esm`."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from typing import Iterator
 from omnimask.modalities.base import EncodedSample, Modality, QuarantineError, Tokenizer
 from omnimask.modalities.protein.decode import ProteinAugmentConfig, ProteinDecoder
 from omnimask.modalities.protein.ingest import ProteinIngestConfig, encode_fasta
+from omnimask.modalities.protein.maskers import BertMasker  # noqa: F401  (registers the masker)
+from omnimask.modalities.protein.tokenizer import ESMTokenizer
 from omnimask.registry import register
 
 
@@ -18,6 +21,7 @@ class ProteinModality(Modality):
     name = "protein"
     IngestConfig = ProteinIngestConfig
     AugmentConfig = ProteinAugmentConfig
+    tokenizer_types = (ESMTokenizer,)
 
     def holds_many(self, path: Path) -> bool:
         return True  # every FASTA file may hold many records

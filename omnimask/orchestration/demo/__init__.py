@@ -1,16 +1,17 @@
 """``omnimask demo``: the whole path offline, in a few minutes on a laptop CPU, per modality.
 
-For each of image, video, audio and point cloud:
+For each of image, video, audio, point cloud, graph and protein:
 
 1. Write a few hundred real encoded inputs made on the spot (crops of the
    photographs scikit-image ships, camera pans over them as MP4/WebM/AVI,
    synthesised tones, chirps and notes as WAV/FLAC/OGG/MP3/M4A, primitive shapes as
-   PLY/NPY/XYZ clouds and OFF/OBJ meshes), plus a few broken
-   files to show the quarantine at work.
+   PLY/NPY/XYZ clouds and OFF/OBJ meshes, networkx graphs and the karate club as
+   NPZ/JSON/GraphML/GML files and a TU folder, protein families as FASTA files),
+   plus a few broken inputs to show the quarantine at work.
 2. Preprocess them into WebDataset shards with the Ray Data job.
 3. Pretrain the modality's tiny recipe on the CPU, logging the loss as it falls.
-4. Write the reconstruction picture (original | masked | reconstruction) and
-   say where everything is.
+4. Write the reconstruction picture (original | masked | reconstruction) where
+   one helps, and say where everything is.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from omnimask.config import load_recipe
+from omnimask.orchestration.demo.graphs import build_demo_graphs
 from omnimask.orchestration.demo.images import build_demo_images, load_photos
+from omnimask.orchestration.demo.proteins import build_demo_proteins
 from omnimask.orchestration.demo.shapes import build_demo_shapes
 from omnimask.orchestration.demo.sounds import build_demo_sounds
 from omnimask.orchestration.demo.videos import build_demo_videos
@@ -42,6 +45,8 @@ class Demo:
     recipe: str
     samples_per_shard: int
     what: str
+    picture: bool = True
+    """Whether the run writes a reconstruction picture."""
 
 
 DEMOS = {
@@ -49,6 +54,10 @@ DEMOS = {
     "video": Demo(build_demo_videos, 96, "videomae_tiny", 16, "camera pans over the sample photos (MP4, WebM, AVI)"),
     "audio": Demo(build_demo_sounds, 160, "audiomae_tiny", 32, "tones, chirps, notes, noise (WAV, FLAC, OGG, MP3, M4A)"),
     "pointcloud": Demo(build_demo_shapes, 200, "pointmae_tiny", 32, "spheres, boxes, tori, cylinders, cones (PLY, NPY, XYZ, OFF, OBJ)"),
+    "graph": Demo(build_demo_graphs, 240, "graphmae_tiny", 64, "networkx graphs and the karate club (NPZ, JSON, GraphML, GML, a TU folder)",
+                  picture=False),
+    "protein": Demo(build_demo_proteins, 400, "esm_mlm_tiny", 128, "six made-up protein families (FASTA, plain and gzipped)",
+                    picture=False),
 }
 
 
@@ -87,7 +96,7 @@ def run_demo(
             f"{manifest.num_quarantined} quarantined (see quarantine.jsonl)",
             f"  training       {result.steps} steps in {result.seconds:.0f}s, loss {format_loss(result.first_loss)} -> "
             f"{format_loss(result.last_loss)}",
-            f"  reconstruction {result.run_dir / 'reconstruction.png'}  (original | masked | reconstruction)",
+            *([f"  reconstruction {result.run_dir / 'reconstruction.png'}  (original | masked | reconstruction)"] if demo.picture else []),
             f"  checkpoints    {result.run_dir}/checkpoint-step*/ (Ray Train); metrics {result.run_dir / 'metrics.csv'}",
         ]
     print("\nomnimask demo finished")

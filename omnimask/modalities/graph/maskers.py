@@ -1,0 +1,89 @@
+"""GraphMAE's node masking (hidden nodes shown as a learnable [MASK] or another node's features)
+and MaskGAE's edge masking."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+import torch
+
+from omnimask.modalities.base import Masker, TokenLayout
+from omnimask.modalities.maskers import check_ratio, random_mask
+from omnimask.registry import register
+from omnimask.seeding import rng
+
+
+@register("masker", "graphmae")
+class GraphMAEMasker(Masker):
+    """Hides ``int(ratio * N)`` nodes of each graph (at least one), uniformly at random; the encoder
+    sees every node. Of the hidden nodes, ``int(replace_rate * hidden)`` show the features of a
+    random node of the same graph (drawn without replacement), the others are zeroed and get the
+    encoder's learnable [MASK] vector (GraphMAE's ``encoding_mask_noise``)."""
+
+    shows_hidden = True
+
+    @dataclass
+    class Config:
+        ratio: float = 0.5
+        replace_rate: float = 0.05
+
+        def __post_init__(self) -> None:
+            check_ratio(self.ratio)
+            if not 0.0 <= self.replace_rate <= 1.0:
+                raise ValueError(f"replace_rate must be in [0, 1], got {self.replace_rate}")
+
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+
+    def num_masked(self, layout: TokenLayout) -> int:
+        n = layout.num_tokens
+        return min(n, max(1, int(self.cfg.ratio * n)))
+
+    def __call__(self, layout: TokenLayout, seed: int, coords: Optional[torch.Tensor] = None) -> torch.Tensor:
+        return torch.from_numpy(random_mask(layout.num_tokens, self.num_masked(layout), seed))
+
+    def corrupt(self, tokens: torch.Tensor, mask: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Node features ``[N, F]`` with the hidden rows replaced (zeros or another node's features),
+        and ``mask_token [N]``: the zeroed rows, which get the [MASK] vector."""
+        g = rng(seed, "graphmae_corrupt")
+        hidden = mask.nonzero().squeeze(1)
+        num_noise = int(self.cfg.replace_rate * len(hidden))
+        order = torch.from_numpy(g.permutation(len(hidden)))
+        noise, token = hidden[order[:num_noise]], hidden[order[num_noise:]]
+        source = torch.from_numpy(g.permutation(tokens.shape[0])[:num_noise])
+        out = tokens.clone()
+        out[noise] = tokens[source]
+        out[token] = 0
+        mask_token = torch.zeros_like(mask)
+        mask_token[token] = True
+        return out, mask_token
+
+
+@register("masker", "edge_random")
+class EdgeMasker:
+    """MaskGAE's edge masking: hides ``round(ratio * P)`` of a graph's ``P`` edges from the encoder,
+    uniformly at random (MaskGAE draws Bernoulli(ratio) per edge: the same share on average).
+    ``undirected``: an edge and its reverse are hidden together. Used as ``model.edge_masker``."""
+
+    @dataclass
+    class Config:
+        ratio: float = 0.7
+        undirected: bool = True
+
+        def __post_init__(self) -> None:
+            check_ratio(self.ratio)
+
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+
+    def hide_edges(self, edges: torch.Tensor, num_nodes: int, seed: int) -> torch.Tensor:
+        """Boolean ``[E]`` for ``edges [2, E]``: True = hidden from the encoder."""
+        e = edges.numpy()
+        if e.shape[1] == 0:
+            return torch.zeros(0, dtype=torch.bool)
+        lo, hi = (np.minimum(e[0], e[1]), np.maximum(e[0], e[1])) if self.cfg.undirected else (e[0], e[1])
+        pairs, inverse = np.unique(lo * num_nodes + hi, return_inverse=True)
+        hidden = random_mask(len(pairs), int(round(self.cfg.ratio * len(pairs))), seed)
+        return torch.from_numpy(hidden[inverse.reshape(-1)])

@@ -1,0 +1,155 @@
+"""GraphMAE's encoders (GAT for node-level, GIN for graph-level pretraining) and its decoder head:
+re-mask, one GNN layer, scaled cosine error. GNN layers are PyG's (pure-Python message passing)."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from omnimask.modalities.base import TokenLayout
+from omnimask.models.base import Encoder, Head, MaskIndex
+from omnimask.registry import register
+
+
+def gnn_layer(kind: str, in_dim: int, out_dim: int, heads: int, attn_drop: float, negative_slope: float, last: bool) -> nn.Module:
+    """One message-passing layer ``([T, in_dim], edges [2, E]) -> [T, out_dim]``.
+
+    ``gat``: ``heads`` attention heads of ``out_dim / heads`` concatenated (self-loops added).
+    ``gin``: sum aggregation, then an MLP (linear, batch norm, PReLU, linear); a ``last`` layer of
+    a decoder applies a single linear layer, as GraphMAE's GIN when it is not encoding.
+    """
+    with warnings.catch_warnings():  # PyG's import calls the deprecated torch.jit.script
+        warnings.simplefilter("ignore", FutureWarning)
+        from torch_geometric.nn import GATConv, GINConv
+
+    if kind == "gat":
+        if out_dim % heads:
+            raise ValueError(f"GAT width {out_dim} is not divisible by {heads} heads")
+        return GATConv(in_dim, out_dim // heads, heads=heads, dropout=attn_drop, negative_slope=negative_slope)
+    if last:
+        return GINConv(nn.Linear(in_dim, out_dim))
+    return GINConv(nn.Sequential(nn.Linear(in_dim, out_dim), nn.BatchNorm1d(out_dim), nn.PReLU(), nn.Linear(out_dim, out_dim)))
+
+
+class GNN(nn.Module):
+    """``depth`` layers ``[T, in_dim] -> [T, out_dim]``: feature dropout before each layer, then the
+    layer, batch norm (GIN), PReLU. An ``encoding`` stack activates its last layer too (GraphMAE).
+    GAT layers have ``heads`` heads, the last one ``heads_out``."""
+
+    def __init__(self, kind: str, in_dim: int, hidden: int, out_dim: int, depth: int, heads: int, heads_out: int,
+                 in_drop: float, attn_drop: float, negative_slope: float, encoding: bool):
+        super().__init__()
+        dims = [in_dim] + [hidden] * (depth - 1) + [out_dim]
+        self.in_drop = in_drop
+        self.layers = nn.ModuleList()
+        self.post = nn.ModuleList()
+        for i in range(depth):
+            last = i == depth - 1
+            self.layers.append(gnn_layer(kind, dims[i], dims[i + 1], heads_out if last else heads, attn_drop,
+                                         negative_slope, last and not encoding))
+            post: list[nn.Module] = []
+            if not last or encoding:
+                if kind == "gin":
+                    post.append(nn.BatchNorm1d(dims[i + 1]))
+                post.append(nn.PReLU())
+            self.post.append(nn.Sequential(*post))
+
+    def forward(self, x: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
+        for layer, post in zip(self.layers, self.post):
+            x = post(layer(F.dropout(x, self.in_drop, self.training), edges))
+        return x
+
+
+def flat_nodes(tokens: torch.Tensor, index: MaskIndex) -> tuple[torch.Tensor, torch.Tensor]:
+    """The batch's nodes ``[T, F]`` (``tokens[valid]``, the layout ``index.edges`` indexes) and the
+    flat positions of ``index.mask``."""
+    if index.valid is None or index.edges is None:
+        raise ValueError("graph encoders and heads need padded graph batches (valid, edges): use the graph_features tokenizer")
+    return tokens[index.valid], index.mask[index.valid]
+
+
+@register("encoder", "gnn")
+class GNNEncoder(Encoder):
+    """Node features ``[B, N, F]`` (every node, the hidden ones corrupted) -> node latents ``[T, E]``
+    for the ``T`` nodes of the batch (``tokens[index.valid]``; graphs are disjoint parts of one big
+    graph, PyG's batching). Zeroed hidden nodes get the learnable [MASK] vector; with an edge
+    masker the encoder's graph lacks the hidden edges.
+
+    GraphMAE's defaults: ``gat`` (node tasks) hidden 512 in 4 heads, 2 layers, PReLU, in_drop
+    0.2, attn_drop 0.1, negative slope 0.2; ``gin`` (graph tasks) with batch norm.
+    """
+
+    @dataclass
+    class Config:
+        kind: Literal["gat", "gin"] = "gat"
+        dim: int = 512
+        depth: int = 2
+        heads: int = 4
+        in_drop: float = 0.2
+        attn_drop: float = 0.1
+        negative_slope: float = 0.2
+
+        def __post_init__(self) -> None:
+            if self.depth < 1 or self.dim < 1 or self.heads < 1:
+                raise ValueError("dim, depth and heads must be >= 1")
+
+    def __init__(self, cfg: Config, layout: TokenLayout):
+        super().__init__()
+        self.dim = cfg.dim
+        self.mask_token = nn.Parameter(torch.zeros(1, layout.token_dim))
+        self.gnn = GNN(cfg.kind, layout.token_dim, cfg.dim, cfg.dim, cfg.depth, cfg.heads, cfg.heads, cfg.in_drop,
+                       cfg.attn_drop, cfg.negative_slope, encoding=True)
+
+    def forward(self, tokens: torch.Tensor, index: MaskIndex) -> torch.Tensor:
+        x, _ = flat_nodes(tokens, index)
+        if index.mask_token is not None:
+            x = x + index.mask_token[index.valid][:, None].to(x.dtype) * self.mask_token
+        edges = index.edges if index.edge_hidden is None else index.edges[:, ~index.edge_hidden]
+        return self.gnn(x, edges)
+
+
+def scaled_cosine_error(pred: torch.Tensor, target: torch.Tensor, gamma: float) -> torch.Tensor:
+    """GraphMAE's SCE: ``mean((1 - cos(pred, target)) ** gamma)`` over rows ``[M, D]``."""
+    cos = (F.normalize(pred.float(), dim=-1) * F.normalize(target.float(), dim=-1)).sum(dim=-1)
+    return (1 - cos).pow(gamma).mean()
+
+
+@register("head", "graphmae_decoder")
+class GraphMAEDecoderHead(Head):
+    """``latent [T, E]`` -> reconstructed features ``[M, F]`` of the hidden nodes (row-major, as the
+    targets): a bias-free linear map, re-mask (hidden rows set to 0 again), one GNN layer on the full
+    graph (every edge) to the feature width, no activation. Loss: scaled cosine error with ``gamma``."""
+
+    @dataclass
+    class Config:
+        kind: Literal["gat", "gin"] = "gat"
+        heads: int = 1
+        """GAT heads of the decoder layer (concatenated; GraphMAE: 1)."""
+        gamma: float = 3.0
+        """SCE exponent (GraphMAE's ``alpha_l``: 1-3)."""
+        attn_drop: float = 0.1
+        negative_slope: float = 0.2
+
+        def __post_init__(self) -> None:
+            if self.gamma < 1:
+                raise ValueError(f"gamma must be >= 1, got {self.gamma}")
+
+    def __init__(self, cfg: Config, layout: TokenLayout, encoder_dim: int, target_dim: int):
+        super().__init__()
+        self.gamma = cfg.gamma
+        self.to_decoder = nn.Linear(encoder_dim, encoder_dim, bias=False)
+        self.decoder = GNN(cfg.kind, encoder_dim, encoder_dim, target_dim, 1, cfg.heads, cfg.heads, 0.0, cfg.attn_drop,
+                           cfg.negative_slope, encoding=False)
+
+    def forward(self, latent: torch.Tensor, index: MaskIndex) -> torch.Tensor:
+        hidden = index.mask[index.valid]
+        h = self.to_decoder(latent).masked_fill(hidden[:, None], 0.0)
+        return self.decoder(h, index.edges)[hidden]
+
+    def loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return scaled_cosine_error(pred, target, self.gamma)

@@ -1,0 +1,94 @@
+"""Samples -> batches, for grid and for variable-length tokens.
+
+Grid tokens (images, video, audio, point groups) stack: every sample has the same
+number of tokens and of hidden tokens, so the model gathers them without padding::
+
+    tokens [B, N, D]   mask [B, N]   target [B, N_p, ...]   num_hidden (an int)
+
+Variable-length tokens (protein sequences, graphs) are padded to the batch's
+longest sample, and the targets of all samples are concatenated::
+
+    tokens [B, N_max, D] (pad_value)   valid [B, N_max]   mask [B, N_max] (False at padding)
+    target [M, ...]   (M = mask.sum(): the hidden tokens in row-major order)
+    edges [2, E]      graph edges as indices into tokens[valid] (PyG's Batch layout:
+                      each graph's node indices offset by the nodes before it)
+
+Both layouts may also hold ``coords``, ``queries`` (decoder masker) and
+``mask_token`` (maskers that show the encoder every token).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, Optional
+
+import torch
+from torch.utils.data import default_collate
+
+from omnimask.modalities.base import Tokenizer
+
+PER_TOKEN = ("mask", "queries", "coords", "mask_token")
+"""Per-token sample fields, batched like the tokens."""
+
+
+def collate(samples: list[dict[str, Any]], pad_value: Optional[float] = None) -> dict[str, Any]:
+    """Batch pipeline outputs (see the module docstring); ``pad_value`` None: grid tokens."""
+    batch: dict[str, Any] = {
+        "keys": [s["key"] for s in samples],
+        "replaced": sum(bool(s.get("replaced")) for s in samples),
+    }
+    fields = [name for name in PER_TOKEN if name in samples[0]]
+    if pad_value is None:
+        batch["tokens"] = default_collate([s["tokens"] for s in samples])  # stacks into shared memory in a worker
+        batch["target"] = default_collate([s["target"] for s in samples])
+        for name in fields:
+            batch[name] = default_collate([s[name] for s in samples])
+    else:
+        lengths = torch.tensor([s["tokens"].shape[0] for s in samples])
+        batch["tokens"] = pad_stack([s["tokens"] for s in samples], pad_value)
+        batch["valid"] = torch.arange(batch["tokens"].shape[1])[None] < lengths[:, None]
+        batch["target"] = torch.cat([s["target"] for s in samples])
+        for name in fields:
+            batch[name] = pad_stack([s[name] for s in samples], 0)
+        if "edges" in samples[0]:
+            offsets = torch.cumsum(lengths, 0) - lengths
+            batch["edges"] = torch.cat([s["edges"] + off for s, off in zip(samples, offsets.tolist())], dim=1)
+            if "edge_hidden" in samples[0]:
+                batch["edge_hidden"] = torch.cat([s["edge_hidden"] for s in samples])
+    add_mask_counts(batch)
+    return batch
+
+
+def collate_for(tokenizer: Tokenizer) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
+    """The collate function for a tokenizer's samples (picklable, for DataLoader workers)."""
+    return functools.partial(collate, pad_value=tokenizer.pad_value if tokenizer.variable_length else None)
+
+
+def pad_stack(tensors: list[torch.Tensor], value: float) -> torch.Tensor:
+    """``[N_i, ...]`` tensors -> ``[B, max N_i, ...]``, filled with ``value`` after each one's rows."""
+    first = tensors[0]
+    out = torch.full((len(tensors), max(t.shape[0] for t in tensors), *first.shape[1:]), value, dtype=first.dtype)
+    for i, t in enumerate(tensors):
+        out[i, : t.shape[0]] = t
+    return out
+
+
+def add_mask_counts(batch: dict[str, Any]) -> None:
+    """Set ``num_hidden`` (and ``num_queries``, ``num_predict``) from the batch's masks. Grid batches
+    need the same counts in every sample (the model gathers them without padding); in padded
+    batches the counts may differ, and ``num_hidden`` is None."""
+    if "valid" in batch:
+        batch["num_hidden"] = None
+        return
+    batch["num_hidden"] = equal_count(batch["mask"], "mask")
+    if "queries" in batch:
+        batch["num_queries"] = equal_count(batch["queries"], "decoder query mask")
+        batch["num_predict"] = equal_count(batch["mask"] & batch["queries"], "predicted-token mask (hidden and decoder-visible)")
+
+
+def equal_count(mask: torch.Tensor, name: str) -> int:
+    """The number of True per row of ``mask [B, N]``, which must be the same for every row."""
+    counts = mask.sum(dim=1)
+    if not bool((counts == counts[0]).all()):
+        raise ValueError(f"every {name} in a batch must select the same number of tokens, got {counts.tolist()}")
+    return int(counts[0])

@@ -1,0 +1,162 @@
+"""GraphMAE: node features, node and edge masking, PyG-layout batches, re-mask and the SCE loss, and
+graphs of every format preprocessed and pretrained through the CLI."""
+
+import io
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import pretrain_briefly, preprocessed
+from omnimask.config import ConfigError, load_recipe
+from omnimask.modalities.base import TokenLayout
+from omnimask.modalities.graph.maskers import EdgeMasker, GraphMAEMasker
+from omnimask.modalities.graph.readers import Graph
+from omnimask.modalities.graph.tokenizer import node_features
+from omnimask.models.base import MaskIndex
+from omnimask.models.graphmae import scaled_cosine_error
+from omnimask.models.recipe import Recipe
+from omnimask.orchestration.demo.graphs import build_demo_graphs
+from omnimask.pipelines.collate import collate_for
+from omnimask.pipelines.loader import SamplePipeline
+from omnimask.pipelines.manifest import read_quarantine
+
+
+def ring(n: int) -> np.ndarray:
+    """Edges of an undirected ring, both directions: ``[2, 2n]``."""
+    e = np.stack([np.arange(n), (np.arange(n) + 1) % n])
+    return np.concatenate([e, e[::-1]], axis=1)
+
+
+def npz(edge_index, **arrays) -> dict[str, bytes]:
+    buf = io.BytesIO()
+    np.savez(buf, edge_index=edge_index, **arrays)
+    return {"npz": buf.getvalue(), "json": b"{}"}
+
+
+def test_node_features_attributes_labels_and_degrees():
+    star = Graph(np.array([[0, 0, 0, 0, 1, 2, 3, 4], [1, 2, 3, 4, 0, 0, 0, 0]]), 5, node_labels=np.array([2, 0, 0, 1, 0]))
+    deg = node_features(star, "degree", 3)  # degrees 4,1,1,1,1; 4 is clipped to the last column
+    assert deg.tolist() == [[0, 0, 1]] + [[0, 1, 0]] * 4
+    assert node_features(star, "auto", 3).argmax(1).tolist() == [2, 0, 0, 1, 0]  # labels before degrees
+    with pytest.raises(ValueError, match="outside the one-hot width dim=2"):
+        node_features(star, "labels", 2)
+    star.x = np.arange(10, dtype=np.float32).reshape(5, 2)
+    assert np.array_equal(node_features(star, "auto", 2), star.x)
+    with pytest.raises(ValueError, match="2 node features, the tokenizer's dim is 3"):
+        node_features(star, "attributes", 3)
+
+
+def test_graphmae_masks_int_ratio_nodes_and_replaces_a_replace_rate_share():
+    masker = GraphMAEMasker(GraphMAEMasker.Config(ratio=0.5, replace_rate=0.25))
+    layout = TokenLayout((40,), 8)
+    tokens = torch.randn(40, 8, generator=torch.Generator().manual_seed(0))
+    for seed in range(10):
+        mask = masker(layout, seed)
+        assert int(mask.sum()) == 20 and torch.equal(mask, masker(layout, seed))
+        out, mask_token = masker.corrupt(tokens, mask, seed)
+        assert torch.equal(out[~mask], tokens[~mask]) and not mask_token[~mask].any()
+        assert int(mask_token.sum()) == 15 and (out[mask_token] == 0).all()  # zeroed, for the [MASK] vector
+        noise = mask & ~mask_token
+        assert int(noise.sum()) == 5  # int(0.25 * 20)
+        for row in out[noise]:  # each shows the features of a node of the same graph
+            assert (tokens == row).all(dim=1).any()
+        again = masker.corrupt(tokens, mask, seed)
+        assert torch.equal(again[0], out) and torch.equal(again[1], mask_token)
+    assert len({tuple(masker(layout, s).nonzero().squeeze(1).tolist()) for s in range(10)}) == 10
+    assert masker.num_masked(TokenLayout((1,), 8)) == 1  # a one-node graph still has a node to predict
+
+
+def test_edge_masker_hides_undirected_pairs_together():
+    masker = EdgeMasker(EdgeMasker.Config(ratio=0.7))
+    edges = torch.from_numpy(ring(20))  # 20 pairs, both directions
+    hidden = masker.hide_edges(edges, 20, seed=3)
+    assert hidden.shape == (40,) and int(hidden.sum()) == 2 * 14
+    assert torch.equal(hidden[:20], hidden[20:])  # (u, v) and (v, u) together
+    assert torch.equal(hidden, masker.hide_edges(edges, 20, seed=3))
+    assert not torch.equal(hidden, masker.hide_edges(edges, 20, seed=4))
+    directed = EdgeMasker(EdgeMasker.Config(ratio=0.5, undirected=False)).hide_edges(edges, 20, seed=3)
+    assert int(directed.sum()) == 20 and not torch.equal(directed[:20], directed[20:])
+
+
+def graph_batch(recipe, sizes, seed=0):
+    pipeline = SamplePipeline(recipe, seed)
+    samples = [pipeline(f"g{i}", npz(ring(n), num_nodes=np.array(n)), 0) for i, n in enumerate(sizes)]
+    return samples, collate_for(recipe.tokenizer)(samples)
+
+
+def test_batches_have_pyg_layout():
+    from torch_geometric.data import Batch, Data
+
+    recipe = Recipe.from_config(load_recipe("graphmae_tiny", ["model.edge_masker={name: edge_random}"]))
+    samples, batch = graph_batch(recipe, [5, 9, 3])
+    reference = Batch.from_data_list([Data(x=s["tokens"], edge_index=s["edges"]) for s in samples])
+    assert torch.equal(batch["edges"], reference.edge_index)
+    assert torch.equal(batch["tokens"][batch["valid"]], reference.x)
+    assert batch["tokens"].shape == (3, 9, 16) and batch["edge_hidden"].shape == (reference.num_edges,)
+    assert batch["target"].shape == (int(batch["mask"].sum()), 16) and not batch["mask"][~batch["valid"]].any()
+
+
+def test_remask_zeroes_hidden_rows_before_the_decoder_and_sce_on_known_vectors():
+    recipe = Recipe.from_config(load_recipe("graphmae_tiny"))
+    model = recipe.build_model()
+    _, batch = graph_batch(recipe, [6, 11])
+    seen = {}
+    model.head.decoder.register_forward_pre_hook(lambda mod, args: seen.update(h=args[0]))
+    pred = model(batch["tokens"], MaskIndex.from_batch(batch))
+    hidden = batch["mask"][batch["valid"]]
+    assert pred.shape == (int(hidden.sum()), 16)
+    assert (seen["h"][hidden] == 0).all() and (seen["h"][~hidden].abs().sum(1) > 0).all()
+    p = torch.tensor([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]])
+    t = torch.tensor([[3.0, 0.0], [1.0, 0.0], [-1.0, -1.0]])  # cosines 1, 0, -1
+    assert torch.isclose(scaled_cosine_error(p, t, 1.0), torch.tensor(1.0))
+    assert torch.isclose(scaled_cosine_error(p, t, 2.0), torch.tensor(5 / 3))
+    assert torch.isclose(scaled_cosine_error(p, t, 3.0), torch.tensor(3.0))
+
+
+@pytest.mark.parametrize("kind", ["gat", "gin"])
+def test_a_graph_is_encoded_the_same_alone_and_in_a_batch(kind):
+    recipe = Recipe.from_config(load_recipe("graphmae_tiny", [f"model.encoder.kind={kind}", f"model.head.kind={kind}"]))
+    model = recipe.build_model().eval()
+    _, both = graph_batch(recipe, [7, 12])
+    _, alone = graph_batch(recipe, [7])
+    with torch.no_grad():
+        a = model.encoder(both["tokens"], MaskIndex.from_batch(both))[:7]
+        b = model.encoder(alone["tokens"], MaskIndex.from_batch(alone))
+    assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_edge_masker_must_mask_edges_of_a_graph():
+    with pytest.raises(ConfigError, match="model.masker.name: 'edge_random' masks edges"):
+        Recipe.from_config(load_recipe("graphmae_tiny", ["model.masker={name: edge_random}"]))
+    with pytest.raises(ConfigError, match="model.edge_masker: ESMTokenizer gives no edges"):
+        Recipe.from_config(load_recipe("esm_mlm_tiny", ["model.edge_masker={name: edge_random}"]))
+
+
+@pytest.fixture(scope="module")
+def graph_dataset(tmp_path_factory):
+    return preprocessed(tmp_path_factory, "graph", lambda raw: build_demo_graphs(raw, 96, seed=5), samples_per_shard=16)
+
+
+def test_graph_files_are_accounted_for_and_graphmae_tiny_pretrains_through_the_cli(graph_dataset, tmp_path):
+    root, inputs, manifest = graph_dataset
+    assert manifest.num_inputs == inputs == 99 and manifest.num_samples == 96 and manifest.num_quarantined == 3
+    reasons = {q["source"]: q["reason"] for q in read_quarantine(root / "shards")}
+    assert "edge index out of range" in reasons["broken/bad_index.npz"]
+    assert reasons["broken/nan_features.npz"] == "NaN or infinite values in x"
+    assert "unsupported graph format .txt" in reasons["broken/notes.txt"]
+    pretrain_briefly("graphmae_tiny", root / "shards", tmp_path, batch_size=16, steps=40, picture=False)
+
+
+def test_ray_data_loader_feeds_graph_batches_to_two_ddp_workers(graph_dataset, ray_local, tmp_path):
+    """Variable-shaped rows (nodes, edges) through Ray Data tasks, batched on two DDP ranks."""
+    from omnimask.orchestration.pretrain import pretrain
+
+    root, _, _ = graph_dataset
+    cfg = load_recipe("graphmae_tiny", [
+        f"data.path={root / 'shards'}", f"run.dir={tmp_path}", "data.loader=ray", "scaling.num_workers=2",
+        "scaling.cpus_per_worker=0.5", "trainer.max_steps=3", "data.batch_size=8", "model.edge_masker={name: edge_random}",
+    ])
+    result = pretrain(cfg, name="ray-graphs")
+    digests = result.summary["weights_digest_per_rank"]
+    assert result.steps == 3 and len(digests) == 2 and digests[0] == digests[1]

@@ -1,0 +1,123 @@
+"""Protein masked LM: BERT's 80/10/10 masking, the ESM transformer on padded batches, the tied LM
+head, and FASTA files preprocessed and pretrained through the CLI."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import pretrain_briefly, preprocessed
+from omnimask.config import ConfigError, load_recipe
+from omnimask.modalities.base import TokenLayout
+from omnimask.modalities.protein import alphabet
+from omnimask.modalities.protein.maskers import BertMasker
+from omnimask.models.base import MaskIndex
+from omnimask.models.layers import apply_rotary, rotary_tables
+from omnimask.models.recipe import Recipe
+from omnimask.orchestration.demo.proteins import build_demo_proteins
+from omnimask.pipelines.collate import collate_for
+from omnimask.pipelines.loader import SamplePipeline
+from omnimask.pipelines.manifest import read_quarantine
+
+BERT = BertMasker(BertMasker.Config())
+
+
+@pytest.mark.parametrize("length", [3, 4, 12, 100, 1024])
+def test_bert_masks_15_percent_of_residues_never_specials_same_for_a_seed(length):
+    layout = TokenLayout((length,), 1)
+    expected = max(1, int(0.15 * (length - 2) + 0.5))
+    for seed in range(20):
+        mask = BERT(layout, seed)
+        assert mask.shape == (length,) and int(mask.sum()) == expected == BERT.num_masked(layout)
+        assert not mask[0] and not mask[-1]  # <cls> and <eos>
+        assert torch.equal(mask, BERT(layout, seed))
+    if length >= 100:
+        assert len({tuple(BERT(layout, s).nonzero().squeeze(1).tolist()) for s in range(20)}) == 20
+
+
+def test_bert_corruption_is_80_10_10_over_many_draws():
+    g = np.random.default_rng(0)
+    seq = "".join(g.choice(list(alphabet.RESIDUES), 1000))
+    tokens = torch.from_numpy(alphabet.encode(seq).astype(np.uint8))[:, None]
+    layout = TokenLayout((tokens.shape[0],), 1)
+    fates = np.zeros(3)
+    for seed in range(300):
+        mask = BERT(layout, seed)
+        out, mask_token = BERT.corrupt(tokens, mask, seed)
+        assert torch.equal(out[~mask], tokens[~mask]) and not mask_token[~mask].any()  # visible tokens untouched
+        assert (out[mask_token] == alphabet.MASK).all()
+        changed = mask & ~mask_token & (out[:, 0] != tokens[:, 0])
+        assert np.isin(out[changed, 0].numpy(), alphabet.STANDARD).all()  # random replacements are residues
+        fates += [int(mask_token.sum()), int(changed.sum()), int((mask & ~mask_token & ~changed).sum())]
+        again = BERT.corrupt(tokens, mask, seed)
+        assert torch.equal(again[0], out) and torch.equal(again[1], mask_token)
+    share = fates / fates.sum()
+    # 80% <mask>; 10% random, of which 1 in 20 draws the residue it replaces (then it reads as unchanged)
+    assert abs(share[0] - 0.8) < 0.01 and abs(share[1] - 0.095) < 0.01 and abs(share[2] - 0.105) < 0.01, share
+
+
+def test_rotary_attention_depends_on_relative_positions_only():
+    g = torch.Generator().manual_seed(0)
+    q, k = torch.randn(16, generator=g), torch.randn(16, generator=g)
+    cos, sin = rotary_tables(40, 16)
+    rot = lambda x, i: apply_rotary(x[None], cos[i : i + 1], sin[i : i + 1])[0]  # noqa: E731
+    base = rot(q, 3) @ rot(k, 10)
+    assert torch.allclose(base, rot(q, 20) @ rot(k, 27), atol=1e-5)
+    assert not torch.allclose(base, rot(q, 3) @ rot(k, 11), atol=1e-3)
+    assert torch.allclose(rot(q, 0), q)
+
+
+def batch_of(recipe, seqs, seed=0):
+    pipeline = SamplePipeline(recipe, seed)
+    samples = [pipeline(f"s{i}", {"seq": s.encode(), "json": b"{}"}, 0) for i, s in enumerate(seqs)]
+    return collate_for(recipe.tokenizer)(samples)
+
+
+@pytest.mark.parametrize("positions", ["rotary", "learned"])
+def test_padding_does_not_change_what_the_encoder_computes(positions):
+    recipe = Recipe.from_config(load_recipe("esm_mlm_tiny", [f"model.encoder.positions={positions}"]))
+    model = recipe.build_model().eval()
+    short, long = "MKTAYIAKQRQISFVKSHFSRQ", "MVLSPADKTNVKAAWGKVGAHAGEYGAEALERMFLSFPTTKTYFPHFDLSH"
+    both = batch_of(recipe, [short, long])
+    alone = batch_of(recipe, [short])
+    assert both["tokens"].shape[:2] == (2, len(long) + 2) and both["valid"].sum(1).tolist() == [len(short) + 2, len(long) + 2]
+    assert (both["tokens"][0, len(short) + 2 :, 0] == alphabet.PAD).all()
+    with torch.no_grad():
+        lat_both = model.encoder(recipe.tokenizer.prepare(both["tokens"]), MaskIndex.from_batch(both))
+        lat_alone = model.encoder(recipe.tokenizer.prepare(alone["tokens"]), MaskIndex.from_batch(alone))
+    assert torch.allclose(lat_both[0, : len(short) + 2], lat_alone[0], atol=1e-5)
+
+
+def test_lm_head_is_tied_to_the_embedding_and_its_loss_is_cross_entropy():
+    recipe = Recipe.from_config(load_recipe("esm_mlm_tiny"))
+    model = recipe.build_model()
+    assert model.head.weight is model.encoder.embed.weight
+    batch = batch_of(recipe, ["MKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQ", "ACDEFGHIKLMNPQRSTVWY", "MKV"])
+    pred = model(batch["tokens"], MaskIndex.from_batch(batch))
+    m = int(batch["mask"].sum())
+    assert pred.shape == (m, 33) and batch["target"].shape == (m, 1)
+    truth = torch.cat([torch.from_numpy(alphabet.encode(s)) for s in ["MKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQ", "ACDEFGHIKLMNPQRSTVWY", "MKV"]])
+    assert torch.equal(batch["target"][:, 0].long(), truth[torch.cat([r[v] for r, v in zip(batch["mask"], batch["valid"])])])
+    assert torch.allclose(model.loss(batch), F.cross_entropy(pred, batch["target"][:, 0].long()))
+
+
+def test_variable_length_tokens_need_a_masker_that_shows_every_token():
+    with pytest.raises(ConfigError, match="model.masker: .*bert, graphmae"):
+        Recipe.from_config(load_recipe("esm_mlm_tiny", ["model.masker={name: random}"]))
+
+
+@pytest.fixture(scope="module")
+def protein_dataset(tmp_path_factory):
+    return preprocessed(tmp_path_factory, "protein", lambda raw: build_demo_proteins(raw, 120, seed=4), samples_per_shard=32)
+
+
+def test_fasta_files_are_accounted_for_and_esm_mlm_tiny_pretrains_through_the_cli(protein_dataset, tmp_path):
+    root, records, manifest = protein_dataset
+    assert manifest.num_inputs == records == 123 and manifest.num_samples == 121 and manifest.num_quarantined == 2
+    reasons = {q["source"].split(":", 1)[1]: q["reason"] for q in read_quarantine(root / "shards")}
+    assert reasons["empty_record"] == "empty sequence" and "outside the protein alphabet" in reasons["bad_chars"]
+    dups = [json.loads(line) for line in (root / "shards" / "duplicates.jsonl").read_text().splitlines()]
+    assert [d["source"].split(":", 1)[1] for d in dups] == ["copy_of_demo0000"]
+    pretrain_briefly("esm_mlm_tiny", root / "shards", tmp_path, batch_size=16, steps=40, picture=False)
