@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import pretrain_briefly, preprocessed
+from conftest import pretrain_briefly, preprocessed, run_cli
 from omnimask.config import ConfigError, load_recipe
 from omnimask.modalities.base import TokenLayout
+from omnimask.modalities.graph.decode import GraphDecoder
 from omnimask.modalities.graph.maskers import EdgeMasker, GraphMAEMasker
 from omnimask.modalities.graph.readers import Graph
 from omnimask.modalities.graph.tokenizer import node_features
@@ -79,6 +80,14 @@ def test_edge_masker_hides_undirected_pairs_together():
     assert int(directed.sum()) == 20 and not torch.equal(directed[:20], directed[20:])
 
 
+def shard_members(root, manifest):
+    from omnimask.pipelines.formats import iter_shard
+
+    for shard in manifest.shards:
+        for _, members in iter_shard(manifest.format, root / shard.path):
+            yield members
+
+
 def graph_batch(recipe, sizes, seed=0):
     pipeline = SamplePipeline(recipe, seed)
     samples = [pipeline(f"g{i}", npz(ring(n), num_nodes=np.array(n)), 0) for i, n in enumerate(sizes)]
@@ -146,6 +155,16 @@ def test_graph_files_are_accounted_for_and_graphmae_tiny_pretrains_through_the_c
     assert reasons["broken/nan_features.npz"] == "NaN or infinite values in x"
     assert "unsupported graph format .txt" in reasons["broken/notes.txt"]
     pretrain_briefly("graphmae_tiny", root / "shards", tmp_path, batch_size=16, steps=40, picture=False)
+
+
+def test_inspect_stats_suggests_the_node_features(graph_dataset, tmp_path):
+    root, _, manifest = graph_dataset
+    degrees = [int(np.bincount(g.edge_index[1]).max()) for g in (GraphDecoder()(m, 0) for m in shard_members(root / "shards", manifest))
+               if g.edge_index.size]
+    out = run_cli(["inspect", str(root / "shards"), "--stats"], tmp_path).stdout
+    assert "96 graphs" in out and f"max degree {max(degrees)}" in out
+    # only the TU folder's graphs have node labels: one-hot degrees it is
+    assert f"use: model.tokenizer.features=degree model.tokenizer.dim={max(degrees) + 1}" in out
 
 
 def test_ray_data_loader_feeds_graph_batches_to_two_ddp_workers(graph_dataset, ray_local, tmp_path):

@@ -228,5 +228,6 @@ class Modality(ABC):
         """
 
     def dataset_stats(self, root: Path, tokenizer_params: dict[str, Any], max_samples: Optional[int]) -> dict[str, Any]:
-        """Statistics of a shard directory that a recipe's tokenizer needs (``omnimask inspect --stats``)."""
+        """Statistics of a shard directory that a recipe's tokenizer needs (``omnimask inspect --stats``):
+        a dict with ``summary`` (one line) and ``overrides`` (tokenizer parameters to set), and the figures."""
         raise NotImplementedError(f"the {self.name} modality computes no dataset statistics")

@@ -100,8 +100,9 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         except NotImplementedError as e:
             print(f"omnimask inspect: {e}", file=sys.stderr)
             return 2
-        print(f"stats        mean {stats['mean']:.7g}, std {stats['std']:.7g} over {stats['samples']} samples")
-        print(f"             use: model.tokenizer.mean={stats['mean']:.7g} model.tokenizer.std={stats['std']:.7g}")
+        print(f"stats        {stats['summary']}")
+        value = lambda v: f"{v:.7g}" if isinstance(v, float) else v  # noqa: E731
+        print("             use: " + " ".join(f"model.tokenizer.{k}={value(v)}" for k, v in stats["overrides"].items()))
     return 1 if result.problems else 0
 
 

@@ -45,4 +45,7 @@ def fbank_stats(root: Path, tokenizer_params: dict[str, Any], max_samples: Optio
         raise ValueError(f"{root} holds no samples to compute statistics on")
     mean = s1 / count
     std = max(s2 / count - mean * mean, 0.0) ** 0.5
-    return {"mean": mean, "std": std, "samples": n, "values": count}
+    return {
+        "mean": mean, "std": std, "samples": n, "values": count,
+        "summary": f"mean {mean:.7g}, std {std:.7g} over {n} samples", "overrides": {"mean": mean, "std": std},
+    }

@@ -7,7 +7,7 @@ masker and MaskGAE's edge masker (``maskers.py``). The GNN encoders and the deco
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator, Optional
 
 from omnimask.modalities.base import EncodedSample, Modality, QuarantineError, Tokenizer
 from omnimask.modalities.graph.decode import GraphAugmentConfig, GraphDecoder
@@ -36,3 +36,8 @@ class GraphModality(Modality):
 
     def decoder(self, augment: GraphAugmentConfig, tokenizer: Tokenizer) -> GraphDecoder:
         return GraphDecoder()
+
+    def dataset_stats(self, root: Path, tokenizer_params: dict[str, Any], max_samples: Optional[int]) -> dict[str, Any]:
+        from omnimask.modalities.graph.stats import graph_stats
+
+        return graph_stats(root, max_samples)
