@@ -86,6 +86,11 @@ class DataConfig:
     """Fail on a sample that cannot be decoded, instead of logging it and replacing it by a neighbour."""
     loader: Literal["torch", "ray"] = "torch"
     """``torch``: DataLoader workers on each trainer; ``ray``: Ray Data tasks anywhere in the cluster."""
+    max_tokens: Optional[int] = None
+    """Token budget per batch and rank (variable-length samples): each batch holds as many samples as
+    fit ``samples x longest <= max_tokens``, grouped by length; ``batch_size`` is then unused."""
+    sort_window: int = 1024
+    """With ``max_tokens``: positions of the epoch order sorted by length together before batching."""
     trace: bool = False
     """Write ``trace-rank{R}.jsonl`` (one line per sample consumed: step, rank, index, key) to the run."""
 
@@ -94,6 +99,11 @@ class DataConfig:
         _non_negative("data.num_workers", self.num_workers)
         _positive("data.shuffle_window", self.shuffle_window)
         _positive("data.prefetch_factor", self.prefetch_factor)
+        _positive("data.sort_window", self.sort_window)
+        if self.max_tokens is not None:
+            _positive("data.max_tokens", self.max_tokens)
+            if self.loader == "ray":
+                raise ConfigError("data.max_tokens", "token-budget batches need data.loader=torch (Ray Data batches by count)")
 
 
 @dataclass

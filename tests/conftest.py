@@ -35,14 +35,15 @@ def logged_losses(run_dir: Path) -> list[float]:
 
 
 def pretrain_briefly(
-    recipe: str, data_path: str | Path, cwd: Path, batch_size: int, steps: int = 40, picture: bool = True
+    recipe: str, data_path: str | Path, cwd: Path, batch_size: int, steps: int = 40, picture: bool = True,
+    overrides: tuple[str, ...] = (),
 ) -> Path:
     """``omnimask pretrain RECIPE`` for ``steps`` steps through the CLI; asserts the logged loss falls
     and (``picture``) a reconstruction picture is written; returns the run directory."""
     name = f"brief-{recipe}"
     run_cli([
         "pretrain", recipe, f"data.path={data_path}", f"data.batch_size={batch_size}", f"trainer.max_steps={steps}",
-        "trainer.log_every_n_steps=4", f"trainer.checkpoint_every_n_steps={steps}", "optim.warmup_steps=4", "--name", name,
+        "trainer.log_every_n_steps=4", f"trainer.checkpoint_every_n_steps={steps}", "optim.warmup_steps=4", *overrides, "--name", name,
     ], cwd)
     run_dir = cwd / "runs" / name
     losses = logged_losses(run_dir)

@@ -27,6 +27,8 @@ def test_media_loader_benchmark_runs(tmp_path):
               "--json", str(tmp_path / "m.json"))
     assert "video workers=1: decode-all" in out and "audio workers=1: load+fbank" in out and (tmp_path / "m.json").is_file()
     assert "pointcloud workers=1: read+group" in out
+    assert "graph workers=1: read+mask" in out and "nodes/s" in out
+    assert "protein workers=1: in-memory" in out and "residues/s" in out
 
 
 def test_preprocess_scaling_benchmark_runs():

@@ -1,5 +1,6 @@
 """The streaming loader over real shards: shapes, coverage and determinism."""
 
+import pytest
 import torch
 
 from omnimask.config import load_recipe
@@ -202,6 +203,11 @@ def test_replace_failures_keeps_counts_even_when_the_stream_starts_bad():
     a, b = {"key": "a"}, {"key": "b"}
     out = list(replace_failures(iter([None, None, a, None, b])))
     assert [(o["key"], o["replaced"]) for o in out] == [("a", False), ("a", True), ("a", True), ("a", True), ("b", False)]
+    # failures in a row end an endless stream instead of spinning (the count restarts after a good sample)
+    assert len(list(replace_failures(iter([None, None, a, None, None, b]), max_failures=3))) == 6
+    endless = (None for _ in iter(int, 1))
+    with pytest.raises(RuntimeError, match="3 samples in a row failed to load"):
+        list(replace_failures(endless, max_failures=3))
 
 
 def test_verify_shards_refuses_a_modified_shard(image_dataset, tmp_path):

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import pretrain_briefly, preprocessed
+from conftest import pretrain_briefly, preprocessed, run_cli
 from omnimask.config import ConfigError, load_recipe
 from omnimask.modalities.base import TokenLayout
 from omnimask.modalities.protein import alphabet
@@ -120,4 +120,78 @@ def test_fasta_files_are_accounted_for_and_esm_mlm_tiny_pretrains_through_the_cl
     assert reasons["empty_record"] == "empty sequence" and "outside the protein alphabet" in reasons["bad_chars"]
     dups = [json.loads(line) for line in (root / "shards" / "duplicates.jsonl").read_text().splitlines()]
     assert [d["source"].split(":", 1)[1] for d in dups] == ["copy_of_demo0000"]
-    pretrain_briefly("esm_mlm_tiny", root / "shards", tmp_path, batch_size=16, steps=40, picture=False)
+    pretrain_briefly("esm_mlm_tiny", root / "shards", tmp_path, batch_size=16, steps=40, picture=False,
+                     overrides=("data.max_tokens=2048",))
+    # the lengths behind token budgets are checked like the shards
+    assert "verify       OK" in run_cli(["inspect", str(root / "shards"), "--verify"], tmp_path).stdout
+    sizes = root / "shards" / "sizes.npy"
+    assert np.load(sizes).tolist() == [len(s) for s in residues_in_shard_order(root / "shards", manifest)]
+
+
+def residues_in_shard_order(root, manifest):
+    from omnimask.pipelines.formats import iter_shard
+
+    return [members["seq"].decode() for shard in manifest.shards for _, members in iter_shard(manifest.format, root / shard.path)]
+
+
+def test_token_budget_batches_cover_the_epoch_within_the_budget():
+    from omnimask.pipelines.order import budget_batches
+
+    g = np.random.default_rng(0)
+    tokens = g.integers(10, 1000, 2000)
+    batches = budget_batches(tokens, 4096, 256, seed=1, epoch=0)
+    assert np.array_equal(np.sort(np.concatenate(batches)), np.arange(2000))  # every position once
+    assert all(len(b) * tokens[b].max() <= 4096 or len(b) == 1 for b in batches)
+    assert all(b.max() - b.min() < 256 for b in batches)  # sorted within runs of the order only
+    again = budget_batches(tokens, 4096, 256, seed=1, epoch=0)
+    assert all(np.array_equal(a, b) for a, b in zip(batches, again)) and len(again) == len(batches)
+    other = budget_batches(tokens, 4096, 256, seed=1, epoch=1)
+    assert any(not np.array_equal(a, b) for a, b in zip(batches, other))
+    # length grouping wastes little on padding; the same number of batches cut at random wastes much more
+    useful = tokens.sum()
+    padded = sum(len(b) * tokens[b].max() for b in batches)
+    random_cut = np.array_split(g.permutation(2000), len(batches))
+    assert useful / padded > 0.85 and useful / sum(len(b) * tokens[b].max() for b in random_cut) < 0.6
+    assert [len(b) for b in budget_batches(np.array([5000, 3]), 4096, 256, 0, 0)] == [1, 1]  # too long: alone
+
+
+def test_budget_plan_positions_advance_over_epochs_of_different_lengths():
+    from omnimask.pipelines.order import BudgetPlan, Position, advance
+
+    tokens = np.random.default_rng(2).integers(5, 300, 90)
+    plan = BudgetPlan([30, 25, 35], tokens, seed=0, window=2, world_size=2, max_tokens=1200, sort_window=40)
+    assert len({plan.epoch_len(e) for e in range(6)}) > 1  # batches per epoch vary
+    pos = Position()
+    for step in range(1, 40):
+        pos = advance(pos, 1, plan.step_size, plan.epoch_len)
+        assert advance(Position(), step, plan.step_size, plan.epoch_len) == pos
+        assert pos.offset % 2 == 0 and pos.offset < plan.epoch_len(pos.epoch)
+
+
+def budget_stream(root, rank=0, world=1, start=None, epochs=1, max_tokens=1500):
+    from omnimask.pipelines.loader import ShardStream
+    from omnimask.pipelines.order import Position
+
+    recipe = Recipe.from_config(load_recipe("esm_mlm_tiny"))
+    return ShardStream(root / "shards", SamplePipeline(recipe, 0), 0, 2, rank, world, start=start or Position(), epochs=epochs,
+                       max_tokens=max_tokens, sort_window=64), collate_for(recipe.tokenizer)
+
+
+def test_loader_fills_batches_to_the_token_budget_and_resumes_exactly(protein_dataset):
+    from omnimask.pipelines.order import advance
+
+    root, _, manifest = protein_dataset
+    stream, collate = budget_stream(root)
+    batches = list(stream.iter_batches(collate))
+    keys = [k for b in batches for k in b["keys"]]
+    assert sorted(keys) == sorted(set(keys)) and len(keys) == manifest.num_samples  # the epoch, once
+    assert all(b["tokens"].shape[0] * b["tokens"].shape[1] <= 1500 for b in batches)
+    assert len({b["tokens"].shape[0] for b in batches}) > 2  # short sequences share a batch, long ones don't
+    # two ranks, then a resume at step 3 on one rank: the same batches, in step order
+    ranks = [list(budget_stream(root, r, 2)[0].iter_batches(collate)) for r in (0, 1)]
+    plan = budget_stream(root, 0, 2)[0].plan
+    at = advance(budget_stream(root)[0].start, 3, plan.step_size, plan.epoch_len)
+    resumed, _ = budget_stream(root, 0, 1, start=at)
+    tail = [b["keys"] for b in resumed.iter_batches(collate)]
+    two_rank_order = [b["keys"] for step in zip(*ranks) for b in step]
+    assert tail[:4] == two_rank_order[6:10] and ranks[0][0]["keys"] == batches[0]["keys"] and ranks[1][0]["keys"] == batches[1]["keys"]

@@ -50,12 +50,15 @@ class EncodedSample:
 
     ``payload`` is stored as member ``<key>.<ext>``; ``meta`` as ``<key>.json``.
     ``digest`` (optional) identifies the content, for the duplicate report.
+    ``size`` (optional) is the sample's length (residues, nodes), kept in the dataset's
+    ``sizes.npy`` for token-budget batching.
     """
 
     ext: str
     payload: bytes
     meta: dict[str, Any]
     digest: Optional[str] = None
+    size: Optional[int] = None
 
 
 @dataclass
@@ -96,6 +99,11 @@ class Tokenizer(ABC):
     @abstractmethod
     def __call__(self, sample: Any) -> torch.Tensor | Tokens:
         """Tokens ``[N, D]`` of one decoded sample (or a :class:`Tokens`)."""
+
+    def num_tokens(self, size: int) -> int:
+        """Tokens of a sample of stored ``size`` (its residues, nodes), for token-budget batching
+        (at most: crops may shorten it)."""
+        return min(size, self.layout.num_tokens)
 
     def prepare(self, tokens: torch.Tensor) -> torch.Tensor:
         """Model-ready float tokens ``[..., N, D]`` from compact ones (runs on the device)."""

@@ -25,14 +25,16 @@ def format_duration(seconds: float) -> str:
 
 
 class ProgressLog(pl.Callback):
-    """Logs ``step, loss, lr, steps/s, samples/s, ETA`` every ``every`` steps."""
+    """Logs ``step, loss, lr, steps/s, samples/s, ETA`` every ``every`` steps (and tokens/s for
+    variable-length samples); rates count rank 0's batches times ``world_size``."""
 
-    def __init__(self, every: int, batch_size: int):
-        self.every, self.batch_size = every, batch_size
+    def __init__(self, every: int, world_size: int):
+        self.every, self.world_size = every, world_size
         self.first_loss: Optional[float] = None
         self.last_loss: Optional[float] = None
         self._t_last = 0.0
         self._step_last = 0
+        self._samples = self._tokens = 0
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._t_last = time.perf_counter()
@@ -41,6 +43,9 @@ class ProgressLog(pl.Callback):
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
         if not trainer.is_global_zero:
             return
+        self._samples += len(batch["keys"])
+        if "valid" in batch:
+            self._tokens += int(batch["valid"].sum())
         step = trainer.global_step
         logging_step = step % self.every == 0 or step >= trainer.max_steps
         if self.first_loss is not None and not logging_step:
@@ -52,13 +57,15 @@ class ProgressLog(pl.Callback):
         if not logging_step:
             return
         now = time.perf_counter()
-        rate = (step - self._step_last) / max(now - self._t_last, 1e-9)
-        self._t_last, self._step_last = now, step
+        elapsed = max(now - self._t_last, 1e-9)
+        rate = (step - self._step_last) / elapsed
+        samples, tokens = self._samples * self.world_size / elapsed, self._tokens * self.world_size / elapsed
+        self._t_last, self._step_last, self._samples, self._tokens = now, step, 0, 0
         eta = (trainer.max_steps - step) / max(rate, 1e-9)
         lr = trainer.optimizers[0].param_groups[0]["lr"]
         log.info(
-            "step %d/%d  loss %.4f  lr %.2e  %.2f steps/s  %.0f samples/s  ETA %s",
-            step, trainer.max_steps, loss, lr, rate, rate * self.batch_size, format_duration(eta),
+            "step %d/%d  loss %.4f  lr %.2e  %.2f steps/s  %.0f samples/s%s  ETA %s",
+            step, trainer.max_steps, loss, lr, rate, samples, f"  {tokens:.0f} tokens/s" if tokens else "", format_duration(eta),
         )
 
 

@@ -82,6 +82,7 @@ def train_loop(config: dict[str, Any]) -> None:
         "world_size": world,
         "num_workers": cfg.data.num_workers,
         "batch_size": cfg.data.batch_size,
+        "max_tokens": cfg.data.max_tokens,
         "seed": cfg.seed,
     }
     ckpt_path: Optional[Path] = None
@@ -93,6 +94,9 @@ def train_loop(config: dict[str, Any]) -> None:
             local.write_bytes((Path(d) / RayTrainReport.CHECKPOINT_NAME).read_bytes())
         ckpt_path = local
         saved = checkpoint_data_state(local)
+        if saved.get("max_tokens", layout["max_tokens"]) != layout["max_tokens"]:
+            raise ValueError(f"the checkpoint's data position counts batches of data.max_tokens={saved.get('max_tokens')}; "
+                             f"resume with the same value (not {layout['max_tokens']})")
         if rank == 0:
             log.info("resuming from %s at step %d (data epoch %s, offset %s)", checkpoint.path, saved["step"],
                      saved.get("epoch"), saved.get("offset"))
@@ -121,15 +125,17 @@ def train_loop(config: dict[str, Any]) -> None:
             start=start,
             strict=cfg.data.strict,
             verify=cfg.data.verify_shards,
+            max_tokens=cfg.data.max_tokens,
+            sort_window=cfg.data.sort_window,
         )
-        stream = loader.dataset
-        cursor = Cursor(start, saved["step"], cfg.data.batch_size * world, stream.epoch_len)
+        stream = loader.dataset.stream
+        cursor = Cursor(start, saved["step"], stream.plan)
         shuffle = mean_displacement(stream.counts, cfg.seed, start.epoch, cfg.data.shuffle_window)
         if rank == 0:
             log.info("epoch order: %d samples, windows of %d shards, mean displacement %.0f samples (%.0f%% of the epoch)",
                      stream.epoch_len, cfg.data.shuffle_window, shuffle, 100 * shuffle / max(1, stream.epoch_len))
     module = MaskedModelingModule(recipe, global_batch_size=cfg.data.batch_size * world, data_layout=layout, cursor=cursor)
-    progress = ProgressLog(cfg.trainer.log_every_n_steps, cfg.data.batch_size * world)
+    progress = ProgressLog(cfg.trainer.log_every_n_steps, world)
     scratch = Path(tempfile.mkdtemp(prefix=f"omnimask-ckpt-rank{rank}-"))
     callbacks: list[pl.Callback] = [
         progress,

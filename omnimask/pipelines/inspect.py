@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from omnimask.pipelines.formats import iter_shard
-from omnimask.pipelines.manifest import Manifest, file_sha256, read_quarantine
+from omnimask.pipelines.manifest import Manifest, file_sha256, load_sizes, read_quarantine
 
 
 @dataclass
@@ -61,4 +61,9 @@ def inspect_dataset(directory: str | Path, verify: bool = False) -> Inspection:
             continue
         if count != shard.num_samples:
             result.problems.append(f"{shard.path}: {count} samples, the manifest says {shard.num_samples}")
+    if manifest.sizes is not None:
+        try:
+            load_sizes(root, manifest)
+        except ValueError as e:
+            result.problems.append(str(e))
     return result

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
@@ -28,8 +28,8 @@ from omnimask.modalities.base import TokenLayout, Tokens
 from omnimask.models.recipe import Recipe
 from omnimask.pipelines.collate import collate_for
 from omnimask.pipelines.formats import Sample, ShardFile
-from omnimask.pipelines.manifest import Manifest, file_sha256
-from omnimask.pipelines.order import Position, advance, epoch_order, step_positions
+from omnimask.pipelines.manifest import Manifest, file_sha256, load_sizes
+from omnimask.pipelines.order import BudgetPlan, FixedPlan, Plan, Position, advance, epoch_order
 from omnimask.seeding import derive_seed
 
 log = logging.getLogger(__name__)
@@ -98,19 +98,26 @@ class SamplePipeline:
             return None
 
 
-def replace_failures(outputs: Iterator[Optional[dict[str, Any]]]) -> Iterator[dict[str, Any]]:
+def replace_failures(outputs: Iterator[Optional[dict[str, Any]]], max_failures: int = 1000) -> Iterator[dict[str, Any]]:
     """One output per input, whatever fails: a failed sample (None) is replaced by the next
     good one (the previous good one after it), marked ``replaced``. Deterministic given the
-    order, and it keeps every consumer's sample count, and so the batch count, unchanged."""
-    pending = 0
+    order, and it keeps every consumer's sample count, and so the batch count, unchanged.
+    ``max_failures`` failures in a row end the stream with an error (a dataset the recipe
+    cannot read at all must not spin forever)."""
+    pending = failed = 0
     last: Optional[dict[str, Any]] = None
     for out in outputs:
         if out is None:
+            failed += 1
+            if failed >= max_failures:
+                raise RuntimeError(f"{failed} samples in a row failed to load (the warnings above say why): "
+                                   "does the recipe fit this dataset?")
             if last is None:
                 pending += 1
             else:
                 yield {**last, "replaced": True}
             continue
+        failed = 0
         last = {**out, "replaced": False}
         yield last
         for _ in range(pending):
@@ -129,6 +136,10 @@ class ShardStream(IterableDataset):
 
     ``start`` is the position of the first step (from a checkpoint on resume);
     ``epochs`` limits the stream to that many epochs from ``start`` (tests).
+    With ``max_tokens`` the rank's batches hold as many samples as fit the token
+    budget (:class:`omnimask.pipelines.order.BudgetPlan`; the dataset's ``sizes.npy``
+    gives the lengths) instead of ``batch_size``. Iterating gives samples;
+    :meth:`iter_batches` gives them collated, one batch per step.
     """
 
     def __init__(
@@ -143,6 +154,8 @@ class ShardStream(IterableDataset):
         start: Position = Position(),
         epochs: Optional[int] = None,
         verify: bool = False,
+        max_tokens: Optional[int] = None,
+        sort_window: int = 1024,
     ):
         self.root = Path(path)
         self.manifest = Manifest.load(self.root)
@@ -162,21 +175,20 @@ class ShardStream(IterableDataset):
         self.rank, self.world_size, self.batch_size = rank, world_size, batch_size
         self.start, self.epochs = start, epochs
         self.verify = verify
+        self.plan: Plan = FixedPlan(self.epoch_len, batch_size, world_size)
+        if max_tokens is not None:
+            tokens = np.vectorize(pipeline.tokenizer.num_tokens, otypes=[np.int64])(load_sizes(self.root, self.manifest))
+            self.plan = BudgetPlan(self.counts, tokens, seed, window, world_size, max_tokens, sort_window)
         self._files: dict[int, ShardFile] = {}
 
-    @property
-    def step_size(self) -> int:
-        return self.world_size * self.batch_size
-
     def steps(self) -> Iterator[tuple[int, np.ndarray]]:
-        """``(epoch, offsets)`` of this rank's part of each step this worker serves."""
+        """``(epoch, offsets)`` of this rank's batch of each step this worker serves."""
         worker, workers = loader_worker()
         pos, t = self.start, 0
         while self.epochs is None or pos.epoch < self.start.epoch + self.epochs:
             if t % workers == worker:
-                offsets = step_positions(pos, self.step_size, self.epoch_len)
-                yield pos.epoch, offsets[self.rank * self.batch_size : (self.rank + 1) * self.batch_size]
-            pos, t = advance(pos, 1, self.step_size, self.epoch_len), t + 1
+                yield pos.epoch, self.plan.rank_batch(pos, self.rank)
+            pos, t = advance(pos, 1, self.plan.step_size, self.plan.epoch_len), t + 1
 
     def shard(self, i: int) -> ShardFile:
         """Shard ``i``, opened (and with ``verify``, hash-checked) the first time this process reads it."""
@@ -202,6 +214,23 @@ class ShardStream(IterableDataset):
         outputs = (self.pipeline.try_call(key, members, epoch, shard) for epoch, shard, (key, members) in self.raw_samples())
         yield from replace_failures(outputs)
 
+    def iter_batches(self, collate_fn: Callable[[list[dict[str, Any]]], dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        """This worker's batches, collated: one per step it serves (sizes vary with a token budget)."""
+        sizes = (len(offsets) for _, offsets in self.steps())  # the same walk as the samples'
+        samples = iter(self)
+        for size in sizes:
+            yield collate_fn([next(samples) for _ in range(size)])
+
+
+class BatchStream(IterableDataset):
+    """A :class:`ShardStream`'s collated batches, for a DataLoader that does not batch (``batch_size=None``)."""
+
+    def __init__(self, stream: ShardStream, collate_fn: Callable[[list[dict[str, Any]]], dict[str, Any]]):
+        self.stream, self.collate_fn = stream, collate_fn
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return self.stream.iter_batches(self.collate_fn)
+
 
 def build_loader(
     recipe: Recipe,
@@ -218,19 +247,21 @@ def build_loader(
     epochs: Optional[int] = None,
     strict: bool = False,
     verify: bool = False,
+    max_tokens: Optional[int] = None,
+    sort_window: int = 1024,
 ) -> DataLoader:
-    """A DataLoader of :func:`omnimask.pipelines.collate.collate` batches over the shard directory ``path``, starting at ``start``."""
+    """A DataLoader of :func:`omnimask.pipelines.collate.collate` batches over the shard directory ``path``,
+    starting at ``start``; batches are collated in the loader workers (``loader.dataset.stream`` is the
+    :class:`ShardStream`)."""
     stream = ShardStream(
         path, SamplePipeline(recipe, seed, strict), seed, window, rank, world_size, batch_size,
-        start=start, epochs=epochs, verify=verify,
+        start=start, epochs=epochs, verify=verify, max_tokens=max_tokens, sort_window=sort_window,
     )
     return DataLoader(
-        stream,
-        batch_size=batch_size,
+        BatchStream(stream, collate_for(recipe.tokenizer)),
+        batch_size=None,
         num_workers=num_workers,
-        collate_fn=collate_for(recipe.tokenizer),
         persistent_workers=num_workers > 0,
         prefetch_factor=prefetch_factor if num_workers > 0 else None,
         pin_memory=pin_memory,
-        drop_last=True,
     )

@@ -15,13 +15,16 @@ import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Optional
+
+import numpy as np
 
 from omnimask import __version__
 
 MANIFEST = "manifest.json"
 QUARANTINE = "quarantine.jsonl"
 DUPLICATES = "duplicates.jsonl"
+SIZES = "sizes.npy"
 """Samples whose content equals an earlier one (protein sequences), one {"source", "same_as"} per line."""
 Format = Literal["webdataset", "parquet"]
 
@@ -45,6 +48,9 @@ class Manifest:
     preprocess: dict[str, Any] = field(default_factory=dict)
     classes: list[str] = field(default_factory=list)
     """Sorted class labels (sub-folder names); a sample's ``label_index`` points here."""
+    sizes: Optional[dict[str, str]] = None
+    """``{"path": "sizes.npy", "sha256": ...}`` when every sample has a size (residues, nodes): int64
+    sizes in shard order then sample order, for token-budget batching."""
     omnimask_version: str = __version__
     created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
@@ -77,6 +83,21 @@ class Manifest:
         manifest = cls(**{k: v for k, v in data.items() if k in known})
         manifest.validate()
         return manifest
+
+
+def load_sizes(directory: str | Path, manifest: Manifest) -> np.ndarray:
+    """The samples' sizes ``[num_samples]`` (int64, shard order), checked against the manifest."""
+    if manifest.sizes is None:
+        raise ValueError(f"{directory} has no sample sizes (token-budget batching needs a protein or graph dataset "
+                         "preprocessed by omnimask >= 0.2)")
+    path = Path(directory) / manifest.sizes["path"]
+    digest = file_sha256(path) if path.is_file() else "missing"
+    if digest != manifest.sizes["sha256"]:
+        raise ValueError(f"{path} is {digest if digest == 'missing' else 'modified'}: its sha256 does not match the manifest")
+    sizes = np.load(path, allow_pickle=False)
+    if sizes.shape != (manifest.num_samples,):
+        raise ValueError(f"{path} holds {sizes.shape} sizes for {manifest.num_samples} samples")
+    return sizes
 
 
 def read_quarantine(directory: str | Path) -> list[dict[str, Any]]:

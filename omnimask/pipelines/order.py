@@ -14,11 +14,20 @@ rank gets the same number of batches whatever the shard sizes. A position
 ``(epoch, offset)`` at a step boundary is all a checkpoint needs: any number of
 ranks and workers can continue from it, with no sample lost or repeated apart
 from that padding.
+
+With a token budget (:class:`BudgetPlan`, for variable-length samples) the
+epoch's order is cut into batches of different sizes instead: each run of
+``sort_window`` positions is sorted by sample length, cut greedily into batches
+whose padded size (samples x longest) stays within the budget, and those
+batches are shuffled. A step is then ``world_size`` consecutive batches, and
+``offset`` counts batches. The batches do not depend on the number of ranks,
+so a resume with another layout continues exactly too.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable, Union
 
 import numpy as np
 
@@ -50,17 +59,89 @@ class Position:
     offset: int = 0
 
 
-def advance(pos: Position, steps: int, step_size: int, epoch_len: int) -> Position:
-    """The position ``steps`` steps of ``step_size`` samples after ``pos``.
+def advance(pos: Position, steps: int, step_size: int, epoch_len: int | Callable[[int], int]) -> Position:
+    """The position ``steps`` steps of ``step_size`` positions after ``pos``; ``epoch_len`` is the
+    number of positions of every epoch, or a function of the epoch (token-budget batches).
 
     A step that reaches the end of an epoch is padded and the next epoch starts at 0.
     """
-    left = -(-(epoch_len - pos.offset) // step_size)  # steps to the end of this epoch
-    if steps < left:
-        return Position(pos.epoch, pos.offset + steps * step_size)
-    steps -= left
-    per_epoch = -(-epoch_len // step_size)
-    return Position(pos.epoch + 1 + steps // per_epoch, (steps % per_epoch) * step_size)
+    length = epoch_len if callable(epoch_len) else (lambda epoch: epoch_len)
+    while True:
+        left = -(-(length(pos.epoch) - pos.offset) // step_size)  # steps to the end of this epoch
+        if steps < left:
+            return Position(pos.epoch, pos.offset + steps * step_size)
+        steps -= left
+        if not callable(epoch_len):  # every epoch alike: skip whole epochs at once
+            per_epoch = -(-epoch_len // step_size)
+            return Position(pos.epoch + 1 + steps // per_epoch, (steps % per_epoch) * step_size)
+        pos = Position(pos.epoch + 1, 0)
+
+
+class FixedPlan:
+    """Steps of ``world_size x batch_size`` samples; rank ``r`` takes the ``r``-th block of each."""
+
+    def __init__(self, epoch_samples: int, batch_size: int, world_size: int):
+        self.epoch_samples, self.batch_size, self.world_size = epoch_samples, batch_size, world_size
+        self.step_size = batch_size * world_size
+
+    def epoch_len(self, epoch: int) -> int:
+        return self.epoch_samples
+
+    def rank_batch(self, pos: Position, rank: int) -> np.ndarray:
+        """Offsets into the epoch's order of rank ``rank``'s batch of the step at ``pos``."""
+        return step_positions(pos, self.step_size, self.epoch_samples)[rank * self.batch_size : (rank + 1) * self.batch_size]
+
+
+def budget_batches(tokens: np.ndarray, max_tokens: int, sort_window: int, seed: int, epoch: int) -> list[np.ndarray]:
+    """Batches (arrays of offsets into the epoch's order) for samples of ``tokens [M]`` tokens, in
+    order: each run of ``sort_window`` positions sorted by length, cut greedily into batches with
+    ``len(batch) * longest <= max_tokens`` (a longer sample alone), the run's batches shuffled."""
+    batches: list[np.ndarray] = []
+    for run, start in enumerate(range(0, len(tokens), sort_window)):
+        idx = start + np.argsort(tokens[start : start + sort_window], kind="stable")
+        lengths = tokens[idx]
+        cut, run_batches = 0, []
+        while cut < len(idx):
+            # ascending lengths: the padded size of idx[cut:cut + k] is k * lengths[cut + k - 1], rising in k
+            padded = np.arange(1, len(idx) - cut + 1) * lengths[cut:]
+            k = max(1, int(np.searchsorted(padded, max_tokens, side="right")))
+            run_batches.append(idx[cut : cut + k])
+            cut += k
+        order = rng(seed, epoch, run, "budget_batches").permutation(len(run_batches))
+        batches += [run_batches[i] for i in order]
+    return batches
+
+
+class BudgetPlan:
+    """Token-budget batches (see the module docstring); rank ``r`` takes batch ``offset + r`` of a step."""
+
+    def __init__(self, counts: list[int], tokens: np.ndarray, seed: int, window: int, world_size: int,
+                 max_tokens: int, sort_window: int):
+        self.counts, self.tokens, self.seed, self.window = counts, tokens, seed, window
+        self.world_size = self.step_size = world_size
+        self.max_tokens, self.sort_window = max_tokens, sort_window
+        self.first = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+        self._cache: dict[int, list[np.ndarray]] = {}
+
+    def batches(self, epoch: int) -> list[np.ndarray]:
+        """The batches of ``epoch`` (the two epochs computed last are kept)."""
+        if epoch not in self._cache:
+            order = epoch_order(self.counts, self.seed, epoch, self.window)
+            tokens = self.tokens[self.first[order[:, 0]] + order[:, 1]]
+            self._cache[epoch] = budget_batches(tokens, self.max_tokens, self.sort_window, self.seed, epoch)
+            while len(self._cache) > 2:
+                del self._cache[next(iter(self._cache))]
+        return self._cache[epoch]
+
+    def epoch_len(self, epoch: int) -> int:
+        return len(self.batches(epoch))
+
+    def rank_batch(self, pos: Position, rank: int) -> np.ndarray:
+        batches = self.batches(pos.epoch)
+        return batches[(pos.offset + rank) % len(batches)]
+
+
+Plan = Union[FixedPlan, BudgetPlan]
 
 
 @dataclass(frozen=True)
@@ -69,11 +150,10 @@ class Cursor:
 
     start: Position
     start_step: int
-    step_size: int
-    epoch_len: int
+    plan: Plan
 
     def at(self, step: int) -> Position:
-        return advance(self.start, step - self.start_step, self.step_size, self.epoch_len)
+        return advance(self.start, step - self.start_step, self.plan.step_size, self.plan.epoch_len)
 
 
 def step_positions(pos: Position, step_size: int, epoch_len: int) -> np.ndarray:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
 import logging
 import os
@@ -28,12 +29,14 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
+import numpy as np
+
 from omnimask import registry
 from omnimask.config import from_dict
 from omnimask.modalities.base import Modality
 from omnimask.orchestration.ray_env import ray_session
 from omnimask.pipelines.formats import SHARD_SUFFIX
-from omnimask.pipelines.manifest import DUPLICATES, MANIFEST, QUARANTINE, Manifest, ShardInfo, write_atomic
+from omnimask.pipelines.manifest import DUPLICATES, MANIFEST, QUARANTINE, SIZES, Manifest, ShardInfo, file_sha256, write_atomic
 from omnimask.pipelines.sources import InputFile, list_inputs
 from omnimask.pipelines.units import UNIT_PREFIX, UnitTask, finished_units
 
@@ -89,7 +92,8 @@ def preprocess(
     busy = sum(r["task"]["end"] - r["task"]["start"] for r in new_reports)
 
     quarantine = [q for r in reports for q in r["quarantine"]]
-    shards = [ShardInfo(**s) for r in reports for s in r["shards"]]
+    shards = [ShardInfo(**{k: v for k, v in s.items() if k != "sizes"}) for r in reports for s in r["shards"]]
+    sizes = write_sizes(out, [s.get("sizes") for r in reports for s in r["shards"]])
     write_atomic(out / QUARANTINE, "".join(json.dumps(q) + "\n" for q in quarantine).encode())
     duplicates = find_duplicates(reports)
     if duplicates:
@@ -102,6 +106,7 @@ def preprocess(
         num_quarantined=len(quarantine),
         shards=shards,
         classes=classes,
+        sizes=sizes,
         preprocess={
             "input": str(input_path),
             "format": fmt,
@@ -129,6 +134,17 @@ def preprocess(
         sum(r["num_inputs"] for r in new_reports) / max(elapsed, 1e-9),
     )
     return manifest
+
+
+def write_sizes(out: Path, per_shard: list[Optional[list[int]]]) -> Optional[dict[str, str]]:
+    """``sizes.npy`` (every sample's size, shard order) when every sample has one; its manifest entry."""
+    if not per_shard or any(s is None for s in per_shard):
+        (out / SIZES).unlink(missing_ok=True)
+        return None
+    buf = io.BytesIO()
+    np.save(buf, np.array([v for s in per_shard for v in s], dtype=np.int64))  # type: ignore[union-attr]
+    write_atomic(out / SIZES, buf.getvalue())
+    return {"path": SIZES, "sha256": file_sha256(out / SIZES)}
 
 
 def plan_units(inputs: list[InputFile], samples_per_shard: int, mod: Modality) -> list[dict[str, Any]]:
@@ -239,7 +255,7 @@ def _prepare_output(out: Path, overwrite: bool, input_path: Path, plan: str) -> 
 def _remove_outputs(out: Path) -> None:
     """Remove only what preprocess writes, never other files in the folder."""
     for path in out.iterdir():
-        if path.name in (MANIFEST, QUARANTINE, DUPLICATES, PLAN) or path.name.startswith(
-            ("shard-", UNIT_PREFIX, ".shard-", f".{MANIFEST}", f".{QUARANTINE}", f".{DUPLICATES}")
+        if path.name in (MANIFEST, QUARANTINE, DUPLICATES, SIZES, PLAN) or path.name.startswith(
+            ("shard-", UNIT_PREFIX, ".shard-", f".{MANIFEST}", f".{QUARANTINE}", f".{DUPLICATES}", f".{SIZES}")
         ):
             path.unlink()

@@ -48,14 +48,16 @@ class ShardRoller:
         self._writer: Optional[ShardWriter] = None
         self._path: Optional[Path] = None
         self._count = 0
+        self._sizes: list[Optional[int]] = []
 
-    def add(self, key: str, members: dict[str, bytes]) -> None:
+    def add(self, key: str, members: dict[str, bytes], size: Optional[int] = None) -> None:
         if self._writer is None:
             part = len(self.shards)
             name = f"shard-{self.unit:06d}" + (f"-{part:04d}" if part else "") + SHARD_SUFFIX[self.fmt]
             self._path = self.out_dir / name
             self._writer = open_writer(self.fmt, self._path)
         self._writer.add(key, members)
+        self._sizes.append(size)
         self._count += 1
         if self._count == self.limit:
             self._finish()
@@ -65,8 +67,11 @@ class ShardRoller:
             return
         self._writer.close()  # renames the temporary file into place
         path = self._path
-        self.shards.append({"path": path.name, "num_samples": self._count, "bytes": os.path.getsize(path), "sha256": file_sha256(path)})
-        self._writer, self._path, self._count = None, None, 0
+        self.shards.append({
+            "path": path.name, "num_samples": self._count, "bytes": os.path.getsize(path), "sha256": file_sha256(path),
+            "sizes": None if None in self._sizes else self._sizes,
+        })
+        self._writer, self._path, self._count, self._sizes = None, None, 0, []
 
     def close(self) -> list[dict[str, Any]]:
         self._finish()
@@ -101,7 +106,7 @@ def write_unit(
                     quarantine.append({"source": source, "reason": str(result)})
                     continue
                 key = f"{position:09d}-{done - 1:08d}" if many else f"{position:09d}"
-                roller.add(key, _members(result, key, source, f.label, label_index))
+                roller.add(key, _members(result, key, source, f.label, label_index), result.size)
                 if result.digest is not None:
                     digests.append([source, result.digest])
         except QuarantineError as e:

@@ -46,7 +46,7 @@ def encode_graph(graph: Graph, opts: GraphIngestConfig) -> EncodedSample:
         "has_node_labels": graph.node_labels is not None,
         "y": None if graph.y is None else np.asarray(graph.y).reshape(-1).tolist(),
     }
-    return EncodedSample("npz", buf.getvalue(), meta)
+    return EncodedSample("npz", buf.getvalue(), meta, size=graph.num_nodes)
 
 
 def encode_graph_input(path: Path, opts: GraphIngestConfig) -> Iterator[tuple[str, EncodedSample | QuarantineError]]:

@@ -48,7 +48,7 @@ def encode_fasta(path: Path, opts: ProteinIngestConfig) -> Iterator[tuple[str, E
                     continue
                 meta = {"id": record.id, "description": record.description, "length": len(seq), "mapped_to_x": mapped,
                         "line": record.line}
-                yield name, EncodedSample("seq", seq.encode("ascii"), meta, digest=hashlib.sha1(seq.encode()).hexdigest())
+                yield name, EncodedSample("seq", seq.encode("ascii"), meta, digest=hashlib.sha1(seq.encode()).hexdigest(), size=len(seq))
     except UnicodeDecodeError as e:
         raise QuarantineError(f"not a text FASTA file: {e.reason} at byte {e.start}") from None
     except (OSError, EOFError) as e:  # a corrupt gzip stream

@@ -45,6 +45,9 @@ class ESMTokenizer(Tokenizer):
             )
         return torch.from_numpy(ids.astype("uint8"))[:, None]
 
+    def num_tokens(self, size: int) -> int:
+        return min(size + 2, self.cfg.max_tokens)
+
     def prepare(self, tokens: torch.Tensor) -> torch.Tensor:
         """Token ids as int64 ``[..., N, 1]`` (an embedding's input, not floats)."""
         return tokens.long()
