@@ -282,8 +282,10 @@ def main() -> None:
     ap.add_argument("--json", default=None, help="also write the figures to this JSON file")
     args = ap.parse_args()
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    from omnimask.orchestration.ray_env import ray_session
+
     results = []
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, ray_session():  # one Ray instance for every preprocessing job
         for modality in args.modality:
             results += bench(modality, args, Path(tmp))
     if args.json:
