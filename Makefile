@@ -9,9 +9,10 @@ STAMP  := $(VENV)/.omnimask-installed
 install: $(STAMP)
 
 # torch/torchvision/torchaudio are pinned in pyproject.toml; pip takes them from local wheels where present.
-$(STAMP): pyproject.toml
+# The example plugin package (examples/ringmask) is installed too: the test suite trains with it.
+$(STAMP): pyproject.toml examples/ringmask/pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]' -e examples/ringmask
 	@touch $(STAMP)
 
 demo: $(STAMP)

@@ -68,6 +68,8 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
+    """Where the shards are, how samples are batched, read and augmented."""
+
     path: Optional[str] = None
     """Shard directory written by ``omnimask preprocess`` (holds manifest.json)."""
     batch_size: int = 64
@@ -108,6 +110,8 @@ class DataConfig:
 
 @dataclass
 class OptimConfig:
+    """AdamW and its learning-rate schedule (linear warm-up, then half-cycle cosine to ``min_lr``)."""
+
     blr: float = 1.5e-4
     """Base learning rate; the actual lr is ``blr * global_batch / 256`` (MAE)."""
     lr: Optional[float] = None
@@ -131,6 +135,8 @@ class OptimConfig:
 
 @dataclass
 class TrainerConfig:
+    """How long to train, how often to log and checkpoint, precision and device."""
+
     max_steps: int = 1000
     log_every_n_steps: int = 10
     checkpoint_every_n_steps: int = 500
@@ -169,6 +175,8 @@ class ScalingConfig:
 
 @dataclass
 class RunConfig:
+    """Where a run writes (config, logs, metrics, previews) and keeps its checkpoints; failures to survive."""
+
     dir: str = "runs"
     """Parent directory of run directories (relative to the working directory): config, logs, previews."""
     name: Optional[str] = None

@@ -12,19 +12,43 @@ errors) and constructs the component::
             ratio: float = 0.75
         def __init__(self, cfg: Config, **context): ...
 
-A component name may also be a dotted path (``my_pkg.masks:RingMasker``), so a
-user's own class plugs in without being registered in omnimask.
+Three ways in, none of which needs an edit to omnimask:
+
+- the built-in components register themselves when :mod:`omnimask.modalities` and
+  :mod:`omnimask.models` are imported;
+- a package declares Python entry points in the groups of :data:`ENTRY_POINT_GROUPS`
+  (``omnimask.maskers``: ``ring = "my_pkg.masks:RingMasker"``); they are loaded, and
+  registered under the entry point's name, the first time a name is looked up;
+- a config names a class by dotted path (``my_pkg.masks:RingMasker``).
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable, TypeVar
+import importlib.metadata
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, TypeVar
 
 from omnimask.config import ComponentSpec, ConfigError, _suggest, from_dict
 
 KINDS = ("tokenizer", "masker", "target", "encoder", "head", "modality")
+ENTRY_POINT_GROUPS = {kind: f"omnimask.{kind}s" if kind != "modality" else "omnimask.modalities" for kind in KINDS}
 _REGISTRY: dict[str, dict[str, type]] = {kind: {} for kind in KINDS}
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a registered component comes from: ``builtin``, or the entry point's distribution."""
+
+    source: str
+    """``omnimask`` for built-ins, else ``<distribution> <version> (entry point <group>)``."""
+    error: Optional[str] = None
+    """Why an entry point could not be loaded (its name then fails on lookup with this reason)."""
+
+
+_ORIGINS: dict[str, dict[str, Origin]] = {kind: {} for kind in KINDS}
+_BROKEN: dict[str, dict[str, Origin]] = {kind: {} for kind in KINDS}
+_loaded = False
 
 T = TypeVar("T", bound=type)
 
@@ -39,6 +63,7 @@ def register(kind: str, name: str) -> Callable[[T], T]:
         if existing is not None and existing is not cls:
             raise ValueError(f"{kind} {name!r} is already registered by {existing.__module__}.{existing.__qualname__}")
         _REGISTRY[kind][name] = cls
+        _ORIGINS[kind].setdefault(name, Origin("omnimask" if cls.__module__.startswith("omnimask.") else cls.__module__))
         cls.registry_name = name
         return cls
 
@@ -47,7 +72,7 @@ def register(kind: str, name: str) -> Callable[[T], T]:
 
 def lookup(kind: str, name: str, path: str = "") -> type:
     """The class registered as ``name`` (or found at dotted path ``module:Class``)."""
-    _load_builtins()
+    load_all()
     if ":" in name:
         module, _, attr = name.partition(":")
         try:
@@ -56,8 +81,23 @@ def lookup(kind: str, name: str, path: str = "") -> type:
             raise ConfigError(path, f"cannot import {kind} {name!r}: {e}") from None
     table = _REGISTRY[kind]
     if name not in table:
+        broken = _BROKEN[kind].get(name)
+        if broken is not None:
+            raise ConfigError(path, f"{kind} {name!r} from {broken.source} failed to load: {broken.error}")
         raise ConfigError(path, f"unknown {kind} {name!r}{_suggest(name, table)}; available: {sorted(table)}")
     return table[name]
+
+
+def available(kind: str) -> dict[str, tuple[type, Origin]]:
+    """Every registered ``kind`` by name: its class and origin (entry points included)."""
+    load_all()
+    return {name: (cls, _ORIGINS[kind][name]) for name, cls in sorted(_REGISTRY[kind].items())}
+
+
+def broken(kind: str) -> dict[str, Origin]:
+    """Entry points of ``kind`` that failed to load, with the reason."""
+    load_all()
+    return dict(_BROKEN[kind])
 
 
 def check(kind: str, spec: ComponentSpec, path: str = "") -> tuple[type, Any]:
@@ -77,7 +117,29 @@ def build(kind: str, spec: ComponentSpec, path: str = "", **context: Any) -> Any
     return cls(**context) if cfg is None else cls(cfg, **context)
 
 
-def _load_builtins() -> None:
-    """Import the built-in components so that their decorators run."""
+def load_all() -> None:
+    """Import the built-in components (their decorators register them), then the entry points."""
+    global _loaded
+    if _loaded:
+        return
     import omnimask.modalities  # noqa: F401
     import omnimask.models  # noqa: F401
+
+    _loaded = True
+    for kind, group in ENTRY_POINT_GROUPS.items():
+        for ep in importlib.metadata.entry_points(group=group):
+            dist = f"{ep.dist.name} {ep.dist.version}" if ep.dist is not None else "an unknown distribution"
+            origin = Origin(f"{dist} (entry point {group})")
+            try:
+                cls = ep.load()
+            except Exception as e:  # a broken plugin must not take the others down: it fails when it is used
+                _BROKEN[kind][ep.name] = Origin(origin.source, f"{type(e).__name__}: {e}")
+                continue
+            existing = _REGISTRY[kind].get(ep.name)
+            if existing is not None and existing is not cls:
+                _BROKEN[kind][ep.name] = Origin(origin.source, f"the name is taken by {_ORIGINS[kind][ep.name].source}'s "
+                                                               f"{existing.__module__}:{existing.__qualname__}")
+                continue
+            _REGISTRY[kind][ep.name] = cls
+            _ORIGINS[kind][ep.name] = origin
+            cls.registry_name = ep.name

@@ -126,3 +126,16 @@ def test_ray_job_submit_cli_with_working_dir(head, shards, tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "trained 4 steps" in proc.stdout and "succeeded" in proc.stdout.lower()
     assert (tmp_path / "raycli" / "checkpoint-step0000004" / "checkpoint.ckpt").is_file()
+
+
+def test_ray_job_submit_trains_with_the_example_plugin(head, shards, tmp_path):
+    """The plugin's components resolve on the cluster through their entry points: nothing is uploaded."""
+    recipe = Path(__file__).resolve().parent.parent / "examples" / "ringmask" / "ring_sobel_tiny.yaml"
+    env = dict(os.environ, RAY_AUTH_MODE="disabled", PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
+    cmd = [str(BIN / "ray"), "job", "submit", "--address", head, "--", "omnimask", "pretrain", str(recipe),
+           *overrides(shards, tmp_path), "--name", "plugin"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "trained 4 steps" in proc.stdout and "succeeded" in proc.stdout.lower()
+    config = (tmp_path / "plugin" / "config.yaml").read_text()
+    assert "name: ring" in config and "name: sobel" in config

@@ -15,6 +15,7 @@ from torch import nn
 
 from omnimask import registry
 from omnimask.config import ConfigError, RecipeConfig, from_dict
+from omnimask.contracts import check_prediction
 from omnimask.modalities.base import Masker, Modality, Target, TokenLayout, Tokenizer
 from omnimask.models.base import Encoder, Head, MaskIndex
 
@@ -39,7 +40,9 @@ class MaskedModel(nn.Module):
 
     def loss(self, batch: dict[str, Any]) -> torch.Tensor:
         pred = self(batch["tokens"], MaskIndex.from_batch(batch))
-        return self.head.loss(pred, self.target.finalize(batch["target"]))
+        target = self.target.finalize(batch["target"])
+        check_prediction(self.head, self.target, pred, target)
+        return self.head.loss(pred, target)
 
 
 def check_predicted_count(masker: Masker, decoder_masker: Masker, layout: TokenLayout, draws: int = 16) -> None:

@@ -113,6 +113,27 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plugins(args: argparse.Namespace) -> int:
+    from omnimask.plugins import components, describe
+
+    items = components(args.kind)
+    print(describe([c for c in items if args.name is None or c.name == args.name], verbose=not args.brief))
+    return 1 if any(c.error for c in items) else 0
+
+
+def cmd_options(args: argparse.Namespace) -> int:
+    from omnimask.plugins import config_sections
+
+    print(config_sections(args.section))
+    return 0
+
+
+def cmd_check_plugin(args: argparse.Namespace) -> int:
+    from omnimask.orchestration import check_plugin
+
+    return check_plugin.run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="omnimask", description="Masked-modeling pretraining across modalities, on Ray.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -161,6 +182,24 @@ def build_parser() -> argparse.ArgumentParser:
     sb.add_argument("--no-wait", action="store_true", help="return right after submitting")
     sb.add_argument("--timeout", type=float, default=None, help="stop the job after this many seconds")
     sb.set_defaults(func=cmd_submit)
+
+    pl = sub.add_parser("plugins", help="list tokenizers, maskers, targets, encoders, heads and modalities: origin and parameters")
+    pl.add_argument("--kind", choices=["tokenizer", "masker", "target", "encoder", "head", "modality"], default=None)
+    pl.add_argument("--name", default=None, help="only components of this name")
+    pl.add_argument("--brief", action="store_true", help="one line per component, without parameters")
+    pl.set_defaults(func=cmd_plugins)
+
+    op = sub.add_parser("options", help="every key a recipe can set: type, default and help, by section")
+    op.add_argument("section", nargs="?", default=None, choices=["recipe", "model", "data", "optim", "trainer", "scaling", "run"])
+    op.set_defaults(func=cmd_options)
+
+    cp = sub.add_parser("check-plugin", help="run a component against its contract on generated input, in a recipe")
+    cp.add_argument("name", help="registered name (or module:Class with --kind)")
+    cp.add_argument("--kind", choices=["tokenizer", "masker", "target", "encoder", "head"], default=None)
+    cp.add_argument("--recipe", default="mae_image_tiny", help="recipe whose slot the component takes (its modality gives the input)")
+    cp.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE", help="a parameter of the component")
+    cp.add_argument("--samples", type=int, default=6, help="generated samples to run")
+    cp.set_defaults(func=cmd_check_plugin)
 
     dm = sub.add_parser("demo", help="offline end-to-end demo per modality: generated inputs -> shards -> tiny recipe -> reconstructions")
     dm.add_argument("--workdir", default="demo_out", help="where the demo writes its data and runs")

@@ -36,11 +36,15 @@ log = logging.getLogger("omnimask.train")
 
 
 class RunExistsError(FileExistsError):
+    """A run of that name exists and neither ``--resume`` nor a new name was given."""
+
     pass
 
 
 @dataclass
 class RunResult:
+    """What a finished run reports: its directory, steps, time, first and last loss, and ``summary.json``."""
+
     run_dir: Path
     steps: int
     first_loss: Optional[float]

@@ -139,7 +139,7 @@ def train_loop(config: dict[str, Any]) -> None:
     scratch = Path(tempfile.mkdtemp(prefix=f"omnimask-ckpt-rank{rank}-"))
     callbacks: list[pl.Callback] = [
         progress,
-        RayTrainReport(cfg.trainer.log_every_n_steps, cfg.trainer.checkpoint_every_n_steps, scratch),
+        RayTrainReport(cfg.trainer.checkpoint_every_n_steps, scratch),
         ReconstructionPreview(run_dir / "reconstruction.png", cfg.trainer.preview_samples),
     ]
     if cfg.data.trace:

@@ -34,6 +34,8 @@ class UnsafeShardError(ValueError):
 
 
 class ShardWriter(Protocol):
+    """Writes one shard (tar or Parquet) through a temporary file that ``close`` renames into place."""
+
     def add(self, key: str, members: dict[str, bytes]) -> None: ...
     def close(self) -> None: ...
 

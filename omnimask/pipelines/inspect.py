@@ -11,6 +11,8 @@ from omnimask.pipelines.manifest import Manifest, file_sha256, load_sizes, read_
 
 @dataclass
 class Inspection:
+    """What ``omnimask inspect`` found: the manifest, whether it re-hashed the shards, and the problems."""
+
     manifest: Manifest
     problems: list[str] = field(default_factory=list)
     verified: bool = False

@@ -24,7 +24,8 @@ from typing import Any, Callable, Iterator, Optional
 import numpy as np
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from omnimask.modalities.base import TokenLayout, Tokens
+from omnimask.contracts import ContractError, check_corrupt, check_mask, check_target, check_tokens
+from omnimask.modalities.base import TokenLayout
 from omnimask.models.recipe import Recipe
 from omnimask.pipelines.collate import collate_for
 from omnimask.pipelines.formats import Sample, ShardFile
@@ -65,11 +66,10 @@ class SamplePipeline:
     def __call__(self, key: str, members: dict[str, bytes], epoch: int) -> dict[str, Any]:
         seed = lambda purpose: derive_seed(self.seed, epoch, key, purpose)  # noqa: E731
         sample = self.decode(members, seed("decode"))
-        out = self.tokenizer(sample)
-        t = out if isinstance(out, Tokens) else Tokens(out)
+        t = check_tokens(self.tokenizer, self.tokenizer(sample))
         tokens, coords = t.values, t.coords
         layout = TokenLayout((tokens.shape[0],), self.layout.token_dim) if self.tokenizer.variable_length else self.layout
-        mask = self.masker(layout, seed("mask"), coords)
+        mask = check_mask(self.masker, self.masker(layout, seed("mask"), coords), layout)
         result = {"key": key, "tokens": tokens, "mask": mask}
         if coords is not None:
             result["coords"] = coords
@@ -79,18 +79,22 @@ class SamplePipeline:
                 result["edge_hidden"] = self.edge_masker.hide_edges(t.edges, tokens.shape[0], seed("edge_mask"))
         predicted = mask
         if self.decoder_masker is not None:
-            result["queries"] = queries = ~self.decoder_masker(layout, seed("decoder_mask"), coords)
+            hidden = self.decoder_masker(layout, seed("decoder_mask"), coords)
+            result["queries"] = queries = ~check_mask(self.decoder_masker, hidden, layout, "decoder masker")
             predicted = mask & queries
-        result["target"] = self.target(tokens, predicted)
+        result["target"] = check_target(self.target, self.target(tokens, predicted), predicted)
         if self.masker.shows_hidden:
-            result["tokens"], result["mask_token"] = self.masker.corrupt(tokens, mask, seed("corrupt"))
+            result["tokens"], result["mask_token"] = check_corrupt(self.masker, tokens, self.masker.corrupt(tokens, mask, seed("corrupt")))
         return result
 
     def try_call(self, key: str, members: dict[str, bytes], epoch: int, shard: str) -> Optional[dict[str, Any]]:
         """Like calling the pipeline, but a sample that fails is logged (shard, key, reason) and gives
-        None, for the caller to replace; with ``strict`` it raises instead."""
+        None, for the caller to replace; with ``strict`` it raises instead. A component that breaks its
+        contract (:mod:`omnimask.contracts`) always raises."""
         try:
             return self(key, members, epoch)
+        except ContractError:
+            raise  # a broken component fails for every sample: replacing them would hide it
         except Exception as e:
             if self.strict:
                 raise RuntimeError(f"sample {key} in shard {shard} failed to load (data.strict): {type(e).__name__}: {e}") from e

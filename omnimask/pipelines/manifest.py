@@ -31,6 +31,8 @@ Format = Literal["webdataset", "parquet"]
 
 @dataclass
 class ShardInfo:
+    """One shard file: its path (relative to the manifest), sample count, size in bytes and sha256."""
+
     path: str
     num_samples: int
     bytes: int
@@ -39,6 +41,8 @@ class ShardInfo:
 
 @dataclass
 class Manifest:
+    """``manifest.json``: what a preprocessed dataset holds and how it was made (see the module docstring)."""
+
     modality: str
     format: Format
     num_inputs: int

@@ -44,7 +44,8 @@ log = logging.getLogger(__name__)
 
 
 class OutputExistsError(FileExistsError):
-    pass
+    """The output directory holds another dataset (or other files) and ``--overwrite`` was not given."""
+
 
 
 def preprocess(

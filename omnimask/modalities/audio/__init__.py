@@ -15,6 +15,8 @@ from omnimask.registry import register
 
 @register("modality", "audio")
 class AudioModality(Modality):
+    """Sound files (WAV, FLAC, OGG, MP3, M4A), resampled to 16 kHz FLAC: AudioMAE."""
+
     name = "audio"
     IngestConfig = AudioIngestConfig
     AugmentConfig = AudioAugmentConfig

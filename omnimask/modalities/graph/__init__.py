@@ -20,6 +20,8 @@ from omnimask.registry import register
 
 @register("modality", "graph")
 class GraphModality(Modality):
+    """Graphs (NPZ, node-link JSON, GraphML, GML, TU folders): GraphMAE."""
+
     name = "graph"
     IngestConfig = GraphIngestConfig
     AugmentConfig = GraphAugmentConfig

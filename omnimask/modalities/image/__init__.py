@@ -12,6 +12,8 @@ from omnimask.registry import register
 
 @register("modality", "image")
 class ImageModality(Modality):
+    """Photographs and other pictures (JPEG, PNG, WebP, ...): MAE and block masking."""
+
     name = "image"
     IngestConfig = ImageIngestConfig
     AugmentConfig = ImageAugmentConfig

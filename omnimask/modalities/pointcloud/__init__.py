@@ -15,6 +15,8 @@ from omnimask.registry import register
 
 @register("modality", "pointcloud")
 class PointCloudModality(Modality):
+    """Point clouds and meshes (PLY, NPY, XYZ, OFF, OBJ): Point-MAE."""
+
     name = "pointcloud"
     IngestConfig = PointCloudIngestConfig
     AugmentConfig = PointCloudAugmentConfig

@@ -18,6 +18,8 @@ from omnimask.registry import register
 
 @register("modality", "protein")
 class ProteinModality(Modality):
+    """Protein sequences (FASTA, plain or gzip): ESM-style masked language modelling."""
+
     name = "protein"
     IngestConfig = ProteinIngestConfig
     AugmentConfig = ProteinAugmentConfig

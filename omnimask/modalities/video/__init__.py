@@ -13,6 +13,8 @@ from omnimask.registry import register
 
 @register("modality", "video")
 class VideoModality(Modality):
+    """Video clips (MP4, WebM, MKV, AVI, MOV through PyAV): VideoMAE."""
+
     name = "video"
     IngestConfig = VideoIngestConfig
     AugmentConfig = VideoAugmentConfig

@@ -39,6 +39,8 @@ log = logging.getLogger("omnimask.demo")
 
 @dataclass(frozen=True)
 class Demo:
+    """One modality's demo: its input generator, how many inputs, the recipe, the shard size."""
+
     build: Callable[[Path, int], int]
     """Writes ``count`` good inputs (plus a few broken ones) into a folder; returns files written."""
     count: int

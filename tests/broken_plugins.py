@@ -1,0 +1,43 @@
+"""Deliberately broken components, named by dotted path in tests: each breaks one contract."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from omnimask.modalities.base import TokenLayout
+from omnimask.modalities.maskers import RandomMasker
+from omnimask.modalities.targets import PixelTarget
+
+
+class WrongCountMasker(RandomMasker):
+    """Says it hides ``num_masked`` tokens but hides one more on odd seeds."""
+
+    def __call__(self, layout: TokenLayout, seed: int, coords: Optional[torch.Tensor] = None) -> torch.Tensor:
+        mask = super().__call__(layout, seed, coords)
+        if seed % 2:
+            mask[(~mask).nonzero()[0]] = True
+        return mask
+
+
+class IntMaskMasker(RandomMasker):
+    """Returns 0/1 integers instead of booleans."""
+
+    def __call__(self, layout: TokenLayout, seed: int, coords: Optional[torch.Tensor] = None) -> torch.Tensor:
+        return super().__call__(layout, seed, coords).long()
+
+
+class WrongShapeTarget(PixelTarget):
+    """Returns every token's values, not only the hidden ones'."""
+
+    def __call__(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return tokens
+
+
+class WrongDimTarget(PixelTarget):
+    """Its ``dim`` disagrees with what ``finalize`` returns: the head predicts ``dim`` values."""
+
+    @property
+    def dim(self) -> int:
+        return self.tokenizer.layout.token_dim // 2

@@ -1,0 +1,88 @@
+"""Plugins: the example package found through its entry points, listed, checked and trained with;
+deliberately broken components stopped at the first sample with a message that names them."""
+
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import OMNIMASK, logged_losses, run_cli
+from omnimask.config import load_recipe
+from omnimask.contracts import ContractError
+from omnimask.models.recipe import Recipe
+from omnimask.pipelines.loader import build_loader
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE_RECIPE = ROOT / "examples" / "ringmask" / "ring_sobel_tiny.yaml"
+SMALL = ["model.tokenizer.image_size=32", "model.encoder.depth=1", "model.head.depth=1"]
+
+
+def test_plugins_lists_the_example_package_with_its_origin_and_parameters(tmp_path):
+    out = run_cli(["plugins"], tmp_path).stdout
+    assert "ring                 omnimask_ringmask.masks:RingMasker  [omnimask-ringmask 0.1.0 (entry point omnimask.maskers)]" in out
+    assert "sobel                omnimask_ringmask.targets:SobelTarget  [omnimask-ringmask 0.1.0 (entry point omnimask.targets)]" in out
+    assert "min_radius: float = 0.15  -- Smallest ring radius" in out
+    assert "random               omnimask.modalities.maskers:RandomMasker  [omnimask]" in out  # built-ins too
+    for kind in ("tokenizers:", "maskers:", "targets:", "encoders:", "heads:", "modalities:"):
+        assert kind in out
+
+
+def test_options_lists_every_recipe_key_with_its_help(tmp_path):
+    out = run_cli(["options"], tmp_path).stdout
+    assert "data.max_tokens: Optional[int] = None  -- Token budget per batch and rank" in out
+    assert "optim.blr: float = 0.00015  -- Base learning rate" in out and "model.decoder_masker: Optional[ComponentSpec]" in out
+    assert "  modality: str = required" in out
+    assert "trainer." not in run_cli(["options", "data"], tmp_path).stdout
+
+
+def test_check_plugin_runs_the_example_against_the_contract(tmp_path):
+    out = run_cli(["check-plugin", "ring", "-p", "ratio=0.5"], tmp_path).stdout
+    assert "hidden per sample [32, 32, 32, 32, 32, 32]" in out and "check-plugin OK" in out
+    assert "check-plugin OK" in run_cli(["check-plugin", "sobel"], tmp_path).stdout
+
+
+def test_example_plugin_trains_through_the_cli(image_dataset, tmp_path):
+    run_cli(["pretrain", str(EXAMPLE_RECIPE), f"data.path={image_dataset['shards']}", *SMALL, "data.batch_size=8",
+             "trainer.max_steps=8", "trainer.log_every_n_steps=2", "trainer.checkpoint_every_n_steps=8", "--name", "ring"], tmp_path)
+    run_dir = tmp_path / "runs" / "ring"
+    config = (run_dir / "config.yaml").read_text()
+    assert "name: ring" in config and "name: sobel" in config
+    assert (run_dir / "checkpoint-step0000008" / "checkpoint.ckpt").is_file()
+    assert all(math.isfinite(x) for x in logged_losses(run_dir)) and len(logged_losses(run_dir)) == 4
+
+
+def first_batch(image_dataset, *overrides):
+    recipe = Recipe.from_config(load_recipe("mae_image_tiny", [*SMALL, *overrides]))
+    batch = next(iter(build_loader(recipe, image_dataset["shards"], batch_size=4, num_workers=0, seed=0)))
+    return recipe, batch
+
+
+@pytest.mark.parametrize("masker,message", [
+    ("WrongCountMasker", r"masker 'WrongCountMasker' \(broken_plugins.WrongCountMasker\) hid 13 of 16 tokens; its num_masked says 12"),
+    ("IntMaskMasker", r"masker 'IntMaskMasker' \(broken_plugins.IntMaskMasker\) returned torch.int64 \[16\]; expected a bool tensor \[16\]"),
+])
+def test_a_broken_masker_stops_the_first_batch_with_a_message_naming_it(image_dataset, masker, message):
+    with pytest.raises(ContractError, match=message):
+        first_batch(image_dataset, f"model.masker={{name: 'broken_plugins:{masker}'}}")
+
+
+def test_a_broken_target_or_a_head_target_mismatch_is_named(image_dataset):
+    with pytest.raises(ContractError, match=r"target 'WrongShapeTarget' .* returned \[16, 192\]; expected \[12, \.\.\.\]: one row per predicted"):
+        first_batch(image_dataset, "model.target={name: 'broken_plugins:WrongShapeTarget'}")
+    recipe, batch = first_batch(image_dataset, "model.target={name: 'broken_plugins:WrongDimTarget'}")
+    with pytest.raises(ContractError, match=r"head 'mae_decoder' .* predicted \[4, 12, 96\] for target 'WrongDimTarget' .* \[4, 12, 192\]"):
+        recipe.build_model().loss(batch)
+    assert torch.isfinite(Recipe.from_config(load_recipe("mae_image_tiny", SMALL)).build_model().loss(first_batch(image_dataset)[1]))
+
+
+def test_check_plugin_reports_a_broken_masker(tmp_path):
+    env = dict(os.environ, RAY_AUTH_MODE="disabled", PYTHONPATH=str(Path(__file__).resolve().parent))
+    proc = subprocess.run([*OMNIMASK, "check-plugin", "broken_plugins:WrongCountMasker", "--kind", "masker"], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "check-plugin FAILED: masker 'WrongCountMasker' (broken_plugins.WrongCountMasker) hid 49 of 64 tokens" in proc.stdout
+    assert sys.executable  # the subprocess ran this interpreter (OMNIMASK)
