@@ -55,6 +55,15 @@ def test_example_plugin_trains_through_the_cli(image_dataset, tmp_path):
     assert all(math.isfinite(x) for x in logged_losses(run_dir)) and len(logged_losses(run_dir)) == 4
 
 
+def test_a_plugin_parameter_is_checked_like_any_other():
+    from omnimask.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"model\.masker\.min_radus: unknown key \(did you mean 'min_radius'\?\)"):
+        Recipe.from_config(load_recipe(EXAMPLE_RECIPE, ["model.masker.min_radus=0.2"]))
+    with pytest.raises(ConfigError, match=r"model\.masker\.ratio: expected float"):
+        Recipe.from_config(load_recipe(EXAMPLE_RECIPE, ["model.masker.ratio=most"]))
+
+
 def first_batch(image_dataset, *overrides):
     recipe = Recipe.from_config(load_recipe("mae_image_tiny", [*SMALL, *overrides]))
     batch = next(iter(build_loader(recipe, image_dataset["shards"], batch_size=4, num_workers=0, seed=0)))
