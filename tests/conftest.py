@@ -18,7 +18,7 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # no ~/.ray/auth_token from 
 OMNIMASK = [sys.executable, "-m", "omnimask.orchestration.cli"]
 
 
-def run_cli(args: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+def run_cli(args: list[str], cwd: Path, timeout: int = 540) -> subprocess.CompletedProcess:
     """``omnimask ARGS`` in a subprocess; fails the test, with its output, unless it exits 0."""
     env = dict(os.environ, RAY_AUTH_MODE="disabled", PYTHONUNBUFFERED="1")
     proc = subprocess.run([*OMNIMASK, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)

@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def run(script: str, *args: str) -> str:
     env = dict(os.environ, RAY_AUTH_MODE="disabled")
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args], env=env, capture_output=True,
-                          text=True, timeout=600)
+                          text=True, timeout=540)  # under pytest-timeout (600 s), so that the child is killed with the test
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     return proc.stdout
 
