@@ -65,3 +65,13 @@ def test_normalize_unit_sphere():
     out = normalize_unit_sphere(pts)
     assert torch.allclose(out.mean(1), torch.zeros(4, 3), atol=1e-5)
     assert torch.allclose(out.norm(dim=-1).amax(1), torch.ones(4))
+
+
+def test_one_cpu_cloud_takes_the_numpy_path_with_the_same_indices():
+    g = torch.Generator().manual_seed(3)
+    pts = torch.randn(3, 700, 3, generator=g)
+    batched = farthest_point_sample(pts, 48)  # the torch loop (B > 1)
+    one_by_one = torch.cat([farthest_point_sample(pts[i : i + 1], 48) for i in range(3)])  # numpy, one cloud each
+    assert torch.equal(batched, one_by_one)
+    start = torch.tensor([7, 7, 7])
+    assert torch.equal(farthest_point_sample(pts, 5, start)[:1], farthest_point_sample(pts[:1], 5, start[:1]))

@@ -4,13 +4,15 @@ grouping and the Chamfer distance.
 Point-MAE runs these as CUDA extensions (pointnet2_ops, knn_cuda, chamfer_dist) and
 pyg-lib/torch-cluster are not installable here, so they are written with tensor ops
 that work on any device: FPS loops over the ``K`` centres (64), never over points or
-samples; kNN and Chamfer are ``cdist`` + ``topk``/``min``.
+samples (one cloud on the CPU, the loader's case, takes the same loop in numpy: 0.67 ms
+instead of 1.41 ms for 64 of 1024 points); kNN and Chamfer are ``cdist`` + ``topk``/``min``.
 """
 
 from __future__ import annotations
 
 from typing import Optional
 
+import numpy as np
 import torch
 
 
@@ -30,6 +32,9 @@ def farthest_point_sample(points: torch.Tensor, k: int, start: Optional[torch.Te
     b, n, _ = points.shape
     if not 0 < k <= n:
         raise ValueError(f"cannot sample {k} of {n} points")
+    if b == 1 and points.device.type == "cpu":  # one cloud in a loader worker: numpy's per-op cost is ~2x lower
+        first = 0 if start is None else int(torch.as_tensor(start).reshape(-1)[0])
+        return torch.from_numpy(_fps_numpy(points[0].detach().numpy(), k, first))[None]
     idx = torch.empty(b, k, dtype=torch.long, device=points.device)
     idx[:, 0] = 0 if start is None else start
     dist = torch.full((b, n), float("inf"), dtype=points.dtype, device=points.device)
@@ -38,6 +43,18 @@ def farthest_point_sample(points: torch.Tensor, k: int, start: Optional[torch.Te
         last = points[rows, idx[:, i - 1]]  # [B, 3]
         dist = torch.minimum(dist, (points - last[:, None]).pow(2).sum(-1))
         idx[:, i] = dist.argmax(dim=1)
+    return idx
+
+
+def _fps_numpy(points: np.ndarray, k: int, first: int) -> np.ndarray:
+    """:func:`farthest_point_sample` of one cloud ``[N, 3]`` in numpy (the same indices): ``[k]`` int64."""
+    idx = np.empty(k, dtype=np.int64)
+    idx[0] = first
+    dist = np.full(len(points), np.inf, dtype=points.dtype)
+    for i in range(1, k):
+        diff = points - points[idx[i - 1]]
+        dist = np.minimum(dist, np.einsum("ij,ij->i", diff, diff))
+        idx[i] = dist.argmax()
     return idx
 
 
