@@ -145,6 +145,10 @@ class TrainerConfig:
     precision: Literal["auto", "32-true", "bf16-mixed", "16-mixed"] = "auto"
     """``auto``: bf16 autocast on a GPU, fp32 on the CPU."""
     accelerator: Literal["auto", "cpu", "gpu"] = "auto"
+    compile: bool = False
+    """Compile the model's loss with ``torch.compile`` (inductor): fuses the element-wise work around
+    the matrix products; costs a compilation (tens of seconds) at the start, and again for each new
+    batch shape. See docs/performance.md."""
     preview_samples: int = 8
     """Samples shown in the reconstruction grid written at the end of training."""
     fail_at_step: Optional[int] = None

@@ -125,3 +125,36 @@ def test_weight_decay_groups_follow_mae():
     assert "encoder.cls_token" in decayed and "head.mask_token" in decayed  # 3-D: decayed, as in MAE
     assert all(names[id(p)].endswith((".bias", ".weight")) for p in no_decay["params"])
     assert not any(n.endswith(".bias") for n in decayed)
+
+
+def test_a_block_computing_the_last_rows_only_equals_the_full_block():
+    from omnimask.models.layers import Block, rotary_tables
+
+    torch.manual_seed(0)
+    block = Block(32, 4)
+    x = torch.randn(3, 10, 32)
+    valid = torch.ones(3, 1, 1, 10, dtype=torch.bool)
+    valid[1, ..., 7:] = False
+    rotary = rotary_tables(10, 8)
+    full = block(x, valid, rotary)
+    part = block(x, valid, rotary, last=4)
+    assert part.shape == (3, 4, 32)
+    assert torch.allclose(part, full[:, -4:], atol=1e-6)
+    assert not torch.allclose(part, full[:, :4], atol=1e-3)
+
+
+def test_explicit_cpu_attention_in_bf16_matches_the_fused_kernel():
+    import torch.nn.functional as F
+
+    from omnimask.models.layers import attention
+
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 9, 16) for _ in range(3))
+    keys = torch.ones(2, 1, 1, 9, dtype=torch.bool)
+    keys[0, ..., 5:] = False
+    reference = F.scaled_dot_product_attention(q, k, v, attn_mask=keys)
+    assert torch.allclose(attention(q, k, v, keys), reference, atol=1e-6)  # fp32: the fused kernel itself
+    low = attention(q.bfloat16(), k.bfloat16(), v.bfloat16(), keys)  # bf16 on the CPU: the explicit product
+    assert low.dtype == torch.bfloat16
+    assert torch.allclose(low.float(), reference, atol=0.05)
+    assert (low.float() - reference).abs().max() > 0  # really computed in bf16

@@ -10,7 +10,7 @@ from torch import nn
 
 from omnimask.modalities.base import TokenLayout
 from omnimask.models.base import Head, MaskIndex
-from omnimask.models.layers import Block, gather_tokens, init_weights, position_grid, query_outputs, sincos_pos_embed
+from omnimask.models.layers import Block, decode_queries, gather_tokens, init_weights, position_grid, predicted_rows, sincos_pos_embed
 from omnimask.registry import register
 
 
@@ -57,9 +57,7 @@ class MAEDecoderHead(Head):
         visible = x[:, 1:] + gather_tokens(pos, index.ids_keep)
         queries = self.mask_token + gather_tokens(pos, index.ids_query)
         x = torch.cat([x[:, :1] + self.pos_embed[:, :1], visible, queries], dim=1)
-        for block in self.blocks:
-            x = block(x)
-        return self.pred(self.norm(query_outputs(x, n_query, index.pick)))
+        return self.pred(self.norm(predicted_rows(decode_queries(self.blocks, x, n_query), index.pick)))
 
     def loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return (pred.float() - target.float()).pow(2).mean(dim=-1).mean()

@@ -33,9 +33,11 @@ class MaskedModelingModule(pl.LightningModule):
         self.global_batch_size = global_batch_size
         self.replaced = 0
         """Samples of this rank replaced because they failed to decode (since this process started)."""
+        self.compute_loss = torch.compile(self.model.loss) if recipe.config.trainer.compile else self.model.loss
+        """``model.loss``, compiled with ``trainer.compile`` (the weights stay ``self.model``'s)."""
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        loss = self.model.loss(batch)
+        loss = self.compute_loss(batch)
         self.log("train/loss", loss, on_step=True, prog_bar=True, batch_size=batch["tokens"].shape[0])
         self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True, batch_size=1)
         self.replaced += batch.get("replaced", 0)
@@ -50,10 +52,21 @@ class MaskedModelingModule(pl.LightningModule):
             pos = self.cursor.at(self.trainer.global_step)
             checkpoint["omnimask_data"].update(epoch=pos.epoch, offset=pos.offset)
 
+    def fused_optimizer(self) -> bool:
+        """AdamW's fused kernel (one kernel for all parameters instead of a dozen per tensor: 8.2 -> 3.2 ms a
+        step for the tiny MAE on the CPU) where it applies: fp32 parameters on the CPU or a GPU, and no
+        fp16 gradient scaler (Lightning cannot clip gradients that the fused step unscales itself)."""
+        params = list(self.model.parameters())
+        return (
+            self.recipe.config.trainer.precision != "16-mixed"
+            and all(p.dtype == torch.float32 and p.device.type in ("cpu", "cuda") for p in params)
+        )
+
     def configure_optimizers(self) -> Any:
         optim = self.recipe.config.optim
         total = self.recipe.config.trainer.max_steps
-        opt = torch.optim.AdamW(param_groups(self.model, optim.weight_decay), lr=self.base_lr, betas=optim.betas)
+        opt = torch.optim.AdamW(param_groups(self.model, optim.weight_decay), lr=self.base_lr, betas=optim.betas,
+                                fused=self.fused_optimizer())
         scale = lambda step: warmup_cosine(step, 1.0, optim.warmup_steps, total, optim.min_lr / self.base_lr)  # noqa: E731
         sched = torch.optim.lr_scheduler.LambdaLR(opt, scale)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

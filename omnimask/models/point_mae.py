@@ -11,7 +11,7 @@ from torch import nn
 from omnimask.modalities.base import TokenLayout
 from omnimask.modalities.pointcloud.geometry import chamfer_distance
 from omnimask.models.base import Encoder, Head, MaskIndex
-from omnimask.models.layers import Block, gather_tokens, init_weights, query_outputs
+from omnimask.models.layers import Block, decode_queries, gather_tokens, init_weights, predicted_rows
 from omnimask.registry import register
 
 
@@ -103,9 +103,7 @@ class PointMAEDecoderHead(Head):
         b, n_query = index.ids_query.shape
         x = torch.cat([self.embed(latent), self.mask_token.expand(b, n_query, -1)], dim=1)
         pos = self.pos(torch.cat([gather_tokens(coords, index.ids_keep), gather_tokens(coords, index.ids_query)], dim=1))
-        for block in self.blocks:
-            x = block(x + pos)
-        return self.pred(self.norm(query_outputs(x, n_query, index.pick)))
+        return self.pred(self.norm(predicted_rows(decode_queries(self.blocks, x, n_query, pos), index.pick)))
 
     def loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return chamfer_distance(pred.reshape(-1, pred.shape[-1] // 3, 3), target.reshape(-1, target.shape[-1] // 3, 3)).mean()
