@@ -1,6 +1,6 @@
 """Image loader throughput: omnimask vs torchvision ImageFolder, same JPEGs, same workers.
 
-    python benchmarks/loader_image.py [--images 1024] [--workers 1 2] [--batches 30]
+    python -m benchmarks.loader_image [--images 1024] [--workers 1 2] [--batches 30]
 
 Builds ImageNet-sized JPEGs (short side ~375 px) from scikit-image's sample
 photos, preprocesses them into shards (passthrough, no resize), then times:
@@ -28,35 +28,17 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
 from torch.utils.data import DataLoader, IterableDataset
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from common import DecodeOnly, collate_samples, rate  # noqa: E402
+from benchmarks.common import DecodeOnly, collate_samples, rate  # noqa: E402
+from benchmarks.inputs import build_jpegs  # noqa: E402
 
 from omnimask.pipelines.formats import iter_shard  # noqa: E402
 from omnimask.pipelines.collate import collate  # noqa: E402
 from omnimask.pipelines.loader import SamplePipeline, loader_worker  # noqa: E402
 from omnimask.pipelines.manifest import Manifest  # noqa: E402
-
-
-def build_jpegs(root: Path, n: int, seed: int = 0) -> None:
-    from omnimask.orchestration.demo import load_photos
-
-    g = np.random.default_rng(seed)
-    photos = load_photos()
-    names = sorted(photos)
-    for i in range(n):
-        name = names[i % len(names)]
-        img = Image.fromarray(photos[name])
-        w, h = int(g.integers(400, 520)), int(g.integers(330, 400))
-        side = min(img.size)
-        left, top = int(g.integers(0, img.width - side + 1)), int(g.integers(0, img.height - side + 1))
-        img = img.resize((w, h), Image.BICUBIC, box=(left, top, left + side, top + side))
-        (root / name).mkdir(parents=True, exist_ok=True)
-        img.save(root / name / f"{i:05d}.jpg", quality=90)
 
 
 class SequentialStream(IterableDataset):
@@ -74,14 +56,8 @@ class SequentialStream(IterableDataset):
                     yield self.pipeline(key, members, 0)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--images", type=int, default=1024)
-    ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
-    ap.add_argument("--batches", type=int, default=30)
-    ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--json", default=None, help="also write the figures to this JSON file")
-    args = ap.parse_args()
+def measure(images: int = 1024, workers: tuple[int, ...] = (1, 2), batches: int = 30, batch_size: int = 64) -> list[dict]:
+    """The four loaders over the same ``images`` JPEGs, for each number of loader ``workers``."""
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
     import torchvision.transforms as T
@@ -94,7 +70,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         raw, shards = Path(tmp) / "raw", Path(tmp) / "shards"
-        build_jpegs(raw, args.images)
+        build_jpegs(raw, images)
         preprocess("image", raw, shards, samples_per_shard=128)
         recipe = Recipe.from_config(load_recipe("mae_image", [f"data.path={shards}"]))
         baseline_tf = T.Compose([
@@ -104,34 +80,46 @@ def main() -> None:
             T.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
         ])
         results = []
-        for workers in args.workers:
-            common = dict(batch_size=args.batch_size, num_workers=workers, persistent_workers=True, prefetch_factor=4)
+        for n in workers:
+            common = dict(batch_size=batch_size, num_workers=n, persistent_workers=True, prefetch_factor=4)
             folder = DataLoader(ImageFolder(str(raw), transform=baseline_tf), shuffle=True, drop_last=True, **common)
-            ours = build_loader(recipe, shards, args.batch_size, workers, seed=0)
+            ours = build_loader(recipe, shards, batch_size, n, seed=0)
             decode_only = DataLoader(
-                ShardStream(shards, DecodeOnly(recipe, 0), seed=0, batch_size=args.batch_size),  # type: ignore[arg-type]
+                ShardStream(shards, DecodeOnly(recipe, 0), seed=0, batch_size=batch_size),  # type: ignore[arg-type]
                 collate_fn=collate_samples, drop_last=True, **common,
             )
             sequential = DataLoader(SequentialStream(shards, SamplePipeline(recipe, 0)), collate_fn=collate, drop_last=True,
                                     **common)
-            row = {"workers": workers}
+            row: dict = {"modality": "image", "workers": n, "reference": "imagefolder"}
             for name, loader in (("imagefolder", folder), ("omnimask-decode", decode_only), ("omnimask", ours),
                                  ("omnimask-sequential", sequential)):
-                row[name] = rate(loader, args.batches)
-            row["speedup_vs_imagefolder"] = row["omnimask"] / row["imagefolder"]
+                row[name] = rate(loader, batches)
+            row["speedup_vs_reference"] = row["omnimask"] / row["imagefolder"]
             row["mask_target_overhead"] = row["omnimask-decode"] / row["omnimask"] - 1
             row["resumable_order_overhead"] = row["omnimask-sequential"] / row["omnimask"] - 1
             results.append(row)
             print(
-                f"workers={workers}: imagefolder {row['imagefolder']:.0f}/s | omnimask decode+crop {row['omnimask-decode']:.0f}/s"
-                f" | omnimask full {row['omnimask']:.0f}/s | speedup x{row['speedup_vs_imagefolder']:.2f}"
+                f"image workers={n}: imagefolder {row['imagefolder']:.0f}/s | omnimask decode+crop {row['omnimask-decode']:.0f}/s"
+                f" | omnimask full {row['omnimask']:.0f}/s | speedup x{row['speedup_vs_reference']:.2f}"
                 f" | tokenize+mask+target overhead {100 * row['mask_target_overhead']:.1f}%"
                 f" | sequential {row['omnimask-sequential']:.0f}/s (resumable order overhead "
                 f"{100 * row['resumable_order_overhead']:.1f}%)",
                 flush=True,
             )
-        if args.json:
-            Path(args.json).write_text(json.dumps(results, indent=2))
+        return results
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--images", type=int, default=1024)
+    ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--batches", type=int, default=30)
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    args = ap.parse_args()
+    results = measure(args.images, tuple(args.workers), args.batches, args.batch_size)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Video, audio, point-cloud, graph and protein loader throughput: omnimask vs reference-style pipelines,
 same files, same workers.
 
-    python benchmarks/loader_media.py [--modality video audio pointcloud graph protein] [--clips 48] [--workers 2] [--batches 10]
+    python -m benchmarks.loader_media [--modality video audio pointcloud graph protein] [--clips 48] [--workers 2] [--batches 10]
 
 Video: ``--clips`` clips of ``--seconds`` at 30 fps, 256x256, H.264 with a keyframe
 every 2 s (camera pans over scikit-image's photos), preprocessed as they are. Times
@@ -49,9 +49,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from common import DecodeOnly, collate_samples, throughput  # noqa: E402
+from benchmarks.common import DecodeOnly, collate_samples, throughput  # noqa: E402
+from benchmarks.inputs import build_inputs  # noqa: E402
 
 
 class DecodeAllVideo(Dataset):
@@ -170,48 +171,6 @@ class InMemoryProteins(Dataset):
         return {"key": str(i), "tokens": tokens, "target": tokens[mask], "mask": mask}
 
 
-def build_inputs(modality: str, raw: Path, clips: int, seconds: float) -> list[Path]:
-    g = np.random.default_rng(0)
-    if modality == "graph":
-        from omnimask.orchestration.demo.graphs import demo_graph, plain
-
-        for i in range(clips):
-            graph = plain(demo_graph(i, g))
-            edges = np.array(list(graph.edges), dtype=np.int64).reshape(-1, 2).T
-            np.savez(raw / f"g{i:05d}.npz", edge_index=np.concatenate([edges, edges[::-1]], axis=1),
-                     num_nodes=np.array(graph.number_of_nodes()))
-    elif modality == "protein":
-        from omnimask.orchestration.demo.proteins import FREQUENCIES, RESIDUES
-
-        lengths = np.clip(g.lognormal(np.log(300), 0.6, clips * 8).astype(int), 20, 5000)
-        p = FREQUENCIES / FREQUENCIES.sum()
-        with open(raw / "uniref_like.fasta", "w") as f:
-            for i, n in enumerate(lengths):
-                f.write(f">seq{i}\n" + "".join(g.choice(list(RESIDUES), n, p=p)) + "\n")
-    elif modality == "video":
-        from omnimask.orchestration.demo.images import load_photos
-        from omnimask.orchestration.demo.videos import moving_clip, write_video
-
-        photos = load_photos()
-        names = sorted(photos)
-        for i in range(clips):
-            write_video(raw / f"clip{i:04d}.mp4", moving_clip(photos[names[i % len(names)]], int(30 * seconds), 256, g),
-                        fps=30, gop=60)
-    elif modality == "pointcloud":
-        from omnimask.orchestration.demo.shapes import KINDS, primitive, write_ply
-
-        for i in range(clips):
-            write_ply(raw / f"shape{i:04d}.ply", primitive(KINDS[i % len(KINDS)], g, 8192))
-    else:
-        from omnimask.orchestration.demo.sounds import synth, write_audio
-
-        kinds = ["tone", "chirp", "notes", "bursts"]
-        for i in range(clips):
-            x = synth(kinds[i % 4], seconds, 44100, g)
-            write_audio(raw / f"sound{i:04d}.wav", np.stack([x, 0.8 * x], 1), 44100)
-    return sorted(raw.iterdir())
-
-
 def bench(modality: str, args: argparse.Namespace, tmp: Path) -> list[dict]:
     from omnimask.config import load_recipe
     from omnimask.models.recipe import Recipe
@@ -220,7 +179,10 @@ def bench(modality: str, args: argparse.Namespace, tmp: Path) -> list[dict]:
 
     raw, shards = tmp / modality / "raw", tmp / modality / "shards"
     raw.mkdir(parents=True)
-    files = build_inputs(modality, raw, args.clips, args.seconds or (8.0 if modality == "video" else 10.0))
+    if modality == "protein":  # one FASTA file, parsed once by the in-memory baseline
+        files = build_inputs(modality, raw, 1, sequences_per_file=8 * args.clips)
+    else:
+        files = build_inputs(modality, raw, args.clips, args.seconds)
     preprocess(modality, raw, shards, samples_per_shard=16)
     recipe_name, overrides, baseline, base_name, base_collate = {
         "video": ("videomae", [], lambda r: DecodeAllVideo(files, 16, 4, 224), "decode-all", None),
@@ -244,7 +206,7 @@ def bench(modality: str, args: argparse.Namespace, tmp: Path) -> list[dict]:
             "omnimask": build_loader(recipe, shards, args.batch_size, workers, seed=0, max_tokens=budget,
                                      sort_window=recipe.config.data.sort_window),
         }
-        row: dict = {"modality": modality, "workers": workers}
+        row: dict = {"modality": modality, "workers": workers, "reference": base_name}
         for name, loader in loaders.items():
             row[name], row[f"{name} {unit}"] = throughput(loader, args.batches, warmup=2)
         row["speedup_vs_reference"] = row["omnimask"] / row[base_name]

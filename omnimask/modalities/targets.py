@@ -14,11 +14,18 @@ from omnimask.modalities.base import Target, Tokenizer
 from omnimask.registry import register
 
 
+NUMPY_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64, torch.float16, torch.float32, torch.float64)
+
+
 def hidden_tokens(tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """``tokens [N, D]`` at the hidden positions of ``mask [N]``, ascending: ``[N_h, D]``.
 
-    ``index_select`` is ~10x faster than boolean indexing on the CPU.
+    On the CPU (a loader worker) through numpy's boolean indexing: one call instead of
+    three torch ops (nonzero, squeeze, index_select), 60 -> 15 us for an image's
+    147 of 196 patches right after decoding it; torch's ``index_select`` elsewhere.
     """
+    if tokens.device.type == "cpu" and tokens.dtype in NUMPY_DTYPES:
+        return torch.from_numpy(tokens.numpy()[mask.numpy()])
     return tokens.index_select(0, mask.nonzero().squeeze(1))
 
 

@@ -1,0 +1,161 @@
+"""A straightforward MAE, written the way the paper's code is: the baseline of the training-step benchmark.
+
+The mask is drawn inside the model (``random_masking``: argsort of per-token
+noise), attention is computed explicitly (``softmax(q k^T / sqrt(d)) v``, timm
+0.3.2's ``Attention`` that MAE pins), the decoder runs over every token with the
+visible ones unshuffled back into place, predicts every token, and the loss is
+the per-token MSE weighted by the mask. The target (raw, per-token normalised or
+per-channel normalised pixels) is computed from the float input inside the
+step, over every token.
+
+Parameter names equal :class:`omnimask.models.recipe.MaskedModel`'s for the ViT
+encoder and the MAE decoder head, so ``load_state_dict(model.state_dict())``
+gives the reference the same weights, and with noise that reproduces a batch's
+mask it computes the same loss (``tests/test_benchmarks.py`` checks this).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from omnimask.models.layers import position_grid, sincos_pos_embed
+from omnimask.models.recipe import Recipe
+
+
+class ExplicitAttention(nn.Module):
+    """``[B, N, D] -> [B, N, D]`` with the attention matrix materialised (timm 0.3.2)."""
+
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.scale = (dim // heads) ** -0.5
+        self.qkv = nn.Linear(dim, dim * 3)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, d = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        attn = ((q @ k.transpose(-2, -1)) * self.scale).softmax(dim=-1)
+        return self.proj((attn @ v).transpose(1, 2).reshape(b, n, d))
+
+
+class PlainBlock(nn.Module):
+    """Pre-norm transformer block. ``[B, N, D] -> [B, N, D]``."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.attn = ExplicitAttention(dim, heads)
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        hidden = int(dim * mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+def stack(dim: int, depth: int, heads: int, mlp_ratio: float) -> nn.ModuleList:
+    return nn.ModuleList(PlainBlock(dim, heads, mlp_ratio) for _ in range(depth))
+
+
+class PlainEncoder(nn.Module):
+    def __init__(self, token_dim: int, dim: int, depth: int, heads: int, mlp_ratio: float, pos: torch.Tensor):
+        super().__init__()
+        self.embed = nn.Linear(token_dim, dim)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.register_buffer("pos_embed", pos[None], persistent=False)
+        self.blocks = stack(dim, depth, heads, mlp_ratio)
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+
+
+class PlainDecoder(nn.Module):
+    def __init__(self, encoder_dim: int, dim: int, depth: int, heads: int, mlp_ratio: float, target_dim: int, pos: torch.Tensor):
+        super().__init__()
+        self.embed = nn.Linear(encoder_dim, dim)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.register_buffer("pos_embed", pos[None], persistent=False)
+        self.blocks = stack(dim, depth, heads, mlp_ratio)
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.pred = nn.Linear(dim, target_dim)
+
+
+class PlainMAE(nn.Module):
+    """``forward(x [B, N, D] float tokens, noise [B, N] or None) -> scalar loss``."""
+
+    def __init__(self, encoder: PlainEncoder, head: PlainDecoder, mask_ratio: float,
+                 make_target: Callable[[torch.Tensor], torch.Tensor]):
+        super().__init__()
+        self.encoder, self.head = encoder, head
+        self.mask_ratio = mask_ratio
+        self.make_target = make_target
+
+    def random_masking(self, x: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Keep the tokens with the smallest noise: ``x_visible [B, N_v, D]``, ``mask [B, N]`` (1 = hidden),
+        ``ids_restore [B, N]``."""
+        b, n, d = x.shape
+        keep = int(n * (1 - self.mask_ratio))
+        ids_shuffle = torch.argsort(noise, dim=1)
+        ids_restore = torch.argsort(ids_shuffle, dim=1)
+        ids_keep = ids_shuffle[:, :keep]
+        visible = torch.gather(x, 1, ids_keep.unsqueeze(-1).expand(-1, -1, d))
+        mask = torch.ones(b, n, device=x.device)
+        mask[:, :keep] = 0
+        return visible, torch.gather(mask, 1, ids_restore), ids_restore
+
+    def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        enc, dec = self.encoder, self.head
+        if noise is None:
+            noise = torch.rand(x.shape[:2], device=x.device)
+        h = enc.embed(x) + enc.pos_embed[:, 1:]
+        h, mask, ids_restore = self.random_masking(h, noise)
+        cls = (enc.cls_token + enc.pos_embed[:, :1]).expand(h.shape[0], -1, -1)
+        h = torch.cat([cls, h], dim=1)
+        for block in enc.blocks:
+            h = block(h)
+        h = dec.embed(enc.norm(h))
+        b, n = ids_restore.shape
+        mask_tokens = dec.mask_token.expand(b, n + 1 - h.shape[1], -1)
+        full = torch.cat([h[:, 1:], mask_tokens], dim=1)
+        full = torch.gather(full, 1, ids_restore.unsqueeze(-1).expand(-1, -1, full.shape[-1]))
+        h = torch.cat([h[:, :1], full], dim=1) + dec.pos_embed
+        for block in dec.blocks:
+            h = block(h)
+        pred = dec.pred(dec.norm(h))[:, 1:]
+        loss = (pred - self.make_target(x)).pow(2).mean(dim=-1)
+        return (loss * mask).sum() / mask.sum()
+
+
+def plain_mae(recipe: Recipe) -> PlainMAE:
+    """The plain MAE of a recipe with the ``vit`` encoder, the ``mae_decoder`` head and a random or tube
+    masker (the ratio is what matters to it: the mask is its own)."""
+    m = recipe.config.model
+    if m.encoder.name != "vit" or m.head.name != "mae_decoder":
+        raise ValueError(f"the plain MAE mirrors vit + mae_decoder recipes, not {m.encoder.name} + {m.head.name}")
+    model = recipe.build_model()  # sizes as the recipe resolves them
+    enc, head, layout = model.encoder, model.head, recipe.tokenizer.layout
+    ep, hp = m.encoder.params, m.head.params
+    mlp = ep.get("mlp_ratio", 4.0)
+    encoder = PlainEncoder(layout.token_dim, enc.dim, len(enc.blocks), enc.blocks[0].attn.heads, mlp,
+                           sincos_pos_embed(position_grid(layout, ep.get("positions", "grid")), enc.dim, cls_token=True))
+    dec_dim = head.embed.out_features
+    decoder = PlainDecoder(enc.dim, dec_dim, len(head.blocks), head.blocks[0].attn.heads, hp.get("mlp_ratio", 4.0),
+                           recipe.target.dim,
+                           sincos_pos_embed(position_grid(layout, hp.get("positions", "grid")), dec_dim, cls_token=True))
+    return PlainMAE(encoder, decoder, m.masker.params.get("ratio", 0.75), target_of(recipe))
+
+
+def target_of(recipe: Recipe) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The recipe's target computed from float tokens inside the model, as the papers' code does it."""
+    from omnimask.modalities.targets import normalize_per_token
+
+    name, tokenizer, target = recipe.config.model.target.name, recipe.tokenizer, recipe.target
+    if name == "pixels":
+        return lambda x: x
+    if name == "norm_pixels":
+        eps = target.eps
+        return lambda x: normalize_per_token(x, eps)[0]
+    return lambda x: target.finalize(tokenizer.restore(x))  # VideoMAE: un-normalise, then per-channel statistics

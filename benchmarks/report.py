@@ -1,0 +1,89 @@
+"""The Markdown report of :mod:`benchmarks.run`'s results: one table per section, the issue's targets first."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable, Optional
+
+
+def table(header: list[str], rows: Iterable[list[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def x(v: Optional[float]) -> str:
+    return "—" if v is None else f"x{v:.2f}"
+
+
+def first(rows: list[dict[str, Any]], pred: Callable[[dict[str, Any]], bool]) -> Optional[dict[str, Any]]:
+    return next((r for r in rows if pred(r)), None)
+
+
+def targets(sections: dict[str, list[dict[str, Any]]]) -> list[list[Any]]:
+    """``[what, target, measured, met]`` for each of the issue's targets the run measured."""
+    out = []
+    image = first(sections.get("loader", []), lambda r: r["modality"] == "image" and r["workers"] == 1)
+    if image:
+        out.append(["image loader vs ImageFolder, 1 worker", ">= x1.50", x(image["speedup_vs_reference"]),
+                    image["speedup_vs_reference"] >= 1.5])
+        out.append(["tokenize+mask+target over decode+augment", "<= 10%", f"{100 * image['mask_target_overhead']:.1f}%",
+                    image["mask_target_overhead"] <= 0.10])
+    for compiled in (False, True):
+        step = first(sections.get("train", []), lambda r: r["recipe"] == "mae_image_tiny" and r["precision"] == "32"
+                     and r["compile"] == compiled and r["device"] == "cpu")
+        if step:
+            out.append([f"tiny MAE step vs plain MAE, CPU fp32{', both compiled' if compiled else ''}", ">= x1.20",
+                        x(step["speedup"]), step["speedup"] >= 1.2])
+    pre = first(sections.get("scaling", []), lambda r: r["kind"] == "preprocess" and r["cpus"] == 2)
+    if pre:
+        out.append(["preprocessing, 2 CPUs vs 1", ">= x1.60", x(pre["speedup"]), pre["speedup"] >= 1.6])
+    return [[w, t, m, "met" if ok else "**not met**"] for w, t, m, ok in out]
+
+
+def markdown(results: dict[str, Any]) -> str:
+    m, s = results["machine"], results["sections"]
+    parts = [
+        "# omnimask benchmarks\n",
+        f"{results['started']}; {m['cpu']}, {m['cores']} cores ({m['cpu_capability']}), "
+        f"{'GPU ' + m['gpu'] if m['gpu'] else 'no GPU'}; Python {m['python']}, torch {m['torch']}"
+        f"{'; **quick run: tiny inputs, figures not meaningful**' if results['quick'] else ''}.\n",
+        "Every ratio is against a baseline timed in the same invocation on the same inputs.\n",
+    ]
+    goals = targets(s)
+    if goals:
+        parts += ["## Targets\n", table(["what", "target", "measured", ""], goals)]
+    if "preprocess" in s:
+        parts += ["## Preprocessing (Ray Data job on 2 CPUs vs a single-process webdataset.ShardWriter loop)\n", table(
+            ["modality", "samples", "input MB", "ShardWriter loop", "omnimask", "ratio"],
+            ([r["modality"], r["samples"], r["input_mb"],
+              f"{r['shardwriter_samples_per_s']:.1f}/s, {r['shardwriter_mb_per_s']:.1f} MB/s",
+              f"{r['omnimask_samples_per_s']:.1f}/s, {r['omnimask_mb_per_s']:.1f} MB/s", x(r["speedup"])] for r in s["preprocess"]))]
+        if s["preprocess"]:
+            parts.append(f"Fixed cost left out above: the first job on a fresh Ray instance took "
+                         f"{s['preprocess'][0]['first_job_s']:.1f} s (worker start, imports).\n")
+    if "loader" in s:
+        parts += ["## Loader (samples/s per loader worker, full recipe output)\n", table(
+            ["modality", "workers", "reference", "decode only", "omnimask", "vs reference", "tokenize+mask+target cost"],
+            ([r["modality"], r["workers"], f"{r['reference']} {r[r['reference']]:.1f}/s", f"{r['omnimask-decode']:.1f}/s",
+              f"{r['omnimask']:.1f}/s", x(r["speedup_vs_reference"]), f"{100 * r['mask_target_overhead']:.1f}%"]
+             for r in s["loader"]))]
+    if "train" in s:
+        parts += ["## Training step (forward, backward, AdamW; one batch in memory)\n", table(
+            ["recipe", "device", "precision", "batch", "omnimask", "peak MB (+steps)", "plain MAE", "peak MB (+steps)", "ratio",
+             "loss omnimask / plain"],
+            ([r["recipe"], r["device"], r["precision"] + (" compiled" if r["compile"] else ""), r["batch_size"],
+              f"{r['samples_per_s']:.1f}/s ({r['step_ms']:.0f} ms)", f"{r['peak_mb']:.0f} (+{r['step_mb']:.0f})",
+              f"{r['plain_samples_per_s']:.1f}/s" if "plain_samples_per_s" in r else "—",
+              f"{r['plain_peak_mb']:.0f} (+{r['plain_step_mb']:.0f})" if "plain_peak_mb" in r else "—",
+              x(r.get("speedup")),
+              f"{r['equal_loss']['omnimask']:.5f} / {r['equal_loss']['plain']:.5f}" if r.get("equal_loss") else "—"]
+             for r in s["train"]))]
+    if "scaling" in s:
+        parts += ["## Scaling (1 vs 2 on the same machine)\n", table(
+            ["what", "1", "2", "ratio"],
+            ([f"{kind} ({'CPUs' if kind == 'preprocess' else 'Ray Train workers'})",
+              f"{rows[0]['samples_per_s']:.0f}/s", f"{rows[1]['samples_per_s']:.0f}/s", x(rows[1]["speedup"])]
+             for kind in ("preprocess", "train")
+             if len(rows := [r for r in s["scaling"] if r["kind"] == kind]) == 2))]
+    parts.append(f"Section times (s): {results['seconds']}\n")
+    return "\n".join(parts)

@@ -1,0 +1,229 @@
+"""Training-step throughput and peak memory: omnimask's model vs the plain MAE, same recipe, same batch.
+
+    python -m benchmarks.train_step [--recipes mae_image_tiny mae_image ...] [--device cpu] [--precision 32 bf16] [--compile]
+
+A step is forward, backward and the AdamW update on one real batch (made from
+generated inputs by the recipe's own loader pipeline, then kept in memory: the
+loader has its own benchmark). omnimask's side is the recipe's
+:class:`~omnimask.models.recipe.MaskedModel` fed the loader's compact batch;
+the baseline (ViT recipes) is :mod:`benchmarks.reference_mae`, the paper-style
+MAE with the mask drawn inside the model, fed float tokens. Each (recipe,
+implementation, precision) runs in a fresh process so that its peak memory is
+its own: peak resident memory of the process during the steps (CPU; the
+counter is reset after the set-up) or peak allocated memory (CUDA), and how
+much that is above what the process held before the first step.
+The two implementations compute the same loss on the same weights and mask;
+``equal_loss`` checks it for every ViT recipe timed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import gc
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+# recipe: (batch size on the CPU, timed steps on the CPU, overrides)
+CASES: dict[str, tuple[int, int, list[str]]] = {
+    "mae_image_tiny": (64, 20, []),
+    "mae_image": (8, 3, []),
+    "videomae_tiny": (16, 20, []),
+    "videomae": (2, 2, []),
+    "audiomae_tiny": (32, 10, []),
+    "audiomae": (4, 3, []),
+    "pointmae_tiny": (64, 20, []),
+    "pointmae": (32, 5, []),
+    "esm_mlm_tiny": (32, 10, []),
+    "esm_mlm": (8, 3, []),
+    "graphmae_tiny": (64, 20, []),
+    "graphmae": (64, 10, ["model.tokenizer.features=degree", "model.tokenizer.dim=64"]),
+}
+PLAIN = {"mae_image_tiny", "mae_image", "videomae_tiny", "videomae", "audiomae_tiny", "audiomae"}
+"""Recipes with a plain MAE counterpart (ViT encoder, MAE decoder, random or tube mask)."""
+
+
+def real_batch(recipe: Any, batch_size: int) -> dict[str, Any]:
+    """A batch of the recipe's loader pipeline over a few generated inputs (each seen with several
+    epoch seeds, so masks and crops differ)."""
+    from omnimask.orchestration.check_plugin import generated_samples
+    from omnimask.pipelines.collate import collate_for
+    from omnimask.pipelines.loader import SamplePipeline
+
+    with tempfile.TemporaryDirectory() as tmp:
+        inputs = generated_samples(recipe.config.modality, min(8, batch_size), Path(tmp))
+    pipeline = SamplePipeline(recipe, seed=0)
+    return collate_for(recipe.tokenizer)([pipeline(*inputs[i % len(inputs)], i // len(inputs)) for i in range(batch_size)])
+
+
+def build(name: str, overrides: list[str]) -> Any:
+    from omnimask.config import load_recipe
+    from omnimask.models.recipe import Recipe
+
+    return Recipe.from_config(load_recipe(name, overrides))
+
+
+def to_device(batch: dict[str, Any], device: str) -> dict[str, Any]:
+    return {k: v.to(device, non_blocking=True) if hasattr(v, "to") else v for k, v in batch.items()}
+
+
+def memory_mb(field: str) -> float:
+    """``VmRSS`` (resident now) or ``VmHWM`` (peak resident) of this process, in MB."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":")) / 1024
+
+
+def reset_peak() -> None:
+    """Start the peak-resident counter afresh (Linux: writing 5 to ``clear_refs`` resets ``VmHWM``), so that
+    the peak is the steps' own, not the set-up's (generating inputs holds more than a tiny model's steps)."""
+    gc.collect()
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
+def measure_one(name: str, impl: str, batch_size: int, steps: int, device: str, precision: str, compile: bool) -> dict[str, Any]:
+    """Time ``steps`` steps after two warm-up steps (compilation included in the warm-up) in this process."""
+    import torch
+
+    from benchmarks.reference_mae import plain_mae
+
+    torch.manual_seed(0)
+    recipe = build(name, CASES[name][2])
+    batch = to_device(real_batch(recipe, batch_size), device)
+    model = recipe.build_model()
+    if impl == "plain":
+        plain = plain_mae(recipe)
+        plain.load_state_dict(model.state_dict())
+        model = plain.to(device)
+        x = recipe.tokenizer.prepare(batch["tokens"])
+        loss_fn = lambda: model(x)  # noqa: E731
+    else:
+        model = model.to(device)
+        loss_fn = lambda: model.loss(batch)  # noqa: E731
+    if compile:
+        loss_fn = torch.compile(loss_fn)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
+    autocast = torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=precision == "bf16")
+    cuda = device.startswith("cuda")
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        with autocast:
+            loss = loss_fn()
+        loss.backward()
+        opt.step()
+
+    def sync() -> None:
+        if cuda:
+            torch.cuda.synchronize()
+
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    else:
+        reset_peak()
+    before = torch.cuda.memory_allocated() / 2**20 if cuda else memory_mb("VmRSS")
+    t = time.perf_counter()
+    for _ in range(2):
+        step()
+    sync()
+    warmup = time.perf_counter() - t
+    t = time.perf_counter()
+    for _ in range(steps):
+        step()
+    sync()
+    elapsed = time.perf_counter() - t
+    peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else memory_mb("VmHWM")
+    return {
+        "recipe": name, "impl": impl, "device": device, "precision": precision, "compile": compile,
+        "batch_size": batch_size, "steps": steps, "samples_per_s": batch_size * steps / elapsed,
+        "step_ms": 1000 * elapsed / steps, "warmup_s": warmup, "peak_mb": peak, "step_mb": peak - before,
+        "threads": torch.get_num_threads(),
+    }
+
+
+def measure(name: str, impl: str, device: str = "cpu", precision: str = "32", compile: bool = False,
+            batch_size: int | None = None, steps: int | None = None, timeout: int = 900) -> dict[str, Any]:
+    """:func:`measure_one` in a fresh process."""
+    batch_size = batch_size or CASES[name][0]
+    steps = steps or CASES[name][1]
+    cmd = [sys.executable, "-m", "benchmarks.train_step", "--one", name, impl, str(batch_size), str(steps), device, precision,
+           "compile" if compile else "eager"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def equal_loss(name: str, batch_size: int = 4) -> dict[str, float]:
+    """Both implementations' loss on the same weights and the same mask (noise whose argsort keeps the
+    batch's visible tokens first, ascending, as the loader's mask orders them)."""
+    import torch
+
+    from benchmarks.reference_mae import plain_mae
+
+    torch.manual_seed(0)
+    recipe = build(name, CASES[name][2])
+    batch = real_batch(recipe, batch_size)
+    model = recipe.build_model()
+    plain = plain_mae(recipe)
+    plain.load_state_dict(model.state_dict())
+    n = batch["mask"].shape[1]
+    noise = batch["mask"].float() + torch.arange(n) / (2 * n)
+    with torch.no_grad():
+        ours = float(model.loss(batch))
+        theirs = float(plain(recipe.tokenizer.prepare(batch["tokens"]), noise))
+    return {"omnimask": ours, "plain": theirs, "abs_diff": abs(ours - theirs)}
+
+
+def run(recipes: list[str], device: str = "cpu", precisions: tuple[str, ...] = ("32",), compile: bool = False,
+        batch_size: int | None = None, steps: int | None = None) -> list[dict[str, Any]]:
+    rows = []
+    for name in recipes:
+        check = equal_loss(name) if name in PLAIN else None
+        for precision in precisions:
+            for comp in (False, True) if compile else (False,):
+                ours = measure(name, "omnimask", device, precision, comp, batch_size, steps)
+                row: dict[str, Any] = {**ours, "equal_loss": check}
+                line = (f"train {name} {device} {precision}{' compiled' if comp else ''} B={ours['batch_size']}: omnimask "
+                        f"{ours['samples_per_s']:.1f}/s, {ours['step_ms']:.0f} ms/step, peak {ours['peak_mb']:.0f} MB "
+                        f"(+{ours['step_mb']:.0f})")
+                if name in PLAIN:
+                    plain = measure(name, "plain", device, precision, comp, batch_size, steps)
+                    row.update(plain_samples_per_s=plain["samples_per_s"], plain_peak_mb=plain["peak_mb"],
+                               plain_step_mb=plain["step_mb"], speedup=ours["samples_per_s"] / plain["samples_per_s"])
+                    line += (f" | plain MAE {plain['samples_per_s']:.1f}/s, peak {plain['peak_mb']:.0f} MB "
+                             f"(+{plain['step_mb']:.0f}) | x{row['speedup']:.2f}; loss {check['omnimask']:.5f} vs "  # type: ignore[index]
+                             f"{check['plain']:.5f}")  # type: ignore[index]
+                print(line, flush=True)
+                rows.append(row)
+    return rows
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--one":
+        name, impl, b, s, device, precision, mode = sys.argv[2:9]
+        print(json.dumps(measure_one(name, impl, int(b), int(s), device, precision, mode == "compile")))
+        return
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--recipes", nargs="+", choices=list(CASES), default=list(CASES))
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--precision", nargs="+", choices=["32", "bf16"], default=["32"])
+    ap.add_argument("--compile", action="store_true", help="also time both sides under torch.compile")
+    ap.add_argument("--batch-size", type=int, default=None)
+    ap.add_argument("--steps", type=int, default=None)
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+    rows = run(args.recipes, args.device, tuple(args.precision), args.compile, args.batch_size, args.steps)
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()
