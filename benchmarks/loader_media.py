@@ -171,10 +171,8 @@ class InMemoryProteins(Dataset):
         return {"key": str(i), "tokens": tokens, "target": tokens[mask], "mask": mask}
 
 
-def bench(modality: str, args: argparse.Namespace, tmp: Path) -> list[dict]:
-    from omnimask.config import load_recipe
-    from omnimask.models.recipe import Recipe
-    from omnimask.pipelines.loader import ShardStream, build_loader
+def prepare(modality: str, args: argparse.Namespace, tmp: Path) -> tuple[list[Path], Path]:
+    """Write the raw inputs and preprocess them into shards (call with Ray running, or it starts one)."""
     from omnimask.pipelines.preprocess import preprocess
 
     raw, shards = tmp / modality / "raw", tmp / modality / "shards"
@@ -184,6 +182,17 @@ def bench(modality: str, args: argparse.Namespace, tmp: Path) -> list[dict]:
     else:
         files = build_inputs(modality, raw, args.clips, args.seconds)
     preprocess(modality, raw, shards, samples_per_shard=16)
+    return files, shards
+
+
+def bench(modality: str, args: argparse.Namespace, files: list[Path], shards: Path) -> list[dict]:
+    """Time the three loaders over :func:`prepare`'s inputs. Run it with Ray stopped: loader workers are
+    forked from this process, and forking a Ray driver (its core worker's threads and sockets) has crashed
+    the raylet here."""
+    from omnimask.config import load_recipe
+    from omnimask.models.recipe import Recipe
+    from omnimask.pipelines.loader import ShardStream, build_loader
+
     recipe_name, overrides, baseline, base_name, base_collate = {
         "video": ("videomae", [], lambda r: DecodeAllVideo(files, 16, 4, 224), "decode-all", None),
         "audio": ("audiomae", [], lambda r: LoadFbankAudio(files), "load+fbank", None),
@@ -247,9 +256,11 @@ def main() -> None:
     from omnimask.orchestration.ray_env import ray_session
 
     results = []
-    with tempfile.TemporaryDirectory() as tmp, ray_session():  # one Ray instance for every preprocessing job
+    with tempfile.TemporaryDirectory() as tmp:
+        with ray_session():  # one Ray instance for every preprocessing job
+            prepared = {modality: prepare(modality, args, Path(tmp)) for modality in args.modality}
         for modality in args.modality:
-            results += bench(modality, args, Path(tmp))
+            results += bench(modality, args, *prepared[modality])
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
 

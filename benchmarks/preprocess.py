@@ -37,9 +37,9 @@ CASES: dict[str, tuple[int, dict[str, Any], int]] = {
     "image": (1600, {"resize": 256}, 128),
     "video": (32, {}, 8),
     "audio": (160, {}, 32),
-    "pointcloud": (400, {}, 64),
-    "graph": (2000, {}, 256),
-    "protein": (8, {}, 256),  # FASTA files of 400 sequences each
+    "pointcloud": (2000, {}, 64),
+    "graph": (8000, {}, 256),
+    "protein": (24, {}, 256),  # FASTA files of 400 sequences each
 }
 
 

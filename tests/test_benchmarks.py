@@ -57,3 +57,15 @@ def test_plain_mae_loss_depends_on_the_mask():
     with torch.no_grad():
         a, b = plain(x, torch.rand(x.shape[:2])), plain(x, torch.rand(x.shape[:2]))
     assert not torch.isclose(a, b)
+
+
+def test_gpu_check_runs_its_code_on_the_cpu(tmp_path):
+    """The GPU script is run rarely (a GPU is lent to some sessions only): its smoke mode keeps it working."""
+    env = dict(os.environ, RAY_AUTH_MODE="disabled")
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.gpu_check", "--device", "cpu", "--tiny", "--steps", "1",
+                           "--workers", "1", "--recipes", "mae_image", "--json", str(tmp_path / "g.json")],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=540)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    row = json.loads((tmp_path / "g.json").read_text())["rows"][0]
+    assert row["recipe"] == "mae_image_tiny" and row["fed"]["samples_per_s"] > 0 and 0 <= row["fed"]["loader_share"] <= 1
+    assert row["compute_only"]["precision"] == "bf16" and row["plain_mae"]["impl"] == "plain"

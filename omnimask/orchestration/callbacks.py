@@ -44,8 +44,8 @@ class ProgressLog(pl.Callback):
         if not trainer.is_global_zero:
             return
         self._samples += len(batch["keys"])
-        if "valid" in batch:
-            self._tokens += int(batch["valid"].sum())
+        if "valid" in batch:  # counted by collate on the host: no device sync per step
+            self._tokens += batch["num_valid"]
         step = trainer.global_step
         logging_step = step % self.every == 0 or step >= trainer.max_steps
         if self.first_loss is not None and not logging_step:

@@ -10,6 +10,7 @@ longest sample, and the targets of all samples are concatenated::
 
     tokens [B, N_max, D] (pad_value)   valid [B, N_max]   mask [B, N_max] (False at padding)
     target [M, ...]   (M = mask.sum(): the hidden tokens in row-major order)
+    num_valid         valid.sum() as an int, counted here so that nothing reads it back from the device
     edges [2, E]      graph edges as indices into tokens[valid] (PyG's Batch layout:
                       each graph's node indices offset by the nodes before it)
 
@@ -47,6 +48,7 @@ def collate(samples: list[dict[str, Any]], pad_value: Optional[float] = None) ->
         lengths = torch.tensor([s["tokens"].shape[0] for s in samples])
         batch["tokens"] = pad_stack([s["tokens"] for s in samples], pad_value)
         batch["valid"] = torch.arange(batch["tokens"].shape[1])[None] < lengths[:, None]
+        batch["num_valid"] = int(lengths.sum())
         batch["target"] = torch.cat([s["target"] for s in samples])
         for name in fields:
             batch[name] = pad_stack([s[name] for s in samples], 0)

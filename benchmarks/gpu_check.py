@@ -1,0 +1,138 @@
+"""GPU check: the base image and video recipes on one CUDA GPU in bf16, fed by the real loader.
+
+    python -m benchmarks.gpu_check [--steps 40] [--workers 12] [--json gpu.json]     # a few minutes on one GPU
+    python -m benchmarks.gpu_check --device cpu --tiny --steps 2 --workers 1        # the same code, smoke-sized, on the CPU
+
+For ``mae_image`` (MAE ViT-B/16) and ``videomae`` (VideoMAE ViT-B, 16x4 frames), or
+their tiny versions with ``--tiny``:
+
+1. writes inputs (ImageNet-sized JPEGs; 256x256 H.264 clips) and preprocesses them
+   into shards with the Ray Data job on every CPU;
+2. trains the recipe's model on the real loader (``--workers`` loader processes,
+   pinned memory, non-blocking copies), bf16 autocast, fused AdamW, for ``--steps``
+   steps after a warm-up, timing each step with a device synchronisation at its
+   end: the time spent waiting for the loader (``loader share``) and the whole step;
+3. times the same model on one batch kept on the device (compute alone) and the
+   plain paper-style MAE on that batch (:mod:`benchmarks.train_step`).
+
+Prints the card, samples/s, step time, peak memory and the loader's share; record
+them in docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.inputs import build_inputs  # noqa: E402
+
+# recipe: (batch size on the GPU, inputs written, clip seconds)
+CASES = {"mae_image": (128, 2048, None), "videomae": (16, 48, 4.0)}
+TINY = {"mae_image": ("mae_image_tiny", 8, 24, None), "videomae": ("videomae_tiny", 2, 4, 2.0)}
+
+
+def loader_run(recipe: Any, shards: Path, batch_size: int, workers: int, steps: int, device: str) -> dict[str, Any]:
+    """Train ``steps`` steps (after 3 warm-up steps) on the real loader; per-step waits and totals."""
+    import torch
+
+    from omnimask.pipelines.loader import build_loader
+
+    cuda = device.startswith("cuda")
+    model = recipe.build_model().to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
+    loader = build_loader(recipe, shards, batch_size, workers, seed=0, pin_memory=cuda, prefetch_factor=4)
+    batches = iter(loader)
+    wait = total = 0.0
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    for i in range(steps + 3):
+        t0 = time.perf_counter()
+        batch = next(batches)
+        t1 = time.perf_counter()
+        batch = {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast(device.split(":")[0], dtype=torch.bfloat16):
+            loss = model.loss(batch)
+        loss.backward()
+        opt.step()
+        if cuda:
+            torch.cuda.synchronize()
+        if i >= 3:
+            wait += t1 - t0
+            total += time.perf_counter() - t0
+    return {
+        "samples_per_s": steps * batch_size / total, "step_ms": 1000 * total / steps, "loader_share": wait / total,
+        "peak_mb": torch.cuda.max_memory_allocated() / 2**20 if cuda else None, "loss": float(loss),
+    }
+
+
+def check(name: str, tiny: bool, steps: int, workers: int, device: str, tmp: Path) -> dict[str, Any]:
+    from benchmarks import train_step
+    from omnimask.config import load_recipe
+    from omnimask.models.recipe import Recipe
+    from omnimask.pipelines.preprocess import preprocess
+
+    batch_size, count, seconds = CASES[name]
+    if tiny:
+        name, batch_size, count, seconds = TINY[name]
+    cfg = load_recipe(name)
+    raw, shards = tmp / name / "raw", tmp / name / "shards"
+    raw.mkdir(parents=True)
+    t = time.perf_counter()
+    build_inputs(cfg.modality, raw, count, seconds)
+    written = time.perf_counter() - t
+    t = time.perf_counter()
+    preprocess(cfg.modality, raw, shards, samples_per_shard=64 if cfg.modality == "image" else 8)
+    prepared = time.perf_counter() - t
+    recipe = Recipe.from_config(load_recipe(name, [f"data.path={shards}"]))
+    fed = loader_run(recipe, shards, batch_size, workers, steps, device)
+    precision = "bf16"
+    compute = train_step.measure(name, "omnimask", device, precision, False, batch_size, steps)
+    plain = train_step.measure(name, "plain", device, precision, False, batch_size, steps)
+    row = {"recipe": name, "device": device, "batch_size": batch_size, "loader_workers": workers, "inputs_s": written,
+           "preprocess_s": prepared, "fed": fed, "compute_only": compute, "plain_mae": plain,
+           "speedup_vs_plain": compute["samples_per_s"] / plain["samples_per_s"]}
+    print(f"{name} on {device}, bf16, batch {batch_size}, {workers} loader workers: {fed['samples_per_s']:.1f} samples/s "
+          f"fed by the loader ({fed['step_ms']:.0f} ms/step, loader share {100 * fed['loader_share']:.0f}%), "
+          f"{compute['samples_per_s']:.1f}/s on a batch in memory, plain MAE {plain['samples_per_s']:.1f}/s "
+          f"(x{row['speedup_vs_plain']:.2f}); peak memory {compute['peak_mb']:.0f} MB vs plain {plain['peak_mb']:.0f} MB",
+          flush=True)
+    return row
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--steps", type=int, default=40)
+    ap.add_argument("--workers", type=int, default=max(1, min(12, (os.cpu_count() or 2) - 2)))
+    ap.add_argument("--tiny", action="store_true", help="the tiny recipes (a smoke run)")
+    ap.add_argument("--recipes", nargs="+", choices=list(CASES), default=list(CASES))
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    import torch
+
+    from omnimask.orchestration.ray_env import ray_session
+
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        sys.exit("no CUDA device: run with --device cpu for a smoke run")
+    card = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
+    print(f"device: {card}; torch {torch.__version__}; {os.cpu_count()} CPUs", flush=True)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp, ray_session():
+        for name in args.recipes:
+            rows.append(check(name, args.tiny, args.steps, args.workers, args.device, Path(tmp)))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"card": card, "torch": torch.__version__, "rows": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
