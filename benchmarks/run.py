@@ -88,6 +88,7 @@ def train_section(quick: bool) -> list[dict[str, Any]]:
         rows += train_step.run([name], rounds=2 if name in tiny else 1)
     rows += train_step.run(["mae_image_tiny", "videomae_tiny", "audiomae_tiny"], precisions=("bf16",), rounds=2)
     rows += train_step.run(["mae_image_tiny"], compile=True)
+    rows.append({"settings": train_step.speed_settings("mae_image_tiny")})
     return rows
 
 
