@@ -158,3 +158,21 @@ def test_explicit_cpu_attention_in_bf16_matches_the_fused_kernel():
     assert low.dtype == torch.bfloat16
     assert torch.allclose(low.float(), reference, atol=0.05)
     assert (low.float() - reference).abs().max() > 0  # really computed in bf16
+
+
+def test_the_model_reads_no_bookkeeping_entry_of_a_batch():
+    """The training step hands the (possibly compiled) loss the batch without its keys and counts, so that
+    torch.compile does not guard on them and recompile for every batch: the loss must not need them."""
+    from benchmarks.train_step import real_batch
+
+    from omnimask.models.module import BOOKKEEPING
+
+    for name in ("mae_image_tiny", "esm_mlm_tiny"):
+        recipe = Recipe.from_config(load_recipe(name))
+        batch = real_batch(recipe, 3)
+        assert {"keys", "replaced"} <= set(batch)
+        torch.manual_seed(0)
+        model = recipe.build_model()
+        full = model.loss(batch)
+        stripped = model.loss({k: v for k, v in batch.items() if k not in BOOKKEEPING})
+        assert torch.equal(full, stripped)

@@ -12,6 +12,11 @@ from omnimask.models.schedule import param_groups, warmup_cosine
 from omnimask.pipelines.order import Cursor
 
 
+BOOKKEEPING = ("keys", "replaced", "num_valid")
+"""Batch entries the model does not read; left out of its input so that a compiled loss is not guarded on
+(and recompiled for) each batch's sample keys and counts."""
+
+
 class MaskedModelingModule(pl.LightningModule):
     """Trains a recipe's :class:`MaskedModel` on batches from :func:`omnimask.pipelines.loader.collate`.
 
@@ -37,7 +42,7 @@ class MaskedModelingModule(pl.LightningModule):
         """``model.loss``, compiled with ``trainer.compile`` (the weights stay ``self.model``'s)."""
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        loss = self.compute_loss(batch)
+        loss = self.compute_loss({k: v for k, v in batch.items() if k not in BOOKKEEPING})
         self.log("train/loss", loss, on_step=True, prog_bar=True, batch_size=batch["tokens"].shape[0])
         self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True, batch_size=1)
         self.replaced += batch.get("replaced", 0)
