@@ -95,5 +95,10 @@ def markdown(results: dict[str, Any]) -> str:
               f"{rows[0]['samples_per_s']:.0f}/s", f"{rows[1]['samples_per_s']:.0f}/s", x(rows[1]["speedup"])]
              for kind in ("preprocess", "train")
              if len(rows := [r for r in s["scaling"] if r["kind"] == kind]) == 2))]
+    if "micro" in s:
+        parts += ["## Micro-benchmarks (median ms)\n", table(
+            ["what", "dtype", "figures"],
+            ([r["what"], r["dtype"], ", ".join(f"{k} {v:.2f}" for k, v in r.items() if k not in ("what", "dtype"))]
+             for r in s["micro"]))]
     parts.append(f"Section times (s): {results['seconds']}\n")
     return "\n".join(parts)

@@ -12,7 +12,8 @@ Sections (each module runs alone too, see its docstring):
 - ``train`` (:mod:`benchmarks.train_step`): step throughput and peak memory of each
   tiny and base recipe vs the plain MAE, fp32 and bf16, eager and compiled (MAE tiny);
 - ``scaling`` (:mod:`benchmarks.preprocess`, :mod:`benchmarks.train_scaling`): 1 vs 2
-  CPUs for preprocessing, 1 vs 2 Ray Train workers for training.
+  CPUs for preprocessing, 1 vs 2 Ray Train workers for training;
+- ``micro`` (:mod:`benchmarks.micro`): attention kernels, the query-only decoder block, AdamW variants.
 
 ``--quick`` runs every section on tiny inputs (a couple of minutes; the figures
 are then too small to mean much). The full run takes about half an hour on
@@ -36,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.report import markdown  # noqa: E402
 
-SECTIONS = ("preprocess", "loader", "train", "scaling")
+SECTIONS = ("preprocess", "loader", "train", "scaling", "micro")
 MEDIA = ("video", "audio", "pointcloud", "graph", "protein")
 
 
@@ -100,8 +101,15 @@ def scaling_section(quick: bool) -> list[dict[str, Any]]:
     return rows
 
 
+def micro_section(quick: bool) -> list[dict[str, Any]]:
+    from benchmarks import micro
+
+    return micro.run(repeat=3 if quick else 20)
+
+
 RUNNERS: dict[str, Callable[[bool], list[dict[str, Any]]]] = {
     "preprocess": preprocess_section, "loader": loader_section, "train": train_section, "scaling": scaling_section,
+    "micro": micro_section,
 }
 
 

@@ -64,9 +64,10 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torc
     ``attn_mask`` (bool, True = may attend) broadcasts to ``[B, H, N_q, N]``.
 
     Fused ``scaled_dot_product_attention`` everywhere except bf16/fp16 on the CPU,
-    where its flash kernel's backward is 3-5x slower than the explicit product
-    (forward + backward of ``[64, 4, 65, 32]``: 21.7 ms fused vs 4.1 ms explicit in
-    bf16; 4.9 vs 7.7 ms in fp32, where the fused kernel wins; torch 2.14, AMX CPU).
+    where its flash kernel's backward is 4-6x slower than the explicit product
+    (forward + backward of ``[64, 4, 65, 32]``: 25.9 ms fused vs 4.5 ms explicit in
+    bf16; 6.1 vs 8.5 ms in fp32, where the fused kernel wins; torch 2.14, AMX CPU,
+    ``python -m benchmarks.micro``).
     """
     if q.device.type == "cpu" and q.dtype in (torch.bfloat16, torch.float16):
         scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)
