@@ -182,15 +182,16 @@ def equal_loss(name: str, batch_size: int = 4) -> dict[str, float]:
     return {"omnimask": ours, "plain": theirs, "abs_diff": abs(ours - theirs)}
 
 
-def best_of(rounds: int, name: str, impls: list[str], **kw: Any) -> dict[str, dict[str, Any]]:
-    """``rounds`` alternating measurements of each implementation (ours, plain, ours, plain, ...), the fastest of
-    each kept: on a shared or throttled machine this keeps a slow moment from landing on one side only."""
+def best_of(rounds: int, name: str, settings: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """``rounds`` alternating measurements of each labelled setting (``label -> measure() keywords``: a, b, a,
+    b, ...), the fastest of each kept: on a shared or throttled machine this keeps a slow moment from landing
+    on one side only."""
     best: dict[str, dict[str, Any]] = {}
     for _ in range(rounds):
-        for impl in impls:
-            m = measure(name, impl, **kw)
-            if impl not in best or m["samples_per_s"] > best[impl]["samples_per_s"]:
-                best[impl] = m
+        for label, kw in settings.items():
+            m = measure(name, **kw)
+            if label not in best or m["samples_per_s"] > best[label]["samples_per_s"]:
+                best[label] = m
     return best
 
 
@@ -202,8 +203,8 @@ def run(recipes: list[str], device: str = "cpu", precisions: tuple[str, ...] = (
         check = equal_loss(name) if name in PLAIN else None
         impls = ["omnimask", "plain"] if name in PLAIN else ["omnimask"]
         for precision in precisions:
-            best = best_of(rounds, name, impls, device=device, precision=precision, compile=compile,
-                           batch_size=batch_size, steps=steps)
+            common = {"device": device, "precision": precision, "compile": compile, "batch_size": batch_size, "steps": steps}
+            best = best_of(rounds, name, {impl: {"impl": impl, **common} for impl in impls})
             ours = best["omnimask"]
             row: dict[str, Any] = {**ours, "equal_loss": check, "rounds": rounds}
             line = (f"train {name} {device} {precision}{' compiled' if compile else ''} B={ours['batch_size']}: omnimask "
@@ -226,13 +227,11 @@ def speed_settings(name: str = "mae_image_tiny", rounds: int = 2, batch_size: in
     """omnimask with ``trainer.compile`` and with ``bf16-mixed`` against the plain MAE as written (fp32, eager),
     measured in turn, ``rounds`` times each, the best of each kept: what a user gets by switching a setting on."""
     kw: dict[str, Any] = {"batch_size": batch_size, "steps": steps}
-    best: dict[str, dict[str, Any]] = {}
-    for _ in range(rounds):
-        for label, impl, precision, compile in (("compiled", "omnimask", "32", True), ("bf16", "omnimask", "bf16", False),
-                                                ("plain", "plain", "32", False)):
-            m = measure(name, impl, precision=precision, compile=compile, **kw)
-            if label not in best or m["samples_per_s"] > best[label]["samples_per_s"]:
-                best[label] = m
+    best = best_of(rounds, name, {
+        "compiled": {"impl": "omnimask", "precision": "32", "compile": True, **kw},
+        "bf16": {"impl": "omnimask", "precision": "bf16", "compile": False, **kw},
+        "plain": {"impl": "plain", "precision": "32", "compile": False, **kw},
+    })
     row = {"recipe": name, "rounds": rounds, "plain_eager_fp32_samples_per_s": best["plain"]["samples_per_s"],
            "compiled_samples_per_s": best["compiled"]["samples_per_s"], "bf16_samples_per_s": best["bf16"]["samples_per_s"],
            "compiled_speedup": best["compiled"]["samples_per_s"] / best["plain"]["samples_per_s"],

@@ -21,8 +21,8 @@ def hidden_tokens(tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """``tokens [N, D]`` at the hidden positions of ``mask [N]``, ascending: ``[N_h, D]``.
 
     On the CPU (a loader worker) through numpy's boolean indexing: one call instead of
-    three torch ops (nonzero, squeeze, index_select), 60 -> 15 us for an image's
-    147 of 196 patches right after decoding it; torch's ``index_select`` elsewhere.
+    three torch ops (nonzero, squeeze, index_select), each of which costs tens of
+    microseconds right after an image was decoded; torch's ``index_select`` elsewhere.
     """
     if tokens.device.type == "cpu" and tokens.dtype in NUMPY_DTYPES:
         return torch.from_numpy(tokens.numpy()[mask.numpy()])
