@@ -32,9 +32,10 @@ def check_tokens(tokenizer: Tokenizer, out: Any) -> Tokens:
     """A tokenizer's output as :class:`Tokens`: values ``[N, layout.token_dim]`` with ``N == layout.num_tokens``
     (``<=`` for variable-length tokenizers), coords ``[N, C]``, edges int64 ``[2, E]`` indexing the tokens."""
     who = f"tokenizer {component_name(tokenizer)}"
-    t = out if isinstance(out, Tokens) else Tokens(out) if isinstance(out, torch.Tensor) else None
+    t = out if isinstance(out, Tokens) else Tokens(out) if isinstance(out, (np.ndarray, torch.Tensor)) else None
     if t is None:
-        raise ContractError(f"{who} returned {type(out).__name__}; expected a tensor [N, D] or omnimask.modalities.base.Tokens")
+        raise ContractError(f"{who} returned {type(out).__name__}; expected an array or tensor [N, D] or "
+                            "omnimask.modalities.base.Tokens")
     layout = tokenizer.layout
     v = t.values
     if v.ndim != 2 or v.shape[1] != layout.token_dim:
@@ -57,18 +58,21 @@ def check_tokens(tokenizer: Tokenizer, out: Any) -> Tokens:
     return t
 
 
-def count_true(mask: torch.Tensor) -> int:
+def count_true(mask: np.ndarray | torch.Tensor) -> int:
     """``int(mask.sum())`` of a bool mask; for a CPU tensor through numpy, which costs a few microseconds where
     a torch reduction costs tens in a loader worker whose caches the image decoder has just flushed."""
+    if isinstance(mask, np.ndarray):
+        return int(np.count_nonzero(mask))
     return int(np.count_nonzero(mask.numpy())) if mask.device.type == "cpu" else int(mask.sum())
 
 
-def check_mask(masker: Masker, mask: Any, layout: TokenLayout, role: str = "masker") -> torch.Tensor:
-    """A mask: bool ``[N]`` with exactly ``num_masked(layout)`` True."""
+def check_mask(masker: Masker, mask: Any, layout: TokenLayout, role: str = "masker") -> np.ndarray | torch.Tensor:
+    """A mask: bool ``[N]`` (numpy array or tensor) with exactly ``num_masked(layout)`` True."""
     who = f"{role} {component_name(masker)}"
-    if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool or mask.shape != (layout.num_tokens,):
-        got = f"{mask.dtype} {list(mask.shape)}" if isinstance(mask, torch.Tensor) else type(mask).__name__
-        raise ContractError(f"{who} returned {got}; expected a bool tensor [{layout.num_tokens}]")
+    if not (isinstance(mask, np.ndarray) and mask.dtype == np.bool_ or isinstance(mask, torch.Tensor) and mask.dtype == torch.bool) \
+            or mask.shape != (layout.num_tokens,):
+        got = f"{mask.dtype} {list(mask.shape)}" if isinstance(mask, (np.ndarray, torch.Tensor)) else type(mask).__name__
+        raise ContractError(f"{who} returned {got}; expected a bool array or tensor [{layout.num_tokens}]")
     hidden, expected = count_true(mask), masker.num_masked(layout)
     if hidden != expected:
         raise ContractError(f"{who} hid {hidden} of {layout.num_tokens} tokens; its num_masked says {expected} "
@@ -90,7 +94,7 @@ def check_corrupt(masker: Masker, tokens: torch.Tensor, out: Any) -> tuple[torch
     return values, flags
 
 
-def check_target(target: Target, value: Any, predicted: torch.Tensor) -> torch.Tensor:
+def check_target(target: Target, value: Any, predicted: np.ndarray | torch.Tensor) -> torch.Tensor:
     """A compact target: one row per predicted token."""
     who = f"target {component_name(target)}"
     rows = count_true(predicted)

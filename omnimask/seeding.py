@@ -14,10 +14,23 @@ import hashlib
 import numpy as np
 
 
+def _text(parts: tuple[object, ...]) -> bytes:
+    return "\x1f".join(str(p) for p in parts).encode()
+
+
 def derive_seed(*parts: object) -> int:
     """A 63-bit seed from any tuple of str/int parts (stable across processes)."""
-    text = "\x1f".join(str(p) for p in parts).encode()
-    return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little") >> 1
+    return int.from_bytes(hashlib.blake2b(_text(parts), digest_size=8).digest(), "little") >> 1
+
+
+def uniform_words(n: int, *parts: object) -> np.ndarray:
+    """``n`` independent uniform 32-bit words ``[n]`` (uint32) drawn from SHAKE-128 over ``parts``.
+
+    The cheap seeded source for what needs a batch of random numbers and nothing else (the
+    noise whose argsort is a random mask): a few microseconds, where building a numpy
+    Generator costs tens (its SeedSequence), which a loader worker pays on every sample.
+    """
+    return np.frombuffer(hashlib.shake_128(_text(parts)).digest(4 * n), dtype="<u4")
 
 
 def rng(*parts: object) -> np.random.Generator:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+import numpy as np
 import torch
 
 from omnimask.modalities.base import TokenLayout
@@ -14,18 +15,18 @@ from omnimask.modalities.targets import PixelTarget
 class WrongCountMasker(RandomMasker):
     """Says it hides ``num_masked`` tokens but hides one more on odd seeds."""
 
-    def __call__(self, layout: TokenLayout, seed: int, coords: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def __call__(self, layout: TokenLayout, seed: int, coords: Optional[torch.Tensor] = None) -> np.ndarray:
         mask = super().__call__(layout, seed, coords)
         if seed % 2:
-            mask[(~mask).nonzero()[0]] = True
+            mask[np.flatnonzero(~mask)[0]] = True
         return mask
 
 
 class IntMaskMasker(RandomMasker):
     """Returns 0/1 integers instead of booleans."""
 
-    def __call__(self, layout: TokenLayout, seed: int, coords: Optional[torch.Tensor] = None) -> torch.Tensor:
-        return super().__call__(layout, seed, coords).long()
+    def __call__(self, layout: TokenLayout, seed: int, coords: Optional[torch.Tensor] = None) -> np.ndarray:
+        return super().__call__(layout, seed, coords).astype(np.int64)
 
 
 class WrongShapeTarget(PixelTarget):

@@ -3,7 +3,6 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 
 from omnimask.config import ComponentSpec, ConfigError
 from omnimask.modalities.base import TokenLayout
@@ -28,7 +27,7 @@ def test_random_mask_exact_count_matches_mae_formula(ratio, expected):
     assert masker.num_masked(LAYOUT) == expected == 196 - int(196 * (1 - ratio))
     for seed in range(20):
         mask = masker(LAYOUT, seed)
-        assert mask.dtype == torch.bool and mask.shape == (196,)
+        assert mask.dtype == np.bool_ and mask.shape == (196,)
         assert int(mask.sum()) == expected
 
 
@@ -44,8 +43,8 @@ def test_block_mask_exact_count(ratio):
 def test_maskers_are_deterministic_and_seed_dependent():
     for masker in (RandomMasker(RandomMasker.Config()), BlockMasker(BlockMasker.Config())):
         a, b, c = masker(LAYOUT, 7), masker(LAYOUT, 7), masker(LAYOUT, 8)
-        assert torch.equal(a, b)
-        assert not torch.equal(a, c)
+        assert np.array_equal(a, b)
+        assert not np.array_equal(a, c)
 
 
 def test_same_seed_same_mask_in_another_process():
@@ -71,7 +70,7 @@ def test_block_masks_are_made_of_blocks():
     block_share, random_share = [], []
     for seed in range(30):
         m = block_mask((14, 14), 78, seed)
-        r = RandomMasker(RandomMasker.Config(ratio=0.4))(LAYOUT, seed).numpy()
+        r = RandomMasker(RandomMasker.Config(ratio=0.4))(LAYOUT, seed)
         grid = m.reshape(14, 14)
         padded = np.pad(grid, 1)
         nb = padded[:-2, 1:-1].astype(int) + padded[2:, 1:-1] + padded[1:-1, :-2] + padded[1:-1, 2:]

@@ -21,7 +21,7 @@ def fake_batch(recipe: Recipe, n: int = 4, seed: int = 0) -> dict:
     samples = []
     for i in range(n):
         tokens = recipe.tokenizer(photo_like(g, 32, 32))
-        mask = recipe.masker(recipe.tokenizer.layout, seed * 100 + i)
+        mask = torch.as_tensor(recipe.masker(recipe.tokenizer.layout, seed * 100 + i))
         samples.append({"key": str(i), "tokens": tokens, "mask": mask, "target": recipe.target(tokens, mask)})
     return collate(samples)
 

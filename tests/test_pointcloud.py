@@ -65,7 +65,7 @@ def test_chamfer_head_loss_and_shapes():
     samples = [tok(primitive(k, g, 512)) for k in ("sphere", "cone")]
     tokens = torch.stack([s.values for s in samples])
     coords = torch.stack([s.coords for s in samples])
-    mask = torch.stack([recipe.masker(tok.layout, i) for i in range(2)])
+    mask = torch.stack([torch.as_tensor(recipe.masker(tok.layout, i)) for i in range(2)])
     index = MaskIndex.from_mask(mask, int(mask[0].sum()), coords=coords)
     pred = model(tokens, index)
     assert pred.shape == (2, 19, 48)

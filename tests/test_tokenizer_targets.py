@@ -52,7 +52,7 @@ def test_tokenizer_rejects_wrong_input():
 def test_norm_pixel_target_is_per_patch_normalised_prepared_pixels():
     tok = ImagePatchTokenizer(ImagePatchTokenizer.Config(image_size=32, patch_size=8))
     tokens = tok(np.random.default_rng(1).integers(0, 256, (32, 32, 3), dtype=np.uint8))
-    mask = RandomMasker(RandomMasker.Config(ratio=0.75))(tok.layout, 3)
+    mask = torch.as_tensor(RandomMasker(RandomMasker.Config(ratio=0.75))(tok.layout, 3))
     norm = NormPixelTarget(NormPixelTarget.Config(), tok)
     compact = norm(tokens, mask)
     assert compact.dtype == torch.uint8 and compact.shape == (12, 192)  # stays compact in the loader
@@ -69,7 +69,7 @@ def test_norm_pixel_target_is_per_patch_normalised_prepared_pixels():
 def test_pixel_target_and_to_tokens_inverse():
     tok = ImagePatchTokenizer(ImagePatchTokenizer.Config(image_size=32, patch_size=8))
     tokens = tok(np.random.default_rng(2).integers(0, 256, (32, 32, 3), dtype=np.uint8))
-    mask = RandomMasker(RandomMasker.Config(ratio=0.5))(tok.layout, 0)
+    mask = torch.as_tensor(RandomMasker(RandomMasker.Config(ratio=0.5))(tok.layout, 0))
     for target in (PixelTarget(tok), NormPixelTarget(NormPixelTarget.Config(), tok)):
         t = target.finalize(target(tokens, mask)[None])
         assert t.shape == (1, 8, target.dim)

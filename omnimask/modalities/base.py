@@ -4,7 +4,8 @@ Data flows through them in this order (one sample, in a loader worker)::
 
     shard members --Modality.decoder--> decoded sample --Tokenizer--> tokens [N, D] (+ coords, edges)
     TokenLayout --Masker(seed)--> mask [N] (True = hidden)
-    (tokens, mask) --Target--> compact target [N_hidden, ...]
+    (tokens, mask) --Target--> compact target [N_hidden, ...]  (not for a ``gathers_tokens`` target
+                                             of a grid batch: the model gathers it on the device)
     (tokens, mask) --Masker.corrupt(seed)--> what the encoder sees, for maskers that show it
                                              every token (BERT, GraphMAE)
 
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterator, Optional
 
+import numpy as np
 import torch
 
 
@@ -65,21 +67,22 @@ class EncodedSample:
 class Tokens:
     """A tokenized sample with structure beyond the token order.
 
-    - ``values [N, D]``: the tokens, as a grid tokenizer returns them alone;
+    - ``values [N, D]``: the tokens (numpy array or tensor), as a grid tokenizer returns them alone;
     - ``coords [N, C]``: data-dependent positions (point-cloud group centres), seen by the
       masker, the encoder and the head (``MaskIndex.coords``);
     - ``edges [2, E]`` (int64): directed token pairs ``(source, target)`` (graph edges),
       seen by GNN encoders and heads (``MaskIndex.edges``).
     """
 
-    values: torch.Tensor
+    values: np.ndarray | torch.Tensor
     coords: Optional[torch.Tensor] = None
     edges: Optional[torch.Tensor] = None
 
 
 class Tokenizer(ABC):
-    """Decoded sample -> tokens ``[N, D]`` in a compact dtype (e.g. uint8 pixels), or a
-    :class:`Tokens` when the tokens carry coordinates or edges.
+    """Decoded sample -> tokens ``[N, D]`` in a compact dtype (e.g. uint8 pixels), a numpy array
+    or a CPU tensor, or a :class:`Tokens` when the tokens carry coordinates or edges. (Numpy
+    is cheaper in a loader worker: the batch becomes one tensor in collate.)
 
     Grid tokenizers give every sample ``layout.num_tokens`` tokens. A ``variable_length``
     tokenizer (protein sequences, graphs) gives each sample its own ``N <= layout.num_tokens``;
@@ -97,7 +100,7 @@ class Tokenizer(ABC):
     """Whether its :class:`Tokens` carry ``edges`` (what an edge masker needs)."""
 
     @abstractmethod
-    def __call__(self, sample: Any) -> torch.Tensor | Tokens:
+    def __call__(self, sample: Any) -> np.ndarray | torch.Tensor | Tokens:
         """Tokens ``[N, D]`` of one decoded sample (or a :class:`Tokens`)."""
 
     def num_tokens(self, size: int) -> int:
@@ -120,7 +123,7 @@ class Tokenizer(ABC):
 
 class Masker(ABC):
     """A pure, seeded function of the token layout (and the tokens' ``coords`` where the
-    tokenizer gives them) -> boolean mask ``[N]``.
+    tokenizer gives them) -> boolean mask ``[N]``, a numpy array or a tensor.
 
     True marks a hidden token, one the loss predicts. The number of hidden tokens is
     exactly :meth:`num_masked` for every seed, so that samples of a grid layout batch
@@ -138,7 +141,7 @@ class Masker(ABC):
         """Exact number of hidden tokens for ``layout``."""
 
     @abstractmethod
-    def __call__(self, layout: TokenLayout, seed: int, coords: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def __call__(self, layout: TokenLayout, seed: int, coords: Optional[torch.Tensor] = None) -> np.ndarray | torch.Tensor:
         """Boolean mask ``[N]``; the same seed (and coords) gives the same mask in any process."""
 
     def corrupt(self, tokens: torch.Tensor, mask: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -159,6 +162,16 @@ class Target(ABC):
     in ``finalize``, where they are batched and do not cross process boundaries
     as floats four times the size of the tokens.
     """
+
+    @property
+    def gathers_tokens(self) -> bool:
+        """Whether the compact target is the predicted tokens themselves (``__call__`` returns
+        ``tokens[predicted]``; :class:`omnimask.modalities.targets.HiddenTokensTarget`). In grid
+        batches whose tokens the encoder sees uncorrupted, the loader then sends no target:
+        :meth:`omnimask.models.recipe.MaskedModel.compact_target` gathers it from the batch's
+        tokens on the device, sparing the loader a gather per sample and the host-to-device
+        copy of ``N_hidden / N`` of the tokens' bytes again."""
+        return False
 
     def __init__(self, tokenizer: Tokenizer):
         self.tokenizer = tokenizer

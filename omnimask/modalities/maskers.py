@@ -10,7 +10,7 @@ import torch
 
 from omnimask.modalities.base import Masker, TokenLayout
 from omnimask.registry import register
-from omnimask.seeding import rng
+from omnimask.seeding import uniform_words
 
 
 def check_ratio(ratio: float) -> None:
@@ -22,9 +22,10 @@ def random_mask(num_tokens: int, num_masked: int, seed: int) -> np.ndarray:
     """Boolean ``[N]`` with exactly ``num_masked`` True, uniformly at random.
 
     MAE's per-sample shuffle: argsort of uniform noise, the first
-    ``N - num_masked`` indices stay visible.
+    ``N - num_masked`` indices stay visible. The noise is 32-bit words of
+    :func:`omnimask.seeding.uniform_words` (ties, rare, go to the lower index).
     """
-    order = np.argsort(rng(seed, "random_mask").random(num_tokens), kind="stable")
+    order = np.argsort(uniform_words(num_tokens, seed, "random_mask"), kind="stable")
     mask = np.zeros(num_tokens, dtype=bool)
     mask[order[num_tokens - num_masked :]] = True
     return mask
@@ -52,5 +53,5 @@ class RandomMasker(Masker):
         n = layout.num_tokens
         return int(n * self.ratio) if self.count == "mask" else n - int(n * (1 - self.ratio))
 
-    def __call__(self, layout: TokenLayout, seed: int, coords: Optional[torch.Tensor] = None) -> torch.Tensor:
-        return torch.from_numpy(random_mask(layout.num_tokens, self.num_masked(layout), seed))
+    def __call__(self, layout: TokenLayout, seed: int, coords: Optional[torch.Tensor] = None) -> np.ndarray:
+        return random_mask(layout.num_tokens, self.num_masked(layout), seed)

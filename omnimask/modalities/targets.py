@@ -1,13 +1,15 @@
 """Targets that work on any tokenizer whose prepared tokens are values to reconstruct.
 
-Both gather the hidden tokens in the loader (compact, e.g. uint8) and do the
-float work in ``finalize`` on the device, batched.
+Every one is the hidden tokens (compact, e.g. uint8; ``gathers_tokens``: gathered on the
+device from the batch's tokens where the loader need not) with the float work in
+``finalize``, on the device, batched.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from omnimask.modalities.base import Target, Tokenizer
@@ -17,28 +19,39 @@ from omnimask.registry import register
 NUMPY_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64, torch.float16, torch.float32, torch.float64)
 
 
-def hidden_tokens(tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """``tokens [N, D]`` at the hidden positions of ``mask [N]``, ascending: ``[N_h, D]``.
+def hidden_tokens(tokens: torch.Tensor, mask: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """``tokens [N, D]`` at the hidden positions of ``mask [N]`` (a tensor or a numpy array, as maskers
+    give them), ascending: ``[N_h, D]``.
 
     On the CPU (a loader worker) through numpy's boolean indexing: one call instead of
     three torch ops (nonzero, squeeze, index_select), each of which costs tens of
     microseconds right after an image was decoded; torch's ``index_select`` elsewhere.
     """
     if tokens.device.type == "cpu" and tokens.dtype in NUMPY_DTYPES:
-        return torch.from_numpy(tokens.numpy()[mask.numpy()])
-    return tokens.index_select(0, mask.nonzero().squeeze(1))
+        return torch.from_numpy(tokens.numpy()[np.asarray(mask)])
+    return tokens.index_select(0, torch.as_tensor(mask, device=tokens.device).nonzero().squeeze(1))
+
+
+class HiddenTokensTarget(Target):
+    """A target whose compact form is the hidden tokens themselves, ``[N_h, D]`` in the tokens'
+    dtype (its ``finalize`` does the rest, on the device). It ``gathers_tokens``, unless a
+    subclass computes its own compact target (overrides ``__call__``): then the loader runs it."""
+
+    def __call__(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return hidden_tokens(tokens, mask)
+
+    @property
+    def gathers_tokens(self) -> bool:
+        return type(self).__call__ is HiddenTokensTarget.__call__
 
 
 @register("target", "pixels")
-class PixelTarget(Target):
+class PixelTarget(HiddenTokensTarget):
     """The prepared token values themselves (MAE without ``norm_pix_loss``)."""
 
     @property
     def dim(self) -> int:
         return self.tokenizer.layout.token_dim
-
-    def __call__(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return hidden_tokens(tokens, mask)
 
     def finalize(self, target: torch.Tensor) -> torch.Tensor:
         return self.tokenizer.prepare(target)
@@ -138,7 +151,7 @@ class ChannelNormPixelTarget(PixelTarget):
 
 
 @register("target", "token_ids")
-class TokenIdTarget(Target):
+class TokenIdTarget(HiddenTokensTarget):
     """The original token ids at the hidden positions (masked language modelling): compact
     ``[N_h, 1]``, finalized to int64 class indices ``[..., N_h]`` (``[M]`` in padded batches) for a
     cross-entropy head. ``dim`` is the tokenizer's vocabulary size, the head's number of logits."""
@@ -151,9 +164,6 @@ class TokenIdTarget(Target):
     @property
     def dim(self) -> int:
         return int(self.tokenizer.vocab_size)  # type: ignore[attr-defined]
-
-    def __call__(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return hidden_tokens(tokens, mask)
 
     def finalize(self, target: torch.Tensor) -> torch.Tensor:
         return target.long().squeeze(-1)

@@ -18,6 +18,7 @@ from omnimask.config import ConfigError, RecipeConfig, from_dict
 from omnimask.contracts import check_prediction
 from omnimask.modalities.base import Masker, Modality, Target, TokenLayout, Tokenizer
 from omnimask.models.base import Encoder, Head, MaskIndex
+from omnimask.models.layers import gather_tokens
 
 
 class MaskedModel(nn.Module):
@@ -39,17 +40,29 @@ class MaskedModel(nn.Module):
         return self.head(latent, index)
 
     def loss(self, batch: dict[str, Any]) -> torch.Tensor:
-        pred = self(batch["tokens"], MaskIndex.from_batch(batch))
-        target = self.target.finalize(batch["target"])
+        index = MaskIndex.from_batch(batch)
+        pred = self(batch["tokens"], index)
+        target = self.target.finalize(self.compact_target(batch, index))
         check_prediction(self.head, self.target, pred, target)
         return self.head.loss(pred, target)
+
+    @staticmethod
+    def compact_target(batch: dict[str, Any], index: MaskIndex | None = None) -> torch.Tensor:
+        """The batch's compact targets ``[B, N_p, ...]`` (``[M, ...]`` padded): ``batch["target"]``,
+        or, where the loader left them to the model (a ``gathers_tokens`` target), the tokens at
+        the predicted positions ``index.ids_predict``, gathered where the batch is (the device)."""
+        if "target" in batch:
+            return batch["target"]
+        index = index or MaskIndex.from_batch(batch)
+        return gather_tokens(batch["tokens"], index.ids_predict)
 
 
 def check_predicted_count(masker: Masker, decoder_masker: Masker, layout: TokenLayout, draws: int = 16) -> None:
     """Dual masking needs the same number of hidden-and-decoded tokens in every sample (batches are
     not padded): check it over ``draws`` seeds, so that a combination that breaks it (a running cell
     over a number of time slots not divisible by 4) fails at load, not at the first batch."""
-    counts = {int((masker(layout, s) & ~decoder_masker(layout, 10_000 + s)).sum()) for s in range(draws)}
+    counts = {int((torch.as_tensor(masker(layout, s)) & ~torch.as_tensor(decoder_masker(layout, 10_000 + s))).sum())
+              for s in range(draws)}
     if len(counts) > 1:
         raise ConfigError(
             "model.decoder_masker",

@@ -5,6 +5,9 @@ number of tokens and of hidden tokens, so the model gathers them without padding
 
     tokens [B, N, D]   mask [B, N]   target [B, N_p, ...]   num_hidden (an int)
 
+(without ``target`` when the model gathers it from the tokens on the device: a target that
+``gathers_tokens``, see :class:`omnimask.pipelines.loader.SamplePipeline`).
+
 Variable-length tokens (protein sequences, graphs) are padded to the batch's
 longest sample, and the targets of all samples are concatenated::
 
@@ -23,6 +26,7 @@ from __future__ import annotations
 import functools
 from typing import Any, Callable, Optional
 
+import numpy as np
 import torch
 from torch.utils.data import default_collate
 
@@ -30,6 +34,8 @@ from omnimask.modalities.base import Tokenizer
 
 PER_TOKEN = ("mask", "queries", "coords", "mask_token")
 """Per-token sample fields, batched like the tokens."""
+OPTIONAL = ("target", *PER_TOKEN)
+"""The sample fields a batch holds when its samples do (all but the tokens)."""
 
 
 def collate(samples: list[dict[str, Any]], pad_value: Optional[float] = None) -> dict[str, Any]:
@@ -38,20 +44,17 @@ def collate(samples: list[dict[str, Any]], pad_value: Optional[float] = None) ->
         "keys": [s["key"] for s in samples],
         "replaced": sum(bool(s.get("replaced")) for s in samples),
     }
-    fields = [name for name in PER_TOKEN if name in samples[0]]
+    fields = [name for name in OPTIONAL if name in samples[0]]
     if pad_value is None:
-        batch["tokens"] = default_collate([s["tokens"] for s in samples])  # stacks into shared memory in a worker
-        batch["target"] = default_collate([s["target"] for s in samples])
-        for name in fields:
-            batch[name] = default_collate([s[name] for s in samples])
+        for name in ("tokens", *fields):
+            batch[name] = default_collate([s[name] for s in samples])  # tensors of arrays, stacked into shared memory in a worker
     else:
         lengths = torch.tensor([s["tokens"].shape[0] for s in samples])
         batch["tokens"] = pad_stack([s["tokens"] for s in samples], pad_value)
         batch["valid"] = torch.arange(batch["tokens"].shape[1])[None] < lengths[:, None]
         batch["num_valid"] = int(lengths.sum())
-        batch["target"] = torch.cat([s["target"] for s in samples])
         for name in fields:
-            batch[name] = pad_stack([s[name] for s in samples], 0)
+            batch[name] = torch.cat([s[name] for s in samples]) if name == "target" else pad_stack([s[name] for s in samples], 0)
         if "edges" in samples[0]:
             offsets = torch.cumsum(lengths, 0) - lengths
             batch["edges"] = torch.cat([s["edges"] + off for s, off in zip(samples, offsets.tolist())], dim=1)
@@ -66,8 +69,9 @@ def collate_for(tokenizer: Tokenizer) -> Callable[[list[dict[str, Any]]], dict[s
     return functools.partial(collate, pad_value=tokenizer.pad_value if tokenizer.variable_length else None)
 
 
-def pad_stack(tensors: list[torch.Tensor], value: float) -> torch.Tensor:
-    """``[N_i, ...]`` tensors -> ``[B, max N_i, ...]``, filled with ``value`` after each one's rows."""
+def pad_stack(tensors: list[torch.Tensor | np.ndarray], value: float) -> torch.Tensor:
+    """``[N_i, ...]`` tensors (or arrays) -> ``[B, max N_i, ...]``, filled with ``value`` after each one's rows."""
+    tensors = [torch.as_tensor(t) for t in tensors]
     first = tensors[0]
     # empty + fill_: torch.full with a float value for an integer dtype takes a slow path (~2 ms for 100k bytes)
     out = torch.empty((len(tensors), max(t.shape[0] for t in tensors), *first.shape[1:]), dtype=first.dtype).fill_(value)

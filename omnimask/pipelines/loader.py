@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
+import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from omnimask.contracts import ContractError, check_corrupt, check_mask, check_target, check_tokens
@@ -39,6 +40,10 @@ log = logging.getLogger(__name__)
 class SamplePipeline:
     """``(key, members, epoch)`` -> ``{key, tokens [N, D], mask [N], target [N_p, ...]}`` (compact target).
 
+    ``target`` is left out where the model gathers it from the batch's tokens on the device
+    (``target_in_loader`` False: a ``gathers_tokens`` target, grid tokens the encoder sees
+    uncorrupted; :meth:`omnimask.models.recipe.MaskedModel.compact_target`).
+
     Optional fields, by recipe:
 
     - ``queries [N]`` with a decoder masker: the positions it leaves visible to the
@@ -50,6 +55,11 @@ class SamplePipeline:
 
     Variable-length tokenizers give each sample its own token count; the maskers get
     the sample's own layout ``(N,)``.
+
+    ``tokens`` and ``mask`` stay as the tokenizer and masker gave them, numpy arrays or
+    tensors (collate makes tensors of whole batches): in a loader worker, each crossing
+    between numpy and torch costs ~25 us right after a decode (``python -m benchmarks.micro``).
+    Targets, ``corrupt`` and the decoder-masker combination get tensors.
     """
 
     def __init__(self, recipe: Recipe, seed: int, strict: bool = False):
@@ -60,6 +70,9 @@ class SamplePipeline:
         self.decoder_masker = recipe.decoder_masker
         self.edge_masker = recipe.edge_masker
         self.target = recipe.target
+        self.target_in_loader = not (
+            recipe.target.gathers_tokens and not recipe.masker.shows_hidden and not recipe.tokenizer.variable_length
+        )
         self.layout = recipe.tokenizer.layout
         self.seed = seed
 
@@ -80,10 +93,13 @@ class SamplePipeline:
         predicted = mask
         if self.decoder_masker is not None:
             hidden = self.decoder_masker(layout, seed("decoder_mask"), coords)
-            result["queries"] = queries = ~check_mask(self.decoder_masker, hidden, layout, "decoder masker")
-            predicted = mask & queries
-        result["target"] = check_target(self.target, self.target(tokens, predicted), predicted)
+            result["queries"] = queries = ~torch.as_tensor(check_mask(self.decoder_masker, hidden, layout, "decoder masker"))
+            predicted = torch.as_tensor(mask) & queries
+        if self.target_in_loader:
+            value = self.target(torch.as_tensor(tokens), torch.as_tensor(predicted))
+            result["target"] = check_target(self.target, value, predicted)
         if self.masker.shows_hidden:
+            tokens, mask = torch.as_tensor(tokens), torch.as_tensor(mask)
             result["tokens"], result["mask_token"] = check_corrupt(self.masker, tokens, self.masker.corrupt(tokens, mask, seed("corrupt")))
         return result
 

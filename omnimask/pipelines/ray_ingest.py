@@ -102,7 +102,7 @@ def run_pipeline(batch: dict[str, np.ndarray], recipe_json: str) -> dict[str, np
     return {
         "replaced": np.array([o["replaced"] for o in out]),
         "key": np.array([o["key"] for o in out]),
-        **{c: column([o[c].numpy() for o in out]) for c in columns},
+        **{c: column([np.asarray(o[c]) for o in out]) for c in columns},
     }
 
 

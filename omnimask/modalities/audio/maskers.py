@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+import numpy as np
 import torch
 
 from omnimask.modalities.base import Masker, TokenLayout
@@ -50,9 +51,9 @@ class TimeFrequencyMasker(Masker):
         kt, kf = self._kept(layout)
         return layout.num_tokens - kt * kf
 
-    def __call__(self, layout: TokenLayout, seed: int, coords: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def __call__(self, layout: TokenLayout, seed: int, coords: Optional[torch.Tensor] = None) -> np.ndarray:
         t, f = layout.grid
         kt, kf = self._kept(layout)
         rows = random_mask(t, t - kt, derive_seed(seed, "time"))
         cols = random_mask(f, f - kf, derive_seed(seed, "frequency"))
-        return torch.from_numpy((rows[:, None] | cols[None, :]).reshape(-1))
+        return (rows[:, None] | cols[None, :]).reshape(-1)

@@ -41,8 +41,8 @@ class GraphMAEMasker(Masker):
         n = layout.num_tokens
         return min(n, max(1, int(self.cfg.ratio * n)))
 
-    def __call__(self, layout: TokenLayout, seed: int, coords: Optional[torch.Tensor] = None) -> torch.Tensor:
-        return torch.from_numpy(random_mask(layout.num_tokens, self.num_masked(layout), seed))
+    def __call__(self, layout: TokenLayout, seed: int, coords: Optional[torch.Tensor] = None) -> np.ndarray:
+        return random_mask(layout.num_tokens, self.num_masked(layout), seed)
 
     def corrupt(self, tokens: torch.Tensor, mask: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Node features ``[N, F]`` with the hidden rows replaced (zeros or another node's features),

@@ -106,11 +106,11 @@ class BlockMasker(Masker):
     def num_masked(self, layout: TokenLayout) -> int:
         return int(round(layout.num_tokens * self.cfg.ratio))
 
-    def __call__(self, layout: TokenLayout, seed: int, coords: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def __call__(self, layout: TokenLayout, seed: int, coords: Optional[torch.Tensor] = None) -> np.ndarray:
         if len(layout.grid) != 2:
             raise ValueError(f"block masking needs a 2-D token grid, got {layout.grid}")
         c = self.cfg
-        mask = block_mask(
+        return block_mask(
             layout.grid,  # type: ignore[arg-type]
             self.num_masked(layout),
             seed,
@@ -118,4 +118,3 @@ class BlockMasker(Masker):
             max_patches=c.max_patches,
             aspect=(c.min_aspect, 1 / c.min_aspect),
         )
-        return torch.from_numpy(mask)

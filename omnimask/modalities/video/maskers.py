@@ -40,10 +40,10 @@ class TubeMasker(Masker):
         t, h, w = grid_3d(layout, "tube")
         return t * int(self.ratio * h * w)
 
-    def __call__(self, layout: TokenLayout, seed: int, coords: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def __call__(self, layout: TokenLayout, seed: int, coords: Optional[torch.Tensor] = None) -> np.ndarray:
         t, h, w = grid_3d(layout, "tube")
         frame = random_mask(h * w, int(self.ratio * h * w), seed)
-        return torch.from_numpy(np.tile(frame, t))
+        return np.tile(frame, t)
 
 
 def running_cell_masks(grid: tuple[int, int, int], ratio: float) -> np.ndarray:
@@ -101,6 +101,6 @@ class RunningCellMasker(Masker):
     def num_masked(self, layout: TokenLayout) -> int:
         return int(self._phases(layout)[0].sum())
 
-    def __call__(self, layout: TokenLayout, seed: int, coords: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def __call__(self, layout: TokenLayout, seed: int, coords: Optional[torch.Tensor] = None) -> np.ndarray:
         phases = self._phases(layout)
-        return torch.from_numpy(phases[int(rng(seed, "running_cell").integers(4))].copy())
+        return phases[int(rng(seed, "running_cell").integers(4))].copy()
