@@ -140,7 +140,7 @@ class ReadMaskGraphs(Dataset):
 
         g = read_npz(self.files[i].read_bytes()).validate()
         x = torch.from_numpy(node_features(g, "degree", self.recipe.tokenizer.layout.token_dim))
-        mask = self.recipe.masker(TokenLayout((g.num_nodes,), x.shape[1]), i)
+        mask = torch.as_tensor(self.recipe.masker(TokenLayout((g.num_nodes,), x.shape[1]), i))
         x, _ = self.recipe.masker.corrupt(x, mask, i)
         return Data(x=x, edge_index=torch.from_numpy(g.edge_index), mask=mask)
 

@@ -88,6 +88,16 @@ def reset_peak() -> None:
         f.write("5")
 
 
+def step_gflop(loss_fn: Any) -> float:
+    """GFLOP of one forward and backward in fp32 eager, as ``torch.utils.flop_counter`` counts them (matrix
+    products and attention: the work both implementations must do, whatever their speed)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        loss_fn().backward()
+    return counter.get_total_flops() / 1e9
+
+
 def measure_one(name: str, impl: str, batch_size: int, steps: int, device: str, precision: str, compile: bool) -> dict[str, Any]:
     """Time ``steps`` steps after two warm-up steps (compilation included in the warm-up) in this process."""
     import torch
@@ -107,6 +117,8 @@ def measure_one(name: str, impl: str, batch_size: int, steps: int, device: str, 
     else:
         model = model.to(device)
         loss_fn = lambda: model.loss(batch)  # noqa: E731
+    gflop = step_gflop(loss_fn)
+    model.zero_grad(set_to_none=True)
     if compile:
         loss_fn = torch.compile(loss_fn)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
@@ -143,7 +155,7 @@ def measure_one(name: str, impl: str, batch_size: int, steps: int, device: str, 
     return {
         "recipe": name, "impl": impl, "device": device, "precision": precision, "compile": compile,
         "batch_size": batch_size, "steps": steps, "samples_per_s": batch_size * steps / elapsed,
-        "step_ms": 1000 * elapsed / steps, "warmup_s": warmup, "peak_mb": peak, "step_mb": peak - before,
+        "step_ms": 1000 * elapsed / steps, "warmup_s": warmup, "peak_mb": peak, "step_mb": peak - before, "gflop": gflop,
         "threads": torch.get_num_threads(),
     }
 
@@ -213,9 +225,11 @@ def run(recipes: list[str], device: str = "cpu", precisions: tuple[str, ...] = (
             if "plain" in best:
                 plain = best["plain"]
                 row.update(plain_samples_per_s=plain["samples_per_s"], plain_peak_mb=plain["peak_mb"],
-                           plain_step_mb=plain["step_mb"], speedup=ours["samples_per_s"] / plain["samples_per_s"])
+                           plain_step_mb=plain["step_mb"], speedup=ours["samples_per_s"] / plain["samples_per_s"],
+                           plain_gflop=plain["gflop"], flop_ratio=plain["gflop"] / ours["gflop"])
                 line += (f" | plain MAE {plain['samples_per_s']:.1f}/s, peak {plain['peak_mb']:.0f} MB "
-                         f"(+{plain['step_mb']:.0f}) | x{row['speedup']:.2f}; loss {check['omnimask']:.5f} vs "  # type: ignore[index]
+                         f"(+{plain['step_mb']:.0f}) | x{row['speedup']:.2f} (GFLOP a step {ours['gflop']:.2f} vs "
+                         f"{plain['gflop']:.2f}: x{row['flop_ratio']:.2f} fewer); loss {check['omnimask']:.5f} vs "  # type: ignore[index]
                          f"{check['plain']:.5f}")  # type: ignore[index]
             print(line, flush=True)
             rows.append(row)

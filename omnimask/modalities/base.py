@@ -145,7 +145,8 @@ class Masker(ABC):
         """Boolean mask ``[N]``; the same seed (and coords) gives the same mask in any process."""
 
     def corrupt(self, tokens: torch.Tensor, mask: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """For ``shows_hidden`` maskers: the tokens ``[N, D]`` the encoder sees, and ``mask_token [N]``
+        """For ``shows_hidden`` maskers: given the tokens and the mask (as ``__call__`` returned it, array
+        or tensor), the tokens ``[N, D]`` the encoder sees, and ``mask_token [N]``
         (True where the encoder puts its learnable [MASK] in place of the token). Hidden rows not
         flagged were replaced by other values or left unchanged. Pure and seeded, as ``__call__``."""
         raise NotImplementedError(f"{type(self).__name__} hides tokens from the encoder; it does not corrupt them")

@@ -47,7 +47,7 @@ class GraphMAEMasker(Masker):
     def corrupt(self, tokens: torch.Tensor, mask: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Node features ``[N, F]`` with the hidden rows replaced (zeros or another node's features),
         and ``mask_token [N]``: the zeroed rows, which get the [MASK] vector."""
-        g = rng(seed, "graphmae_corrupt")
+        g, mask = rng(seed, "graphmae_corrupt"), torch.as_tensor(mask)
         hidden = mask.nonzero().squeeze(1)
         num_noise = int(self.cfg.replace_rate * len(hidden))
         order = torch.from_numpy(g.permutation(len(hidden)))

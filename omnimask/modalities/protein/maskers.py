@@ -62,7 +62,7 @@ class BertMasker(Masker):
     def corrupt(self, tokens: torch.Tensor, mask: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Token ids ``[N, 1]`` with the hidden ones replaced (``<mask>`` or a random residue, or kept),
         and ``mask_token [N]``: where ``<mask>`` was put."""
-        g = rng(seed, "bert_corrupt")
+        g, mask = rng(seed, "bert_corrupt"), torch.as_tensor(mask)
         hidden = mask.nonzero().squeeze(1)
         fate = torch.from_numpy(g.random(len(hidden)))
         as_mask = hidden[fate < self.cfg.mask_share]
