@@ -9,7 +9,9 @@
 - one AdamW step over the tiny MAE's parameters: per-tensor loop, foreach, fused;
 - the image loader's per-sample stages (MAE ViT-B recipe) right after each decode, as a loader worker runs
   them: decode + augment, tokenize, mask, target (contract checks included); the same stages back to back
-  on one decoded image; and a batch of 64 decoded first, then tokenized, masked and targeted.
+  on one decoded image; and a batch of 64 decoded first, then tokenized, masked and targeted;
+- single calls right after a decode: a numpy/torch crossing, a count, a seeded numpy Generator vs
+  ``seeding.uniform_words`` (why the loader keeps masks in numpy and draws mask noise from SHAKE-128).
 
 Each figure is the median of ``--repeat`` timed calls after warm-up, in milliseconds; the loader stages are
 means over ``10 x --repeat`` samples, in microseconds.
@@ -89,16 +91,40 @@ def adamw_rows(repeat: int) -> dict[str, Any]:
     return row
 
 
+def after_decode(decode: Callable[[int], Any], samples: int, calls: dict[str, Callable[[Any, Any], Any]]) -> dict[str, float]:
+    """Mean microseconds of each call made alone right after a decode (``samples`` decodes each), on a numpy
+    mask and its tensor: what the first call of a stage pays with the decoder's caches flushed."""
+    import numpy as np
+    import torch
+
+    array = np.zeros(196, dtype=bool)
+    array[:147] = True
+    tensor = torch.from_numpy(array.copy())
+    out = {}
+    for name, call in calls.items():
+        total = 0.0
+        for i in range(samples):
+            decode(i)
+            t = time.perf_counter()
+            call(array, tensor)
+            total += time.perf_counter() - t
+        out[name] = 1e6 * total / samples
+    return out
+
+
 def loader_stage_rows(samples: int) -> list[dict[str, Any]]:
     """Per-sample microseconds (means over ``samples``) of the image pipeline's stages."""
     import tempfile
+
+    import numpy as np
+    import torch
 
     from benchmarks.inputs import build_jpegs
     from omnimask.config import load_recipe
     from omnimask.contracts import check_mask, check_target, check_tokens
     from omnimask.models.recipe import Recipe
     from omnimask.pipelines.loader import SamplePipeline
-    from omnimask.seeding import derive_seed
+    from omnimask.seeding import derive_seed, uniform_words
 
     recipe = Recipe.from_config(load_recipe("mae_image"))
     pipeline, layout = SamplePipeline(recipe, 0), recipe.tokenizer.layout
@@ -130,6 +156,11 @@ def loader_stage_rows(samples: int) -> list[dict[str, Any]]:
         rest(i, image, True)
     interleaved = {k: 1e6 * v / samples for k, v in clock.items()}
     hot = 1e6 * median_ms(lambda: rest(0, image, False), samples) / 1000
+    crossing = after_decode(decode, samples, {
+        "torch.from_numpy": lambda a, t: torch.from_numpy(a), "Tensor.numpy": lambda a, t: t.numpy(),
+        "np.count_nonzero": lambda a, t: np.count_nonzero(a), "Tensor.sum": lambda a, t: int(t.sum()),
+        "numpy Generator": lambda a, t: np.random.default_rng(12345), "uniform_words": lambda a, t: uniform_words(196, 12345),
+    })
 
     def interleaved_pass() -> None:
         for i in range(samples):
@@ -150,6 +181,7 @@ def loader_stage_rows(samples: int) -> list[dict[str, Any]]:
     return [
         {"what": "image pipeline stages after each decode (us a sample)", "dtype": "uint8", **interleaved,
          "tokenize+mask+target back to back": hot},
+        {"what": "one call right after a decode, on a [196] bool mask (us)", "dtype": "bool", **crossing},
         {"what": "image pipeline without timers, us a sample", "dtype": "uint8", **per_sample},
     ]
 
