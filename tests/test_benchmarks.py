@@ -28,7 +28,7 @@ def test_benchmark_suite_quick_run_writes_every_section(tmp_path):
     assert abs(mae["equal_loss"]["omnimask"] - mae["equal_loss"]["plain"]) < 1e-4
     assert [(r["kind"], r.get("cpus", r.get("workers"))) for r in sections["scaling"]] == [
         ("preprocess", 1), ("preprocess", 2), ("train", 1), ("train", 2)]
-    assert {r["dtype"] for r in sections["micro"]} == {"float32", "bfloat16", "uint8"} and all(
+    assert {r["dtype"] for r in sections["micro"]} == {"float32", "bfloat16", "uint8", "bool"} and all(
         v > 0 for r in sections["micro"] for k, v in r.items() if k not in ("what", "dtype"))
     report = (tmp_path / "results.md").read_text()
     for heading in ("## Targets", "## Preprocessing", "## Loader", "## Training step", "## Scaling", "## Micro"):
