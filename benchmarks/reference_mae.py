@@ -16,17 +16,19 @@ mask it computes the same loss (``tests/test_benchmarks.py`` checks this).
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import nn
 
-from omnimask.models.layers import position_grid, sincos_pos_embed
+from benchmarks.references import Reference
+from omnimask.models.layers import apply_rotary, position_grid, sincos_pos_embed
 from omnimask.models.recipe import Recipe
 
 
 class ExplicitAttention(nn.Module):
-    """``[B, N, D] -> [B, N, D]`` with the attention matrix materialised (timm 0.3.2)."""
+    """``[B, N, D] -> [B, N, D]`` with the attention matrix materialised (timm 0.3.2; fair-esm's
+    ``MultiheadAttention`` with ``key_padding`` ``[B, N]``, True = padding, and rotary tables)."""
 
     def __init__(self, dim: int, heads: int):
         super().__init__()
@@ -35,11 +37,16 @@ class ExplicitAttention(nn.Module):
         self.qkv = nn.Linear(dim, dim * 3)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, key_padding: torch.Tensor | None = None,
+                rotary: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         b, n, d = x.shape
         q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
-        attn = ((q @ k.transpose(-2, -1)) * self.scale).softmax(dim=-1)
-        return self.proj((attn @ v).transpose(1, 2).reshape(b, n, d))
+        if rotary is not None:
+            q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
+        scores = (q @ k.transpose(-2, -1)) * self.scale
+        if key_padding is not None:
+            scores = scores.masked_fill(key_padding[:, None, None, :], float("-inf"))
+        return self.proj((scores.softmax(dim=-1) @ v).transpose(1, 2).reshape(b, n, d))
 
 
 class PlainBlock(nn.Module):
@@ -53,8 +60,9 @@ class PlainBlock(nn.Module):
         hidden = int(dim * mlp_ratio)
         self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x))
+    def forward(self, x: torch.Tensor, key_padding: torch.Tensor | None = None,
+                rotary: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x), key_padding, rotary)
         return x + self.mlp(self.norm2(x))
 
 
@@ -83,15 +91,25 @@ class PlainDecoder(nn.Module):
         self.pred = nn.Linear(dim, target_dim)
 
 
-class PlainMAE(nn.Module):
+class PlainMAE(Reference):
     """``forward(x [B, N, D] float tokens, noise [B, N] or None) -> scalar loss``."""
 
     def __init__(self, encoder: PlainEncoder, head: PlainDecoder, mask_ratio: float,
-                 make_target: Callable[[torch.Tensor], torch.Tensor]):
+                 make_target: Callable[[torch.Tensor], torch.Tensor], prepare: Callable[[torch.Tensor], torch.Tensor]):
         super().__init__()
         self.encoder, self.head = encoder, head
         self.mask_ratio = mask_ratio
         self.make_target = make_target
+        self.prepare = prepare
+
+    def args(self, batch: dict[str, Any], same_mask: bool = False) -> tuple[torch.Tensor, ...]:
+        """Float tokens; with ``same_mask``, noise whose argsort keeps the batch's visible tokens first,
+        ascending, as the loader's mask orders them."""
+        x = self.prepare(batch["tokens"])
+        if not same_mask:
+            return (x,)
+        n = batch["mask"].shape[1]
+        return x, batch["mask"].float() + torch.arange(n, device=x.device) / (2 * n)
 
     def random_masking(self, x: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Keep the tokens with the smallest noise: ``x_visible [B, N_v, D]``, ``mask [B, N]`` (1 = hidden),
@@ -145,7 +163,7 @@ def plain_mae(recipe: Recipe) -> PlainMAE:
     decoder = PlainDecoder(enc.dim, dec_dim, len(head.blocks), head.blocks[0].attn.heads, hp.get("mlp_ratio", 4.0),
                            recipe.target.dim,
                            sincos_pos_embed(position_grid(layout, hp.get("positions", "grid")), dec_dim, cls_token=True))
-    return PlainMAE(encoder, decoder, m.masker.params.get("ratio", 0.75), target_of(recipe))
+    return PlainMAE(encoder, decoder, m.masker.params.get("ratio", 0.75), target_of(recipe), recipe.tokenizer.prepare)
 
 
 def target_of(recipe: Recipe) -> Callable[[torch.Tensor], torch.Tensor]:

@@ -80,7 +80,7 @@ def markdown(results: dict[str, Any]) -> str:
              for r in s["loader"]))]
     if "train" in s:
         parts += ["## Training step (forward, backward, AdamW; one batch in memory)\n", table(
-            ["recipe", "device", "precision", "batch", "omnimask", "peak MB (+steps)", "plain MAE", "peak MB (+steps)", "ratio",
+            ["recipe", "device", "precision", "batch", "omnimask", "peak MB (+steps)", "plain (paper-style)", "peak MB (+steps)", "ratio",
              "GFLOP a step (plain / omnimask)", "loss omnimask / plain"],
             ([r["recipe"], r["device"], r["precision"] + (" compiled" if r["compile"] else ""), r["batch_size"],
               f"{r['samples_per_s']:.1f}/s ({r['step_ms']:.0f} ms)", f"{r['peak_mb']:.0f} (+{r['step_mb']:.0f})",

@@ -10,7 +10,8 @@ Sections (each module runs alone too, see its docstring):
   per loader worker, with tokenize + mask + target, vs the reference-style pipeline
   and vs decode alone;
 - ``train`` (:mod:`benchmarks.train_step`): step throughput and peak memory of each
-  tiny and base recipe vs the plain MAE, fp32 and bf16, eager and compiled (MAE tiny);
+  tiny and base recipe vs its plain, paper-style twin (:mod:`benchmarks.references`), fp32 and
+  bf16, eager and compiled (MAE tiny);
 - ``scaling`` (:mod:`benchmarks.preprocess`, :mod:`benchmarks.train_scaling`): 1 vs 2
   CPUs for preprocessing, 1 vs 2 Ray Train workers for training;
 - ``micro`` (:mod:`benchmarks.micro`): attention kernels, the query-only decoder block, AdamW variants.

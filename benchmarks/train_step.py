@@ -1,4 +1,4 @@
-"""Training-step throughput and peak memory: omnimask's model vs the plain MAE, same recipe, same batch.
+"""Training-step throughput and peak memory: omnimask's model vs the plain, paper-style one, same recipe, same batch.
 
     python -m benchmarks.train_step [--recipes mae_image_tiny mae_image ...] [--device cpu] [--precision 32 bf16] [--compile]
 
@@ -6,14 +6,16 @@ A step is forward, backward and the AdamW update on one real batch (made from
 generated inputs by the recipe's own loader pipeline, then kept in memory: the
 loader has its own benchmark). omnimask's side is the recipe's
 :class:`~omnimask.models.recipe.MaskedModel` fed the loader's compact batch;
-the baseline (ViT recipes) is :mod:`benchmarks.reference_mae`, the paper-style
-MAE with the mask drawn inside the model, fed float tokens. Each (recipe,
+the baseline is the model as its paper's code writes it
+(:func:`benchmarks.references.reference_for`: MAE, VideoMAE and AudioMAE in
+:mod:`benchmarks.reference_mae`, Point-MAE, ESM-2 and GraphMAE beside it), with
+the mask drawn inside the model where the paper does that. Each (recipe,
 implementation, precision) runs in a fresh process so that its peak memory is
 its own: peak resident memory of the process during the steps (CPU; the
 counter is reset after the set-up) or peak allocated memory (CUDA), and how
 much that is above what the process held before the first step.
 The two implementations compute the same loss on the same weights and mask;
-``equal_loss`` checks it for every ViT recipe timed.
+``equal_loss`` checks it for every recipe timed.
 """
 
 from __future__ import annotations
@@ -46,8 +48,6 @@ CASES: dict[str, tuple[int, int, list[str]]] = {
     "graphmae_tiny": (64, 20, []),
     "graphmae": (64, 10, ["model.tokenizer.features=degree", "model.tokenizer.dim=64"]),
 }
-PLAIN = {"mae_image_tiny", "mae_image", "videomae_tiny", "videomae", "audiomae_tiny", "audiomae"}
-"""Recipes with a plain MAE counterpart (ViT encoder, MAE decoder, random or tube mask)."""
 
 
 def real_batch(recipe: Any, batch_size: int) -> dict[str, Any]:
@@ -88,12 +88,39 @@ def reset_peak() -> None:
         f.write("5")
 
 
+def attention_flops(q: Any, k: Any, v: Any, *args: Any, **kwargs: Any) -> int:
+    """FLOPs of ``softmax(q k^T) v`` from the shapes ``[B, H, N_q, d]``, ``[B, H, N, d]``, ``[B, H, N, d_v]``:
+    its two matrix products."""
+    b, h, n_q, d = q
+    return 2 * b * h * n_q * k[2] * (d + v[3])
+
+
+def attention_backward_flops(grad_out: Any, q: Any, k: Any, v: Any, *args: Any, **kwargs: Any) -> int:
+    """The backward of attention's two matrix products: four of the same sizes. The fused kernels recompute
+    the scores too (torch counts that for the CUDA ones); a count of the work needed leaves it out."""
+    return 2 * attention_flops(q, k, v)
+
+
+def fused_attention_formulas() -> dict[Any, Any]:
+    """``FlopCounterMode`` formulas for the fused attention kernels: torch counts none for the CPU one (so
+    omnimask's attention would count zero on the CPU while the plain side's explicit products count)."""
+    import torch
+
+    aten = torch.ops.aten
+    formulas: dict[Any, Any] = {aten._scaled_dot_product_flash_attention_for_cpu: attention_flops}
+    for op in (aten._scaled_dot_product_flash_attention_for_cpu_backward, aten._scaled_dot_product_flash_attention_backward,
+               aten._scaled_dot_product_efficient_attention_backward, aten._scaled_dot_product_cudnn_attention_backward):
+        formulas[op] = attention_backward_flops
+    return formulas
+
+
 def step_gflop(loss_fn: Any) -> float:
     """GFLOP of one forward and backward in fp32 eager, as ``torch.utils.flop_counter`` counts them (matrix
-    products and attention: the work both implementations must do, whatever their speed)."""
+    products and attention: the work both implementations must do, whatever their speed), with the fused
+    attention kernels counted as the explicit products they replace (:func:`fused_attention_formulas`)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    with FlopCounterMode(display=False) as counter:
+    with FlopCounterMode(display=False, custom_mapping=fused_attention_formulas()) as counter:
         loss_fn().backward()
     return counter.get_total_flops() / 1e9
 
@@ -102,18 +129,14 @@ def measure_one(name: str, impl: str, batch_size: int, steps: int, device: str, 
     """Time ``steps`` steps after two warm-up steps (compilation included in the warm-up) in this process."""
     import torch
 
-    from benchmarks.reference_mae import plain_mae
-
     torch.manual_seed(0)
     recipe = build(name, CASES[name][2])
     batch = to_device(real_batch(recipe, batch_size), device)
     model = recipe.build_model()
     if impl == "plain":
-        plain = plain_mae(recipe)
-        plain.load_state_dict(model.state_dict())
-        model = plain.to(device)
-        x = recipe.tokenizer.prepare(batch["tokens"])
-        loss_fn = lambda: model(x)  # noqa: E731
+        model = plain_twin(recipe, model).to(device)
+        args = model.args(batch)
+        loss_fn = lambda: model(*args)  # noqa: E731
     else:
         model = model.to(device)
         loss_fn = lambda: model.loss(batch)  # noqa: E731
@@ -173,24 +196,37 @@ def measure(name: str, impl: str, device: str = "cpu", precision: str = "32", co
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def equal_loss(name: str, batch_size: int = 4) -> dict[str, float]:
-    """Both implementations' loss on the same weights and the same mask (noise whose argsort keeps the
-    batch's visible tokens first, ascending, as the loader's mask orders them)."""
-    import torch
+def plain_twin(recipe: Any, model: Any) -> Any:
+    """The recipe's paper-style reference holding ``model``'s weights."""
+    from benchmarks.references import reference_for
 
-    from benchmarks.reference_mae import plain_mae
+    plain = reference_for(recipe)
+    if plain is None:
+        m = recipe.config.model
+        raise ValueError(f"no plain counterpart for {m.encoder.name} + {m.head.name} + {m.masker.name}")
+    plain.load_state_dict(model.state_dict())
+    return plain
+
+
+def has_plain(name: str) -> bool:
+    from benchmarks.references import reference_for
+
+    return reference_for(build(name, CASES[name][2])) is not None
+
+
+def equal_loss(name: str, batch_size: int = 4) -> dict[str, float]:
+    """Both implementations' loss on the same weights and the same mask, in eval mode (no dropout, batch
+    norm on running statistics: omnimask's Point-MAE normalises over the visible groups only)."""
+    import torch
 
     torch.manual_seed(0)
     recipe = build(name, CASES[name][2])
     batch = real_batch(recipe, batch_size)
-    model = recipe.build_model()
-    plain = plain_mae(recipe)
-    plain.load_state_dict(model.state_dict())
-    n = batch["mask"].shape[1]
-    noise = batch["mask"].float() + torch.arange(n) / (2 * n)
+    model = recipe.build_model().eval()
+    plain = plain_twin(recipe, model).eval()
     with torch.no_grad():
         ours = float(model.loss(batch))
-        theirs = float(plain(recipe.tokenizer.prepare(batch["tokens"]), noise))
+        theirs = float(plain(*plain.args(batch, same_mask=True)))
     return {"omnimask": ours, "plain": theirs, "abs_diff": abs(ours - theirs)}
 
 
@@ -212,8 +248,9 @@ def run(recipes: list[str], device: str = "cpu", precisions: tuple[str, ...] = (
     """One row per recipe and precision (compiled on both sides with ``compile``), best of ``rounds``."""
     rows = []
     for name in recipes:
-        check = equal_loss(name) if name in PLAIN else None
-        impls = ["omnimask", "plain"] if name in PLAIN else ["omnimask"]
+        plain = has_plain(name)
+        check = equal_loss(name) if plain else None
+        impls = ["omnimask", "plain"] if plain else ["omnimask"]
         for precision in precisions:
             common = {"device": device, "precision": precision, "compile": compile, "batch_size": batch_size, "steps": steps}
             best = best_of(rounds, name, {impl: {"impl": impl, **common} for impl in impls})
@@ -227,7 +264,7 @@ def run(recipes: list[str], device: str = "cpu", precisions: tuple[str, ...] = (
                 row.update(plain_samples_per_s=plain["samples_per_s"], plain_peak_mb=plain["peak_mb"],
                            plain_step_mb=plain["step_mb"], speedup=ours["samples_per_s"] / plain["samples_per_s"],
                            plain_gflop=plain["gflop"], flop_ratio=plain["gflop"] / ours["gflop"])
-                line += (f" | plain MAE {plain['samples_per_s']:.1f}/s, peak {plain['peak_mb']:.0f} MB "
+                line += (f" | plain {plain['samples_per_s']:.1f}/s, peak {plain['peak_mb']:.0f} MB "
                          f"(+{plain['step_mb']:.0f}) | x{row['speedup']:.2f} (GFLOP a step {ours['gflop']:.2f} vs "
                          f"{plain['gflop']:.2f}: x{row['flop_ratio']:.2f} fewer); loss {check['omnimask']:.5f} vs "  # type: ignore[index]
                          f"{check['plain']:.5f}")  # type: ignore[index]

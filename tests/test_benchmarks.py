@@ -35,8 +35,9 @@ def test_benchmark_suite_quick_run_writes_every_section(tmp_path):
         assert heading in report
 
 
-@pytest.mark.parametrize("recipe", ["mae_image_tiny", "videomae_tiny", "audiomae_tiny"])
-def test_plain_mae_computes_the_same_loss_on_the_same_weights_and_mask(recipe):
+@pytest.mark.parametrize("recipe", ["mae_image_tiny", "videomae_tiny", "audiomae_tiny", "pointmae_tiny", "esm_mlm_tiny",
+                                    "graphmae_tiny"])
+def test_plain_reference_computes_the_same_loss_on_the_same_weights_and_mask(recipe):
     from benchmarks.train_step import equal_loss
 
     losses = equal_loss(recipe)
@@ -44,20 +45,22 @@ def test_plain_mae_computes_the_same_loss_on_the_same_weights_and_mask(recipe):
     assert losses["omnimask"] > 0
 
 
-def test_plain_mae_loss_depends_on_the_mask():
-    """The baseline really masks inside the model: other noise, another mask, another loss."""
+@pytest.mark.parametrize("recipe", ["mae_image_tiny", "pointmae_tiny", "graphmae_tiny"])
+def test_plain_reference_draws_its_own_mask_and_trains(recipe):
+    """The baselines that mask inside the model really do: another draw, another loss; and a step's
+    backward reaches every parameter their paper's code trains."""
     import torch
 
-    from benchmarks.reference_mae import plain_mae
-    from benchmarks.train_step import build, real_batch
+    from benchmarks.train_step import build, plain_twin, real_batch
 
     torch.manual_seed(0)
-    recipe = build("mae_image_tiny", [])
-    plain = plain_mae(recipe)
-    x = recipe.tokenizer.prepare(real_batch(recipe, 2)["tokens"])
-    with torch.no_grad():
-        a, b = plain(x, torch.rand(x.shape[:2])), plain(x, torch.rand(x.shape[:2]))
-    assert not torch.isclose(a, b)
+    built = build(recipe, [])
+    plain = plain_twin(built, built.build_model())
+    args = plain.args(real_batch(built, 4))
+    a, b = plain(*args), plain(*args)
+    assert torch.isfinite(a) and not torch.isclose(a, b)
+    a.backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in plain.parameters() if p.requires_grad)
 
 
 def test_gpu_check_runs_its_code_on_the_cpu(tmp_path):
@@ -70,3 +73,17 @@ def test_gpu_check_runs_its_code_on_the_cpu(tmp_path):
     row = json.loads((tmp_path / "g.json").read_text())["rows"][0]
     assert row["recipe"] == "mae_image_tiny" and row["fed"]["samples_per_s"] > 0 and 0 <= row["fed"]["loader_share"] <= 1
     assert row["compute_only"]["precision"] == "bf16" and row["plain_mae"]["impl"] == "plain"
+
+
+def test_flop_count_of_fused_attention_equals_the_explicit_products():
+    """The step's GFLOP column counts the CPU's fused attention kernel (torch's counter skips it) as the two
+    matrix products it replaces, forward and backward, so that both sides of a ratio count the same work."""
+    import torch
+    import torch.nn.functional as F
+
+    from benchmarks.train_step import step_gflop
+
+    q, k, v = (torch.randn(2, 3, 17, 8, requires_grad=True) for _ in range(3))
+    fused = step_gflop(lambda: F.scaled_dot_product_attention(q, k, v).sum())
+    explicit = step_gflop(lambda: ((q @ k.transpose(-2, -1) * 8**-0.5).softmax(-1) @ v).sum())
+    assert fused == explicit == 6 * 2 * (2 * 3 * 17 * 17 * 8) / 1e9
