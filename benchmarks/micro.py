@@ -7,6 +7,9 @@
   the explicit product for bf16 on the CPU);
 - a decoder block over ``[64, 65, 128]`` computing every row vs the last 48 only (``decode_queries``);
 - one AdamW step over the tiny MAE's parameters: per-tensor loop, foreach, fused;
+- farthest point sampling of 64 centres in one cloud of 1024 points (the point-cloud loader's main cost):
+  the torch loop, a numpy loop over an ``[N, 3]`` difference and ``einsum``, and omnimask's numpy loop over
+  split coordinates in preallocated buffers;
 - the image loader's per-sample stages (MAE ViT-B recipe) right after each decode, as a loader worker runs
   them: decode + augment, tokenize, mask, target (contract checks included); the same stages back to back
   on one decoded image; and a batch of 64 decoded first, then tokenized, masked and targeted;
@@ -89,6 +92,31 @@ def adamw_rows(repeat: int) -> dict[str, Any]:
         opt = torch.optim.AdamW(params, lr=1e-4, **kw)
         row[name] = median_ms(opt.step, repeat)
     return row
+
+
+def fps_row(repeat: int) -> dict[str, Any]:
+    import numpy as np
+    import torch
+
+    from omnimask.modalities.pointcloud.geometry import _fps_numpy, farthest_point_sample
+
+    def rowwise(points: np.ndarray, k: int) -> np.ndarray:
+        idx = np.zeros(k, dtype=np.int64)
+        dist = np.full(len(points), np.inf, dtype=points.dtype)
+        for i in range(1, k):
+            diff = points - points[idx[i - 1]]
+            dist = np.minimum(dist, np.einsum("ij,ij->i", diff, diff))
+            idx[i] = dist.argmax()
+        return idx
+
+    cloud = np.random.default_rng(0).standard_normal((1024, 3)).astype(np.float32)
+    pair = torch.from_numpy(np.stack([cloud, cloud]))  # B = 2 takes the torch loop
+    if not np.array_equal(rowwise(cloud, 64), _fps_numpy(cloud, 64, 0)):
+        raise AssertionError("the FPS variants disagree")
+    return {"what": "FPS, 64 of 1024 points, one cloud", "dtype": "float32",
+            "torch loop (2 clouds, halved)": median_ms(lambda: farthest_point_sample(pair, 64), repeat) / 2,
+            "[N, 3] + einsum": median_ms(lambda: rowwise(cloud, 64), repeat),
+            "split coordinates (omnimask)": median_ms(lambda: _fps_numpy(cloud, 64, 0), repeat)}
 
 
 def after_decode(decode: Callable[[int], Any], samples: int, calls: dict[str, Callable[[Any, Any], Any]]) -> dict[str, float]:
@@ -187,7 +215,7 @@ def loader_stage_rows(samples: int) -> list[dict[str, Any]]:
 
 
 def run(repeat: int = 20) -> list[dict[str, Any]]:
-    rows = attention_rows(repeat) + [last_rows(repeat), adamw_rows(repeat)] + loader_stage_rows(10 * repeat)
+    rows = attention_rows(repeat) + [last_rows(repeat), adamw_rows(repeat), fps_row(repeat)] + loader_stage_rows(10 * repeat)
     for row in rows:
         figures = ", ".join(f"{k} {v:.2f}" for k, v in row.items() if k not in ("what", "dtype"))
         print(f"micro {row['what']} ({row['dtype']}): {figures}", flush=True)

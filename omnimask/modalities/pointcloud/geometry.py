@@ -4,8 +4,8 @@ grouping and the Chamfer distance.
 Point-MAE runs these as CUDA extensions (pointnet2_ops, knn_cuda, chamfer_dist) and
 pyg-lib/torch-cluster are not installable here, so they are written with tensor ops
 that work on any device: FPS loops over the ``K`` centres (64), never over points or
-samples (one cloud on the CPU, the loader's case, takes the same loop in numpy: 0.67 ms
-instead of 1.41 ms for 64 of 1024 points); kNN and Chamfer are ``cdist`` + ``topk``/``min``.
+samples (one cloud on the CPU, the loader's case, takes the same loop in numpy: 0.32 ms
+instead of 1.48 ms for 64 of 1024 points, ``python -m benchmarks.micro``); kNN and Chamfer are ``cdist`` + ``topk``/``min``.
 """
 
 from __future__ import annotations
@@ -47,14 +47,26 @@ def farthest_point_sample(points: torch.Tensor, k: int, start: Optional[torch.Te
 
 
 def _fps_numpy(points: np.ndarray, k: int, first: int) -> np.ndarray:
-    """:func:`farthest_point_sample` of one cloud ``[N, 3]`` in numpy (the same indices): ``[k]`` int64."""
+    """:func:`farthest_point_sample` of one cloud ``[N, 3]`` in numpy (the same indices): ``[k]`` int64.
+
+    The coordinates are split into three contiguous arrays and every step works in preallocated buffers:
+    each of the 63 steps is then nine small ufunc calls and no allocation: 0.32 ms for 64 of 1024 points,
+    against 0.86 ms with an ``[N, 3]`` difference and ``einsum`` a step (``python -m benchmarks.micro``).
+    """
+    x, y, z = (np.ascontiguousarray(points[:, j]) for j in range(3))
     idx = np.empty(k, dtype=np.int64)
-    idx[0] = first
+    idx[0] = last = first
     dist = np.full(len(points), np.inf, dtype=points.dtype)
+    d, t = np.empty_like(dist), np.empty_like(dist)
     for i in range(1, k):
-        diff = points - points[idx[i - 1]]
-        dist = np.minimum(dist, np.einsum("ij,ij->i", diff, diff))
-        idx[i] = dist.argmax()
+        np.subtract(x, x[last], out=d)
+        np.multiply(d, d, out=d)
+        for axis in (y, z):
+            np.subtract(axis, axis[last], out=t)
+            np.multiply(t, t, out=t)
+            np.add(d, t, out=d)
+        np.minimum(dist, d, out=dist)
+        idx[i] = last = int(dist.argmax())
     return idx
 
 
