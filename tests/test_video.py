@@ -39,6 +39,18 @@ def counter_video(path: Path, frames: int, size: int = 32, gop: int = 12) -> Non
                 fps=25, gop=gop)
 
 
+def test_demo_video_bytes_do_not_depend_on_where_the_frames_live(tmp_path):
+    """The same frames give the same file whatever array holds them (with x264's assembly, copies of one
+    clip gave one of two files)."""
+    clip = moving_clip(load_photos()["astronaut"], 40, 64, np.random.default_rng(0))
+    digests = set()
+    for i in range(6):
+        path = tmp_path / f"clip{i}.mp4"
+        write_video(path, clip.copy(), fps=20)
+        digests.add(path.read_bytes())
+    assert len(digests) == 1
+
+
 def test_tube_masks_repeat_one_frame_mask_with_the_exact_count():
     masker = TubeMasker(TubeMasker.Config(ratio=0.9))
     assert masker.num_masked(GRID) == 8 * int(0.9 * 196) == 1408
