@@ -20,8 +20,8 @@ def write_video(path: Path, frames: np.ndarray, fps: int | Fraction = 24, codec:
 
     ``reproducible``: encode H.264 without x264's assembly code. With the assembly, the same frames gave
     one of two or three files depending on where their array lived (it seems to read uninitialised
-    memory). Without it, encoding is ~3x slower (~20% more time for a demo build). The benchmarks' large
-    clips turn it off.
+    memory). Without it, encoding is several times slower, which the demo's small clips hardly notice;
+    the benchmarks' large clips turn it off.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), mode="w") as container:
