@@ -17,17 +17,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmarks.reference_mae import stack
+from benchmarks.reference_mae import stack_like
 from benchmarks.references import Reference
 from omnimask.models.layers import rotary_tables
-from omnimask.models.recipe import Recipe
+from omnimask.models.recipe import MaskedModel, Recipe
 
 
 class PlainESMEncoder(nn.Module):
-    def __init__(self, vocab: int, pad_id: int, dim: int, depth: int, heads: int, mlp_ratio: float):
+    def __init__(self, vocab: int, pad_id: int, dim: int, blocks: nn.ModuleList):
         super().__init__()
         self.embed = nn.Embedding(vocab, dim, padding_idx=pad_id)
-        self.blocks = stack(dim, depth, heads, mlp_ratio)
+        self.blocks = stack_like(blocks)
         self.norm = nn.LayerNorm(dim, eps=1e-6)
 
 
@@ -43,18 +43,15 @@ class PlainLMHead(nn.Module):
 class PlainESM(Reference):
     """``forward(ids [B, N] int64, labels [B, N] int64, -100 = not predicted) -> scalar loss``."""
 
-    def __init__(self, recipe: Recipe):
+    def __init__(self, recipe: Recipe, model: MaskedModel):
         super().__init__()
-        m = recipe.config.model
-        model = recipe.build_model()  # sizes as the recipe resolves them
         enc = model.encoder
         if enc.pos is not None:
             raise ValueError("the plain ESM mirrors rotary positions (ESM-2), not learned ones")
-        cfg = enc.cfg
-        self.cfg = cfg
-        self.encoder = PlainESMEncoder(cfg.vocab_size, cfg.pad_id, enc.dim, len(enc.blocks), enc.heads, cfg.mlp_ratio)
+        self.cfg = cfg = enc.cfg
+        self.encoder = PlainESMEncoder(cfg.vocab_size, cfg.pad_id, enc.dim, enc.blocks)
         self.head = PlainLMHead(enc.dim, cfg.vocab_size)
-        if m.head.params.get("tie", True):
+        if model.head.cfg.tie:
             self.head.weight = self.encoder.embed.weight
 
     def args(self, batch: dict[str, Any], same_mask: bool = False) -> tuple[torch.Tensor, torch.Tensor]:

@@ -12,6 +12,7 @@ omnimask masks in the loader, per graph, and pads node tokens per graph.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import torch
@@ -19,7 +20,7 @@ from torch import nn
 
 from benchmarks.references import Reference
 from omnimask.models.graphmae import GNN, scaled_cosine_error
-from omnimask.models.recipe import Recipe
+from omnimask.models.recipe import MaskedModel, Recipe
 
 Masking = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 """``(hidden, token, noise, noise_features)``: hidden node indices, those zeroed with the [MASK] vector,
@@ -42,14 +43,13 @@ class PlainGraphDecoder(nn.Module):
 class PlainGraphMAE(Reference):
     """``forward(x [T, F], edges [2, E], masking or None) -> scalar loss``."""
 
-    def __init__(self, recipe: Recipe):
+    def __init__(self, recipe: Recipe, model: MaskedModel):
         super().__init__()
-        model = recipe.build_model()  # the GNN layers as the recipe builds them (PyG's)
-        self.encoder = PlainGraphEncoder(model.encoder.gnn, recipe.tokenizer.layout.token_dim)
-        self.head = PlainGraphDecoder(model.head.to_decoder, model.head.decoder)
+        # the GNN layers as the recipe builds them (PyG's), copied: the twin shares no parameter with ``model``
+        self.encoder = PlainGraphEncoder(copy.deepcopy(model.encoder.gnn), recipe.tokenizer.layout.token_dim)
+        self.head = PlainGraphDecoder(copy.deepcopy(model.head.to_decoder), copy.deepcopy(model.head.decoder))
         self.gamma = model.head.gamma
-        params = recipe.config.model.masker.params
-        self.ratio, self.replace_rate = params.get("ratio", 0.5), params.get("replace_rate", 0.0)
+        self.ratio, self.replace_rate = recipe.masker.cfg.ratio, recipe.masker.cfg.replace_rate
 
     def args(self, batch: dict[str, Any], same_mask: bool = False) -> tuple[Any, ...]:
         """The batch as one graph with its true features; with ``same_mask``, the loader's masking of it."""

@@ -22,8 +22,8 @@ import torch
 from torch import nn
 
 from benchmarks.references import Reference
-from omnimask.models.layers import apply_rotary, position_grid, sincos_pos_embed
-from omnimask.models.recipe import Recipe
+from omnimask.models.layers import apply_rotary
+from omnimask.models.recipe import MaskedModel, Recipe
 
 
 class ExplicitAttention(nn.Module):
@@ -52,12 +52,11 @@ class ExplicitAttention(nn.Module):
 class PlainBlock(nn.Module):
     """Pre-norm transformer block. ``[B, N, D] -> [B, N, D]``."""
 
-    def __init__(self, dim: int, heads: int, mlp_ratio: float):
+    def __init__(self, dim: int, heads: int, hidden: int):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)
         self.attn = ExplicitAttention(dim, heads)
         self.norm2 = nn.LayerNorm(dim, eps=1e-6)
-        hidden = int(dim * mlp_ratio)
         self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
 
     def forward(self, x: torch.Tensor, key_padding: torch.Tensor | None = None,
@@ -66,27 +65,32 @@ class PlainBlock(nn.Module):
         return x + self.mlp(self.norm2(x))
 
 
-def stack(dim: int, depth: int, heads: int, mlp_ratio: float) -> nn.ModuleList:
-    return nn.ModuleList(PlainBlock(dim, heads, mlp_ratio) for _ in range(depth))
+def stack_like(blocks: nn.ModuleList) -> nn.ModuleList:
+    """Plain blocks of the sizes of omnimask's ``blocks`` (:class:`omnimask.models.layers.Block`)."""
+    first = blocks[0]
+    dim, hidden = first.mlp[0].in_features, first.mlp[0].out_features
+    return nn.ModuleList(PlainBlock(dim, first.attn.heads, hidden) for _ in blocks)
 
 
 class PlainEncoder(nn.Module):
-    def __init__(self, token_dim: int, dim: int, depth: int, heads: int, mlp_ratio: float, pos: torch.Tensor):
+    def __init__(self, token_dim: int, blocks: nn.ModuleList, pos: torch.Tensor):
         super().__init__()
+        dim = pos.shape[-1]
         self.embed = nn.Linear(token_dim, dim)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
-        self.register_buffer("pos_embed", pos[None], persistent=False)
-        self.blocks = stack(dim, depth, heads, mlp_ratio)
+        self.register_buffer("pos_embed", pos.clone(), persistent=False)
+        self.blocks = stack_like(blocks)
         self.norm = nn.LayerNorm(dim, eps=1e-6)
 
 
 class PlainDecoder(nn.Module):
-    def __init__(self, encoder_dim: int, dim: int, depth: int, heads: int, mlp_ratio: float, target_dim: int, pos: torch.Tensor):
+    def __init__(self, encoder_dim: int, blocks: nn.ModuleList, target_dim: int, pos: torch.Tensor):
         super().__init__()
+        dim = pos.shape[-1]
         self.embed = nn.Linear(encoder_dim, dim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, dim))
-        self.register_buffer("pos_embed", pos[None], persistent=False)
-        self.blocks = stack(dim, depth, heads, mlp_ratio)
+        self.register_buffer("pos_embed", pos.clone(), persistent=False)
+        self.blocks = stack_like(blocks)
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         self.pred = nn.Linear(dim, target_dim)
 
@@ -147,23 +151,13 @@ class PlainMAE(Reference):
         return (loss * mask).sum() / mask.sum()
 
 
-def plain_mae(recipe: Recipe) -> PlainMAE:
-    """The plain MAE of a recipe with the ``vit`` encoder, the ``mae_decoder`` head and a random or tube
-    masker (the ratio is what matters to it: the mask is its own)."""
-    m = recipe.config.model
-    if m.encoder.name != "vit" or m.head.name != "mae_decoder":
-        raise ValueError(f"the plain MAE mirrors vit + mae_decoder recipes, not {m.encoder.name} + {m.head.name}")
-    model = recipe.build_model()  # sizes as the recipe resolves them
-    enc, head, layout = model.encoder, model.head, recipe.tokenizer.layout
-    ep, hp = m.encoder.params, m.head.params
-    mlp = ep.get("mlp_ratio", 4.0)
-    encoder = PlainEncoder(layout.token_dim, enc.dim, len(enc.blocks), enc.blocks[0].attn.heads, mlp,
-                           sincos_pos_embed(position_grid(layout, ep.get("positions", "grid")), enc.dim, cls_token=True))
-    dec_dim = head.embed.out_features
-    decoder = PlainDecoder(enc.dim, dec_dim, len(head.blocks), head.blocks[0].attn.heads, hp.get("mlp_ratio", 4.0),
-                           recipe.target.dim,
-                           sincos_pos_embed(position_grid(layout, hp.get("positions", "grid")), dec_dim, cls_token=True))
-    return PlainMAE(encoder, decoder, m.masker.params.get("ratio", 0.75), target_of(recipe), recipe.tokenizer.prepare)
+def plain_mae(recipe: Recipe, model: MaskedModel) -> PlainMAE:
+    """The plain MAE of ``model``, a recipe's ``vit`` encoder and ``mae_decoder`` head with a random or tube
+    masker (its ratio is what matters here: the mask is drawn inside), sized and positioned as ``model``."""
+    enc, head = model.encoder, model.head
+    encoder = PlainEncoder(recipe.tokenizer.layout.token_dim, enc.blocks, enc.pos_embed)
+    decoder = PlainDecoder(enc.dim, head.blocks, recipe.target.dim, head.pos_embed)
+    return PlainMAE(encoder, decoder, recipe.masker.ratio, target_of(recipe), recipe.tokenizer.prepare)
 
 
 def target_of(recipe: Recipe) -> Callable[[torch.Tensor], torch.Tensor]:

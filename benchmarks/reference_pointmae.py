@@ -22,29 +22,29 @@ from typing import Any
 import torch
 from torch import nn
 
-from benchmarks.reference_mae import stack
+from benchmarks.reference_mae import stack_like
 from benchmarks.references import Reference
 from omnimask.modalities.pointcloud.geometry import chamfer_distance
 from omnimask.models.point_mae import MiniPointNet, position_mlp
-from omnimask.models.recipe import Recipe
+from omnimask.models.recipe import MaskedModel, Recipe
 
 
 class PlainPointEncoder(nn.Module):
-    def __init__(self, dim: int, depth: int, heads: int, mlp_ratio: float):
+    def __init__(self, dim: int, blocks: nn.ModuleList):
         super().__init__()
         self.embed = MiniPointNet(dim)
         self.pos = position_mlp(dim)
-        self.blocks = stack(dim, depth, heads, mlp_ratio)
+        self.blocks = stack_like(blocks)
         self.norm = nn.LayerNorm(dim, eps=1e-6)
 
 
 class PlainPointDecoder(nn.Module):
-    def __init__(self, encoder_dim: int, dim: int, depth: int, heads: int, mlp_ratio: float, target_dim: int):
+    def __init__(self, encoder_dim: int, dim: int, blocks: nn.ModuleList, target_dim: int):
         super().__init__()
         self.embed = nn.Identity() if encoder_dim == dim else nn.Linear(encoder_dim, dim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.pos = position_mlp(dim)
-        self.blocks = stack(dim, depth, heads, mlp_ratio)
+        self.blocks = stack_like(blocks)
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         self.pred = nn.Linear(dim, target_dim)
 
@@ -52,17 +52,12 @@ class PlainPointDecoder(nn.Module):
 class PlainPointMAE(Reference):
     """``forward(groups [B, G, S * 3], centres [B, G, 3], mask [B, G] or None) -> scalar loss``."""
 
-    def __init__(self, recipe: Recipe):
+    def __init__(self, recipe: Recipe, model: MaskedModel):
         super().__init__()
-        m = recipe.config.model
-        ep, hp = m.encoder.params, m.head.params
-        model = recipe.build_model()  # sizes as the recipe resolves them
         enc, head = model.encoder, model.head
-        dec_dim = head.mask_token.shape[-1]
-        self.encoder = PlainPointEncoder(enc.dim, len(enc.blocks), enc.blocks[0].attn.heads, ep.get("mlp_ratio", 4.0))
-        self.head = PlainPointDecoder(enc.dim, dec_dim, len(head.blocks), head.blocks[0].attn.heads,
-                                      hp.get("mlp_ratio", 4.0), recipe.target.dim)
-        self.mask_ratio = m.masker.params.get("ratio", 0.6)
+        self.encoder = PlainPointEncoder(enc.dim, enc.blocks)
+        self.head = PlainPointDecoder(enc.dim, head.mask_token.shape[-1], head.blocks, recipe.target.dim)
+        self.mask_ratio = recipe.masker.ratio
 
     def args(self, batch: dict[str, Any], same_mask: bool = False) -> tuple[Any, ...]:
         groups, centres = batch["tokens"].float(), batch["coords"].float()

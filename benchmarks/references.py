@@ -1,8 +1,9 @@
 """The plain, paper-style counterpart of a recipe's model: the baseline of the training-step benchmark.
 
 Each is written the way its paper's code is: the mask drawn inside the model
-where the paper does it there, attention computed explicitly, decoders and heads
-run over every token, the loss weighted or indexed by the mask. Each names its
+where the paper does it there, transformer attention computed explicitly,
+decoders and heads run over every token, the loss weighted or indexed by the
+mask. Each names its
 parameters as omnimask's model does, so ``load_state_dict(model.state_dict())``
 gives it the same weights. :meth:`Reference.args` turns a loader batch into its
 inputs, the way its own data pipeline would give them. With ``same_mask`` it
@@ -14,11 +15,11 @@ in eval mode, because dropout and batch statistics differ between the two.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import Any, Callable, Optional
 
 from torch import nn
 
-from omnimask.models.recipe import Recipe
+from omnimask.models.recipe import MaskedModel, Recipe
 
 
 class Reference(nn.Module, ABC):
@@ -30,27 +31,41 @@ class Reference(nn.Module, ABC):
         where its paper's code does; with it, the batch's mask is used."""
 
 
-def reference_for(recipe: Recipe) -> Reference | None:
-    """The plain counterpart of ``recipe``'s model, or None where there is none (a combination of parts
-    no paper wrote)."""
+def _maker(recipe: Recipe) -> Optional[Callable[[Recipe, MaskedModel], Reference]]:
+    """The constructor of ``recipe``'s plain counterpart, or None for a combination of parts no paper wrote."""
     m = recipe.config.model
-    parts = (m.encoder.name, m.head.name, m.masker.name)
-    if m.decoder_masker is not None or getattr(m, "edge_masker", None) is not None:
+    if m.decoder_masker is not None or m.edge_masker is not None:
         return None
+    parts = (m.encoder.name, m.head.name, m.masker.name)
     if parts[:2] == ("vit", "mae_decoder") and parts[2] in ("random", "tube"):
         from benchmarks.reference_mae import plain_mae
 
-        return plain_mae(recipe)
+        return plain_mae
     if parts == ("pointmae", "pointmae_decoder", "random"):
         from benchmarks.reference_pointmae import PlainPointMAE
 
-        return PlainPointMAE(recipe)
+        return PlainPointMAE
     if parts == ("esm", "lm_head", "bert"):
         from benchmarks.reference_esm import PlainESM
 
-        return PlainESM(recipe)
+        return PlainESM
     if parts == ("gnn", "graphmae_decoder", "graphmae"):
         from benchmarks.reference_graphmae import PlainGraphMAE
 
-        return PlainGraphMAE(recipe)
+        return PlainGraphMAE
     return None
+
+
+def has_reference(recipe: Recipe) -> bool:
+    return _maker(recipe) is not None
+
+
+def reference_for(recipe: Recipe, model: MaskedModel) -> Reference:
+    """The plain counterpart of ``model`` (built from ``recipe``), sized as it and holding its weights."""
+    make = _maker(recipe)
+    if make is None:
+        m = recipe.config.model
+        raise ValueError(f"no plain counterpart for {m.encoder.name} + {m.head.name} + {m.masker.name}")
+    plain = make(recipe, model)
+    plain.load_state_dict(model.state_dict())
+    return plain

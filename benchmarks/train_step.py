@@ -129,12 +129,14 @@ def measure_one(name: str, impl: str, batch_size: int, steps: int, device: str, 
     """Time ``steps`` steps after two warm-up steps (compilation included in the warm-up) in this process."""
     import torch
 
+    from benchmarks.references import reference_for
+
     torch.manual_seed(0)
     recipe = build(name, CASES[name][2])
     batch = to_device(real_batch(recipe, batch_size), device)
     model = recipe.build_model()
     if impl == "plain":
-        model = plain_twin(recipe, model).to(device)
+        model = reference_for(recipe, model).to(device)
         args = model.args(batch)
         loss_fn = lambda: model(*args)  # noqa: E731
     else:
@@ -196,34 +198,18 @@ def measure(name: str, impl: str, device: str = "cpu", precision: str = "32", co
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def plain_twin(recipe: Any, model: Any) -> Any:
-    """The recipe's paper-style reference holding ``model``'s weights."""
-    from benchmarks.references import reference_for
-
-    plain = reference_for(recipe)
-    if plain is None:
-        m = recipe.config.model
-        raise ValueError(f"no plain counterpart for {m.encoder.name} + {m.head.name} + {m.masker.name}")
-    plain.load_state_dict(model.state_dict())
-    return plain
-
-
-def has_plain(name: str) -> bool:
-    from benchmarks.references import reference_for
-
-    return reference_for(build(name, CASES[name][2])) is not None
-
-
 def equal_loss(name: str, batch_size: int = 4) -> dict[str, float]:
     """Both implementations' loss on the same weights and the same mask, in eval mode (no dropout, batch
     norm on running statistics: omnimask's Point-MAE normalises over the visible groups only)."""
     import torch
 
+    from benchmarks.references import reference_for
+
     torch.manual_seed(0)
     recipe = build(name, CASES[name][2])
     batch = real_batch(recipe, batch_size)
     model = recipe.build_model().eval()
-    plain = plain_twin(recipe, model).eval()
+    plain = reference_for(recipe, model).eval()
     with torch.no_grad():
         ours = float(model.loss(batch))
         theirs = float(plain(*plain.args(batch, same_mask=True)))
@@ -246,9 +232,11 @@ def best_of(rounds: int, name: str, settings: dict[str, dict[str, Any]]) -> dict
 def run(recipes: list[str], device: str = "cpu", precisions: tuple[str, ...] = ("32",), compile: bool = False,
         batch_size: int | None = None, steps: int | None = None, rounds: int = 1) -> list[dict[str, Any]]:
     """One row per recipe and precision (compiled on both sides with ``compile``), best of ``rounds``."""
+    from benchmarks.references import has_reference
+
     rows = []
     for name in recipes:
-        plain = has_plain(name)
+        plain = has_reference(build(name, CASES[name][2]))
         check = equal_loss(name) if plain else None
         impls = ["omnimask", "plain"] if plain else ["omnimask"]
         for precision in precisions:

@@ -51,11 +51,12 @@ def test_plain_reference_draws_its_own_mask_and_trains(recipe):
     backward reaches every parameter their paper's code trains."""
     import torch
 
-    from benchmarks.train_step import build, plain_twin, real_batch
+    from benchmarks.references import reference_for
+    from benchmarks.train_step import build, real_batch
 
     torch.manual_seed(0)
     built = build(recipe, [])
-    plain = plain_twin(built, built.build_model())
+    plain = reference_for(built, built.build_model())
     args = plain.args(real_batch(built, 4))
     a, b = plain(*args), plain(*args)
     assert torch.isfinite(a) and not torch.isclose(a, b)

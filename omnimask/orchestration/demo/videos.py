@@ -28,9 +28,8 @@ def write_video(path: Path, frames: np.ndarray, fps: int | Fraction = 24, codec:
         stream = container.add_stream(codec or CODECS[path.suffix.lower()], rate=fps)
         stream.height, stream.width = frames.shape[1:3]
         stream.pix_fmt = "yuv420p"
-        stream.options = {"g": str(gop)}
-        if reproducible and stream.codec_context.name == "libx264":
-            stream.options = {**stream.options, "x264-params": "asm=0"}
+        no_asm = reproducible and stream.codec_context.name == "libx264"
+        stream.options = {"g": str(gop), **({"x264-params": "asm=0"} if no_asm else {})}
         for frame in frames:
             for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
                 container.mux(packet)
