@@ -26,6 +26,7 @@ import torch
 from omnimask.config import RecipeConfig, from_dict
 from omnimask.models.module import MaskedModelingModule
 from omnimask.models.recipe import Recipe
+from omnimask.orchestration.allocator import retain_freed_memory
 from omnimask.orchestration.callbacks import FailOnce, ProgressLog, RayTrainReport, ReconstructionPreview, SampleTrace
 from omnimask.orchestration.logs import setup_logging
 from omnimask.pipelines.collate import collate_for
@@ -71,6 +72,7 @@ def train_loop(config: dict[str, Any]) -> None:
 
     setup_logging()
     cfg: RecipeConfig = from_dict(RecipeConfig, config["recipe"])
+    retain_freed_memory(cfg.trainer.retain_freed_memory_mb)  # before the loader forks its workers
     run_dir = Path(config["run_dir"])
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
