@@ -1,0 +1,78 @@
+"""The image decoder's paths: libjpeg-turbo + torch resize, DCT-scaled Pillow, plain Pillow; same crops and flips."""
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from omnimask.modalities.image.decode import ImageAugmentConfig, ImageDecoder, random_resized_crop_box
+from omnimask.seeding import rng
+
+
+def photo(width: int, height: int, mode: str = "RGB", fmt: str = "JPEG") -> bytes:
+    """A smooth picture with some texture (gradients plus a seeded pattern), encoded."""
+    y, x = np.mgrid[0:height, 0:width]
+    noise = np.random.default_rng(0).integers(0, 40, (height, width, 1))
+    arr = np.stack([x * 255 // width, y * 255 // height, (x + y) * 255 // (width + height)], axis=-1) + noise
+    img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)).convert(mode)
+    buf = io.BytesIO()
+    img.save(buf, fmt, **({"quality": 90} if fmt == "JPEG" else {}))
+    return buf.getvalue()
+
+
+def reference(data: bytes, seed: int, aug: ImageAugmentConfig, size: int) -> np.ndarray:
+    """torchvision's RandomResizedCrop on a PIL image: crop, then resize (bicubic), then the flip."""
+    img = Image.open(io.BytesIO(data)).convert("RGB")
+    g = rng(seed, "image_augment")
+    left, top, cw, ch = random_resized_crop_box(*img.size, aug.scale, aug.ratio, g)
+    out = img.crop((left, top, left + cw, top + ch)).resize((size, size), Image.BICUBIC)
+    if aug.hflip and g.random() < 0.5:
+        out = out.transpose(Image.FLIP_LEFT_RIGHT)
+    return np.asarray(out).astype(int)
+
+
+def test_rgb_jpegs_take_the_torch_path_and_match_pillows_crop_and_resize(monkeypatch):
+    data, aug = photo(450, 365), ImageAugmentConfig()
+    decoder = ImageDecoder(aug, 224)
+    calls = []
+    original = decoder.crop_resize_torch
+    monkeypatch.setattr(decoder, "crop_resize_torch", lambda *a: calls.append(1) or original(*a))
+    for seed in range(8):
+        out = decoder({"jpg": data}, seed)
+        assert out.shape == (224, 224, 3) and out.dtype == np.uint8 and out.flags.writeable
+        diff = np.abs(out.astype(int) - reference(data, seed, aug, 224))
+        assert diff.mean() < 0.5 and diff.max() <= 8, (seed, diff.mean(), diff.max())
+        assert np.array_equal(out, decoder({"jpg": data}, seed))
+    assert len(calls) == 16
+
+
+def test_the_flip_is_drawn_per_sample_and_mirrors_the_crop():
+    data = photo(450, 365)
+    flipping, plain = ImageDecoder(ImageAugmentConfig(hflip=True), 64), ImageDecoder(ImageAugmentConfig(hflip=False), 64)
+    flipped = []
+    for seed in range(12):
+        a, b = flipping({"jpg": data}, seed), plain({"jpg": data}, seed)
+        assert np.array_equal(a, b) or np.array_equal(a, b[:, ::-1])
+        flipped.append(not np.array_equal(a, b))
+    assert 0 < sum(flipped) < len(flipped)
+
+
+def test_a_crop_twice_the_output_is_decoded_at_reduced_scale(monkeypatch):
+    data, aug = photo(1600, 1200), ImageAugmentConfig(scale=(0.9, 1.0))
+    decoder = ImageDecoder(aug, 224)
+    reductions = []
+    original = decoder.crop_resize_pillow
+    monkeypatch.setattr(decoder, "crop_resize_pillow", lambda img, box, flip, reduce: reductions.append(reduce) or original(img, box, flip, reduce))
+    out = decoder({"jpg": data}, 3)
+    assert reductions and reductions[0] >= 2
+    diff = np.abs(out.astype(int) - reference(data, 3, aug, 224))
+    assert diff.mean() < 3, diff.mean()
+
+
+@pytest.mark.parametrize("mode, fmt, key", [("L", "JPEG", "jpg"), ("RGB", "PNG", "png"), ("RGBA", "PNG", "png")])
+def test_other_images_go_through_pillow_as_rgb(mode, fmt, key):
+    data, aug = photo(300, 240, mode, fmt), ImageAugmentConfig()
+    out = ImageDecoder(aug, 96)({key: data}, 5)
+    assert out.shape == (96, 96, 3) and out.dtype == np.uint8
+    assert np.abs(out.astype(int) - reference(data, 5, aug, 96)).mean() < 3
