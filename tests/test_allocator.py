@@ -42,8 +42,8 @@ def test_retained_memory_stops_steps_from_faulting_their_buffers_again():
         return
     # 48 MB of 4 KiB pages a step: glibc returns them to the kernel after each step by default...
     assert default["faults_per_step"] > 5000, default
-    # ...and with the setting the second step onwards reuses them
-    assert retained["faults_per_step"] < 100, retained
+    # ...and with the setting later steps reuse them (the heap may still grow now and then)
+    assert retained["faults_per_step"] < default["faults_per_step"] / 20, (default, retained)
 
 
 def test_limit_is_validated():
