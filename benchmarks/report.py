@@ -33,6 +33,11 @@ def targets(sections: dict[str, list[dict[str, Any]]]) -> list[list[Any]]:
                      and r["precision"] == precision and r["compile"] == compiled)
 
     eager, compiled = step("32", False), step("32", True)
+    turns = first(sections.get("train", []), lambda r: "interleaved" in r)
+    if turns:
+        ratio = turns["interleaved"]["speedup"]
+        out.append(["tiny MAE step vs plain MAE, CPU fp32, both eager, steps in turn in one process", ">= x1.20", x(ratio),
+                    ratio >= 1.2])
     if eager:
         out.append(["tiny MAE step vs plain MAE, CPU fp32, both eager (the plain MAE's FLOPs a step / omnimask's: "
                     f"{x(eager.get('flop_ratio'))})", ">= x1.20", x(eager["speedup"]), eager["speedup"] >= 1.2])
@@ -90,7 +95,7 @@ def markdown(results: dict[str, Any]) -> str:
               x(r.get("speedup")),
               f"{r['gflop']:.2f}" + (f" ({r['plain_gflop']:.2f} / x{r['flop_ratio']:.2f})" if "plain_gflop" in r else ""),
               f"{r['equal_loss']['omnimask']:.5f} / {r['equal_loss']['plain']:.5f}" if r.get("equal_loss") else "—"]
-             for r in s["train"] if "settings" not in r))]
+             for r in s["train"] if "settings" not in r and "interleaved" not in r))]
     if "scaling" in s:
         parts += ["## Scaling (1 vs 2 on the same machine)\n", table(
             ["what", "1", "2", "ratio"],

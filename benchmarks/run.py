@@ -83,7 +83,8 @@ def train_section(quick: bool) -> list[dict[str, Any]]:
     from benchmarks import train_step
 
     if quick:
-        return train_step.run(["mae_image_tiny", "esm_mlm_tiny"], batch_size=8, steps=2)
+        return train_step.run(["mae_image_tiny", "esm_mlm_tiny"], batch_size=8, steps=2) + [
+            {"interleaved": train_step.interleaved("mae_image_tiny", batch_size=8, steps=2)}]
     tiny = [name for name in train_step.CASES if name.endswith("_tiny")]
     rows = []
     for name in train_step.CASES:  # the tiny ones twice per side, alternating (cheap, and the noisiest)
@@ -91,6 +92,7 @@ def train_section(quick: bool) -> list[dict[str, Any]]:
     rows += train_step.run(["mae_image_tiny", "videomae_tiny", "audiomae_tiny"], precisions=("bf16",), rounds=2)
     rows += train_step.run(["mae_image_tiny"], compile=True)
     rows.append({"settings": train_step.speed_settings("mae_image_tiny")})
+    rows.append({"interleaved": train_step.interleaved("mae_image_tiny")})
     return rows
 
 

@@ -23,7 +23,9 @@ def test_benchmark_suite_quick_run_writes_every_section(tmp_path):
     assert all(r["samples"] > 0 and r["speedup"] > 0 for r in sections["preprocess"])
     assert {r["modality"] for r in sections["loader"]} == {"image", "video", "audio", "pointcloud", "graph", "protein"}
     assert all(r["omnimask"] > 0 and r[r["reference"]] > 0 and r["workers"] == 1 for r in sections["loader"])
-    mae = next(r for r in sections["train"] if r["recipe"] == "mae_image_tiny")
+    mae = next(r for r in sections["train"] if r.get("recipe") == "mae_image_tiny")
+    turns = next(r["interleaved"] for r in sections["train"] if "interleaved" in r)
+    assert turns["omnimask_step_ms"] > 0 and turns["plain_step_ms"] > 0 and turns["speedup"] > 0
     assert mae["samples_per_s"] > 0 and mae["plain_samples_per_s"] > 0 and mae["peak_mb"] > 0
     assert abs(mae["equal_loss"]["omnimask"] - mae["equal_loss"]["plain"]) < 1e-4
     assert [(r["kind"], r.get("cpus", r.get("workers"))) for r in sections["scaling"]] == [
