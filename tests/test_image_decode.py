@@ -76,3 +76,9 @@ def test_other_images_go_through_pillow_as_rgb(mode, fmt, key):
     out = ImageDecoder(aug, 96)({key: data}, 5)
     assert out.shape == (96, 96, 3) and out.dtype == np.uint8
     assert np.abs(out.astype(int) - reference(data, 5, aug, 96)).mean() < 3
+
+
+def test_a_truncated_jpeg_is_an_error_not_a_grey_picture():
+    data = photo(450, 365)
+    with pytest.raises(RuntimeError):
+        ImageDecoder(ImageAugmentConfig(), 224)({"jpg": data[: len(data) // 2]}, 0)
