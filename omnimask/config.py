@@ -152,7 +152,7 @@ class TrainerConfig:
     retain_freed_memory_mb: int = 1024
     """Each training process keeps up to this much freed host memory for reuse rather than returning it to
     the kernel (glibc only; 0: the C library's defaults), so that steps stop page-faulting their buffers
-    afresh: x1.04-1.08 on a CPU step of the tiny MAE. See :mod:`omnimask.orchestration.allocator`."""
+    afresh: x1.05-1.07 on a CPU step of the tiny MAE. See :mod:`omnimask.orchestration.allocator`."""
     preview_samples: int = 8
     """Samples shown in the reconstruction grid written at the end of training."""
     fail_at_step: Optional[int] = None
