@@ -4,8 +4,8 @@ The crop is chosen on the header's size before decoding. Then one of two paths:
 
 - an RGB JPEG whose crop is under twice the output size (ImageNet-sized pictures at 224 px, almost every
   sample) is decoded by libjpeg-turbo through ``torchvision.io.decode_jpeg`` and cropped and resized by
-  torch's vectorised uint8 antialiased resize (the filters Pillow uses, to within rounding): 1.0 ms against
-  Pillow's 1.6 ms for decode + crop + resize of a 450x365 JPEG to 224 px;
+  torch's vectorised uint8 antialiased resize (the filters Pillow uses, to within rounding); this took the
+  image loader from x1.5 to x2 over torchvision's ImageFolder (``python -m benchmarks.loader_image``);
 - a JPEG whose crop is at least twice the output size is decoded at reduced scale (libjpeg DCT scaling
   through Pillow's ``draft``), and everything else (PNG, greyscale or CMYK JPEGs, Lanczos or nearest
   resampling) through Pillow, the crop and resize in one ``Image.resize(box=...)`` call.
