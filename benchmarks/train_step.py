@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import gc
+import resource
 import subprocess
 import sys
 import tempfile
@@ -176,17 +177,20 @@ def measure_one(name: str, impl: str, batch_size: int, steps: int, device: str, 
         step()
     sync()
     warmup = time.perf_counter() - t
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     t = time.perf_counter()
     for _ in range(steps):
         step()
     sync()
     elapsed = time.perf_counter() - t
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
     peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else memory_mb("VmHWM")
     return {
         "recipe": name, "impl": impl, "device": device, "precision": precision, "compile": compile,
         "batch_size": batch_size, "steps": steps, "samples_per_s": batch_size * steps / elapsed,
         "step_ms": 1000 * elapsed / steps, "warmup_s": warmup, "peak_mb": peak, "step_mb": peak - before, "gflop": gflop,
         "threads": torch.get_num_threads(), "retain_mb": retain_mb if retained else 0,
+        "page_faults_per_step": faults / steps,
     }
 
 
@@ -338,6 +342,8 @@ def speed_settings(name: str = "mae_image_tiny", rounds: int = 2, batch_size: in
                            "plain_retained_samples_per_s": best["plain_retained"]["samples_per_s"],
                            "eager_system_samples_per_s": best["eager_system"]["samples_per_s"],
                            "same_environment_speedup": best["eager"]["samples_per_s"] / best["plain_retained"]["samples_per_s"]}
+    for label in ("eager", "eager_system", "plain", "plain_retained"):
+        row[f"{label}_page_faults_per_step"] = best[label]["page_faults_per_step"]
     for label in ("eager", "compiled", "bf16"):
         row[f"{label}_samples_per_s"] = best[label]["samples_per_s"]
         row[f"{label}_speedup"] = best[label]["samples_per_s"] / plain
@@ -346,7 +352,9 @@ def speed_settings(name: str = "mae_image_tiny", rounds: int = 2, batch_size: in
           f"(x{row['compiled_speedup']:.2f}), bf16-mixed {row['bf16_samples_per_s']:.1f}/s (x{row['bf16_speedup']:.2f}) vs the "
           f"plain MAE as written {plain:.1f}/s; with the same allocator setting the plain MAE runs at "
           f"{row['plain_retained_samples_per_s']:.1f}/s (fp32 eager x{row['same_environment_speedup']:.2f}), and omnimask "
-          f"with glibc's defaults at {row['eager_system_samples_per_s']:.1f}/s", flush=True)
+          f"with glibc's defaults at {row['eager_system_samples_per_s']:.1f}/s; page faults a step: omnimask "
+          f"{row['eager_system_page_faults_per_step']:.0f} -> {row['eager_page_faults_per_step']:.0f} with the setting, plain "
+          f"{row['plain_page_faults_per_step']:.0f} -> {row['plain_retained_page_faults_per_step']:.0f}", flush=True)
     return row
 
 
