@@ -199,8 +199,13 @@ def measure(name: str, impl: str, device: str = "cpu", precision: str = "32", co
     """:func:`measure_one` in a fresh process."""
     batch_size = batch_size or CASES[name][0]
     steps = steps or CASES[name][1]
-    cmd = [sys.executable, "-m", "benchmarks.train_step", "--one", name, impl, str(batch_size), str(steps), device, precision,
-           "compile" if compile else "eager", str(retain_mb)]
+    return in_child(["--one", name, impl, str(batch_size), str(steps), device, precision, "compile" if compile else "eager",
+                     str(retain_mb)], timeout)
+
+
+def in_child(args: list[str], timeout: int = 900) -> dict[str, Any]:
+    """``python -m benchmarks.train_step ARGS`` in a fresh process: the JSON line it prints last."""
+    cmd = [sys.executable, "-m", "benchmarks.train_step", *args]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
@@ -273,7 +278,7 @@ def run(recipes: list[str], device: str = "cpu", precisions: tuple[str, ...] = (
 def interleaved_one(name: str, batch_size: int, steps: int) -> dict[str, Any]:
     """Both implementations in this process on the same batch, fp32 eager on the CPU, their steps taken in turn
     (A B, B A, ...) and each side's time summed: a slow moment of a shared machine lands on both sides, so
-    the ratio holds still where separate runs drift by +-10% (tiny MAE: x1.07-1.10 over six runs)."""
+    the ratio holds still where separate runs drift by +-10% (see docs/performance.md)."""
     import torch
 
     from benchmarks.references import reference_for
@@ -309,11 +314,7 @@ def interleaved_one(name: str, batch_size: int, steps: int) -> dict[str, Any]:
 
 def interleaved(name: str = "mae_image_tiny", batch_size: int | None = None, steps: int = 40) -> dict[str, Any]:
     """:func:`interleaved_one` in a fresh process."""
-    cmd = [sys.executable, "-m", "benchmarks.train_step", "--interleaved", name, str(batch_size or CASES[name][0]), str(steps)]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
-    row = json.loads(proc.stdout.strip().splitlines()[-1])
+    row = in_child(["--interleaved", name, str(batch_size or CASES[name][0]), str(steps)])
     print(f"train {name} fp32 eager, steps in turn in one process: omnimask {row['omnimask_step_ms']:.0f} ms, plain "
           f"{row['plain_step_ms']:.0f} ms: x{row['speedup']:.2f}", flush=True)
     return row
@@ -324,8 +325,8 @@ def speed_settings(name: str = "mae_image_tiny", rounds: int = 2, batch_size: in
     """omnimask as ``omnimask pretrain`` runs the step (its worker's allocator setting,
     ``trainer.retain_freed_memory_mb``), in fp32 eager, with ``trainer.compile`` and with ``bf16-mixed``, against
     the plain MAE as written (fp32, eager, glibc's defaults); and each fp32 eager side in the other allocator
-    environment too (the same environment: what the model alone gains; and what the setting gives each). Measured in turn, ``rounds`` times each, the best
-    of each kept: what a user gets by switching a setting on."""
+    environment too (the same environment: what the model alone gains; and what the setting gives each).
+    Measured in turn, ``rounds`` times each, the best of each kept: what a user gets by switching a setting on."""
     retain = build(name, CASES[name][2]).config.trainer.retain_freed_memory_mb
     kw: dict[str, Any] = {"batch_size": batch_size, "steps": steps}
     best = best_of(rounds, name, {

@@ -102,8 +102,9 @@ class ImageDecoder:
         g = rng(seed, "image_augment")
         box = random_resized_crop_box(w, h, self.aug.scale, self.aug.ratio, g)
         flip = self.aug.hflip and g.random() < 0.5
-        reduce = self.dct_reduction(*box[2:]) if img.format == "JPEG" else 1
-        if reduce == 1 and img.format == "JPEG" and img.mode == "RGB" and self.torch_mode:
+        jpeg = img.format == "JPEG"
+        reduce = self.dct_reduction(*box[2:]) if jpeg else 1
+        if jpeg and reduce == 1 and img.mode == "RGB" and self.torch_mode:
             return self.crop_resize_torch(decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8)), box, flip)
         return self.crop_resize_pillow(img, box, flip, reduce)
 
