@@ -112,10 +112,18 @@ def test_rerun_refuses_to_clobber_unless_overwrite(image_dataset, tmp_path, ray_
 
 
 def test_same_inputs_give_identical_shards(tmp_path, ray_local):
+    """Twice on Ray, and once on the local process pool (``executor="processes"``, no Ray)."""
     make_image_folder(tmp_path / "raw", n_good=10, with_bad=True)
     a = preprocess("image", tmp_path / "raw", tmp_path / "a", samples_per_shard=4)
     b = preprocess("image", tmp_path / "raw", tmp_path / "b", samples_per_shard=4)
-    assert [(s.path, s.sha256) for s in a.shards] == [(s.path, s.sha256) for s in b.shards]
+    c = preprocess("image", tmp_path / "raw", tmp_path / "c", samples_per_shard=4, executor="processes", num_cpus=2)
+    assert len(a.shards) == 3 and a.num_quarantined > 0
+    for other in (b, c):
+        assert [(s.path, s.sha256) for s in a.shards] == [(s.path, s.sha256) for s in other.shards]
+        assert (other.num_inputs, other.num_quarantined) == (a.num_inputs, a.num_quarantined)
+    assert read_quarantine(tmp_path / "c") == read_quarantine(tmp_path / "a")
+    with pytest.raises(ValueError, match="unknown executor"):
+        preprocess("image", tmp_path / "raw", tmp_path / "d", executor="threads")
 
 
 def test_decompression_bomb_is_quarantined_without_decoding(tmp_path, ray_local):

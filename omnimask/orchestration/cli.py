@@ -39,6 +39,7 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         ray_address=args.ray_address,
         num_cpus=args.num_cpus,
+        executor=args.executor,
     )
     print(
         f"{m.num_inputs} inputs -> {m.num_samples} samples in {len(m.shards)} {m.format} shards "
@@ -148,7 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     pp.add_argument("--option", "-o", action="append", default=[], metavar="KEY=VALUE", help="a modality ingest option")
     pp.add_argument("--overwrite", action="store_true", help="replace an existing dataset at --output")
     pp.add_argument("--ray-address", default=None, help="join this Ray cluster (default: RAY_ADDRESS or a local instance)")
-    pp.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray instance (default: all)")
+    pp.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray instance or pool (default: all)")
+    pp.add_argument("--executor", choices=["ray", "processes"], default="ray",
+                    help="ray: a Ray Data job (default); processes: a local process pool, where Ray is not installed")
     pp.set_defaults(func=cmd_preprocess)
 
     pt = sub.add_parser("pretrain", help="pretrain a recipe on a shard directory")

@@ -9,6 +9,9 @@ the cluster; the driver only merges the small per-unit reports into the
 manifest, which is written last. The shard a file lands in depends on the
 sorted input list only, so the same inputs give the same shards.
 
+Where Ray is not installed (a bare GPU box, say), ``executor="processes"`` maps
+the same units over a local process pool instead: same shards, same manifest.
+
 Crash safety: shards and reports are written under temporary names and
 renamed when complete, and each unit leaves a small report file after its
 shard. Re-running the same command after a crash (even ``kill -9``) keeps the
@@ -24,8 +27,10 @@ import hashlib
 import io
 import json
 import logging
+import multiprocessing
 import os
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any, Optional
 
@@ -34,7 +39,6 @@ import numpy as np
 from omnimask import registry
 from omnimask.config import from_dict
 from omnimask.modalities.base import Modality
-from omnimask.orchestration.ray_env import ray_session
 from omnimask.pipelines.formats import SHARD_SUFFIX
 from omnimask.pipelines.manifest import DUPLICATES, MANIFEST, QUARANTINE, SIZES, Manifest, ShardInfo, file_sha256, write_atomic
 from omnimask.pipelines.sources import InputFile, list_inputs
@@ -58,13 +62,17 @@ def preprocess(
     overwrite: bool = False,
     ray_address: Optional[str] = None,
     num_cpus: Optional[int] = None,
+    executor: str = "ray",
 ) -> Manifest:
     """Turn the raw files under ``input_path`` into a shard directory at ``output_dir``.
 
     ``options`` are the modality's ingest options (image: ``resize``, ...),
     validated against its ``IngestConfig``. Runs on the Ray cluster at
-    ``ray_address``/``RAY_ADDRESS``, or on a local instance started for the job.
+    ``ray_address``/``RAY_ADDRESS``, or on a local instance started for the job;
+    with ``executor="processes"``, on ``num_cpus`` local processes instead.
     """
+    if executor not in EXECUTORS:
+        raise ValueError(f"unknown executor {executor!r}; use one of {list(EXECUTORS)}")
     if fmt not in SHARD_SUFFIX:
         raise ValueError(f"unknown format {fmt!r}; use one of {sorted(SHARD_SUFFIX)}")
     if samples_per_shard < 1:
@@ -88,7 +96,7 @@ def preprocess(
     if done:
         log.info("resuming: %d of %d shard units are already complete in %s", len(done), len(units), out)
     task = UnitTask(modality, fmt, dataclasses.asdict(opts), str(out.resolve()), classes, samples_per_shard)
-    new_reports, elapsed = _run_units(todo, task, ray_address, num_cpus) if todo else ([], 0.0)
+    new_reports, elapsed = EXECUTORS[executor](todo, task, ray_address, num_cpus) if todo else ([], 0.0)
     reports = sorted([*done.values(), *new_reports], key=lambda r: r["index"])
     busy = sum(r["task"]["end"] - r["task"]["start"] for r in new_reports)
 
@@ -208,9 +216,11 @@ def _run_units(
 ) -> tuple[list[dict], float]:
     """Map the units over the Ray cluster; each writes its shard and its report. Returns the
     reports and the seconds the job took (Ray start-up excluded)."""
-    with ray_session(ray_address, num_cpus):
-        import ray.data
+    import ray.data
 
+    from omnimask.orchestration.ray_env import ray_session
+
+    with ray_session(ray_address, num_cpus):
         started = time.perf_counter()
         rows = [{"unit": json.dumps(u)} for u in units]
         ctx = ray.data.DataContext.get_current()
@@ -222,6 +232,32 @@ def _run_units(
             return [json.loads(r["report"]) for r in ds.take_all()], time.perf_counter() - started
         finally:
             ctx.op_resource_reservation_enabled = reserving
+
+
+def _run_units_in_processes(
+    units: list[dict[str, Any]], task: UnitTask, ray_address: Optional[str], num_cpus: Optional[int]
+) -> tuple[list[dict], float]:
+    """The same map over a local pool of ``num_cpus`` (default: every CPU) fresh processes, without Ray;
+    logs progress with rate and ETA. Returns the reports and the seconds the job took."""
+    if ray_address:
+        raise ValueError("executor='processes' runs on this machine: it takes no ray_address")
+    started = time.perf_counter()
+    workers = max(1, min(len(units), num_cpus or os.cpu_count() or 1))
+    reports, inputs, last = [], 0, started
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        for done in as_completed([pool.submit(task, {"unit": json.dumps(u)}) for u in units]):
+            reports.append(json.loads(done.result()["report"]))
+            inputs += reports[-1]["num_files"]
+            now = time.perf_counter()
+            if now - last > 10 or len(reports) == len(units):
+                rate = len(reports) / (now - started)
+                log.info("preprocess: %d/%d shard units, %d inputs, %.1f inputs/s, ETA %.0fs", len(reports), len(units),
+                         inputs, inputs / (now - started), (len(units) - len(reports)) / rate)
+                last = now
+    return reports, time.perf_counter() - started
+
+
+EXECUTORS = {"ray": _run_units, "processes": _run_units_in_processes}
 
 
 def _prepare_output(out: Path, overwrite: bool, input_path: Path, plan: str) -> Optional[Manifest]:
