@@ -16,7 +16,8 @@ from conftest import preprocessed, pretrain_briefly
 from omnimask.config import load_recipe
 from omnimask.modalities.base import TokenLayout
 from omnimask.modalities.targets import ChannelNormPixelTarget
-from omnimask.modalities.video.decode import decode_frames, frame_indices, multi_scale_crop_box
+from omnimask.modalities.video.decode import (VideoAugmentConfig, VideoDecoder, decode_frames, frame_indices,
+                                              multi_scale_crop_box)
 from omnimask.modalities.video.maskers import RunningCellMasker, TubeMasker
 from omnimask.modalities.video.tokenizer import VideoTubeletTokenizer
 from omnimask.models.base import MaskIndex
@@ -28,6 +29,7 @@ from omnimask.pipelines.formats import iter_shard
 from omnimask.pipelines.loader import build_loader
 from omnimask.pipelines.manifest import read_quarantine
 from omnimask.pipelines.preprocess import preprocess
+from omnimask.seeding import rng
 
 GRID = TokenLayout(grid=(8, 14, 14), token_dim=1536)
 
@@ -176,6 +178,35 @@ def test_decoder_falls_back_when_a_container_cannot_seek(tmp_path):
     for wanted in ([1, 2], [5, 6], [30, 33, 36]):
         frames = decode_frames(data, np.array(wanted), Fraction(25))
         assert np.allclose([f.to_ndarray(format="rgb24").mean() for f in frames], [4 * i for i in wanted], atol=4), wanted
+
+
+@pytest.mark.parametrize("frames", [60, 9])
+def test_decoder_crops_and_resizes_the_clip_as_pillow_does_frame_by_frame(tmp_path, frames):
+    """The clip is resized by one torch call; a per-frame Pillow resize of the same frames, crop and flip
+    (the reference loaders' way) agrees within rounding. A video shorter than the span repeats its last frame."""
+    clip = moving_clip(next(iter(load_photos().values())), frames, 96, np.random.default_rng(1))[:, :, :80]
+    write_video(tmp_path / "pan.mp4", np.ascontiguousarray(clip), fps=25)
+    members = {"mp4": (tmp_path / "pan.mp4").read_bytes(), "json": json.dumps({"frames": frames, "fps": "25"}).encode()}
+    aug = VideoAugmentConfig(stride=2, hflip=True)
+    decoder = VideoDecoder(aug, num_frames=8, size=64)
+    flips = set()
+    for seed in range(6):
+        out = decoder(members, seed)
+        g = rng(seed, "video_augment")
+        indices = frame_indices(frames, 8, aug.stride, g)
+        left, top, cw, ch = multi_scale_crop_box(80, 96, 64, aug.scales, aug.max_distort, g)
+        flip = g.random() < 0.5
+        flips.add(flip)
+        ref = []
+        for f in decode_frames(members["mp4"], indices, Fraction(25)):
+            img = f.to_image().resize((64, 64), Image.BILINEAR, box=(left, top, left + cw, top + ch))
+            ref.append(np.asarray(img.transpose(Image.FLIP_LEFT_RIGHT) if flip else img))
+        diff = np.abs(out.astype(int) - np.stack(ref).astype(int))
+        assert out.shape == (8, 64, 64, 3) and out.dtype == np.uint8
+        assert diff.mean() < 0.5 and diff.max() <= 24, (seed, diff.mean(), diff.max())
+        if frames < 15:  # span 15 frames: indices 0, 2, ..., 8, 8, 8
+            assert np.array_equal(out[-1], out[-3]) and not np.array_equal(out[0], out[-1])
+    assert flips == {True, False}
 
 
 def test_ingest_reencodes_unseekable_containers_and_odd_sizes(tmp_path):

@@ -1,9 +1,10 @@
-"""What image and video tokenizers share: uint8 pixel tokens, normalised on the device."""
+"""What image and video share: uint8 pixel tokens normalised on the device, and the crop-and-resize."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from omnimask.modalities.base import Tokenizer
 
@@ -42,6 +43,20 @@ class PixelTokenizer(Tokenizer):
     def restore(self, prepared: torch.Tensor) -> torch.Tensor:
         scale, shift = self._affine(prepared.device)
         return (prepared.float() - shift) / scale
+
+
+def crop_resize(frames: torch.Tensor, box: tuple[int, int, int, int], size: int, mode: str, flip: bool) -> np.ndarray:
+    """uint8 ``frames [N, 3, H, W]`` (any strides) -> ``[N, size, size, 3]``: the box ``(left, top, width,
+    height)`` of every frame resized with torch's antialiased uint8 kernel (``mode`` ``"bilinear"`` or
+    ``"bicubic"``: Pillow's filters, to within rounding), then mirrored if ``flip``.
+
+    The kernel reads and writes channels-last memory, which is the ``[N, size, size, 3]`` array with no
+    copy; frames decoded as ``[H, W, 3]`` arrays and permuted are already in that layout.
+    """
+    left, top, cw, ch = box
+    crop = frames[:, :, top : top + ch, left : left + cw].contiguous(memory_format=torch.channels_last)
+    out = F.interpolate(crop, size=(size, size), mode=mode, antialias=True).permute(0, 2, 3, 1)
+    return (out.flip(2) if flip else out).numpy()
 
 
 def check_frame(array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from torchvision.io import decode_jpeg
 
+from omnimask.modalities.pixels import crop_resize
 from omnimask.seeding import rng
 
 MAX_DECODE_PIXELS = 178_956_970  # Pillow's own bomb limit (2 x MAX_IMAGE_PIXELS)
@@ -105,7 +105,8 @@ class ImageDecoder:
         jpeg = img.format == "JPEG"
         reduce = self.dct_reduction(*box[2:]) if jpeg else 1
         if jpeg and reduce == 1 and img.mode == "RGB" and self.torch_mode:
-            return self.crop_resize_torch(decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8)), box, flip)
+            image = decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8))  # [3, H, W]
+            return self.crop_resize_torch(image[None], box, flip)[0]
         return self.crop_resize_pillow(img, box, flip, reduce)
 
     def dct_reduction(self, cw: int, ch: int) -> int:
@@ -115,13 +116,9 @@ class ImageDecoder:
             reduce *= 2
         return reduce
 
-    def crop_resize_torch(self, image: torch.Tensor, box: tuple[int, int, int, int], flip: bool) -> np.ndarray:
-        """``image [3, H, W]`` uint8 -> ``[size, size, 3]``: the crop resized in channels-last memory (the layout
-        torch's vectorised uint8 kernel reads and writes), which is the ``[H, W, 3]`` array with no copy."""
-        left, top, cw, ch = box
-        crop = image[None, :, top : top + ch, left : left + cw].contiguous(memory_format=torch.channels_last)
-        out = F.interpolate(crop, size=(self.size, self.size), mode=self.torch_mode, antialias=True)[0].permute(1, 2, 0)
-        return (out.flip(1) if flip else out).numpy()
+    def crop_resize_torch(self, images: torch.Tensor, box: tuple[int, int, int, int], flip: bool) -> np.ndarray:
+        """``images [1, 3, H, W]`` uint8 -> ``[1, size, size, 3]`` (:func:`~omnimask.modalities.pixels.crop_resize`)."""
+        return crop_resize(images, box, self.size, self.torch_mode, flip)
 
     def crop_resize_pillow(self, img: Image.Image, box: tuple[int, int, int, int], flip: bool, reduce: int) -> np.ndarray:
         left, top, cw, ch = box

@@ -6,7 +6,9 @@ wanted frame and decodes forward until the last one, so a short clip out of a
 long video costs a few GOPs, not the file. Only the wanted frames are
 converted to RGB. All frames of a clip share one crop: VideoMAE's
 ``GroupMultiScaleCrop`` (crop sides from ``scales`` of the short side, at one of
-13 fixed positions), resized bilinearly to the tokenizer's size.
+13 fixed positions), resized bilinearly to the tokenizer's size by one call of
+torch's uint8 kernel for the whole clip (Pillow's filter, to within rounding;
+half the time of a Pillow resize per frame).
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from typing import Any, Optional
 
 import av
 import numpy as np
-from PIL import Image
+import torch
 
+from omnimask.modalities.pixels import crop_resize
 from omnimask.seeding import rng
 
 VIDEO_EXTS = ("mp4", "webm", "mkv", "avi", "mov")
@@ -99,7 +102,9 @@ def decode_frames(
     """
     with av.open(io.BytesIO(data)) as container:
         stream = container.streams.video[0]
-        stream.thread_type = "SLICE"  # one loader worker per core: no frame-thread latency
+        # One loader worker per core: a decoder thread pool per clip (FFmpeg's default, one thread a
+        # core) only adds start-up and contention: 20% slower on 2 cores, worse on more.
+        stream.codec_context.thread_count = 1
         start_time = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
         seeked = seek and int(indices[0]) > 0 and stream.time_base is not None
         if seeked:
@@ -144,13 +149,10 @@ class VideoDecoder:
         left, top, cw, ch = multi_scale_crop_box(frames[0].width, frames[0].height, self.size, self.aug.scales,
                                                  self.aug.max_distort, g)
         flip = self.aug.hflip and g.random() < 0.5
-        clip = np.empty((self.num_frames, self.size, self.size, 3), dtype=np.uint8)
-        converted: dict[int, np.ndarray] = {}
-        for i, frame in enumerate(frames):
-            if id(frame) not in converted:
-                img = frame.to_image().resize((self.size, self.size), Image.BILINEAR, box=(left, top, left + cw, top + ch))
-                if flip:
-                    img = img.transpose(Image.FLIP_LEFT_RIGHT)
-                converted[id(frame)] = np.asarray(img)
-            clip[i] = converted[id(frame)]
-        return clip
+        distinct = {id(f): f for f in frames}  # a short video repeats its last frame: convert it once
+        rgb = torch.from_numpy(np.stack([f.to_ndarray(format="rgb24") for f in distinct.values()]))  # [U, H, W, 3]
+        clip = crop_resize(rgb.permute(0, 3, 1, 2), (left, top, cw, ch), self.size, "bilinear", flip)
+        if len(distinct) == len(frames):
+            return clip
+        row = {key: i for i, key in enumerate(distinct)}
+        return clip[[row[id(f)] for f in frames]]
