@@ -7,11 +7,13 @@ For ``mae_image`` (MAE ViT-B/16) and ``videomae`` (VideoMAE ViT-B, 16x4 frames),
 their tiny versions with ``--tiny``:
 
 1. writes inputs (ImageNet-sized JPEGs; 256x256 H.264 clips) and preprocesses them
-   into shards with the Ray Data job on every CPU;
+   into shards on every CPU: with the Ray Data job, or with the local process pool
+   where Ray is not installed (GPU images often lack it);
 2. trains the recipe's model on the real loader (``--workers`` loader processes,
    pinned memory, non-blocking copies), bf16 autocast, fused AdamW, for ``--steps``
-   steps after a warm-up, timing each step with a device synchronisation at its
-   end: the time spent waiting for the loader (``loader share``) and the whole step;
+   steps after a warm-up, with no device synchronisation inside the loop (as a
+   training loop runs): the wall time a step and the share of it the host spent
+   waiting for the loader (``loader share``);
 3. times the same model on one batch kept on the device (compute alone) and the
    plain paper-style MAE on that batch (:mod:`benchmarks.train_step`).
 
@@ -40,7 +42,9 @@ TINY = {"mae_image": ("mae_image_tiny", 8, 24, None), "videomae": ("videomae_tin
 
 
 def loader_run(recipe: Any, shards: Path, batch_size: int, workers: int, steps: int, device: str) -> dict[str, Any]:
-    """Train ``steps`` steps (after 3 warm-up steps) on the real loader; per-step waits and totals."""
+    """Train ``steps`` steps (after 3 warm-up steps) on the real loader, as a training loop runs: no device
+    synchronisation inside the loop, so the device works through queued steps while the host waits for
+    the next batch. ``loader_share``: the share of the wall time the host spent blocked on the loader."""
     import torch
 
     from omnimask.pipelines.loader import build_loader
@@ -50,31 +54,41 @@ def loader_run(recipe: Any, shards: Path, batch_size: int, workers: int, steps: 
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
     loader = build_loader(recipe, shards, batch_size, workers, seed=0, pin_memory=cuda, prefetch_factor=4)
     batches = iter(loader)
-    wait = total = 0.0
-    if cuda:
-        torch.cuda.reset_peak_memory_stats()
-    for i in range(steps + 3):
-        t0 = time.perf_counter()
-        batch = next(batches)
-        t1 = time.perf_counter()
+
+    def step(batch: dict[str, Any]) -> torch.Tensor:
         batch = {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
         opt.zero_grad(set_to_none=True)
         with torch.autocast(device.split(":")[0], dtype=torch.bfloat16):
             loss = model.loss(batch)
         loss.backward()
         opt.step()
+        return loss
+
+    def sync() -> None:
         if cuda:
             torch.cuda.synchronize()
-        if i >= 3:
-            wait += t1 - t0
-            total += time.perf_counter() - t0
+
+    for _ in range(3):
+        step(next(batches))
+    sync()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    wait = 0.0
+    start = time.perf_counter()
+    for _ in range(steps):
+        t = time.perf_counter()
+        batch = next(batches)
+        wait += time.perf_counter() - t
+        loss = step(batch)
+    sync()
+    total = time.perf_counter() - start
     return {
         "samples_per_s": steps * batch_size / total, "step_ms": 1000 * total / steps, "loader_share": wait / total,
-        "peak_mb": torch.cuda.max_memory_allocated() / 2**20 if cuda else None, "loss": float(loss),
+        "peak_mb": torch.cuda.max_memory_allocated() / 2**20 if cuda else None, "loss": float(loss.detach()),
     }
 
 
-def check(name: str, tiny: bool, steps: int, workers: int, device: str, tmp: Path) -> dict[str, Any]:
+def check(name: str, tiny: bool, steps: int, workers: int, device: str, executor: str, tmp: Path) -> dict[str, Any]:
     from benchmarks import train_step
     from omnimask.config import load_recipe
     from omnimask.models.recipe import Recipe
@@ -90,7 +104,7 @@ def check(name: str, tiny: bool, steps: int, workers: int, device: str, tmp: Pat
     build_inputs(cfg.modality, raw, count, seconds)
     written = time.perf_counter() - t
     t = time.perf_counter()
-    preprocess(cfg.modality, raw, shards, samples_per_shard=64 if cfg.modality == "image" else 8)
+    preprocess(cfg.modality, raw, shards, samples_per_shard=64 if cfg.modality == "image" else 8, executor=executor)
     prepared = time.perf_counter() - t
     recipe = Recipe.from_config(load_recipe(name, [f"data.path={shards}"]))
     fed = loader_run(recipe, shards, batch_size, workers, steps, device)
@@ -98,7 +112,7 @@ def check(name: str, tiny: bool, steps: int, workers: int, device: str, tmp: Pat
     compute = train_step.measure(name, "omnimask", device, precision, False, batch_size, steps)
     plain = train_step.measure(name, "plain", device, precision, False, batch_size, steps)
     row = {"recipe": name, "device": device, "batch_size": batch_size, "loader_workers": workers, "inputs_s": written,
-           "preprocess_s": prepared, "fed": fed, "compute_only": compute, "plain_mae": plain,
+           "preprocess_s": prepared, "preprocess_executor": executor, "fed": fed, "compute_only": compute, "plain_mae": plain,
            "speedup_vs_plain": compute["samples_per_s"] / plain["samples_per_s"]}
     print(f"{name} on {device}, bf16, batch {batch_size}, {workers} loader workers: {fed['samples_per_s']:.1f} samples/s "
           f"fed by the loader ({fed['step_ms']:.0f} ms/step, loader share {100 * fed['loader_share']:.0f}%), "
@@ -118,18 +132,26 @@ def main() -> None:
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    import torch
+    from contextlib import nullcontext
 
-    from omnimask.orchestration.ray_env import ray_session
+    import torch
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         sys.exit("no CUDA device: run with --device cpu for a smoke run")
     card = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
-    print(f"device: {card}; torch {torch.__version__}; {os.cpu_count()} CPUs", flush=True)
+    try:
+        import ray  # noqa: F401
+
+        executor = "ray"
+    except ImportError:
+        executor = "processes"
+    print(f"device: {card}; torch {torch.__version__}; {os.cpu_count()} CPUs; preprocessing on {executor}", flush=True)
+    if executor == "ray":
+        from omnimask.orchestration.ray_env import ray_session
     rows = []
-    with tempfile.TemporaryDirectory() as tmp, ray_session():
+    with tempfile.TemporaryDirectory() as tmp, ray_session() if executor == "ray" else nullcontext():
         for name in args.recipes:
-            rows.append(check(name, args.tiny, args.steps, args.workers, args.device, Path(tmp)))
+            rows.append(check(name, args.tiny, args.steps, args.workers, args.device, executor, Path(tmp)))
     if args.json:
         Path(args.json).write_text(json.dumps({"card": card, "torch": torch.__version__, "rows": rows}, indent=2))
 

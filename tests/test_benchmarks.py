@@ -67,14 +67,18 @@ def test_plain_reference_draws_its_own_mask_and_trains(recipe):
 
 
 def test_gpu_check_runs_its_code_on_the_cpu(tmp_path):
-    """The GPU script is run rarely (a GPU is lent to some sessions only): its smoke mode keeps it working."""
-    env = dict(os.environ, RAY_AUTH_MODE="disabled")
+    """The GPU script is run rarely (a GPU is lent to some sessions only): its smoke mode keeps it working.
+    Run as on a GPU image without Ray (an import of ray fails): it preprocesses on the local process pool."""
+    (tmp_path / "no_ray" / "ray").mkdir(parents=True)
+    (tmp_path / "no_ray" / "ray" / "__init__.py").write_text("raise ImportError('no ray on this image')\n")
+    env = dict(os.environ, RAY_AUTH_MODE="disabled", PYTHONPATH=os.pathsep.join([str(tmp_path / "no_ray"), str(ROOT)]))
     proc = subprocess.run([sys.executable, "-m", "benchmarks.gpu_check", "--device", "cpu", "--tiny", "--steps", "1",
                            "--workers", "1", "--recipes", "mae_image", "--json", str(tmp_path / "g.json")],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=540)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     row = json.loads((tmp_path / "g.json").read_text())["rows"][0]
     assert row["recipe"] == "mae_image_tiny" and row["fed"]["samples_per_s"] > 0 and 0 <= row["fed"]["loader_share"] <= 1
+    assert row["preprocess_executor"] == "processes"
     assert row["compute_only"]["precision"] == "bf16" and row["plain_mae"]["impl"] == "plain"
 
 
