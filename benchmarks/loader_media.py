@@ -2,6 +2,7 @@
 same files, same workers.
 
     python -m benchmarks.loader_media [--modality video audio pointcloud graph protein] [--clips 48] [--workers 2] [--batches 10]
+                                      [--repeats 4]    # also the full loader with data.repeats=4
 
 Video: ``--clips`` clips of ``--seconds`` at 30 fps, 256x256, H.264 with a keyframe
 every 2 s (camera pans over scikit-image's photos), preprocessed as they are. Times
@@ -215,6 +216,9 @@ def bench(modality: str, args: argparse.Namespace, files: list[Path], shards: Pa
             "omnimask": build_loader(recipe, shards, args.batch_size, workers, seed=0, max_tokens=budget,
                                      sort_window=recipe.config.data.sort_window),
         }
+        views = f"omnimask x{args.repeats} views"
+        if args.repeats > 1 and budget is None:  # data.repeats: each sample read gives that many
+            loaders[views] = build_loader(recipe, shards, args.batch_size, workers, seed=0, repeats=args.repeats)
         row: dict = {"modality": modality, "workers": workers, "reference": base_name}
         for name, (r, tokens) in best_throughputs(loaders, args.batches).items():
             row[name], row[f"{name} {unit}"] = r, tokens
@@ -224,7 +228,8 @@ def bench(modality: str, args: argparse.Namespace, files: list[Path], shards: Pa
         per_unit = f" ({row['omnimask ' + str(unit)]:.0f} {unit}/s; {base_name} {row[base_name + ' ' + str(unit)]:.0f})" if unit else ""
         print(f"{modality} workers={workers}: {base_name} {row[base_name]:.1f}/s | omnimask decode {row['omnimask-decode']:.1f}"
               f"/s | omnimask full {row['omnimask']:.1f}/s{per_unit} | x{row['speedup_vs_reference']:.2f} vs {base_name}"
-              f" | tokenize+mask+target overhead {100 * row['mask_target_overhead']:.1f}%", flush=True)
+              f" | tokenize+mask+target overhead {100 * row['mask_target_overhead']:.1f}%"
+              + (f" | {views} {row[views]:.1f}/s" if views in row else ""), flush=True)
     return results
 
 
@@ -250,6 +255,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, nargs="+", default=[2])
     ap.add_argument("--batches", type=int, default=10)
     ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--repeats", type=int, default=1, help="also time the full loader with data.repeats=N views a sample")
     ap.add_argument("--json", default=None, help="also write the figures to this JSON file")
     args = ap.parse_args()
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")

@@ -93,6 +93,11 @@ class DataConfig:
     fit ``samples x longest <= max_tokens``, grouped by length; ``batch_size`` is then unused."""
     sort_window: int = 1024
     """With ``max_tokens``: positions of the epoch order sorted by length together before batching."""
+    repeats: int = 1
+    """Views per sample read (repeated augmentation; MAE-ST's repeated sampling): each sample read gives
+    ``repeats`` samples of the batch in a row, each with its own crop, flip and mask, and the decoder
+    shares what it can between them (a video's frames are decoded once: one time window). Cuts the
+    loader's decoding per training sample by ``repeats`` where decoding starves the device."""
     trace: bool = False
     """Write ``trace-rank{R}.jsonl`` (one line per sample consumed: step, rank, index, key) to the run."""
 
@@ -106,6 +111,13 @@ class DataConfig:
             _positive("data.max_tokens", self.max_tokens)
             if self.loader == "ray":
                 raise ConfigError("data.max_tokens", "token-budget batches need data.loader=torch (Ray Data batches by count)")
+        _positive("data.repeats", self.repeats)
+        if self.repeats > 1:
+            if self.batch_size % self.repeats:
+                raise ConfigError("data.repeats", f"{self.repeats} must divide data.batch_size ({self.batch_size}): "
+                                  "a batch holds whole groups of views")
+            if self.loader == "ray" or self.max_tokens is not None:
+                raise ConfigError("data.repeats", "repeated views need data.loader=torch and batches by count (no data.max_tokens)")
 
 
 @dataclass

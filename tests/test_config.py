@@ -40,6 +40,16 @@ def test_wrong_type_has_path():
         load_recipe("mae_image_tiny", ["data.batch_size=0"])
 
 
+def test_repeated_views_need_whole_groups_and_the_torch_loader():
+    assert load_recipe("videomae_tiny", ["data.batch_size=8", "data.repeats=4"]).data.repeats == 4
+    with pytest.raises(ConfigError, match=r"data\.repeats: 3 must divide data\.batch_size \(8\)"):
+        load_recipe("videomae_tiny", ["data.batch_size=8", "data.repeats=3"])
+    with pytest.raises(ConfigError, match=r"data\.repeats: repeated views need data\.loader=torch"):
+        load_recipe("videomae_tiny", ["data.batch_size=8", "data.repeats=2", "data.loader=ray"])
+    with pytest.raises(ConfigError, match=r"data\.repeats: must be > 0"):
+        load_recipe("videomae_tiny", ["data.repeats=0"])
+
+
 def test_component_params_are_checked_when_building():
     cfg = load_recipe("mae_image_tiny", ["model.encoder.sise=tiny"])
     with pytest.raises(ConfigError, match=r"model\.encoder\.sise: unknown key \(did you mean 'size'\?\)"):

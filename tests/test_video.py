@@ -183,30 +183,36 @@ def test_decoder_falls_back_when_a_container_cannot_seek(tmp_path):
 @pytest.mark.parametrize("frames", [60, 9])
 def test_decoder_crops_and_resizes_the_clip_as_pillow_does_frame_by_frame(tmp_path, frames):
     """The clip is resized by one torch call; a per-frame Pillow resize of the same frames, crop and flip
-    (the reference loaders' way) agrees within rounding. A video shorter than the span repeats its last frame."""
+    (the reference loaders' way) agrees within rounding. A video shorter than the span repeats its last
+    frame. Views (``data.repeats``) take the first seed's frames and each seed's own crop and flip."""
     clip = moving_clip(next(iter(load_photos().values())), frames, 96, np.random.default_rng(1))[:, :, :80]
     write_video(tmp_path / "pan.mp4", np.ascontiguousarray(clip), fps=25)
     members = {"mp4": (tmp_path / "pan.mp4").read_bytes(), "json": json.dumps({"frames": frames, "fps": "25"}).encode()}
     aug = VideoAugmentConfig(stride=2, hflip=True)
     decoder = VideoDecoder(aug, num_frames=8, size=64)
-    flips = set()
+    flips, boxes = set(), set()
     for seed in range(6):
-        out = decoder(members, seed)
-        g = rng(seed, "video_augment")
-        indices = frame_indices(frames, 8, aug.stride, g)
-        left, top, cw, ch = multi_scale_crop_box(80, 96, 64, aug.scales, aug.max_distort, g)
-        flip = g.random() < 0.5
-        flips.add(flip)
-        ref = []
-        for f in decode_frames(members["mp4"], indices, Fraction(25)):
-            img = f.to_image().resize((64, 64), Image.BILINEAR, box=(left, top, left + cw, top + ch))
-            ref.append(np.asarray(img.transpose(Image.FLIP_LEFT_RIGHT) if flip else img))
-        diff = np.abs(out.astype(int) - np.stack(ref).astype(int))
-        assert out.shape == (8, 64, 64, 3) and out.dtype == np.uint8
-        assert diff.mean() < 0.5 and diff.max() <= 24, (seed, diff.mean(), diff.max())
-        if frames < 15:  # span 15 frames: indices 0, 2, ..., 8, 8, 8
-            assert np.array_equal(out[-1], out[-3]) and not np.array_equal(out[0], out[-1])
-    assert flips == {True, False}
+        views = decoder.views(members, [seed, seed + 50])
+        assert np.array_equal(views[0], decoder(members, seed))
+        indices = frame_indices(frames, 8, aug.stride, rng(seed, "video_augment"))
+        decoded = decode_frames(members["mp4"], indices, Fraction(25))
+        for out, crop_seed in zip(views, [seed, seed + 50]):
+            g = rng(crop_seed, "video_augment")
+            frame_indices(frames, 8, aug.stride, g)  # drawn first, as the decoder does
+            left, top, cw, ch = multi_scale_crop_box(80, 96, 64, aug.scales, aug.max_distort, g)
+            flip = g.random() < 0.5
+            flips.add(flip)
+            boxes.add((left, top, cw, ch))
+            ref = []
+            for f in decoded:
+                img = f.to_image().resize((64, 64), Image.BILINEAR, box=(left, top, left + cw, top + ch))
+                ref.append(np.asarray(img.transpose(Image.FLIP_LEFT_RIGHT) if flip else img))
+            diff = np.abs(out.astype(int) - np.stack(ref).astype(int))
+            assert out.shape == (8, 64, 64, 3) and out.dtype == np.uint8
+            assert diff.mean() < 0.5 and diff.max() <= 24, (seed, crop_seed, diff.mean(), diff.max())
+            if frames < 15:  # span 15 frames: indices 0, 2, ..., 8, 8, 8
+                assert np.array_equal(out[-1], out[-3]) and not np.array_equal(out[0], out[-1])
+    assert flips == {True, False} and len(boxes) > 4
 
 
 def test_ingest_reencodes_unseekable_containers_and_odd_sizes(tmp_path):
@@ -304,6 +310,26 @@ def test_loader_gives_videomae_batches(video_shards):
     assert torch.equal(b["tokens"], again["tokens"]) and torch.equal(b["mask"], again["mask"])
 
 
+def test_repeated_views_follow_the_clips_read_with_their_own_crops_and_masks(video_shards):
+    """``data.repeats=2``: each clip read gives two samples in a row. View 0 is the sample ``repeats=1``
+    gives, view 1 has its own crop and mask; batches hold half as many clips, in the same order, and
+    the count of batches follows the clips read (here through two loader workers)."""
+    root, counts, _ = video_shards
+    recipe = Recipe.from_config(load_recipe("videomae_tiny", ["model.tokenizer.num_frames=4", "model.tokenizer.image_size=64"]))
+    once = list(build_loader(recipe, root / "shards", batch_size=3, num_workers=0, seed=0, epochs=1))
+    twice = list(build_loader(recipe, root / "shards", batch_size=6, num_workers=2, seed=0, epochs=1, repeats=2))
+    assert len(twice) == len(once) == counts["good"] // 3
+    crops = masks = 0
+    for a, b in zip(once, twice):
+        assert b["keys"][0::2] == a["keys"] == b["keys"][1::2]
+        assert torch.equal(b["tokens"][0::2], a["tokens"]) and torch.equal(b["mask"][0::2], a["mask"])
+        crops += sum(not torch.equal(x, y) for x, y in zip(b["tokens"][0::2], b["tokens"][1::2]))
+        masks += sum(not torch.equal(x, y) for x, y in zip(b["mask"][0::2], b["mask"][1::2]))
+    assert crops > len(once) * 3 // 2 and masks > len(once) * 3 // 2, (crops, masks)
+    with pytest.raises(ValueError, match="must be >= 1 and divide batch_size"):
+        build_loader(recipe, root / "shards", batch_size=5, num_workers=0, seed=0, repeats=2)
+
+
 def test_dual_masking_model_predicts_only_hidden_decoder_visible_tokens(video_shards):
     root, _, _ = video_shards
     recipe = Recipe.from_config(load_recipe("videomae_tiny", ["model.decoder_masker.name=running_cell"]))
@@ -323,8 +349,15 @@ def test_dual_masking_model_predicts_only_hidden_decoder_visible_tokens(video_sh
 
 
 def test_videomae_tiny_pretrains_through_the_cli(video_shards, tmp_path):
+    """With two views a clip read (``data.repeats=2``): the checkpoint's data position counts clips read,
+    and says so."""
+    from omnimask.orchestration.worker import checkpoint_data_state
+
     root, _, _ = video_shards
-    run_dir = pretrain_briefly("videomae_tiny", root / "shards", tmp_path, batch_size=5)
+    run_dir = pretrain_briefly("videomae_tiny", root / "shards", tmp_path, batch_size=10, overrides=("data.repeats=2",))
+    state = checkpoint_data_state(run_dir / "checkpoint-step0000040" / "checkpoint.ckpt")
+    assert (state["step"], state["repeats"], state["batch_size"]) == (40, 2, 10)
+    assert (state["epoch"], state["offset"]) == divmod(40 * 5, 15)  # 5 of the 15 clips read a step
     grid = Image.open(run_dir / "reconstruction.png")
     # 4 samples x (original, masked, reconstruction), each a strip of 4 time slots of 32px frames shown at 128px
     assert grid.size == (4 * 128 + 2 * 2, 12 * (128 + 2) + 2)

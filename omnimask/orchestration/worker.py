@@ -85,6 +85,7 @@ def train_loop(config: dict[str, Any]) -> None:
         "num_workers": cfg.data.num_workers,
         "batch_size": cfg.data.batch_size,
         "max_tokens": cfg.data.max_tokens,
+        "repeats": cfg.data.repeats,
         "seed": cfg.seed,
     }
     ckpt_path: Optional[Path] = None
@@ -96,9 +97,10 @@ def train_loop(config: dict[str, Any]) -> None:
             local.write_bytes((Path(d) / RayTrainReport.CHECKPOINT_NAME).read_bytes())
         ckpt_path = local
         saved = checkpoint_data_state(local)
-        if saved.get("max_tokens", layout["max_tokens"]) != layout["max_tokens"]:
-            raise ValueError(f"the checkpoint's data position counts batches of data.max_tokens={saved.get('max_tokens')}; "
-                             f"resume with the same value (not {layout['max_tokens']})")
+        for key in ("max_tokens", "repeats"):  # what the data position counts in
+            if saved.get(key, layout[key]) != layout[key]:
+                raise ValueError(f"the checkpoint's data position counts batches of data.{key}={saved.get(key)}; "
+                                 f"resume with the same value (not {layout[key]})")
         if rank == 0:
             log.info("resuming from %s at step %d (data epoch %s, offset %s)", checkpoint.path, saved["step"],
                      saved.get("epoch"), saved.get("offset"))
@@ -129,6 +131,7 @@ def train_loop(config: dict[str, Any]) -> None:
             verify=cfg.data.verify_shards,
             max_tokens=cfg.data.max_tokens,
             sort_window=cfg.data.sort_window,
+            repeats=cfg.data.repeats,
         )
         stream = loader.dataset.stream
         cursor = Cursor(start, saved["step"], stream.plan)

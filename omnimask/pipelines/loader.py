@@ -77,8 +77,18 @@ class SamplePipeline:
         self.seed = seed
 
     def __call__(self, key: str, members: dict[str, bytes], epoch: int) -> dict[str, Any]:
-        seed = lambda purpose: derive_seed(self.seed, epoch, key, purpose)  # noqa: E731
-        sample = self.decode(members, seed("decode"))
+        return self.views(key, members, epoch, 1)[0]
+
+    def views(self, key: str, members: dict[str, bytes], epoch: int, repeats: int) -> list[dict[str, Any]]:
+        """``repeats`` outputs of one sample (``data.repeats``), each with its own seeds: its own crop, flip
+        and mask. View 0 is the sample as ``repeats=1`` gives it. The decoder does the work the views can
+        share once (:func:`decode_views`: a video's frames)."""
+        seeds = [view_seeds(self.seed, epoch, key, r) for r in range(repeats)]
+        samples = decode_views(self.decode, members, [seed("decode") for seed in seeds])
+        return [self.finish(key, sample, seed) for sample, seed in zip(samples, seeds)]
+
+    def finish(self, key: str, sample: Any, seed: Callable[[str], int]) -> dict[str, Any]:
+        """A decoded sample -> tokens, mask, target (and what the recipe adds); ``seed(purpose)``."""
         t = check_tokens(self.tokenizer, self.tokenizer(sample))
         tokens, coords = t.values, t.coords
         layout = TokenLayout((tokens.shape[0],), self.layout.token_dim) if self.tokenizer.variable_length else self.layout
@@ -104,18 +114,35 @@ class SamplePipeline:
         return result
 
     def try_call(self, key: str, members: dict[str, bytes], epoch: int, shard: str) -> Optional[dict[str, Any]]:
-        """Like calling the pipeline, but a sample that fails is logged (shard, key, reason) and gives
-        None, for the caller to replace; with ``strict`` it raises instead. A component that breaks its
-        contract (:mod:`omnimask.contracts`) always raises."""
+        return self.try_views(key, members, epoch, shard, 1)[0]
+
+    def try_views(self, key: str, members: dict[str, bytes], epoch: int, shard: str, repeats: int) -> list[Optional[dict[str, Any]]]:
+        """Like :meth:`views`, but a sample that fails is logged (shard, key, reason) and gives
+        ``repeats`` Nones, for the caller to replace; with ``strict`` it raises instead. A component
+        that breaks its contract (:mod:`omnimask.contracts`) always raises."""
         try:
-            return self(key, members, epoch)
+            return self.views(key, members, epoch, repeats)  # type: ignore[return-value]
         except ContractError:
             raise  # a broken component fails for every sample: replacing them would hide it
         except Exception as e:
             if self.strict:
                 raise RuntimeError(f"sample {key} in shard {shard} failed to load (data.strict): {type(e).__name__}: {e}") from e
             log.warning("replacing sample %s in shard %s: %s: %s", key, shard, type(e).__name__, e)
-            return None
+            return [None] * repeats
+
+
+def view_seeds(seed: int, epoch: int, key: str, view: int) -> Callable[[str], int]:
+    """``purpose -> seed`` of view ``view`` of sample ``key`` in ``epoch``; view 0's are the sample's own."""
+    if view == 0:
+        return lambda purpose: derive_seed(seed, epoch, key, purpose)
+    return lambda purpose: derive_seed(seed, epoch, key, purpose, "view", view)
+
+
+def decode_views(decode: Callable[[dict[str, bytes], int], Any], members: dict[str, bytes], seeds: list[int]) -> list[Any]:
+    """One decoded sample per seed. A decoder with a ``views(members, seeds)`` method shares work between
+    them (the video decoder decodes the frames once); any other is called once per seed."""
+    views = getattr(decode, "views", None)
+    return views(members, seeds) if views is not None else [decode(members, s) for s in seeds]
 
 
 def replace_failures(outputs: Iterator[Optional[dict[str, Any]]], max_failures: int = 1000) -> Iterator[dict[str, Any]]:
@@ -158,8 +185,10 @@ class ShardStream(IterableDataset):
     ``epochs`` limits the stream to that many epochs from ``start`` (tests).
     With ``max_tokens`` the rank's batches hold as many samples as fit the token
     budget (:class:`omnimask.pipelines.order.BudgetPlan`; the dataset's ``sizes.npy``
-    gives the lengths) instead of ``batch_size``. Iterating gives samples;
-    :meth:`iter_batches` gives them collated, one batch per step.
+    gives the lengths) instead of ``batch_size``. With ``repeats`` > 1 each sample read
+    gives that many views in a row (:meth:`SamplePipeline.views`): a batch holds
+    ``batch_size / repeats`` samples of the order, and positions count samples read.
+    Iterating gives samples (views); :meth:`iter_batches` gives them collated, one batch per step.
     """
 
     def __init__(
@@ -176,7 +205,10 @@ class ShardStream(IterableDataset):
         verify: bool = False,
         max_tokens: Optional[int] = None,
         sort_window: int = 1024,
+        repeats: int = 1,
     ):
+        if repeats < 1 or batch_size % repeats or (repeats > 1 and max_tokens is not None):
+            raise ValueError(f"repeats={repeats} must be >= 1 and divide batch_size={batch_size}, without max_tokens")
         self.root = Path(path)
         self.manifest = Manifest.load(self.root)
         if not self.manifest.shards:
@@ -195,7 +227,8 @@ class ShardStream(IterableDataset):
         self.rank, self.world_size, self.batch_size = rank, world_size, batch_size
         self.start, self.epochs = start, epochs
         self.verify = verify
-        self.plan: Plan = FixedPlan(self.epoch_len, batch_size, world_size)
+        self.repeats = repeats
+        self.plan: Plan = FixedPlan(self.epoch_len, batch_size // repeats, world_size)
         if max_tokens is not None:
             tokens = np.vectorize(pipeline.tokenizer.num_tokens, otypes=[np.int64])(load_sizes(self.root, self.manifest))
             self.plan = BudgetPlan(self.counts, tokens, seed, window, world_size, max_tokens, sort_window)
@@ -231,7 +264,11 @@ class ShardStream(IterableDataset):
                 yield epoch, self.manifest.shards[s].path, self.shard(int(s))[int(j)]
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        outputs = (self.pipeline.try_call(key, members, epoch, shard) for epoch, shard, (key, members) in self.raw_samples())
+        outputs = (
+            view
+            for epoch, shard, (key, members) in self.raw_samples()
+            for view in self.pipeline.try_views(key, members, epoch, shard, self.repeats)
+        )
         yield from replace_failures(outputs)
 
     def iter_batches(self, collate_fn: Callable[[list[dict[str, Any]]], dict[str, Any]]) -> Iterator[dict[str, Any]]:
@@ -239,7 +276,7 @@ class ShardStream(IterableDataset):
         sizes = (len(offsets) for _, offsets in self.steps())  # the same walk as the samples'
         samples = iter(self)
         for size in sizes:
-            yield collate_fn([next(samples) for _ in range(size)])
+            yield collate_fn([next(samples) for _ in range(size * self.repeats)])
 
 
 class BatchStream(IterableDataset):
@@ -269,13 +306,14 @@ def build_loader(
     verify: bool = False,
     max_tokens: Optional[int] = None,
     sort_window: int = 1024,
+    repeats: int = 1,
 ) -> DataLoader:
     """A DataLoader of :func:`omnimask.pipelines.collate.collate` batches over the shard directory ``path``,
     starting at ``start``; batches are collated in the loader workers (``loader.dataset.stream`` is the
     :class:`ShardStream`)."""
     stream = ShardStream(
         path, SamplePipeline(recipe, seed, strict), seed, window, rank, world_size, batch_size,
-        start=start, epochs=epochs, verify=verify, max_tokens=max_tokens, sort_window=sort_window,
+        start=start, epochs=epochs, verify=verify, max_tokens=max_tokens, sort_window=sort_window, repeats=repeats,
     )
     return DataLoader(
         BatchStream(stream, collate_for(recipe.tokenizer)),

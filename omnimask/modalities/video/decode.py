@@ -140,19 +140,25 @@ class VideoDecoder:
         self.aug, self.num_frames, self.size = augment, num_frames, size
 
     def __call__(self, members: dict[str, bytes], seed: int) -> np.ndarray:
+        return self.views(members, [seed])[0]
+
+    def views(self, members: dict[str, bytes], seeds: list[int]) -> list[np.ndarray]:
+        """One clip ``[T, S, S, 3]`` per seed (``data.repeats``), all from the frames of the first seed's time
+        window, decoded and converted to RGB once; each seed draws its own crop and flip."""
         meta: dict[str, Any] = json.loads(members.get("json", b"{}"))
         if not meta.get("frames") or not meta.get("fps"):
             raise ValueError("sample metadata lacks frames/fps (was it written by `omnimask preprocess video`?)")
-        g = rng(seed, "video_augment")
-        indices = frame_indices(int(meta["frames"]), self.num_frames, self.aug.stride, g)
-        frames = decode_frames(payload(members), indices, Fraction(meta["fps"]).limit_denominator(100000))
-        left, top, cw, ch = multi_scale_crop_box(frames[0].width, frames[0].height, self.size, self.aug.scales,
-                                                 self.aug.max_distort, g)
-        flip = self.aug.hflip and g.random() < 0.5
+        draws = [rng(seed, "video_augment") for seed in seeds]
+        windows = [frame_indices(int(meta["frames"]), self.num_frames, self.aug.stride, g) for g in draws]
+        frames = decode_frames(payload(members), windows[0], Fraction(meta["fps"]).limit_denominator(100000))
         distinct = {id(f): f for f in frames}  # a short video repeats its last frame: convert it once
         rgb = torch.from_numpy(np.stack([f.to_ndarray(format="rgb24") for f in distinct.values()]))  # [U, H, W, 3]
-        clip = crop_resize(rgb.permute(0, 3, 1, 2), (left, top, cw, ch), self.size, "bilinear", flip)
-        if len(distinct) == len(frames):
-            return clip
         row = {key: i for i, key in enumerate(distinct)}
-        return clip[[row[id(f)] for f in frames]]
+        order = None if len(distinct) == len(frames) else [row[id(f)] for f in frames]
+        clips = []
+        for g in draws:
+            box = multi_scale_crop_box(frames[0].width, frames[0].height, self.size, self.aug.scales, self.aug.max_distort, g)
+            flip = self.aug.hflip and g.random() < 0.5
+            clip = crop_resize(rgb.permute(0, 3, 1, 2), box, self.size, "bilinear", flip)
+            clips.append(clip if order is None else clip[order])
+        return clips
