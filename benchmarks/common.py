@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from torch.utils.data import DataLoader
 
 from omnimask.pipelines.loader import SamplePipeline
-from omnimask.seeding import derive_seed
 
 
 def endless(loader: DataLoader) -> Iterator[Any]:
@@ -50,8 +49,7 @@ def best_throughputs(loaders: dict[str, DataLoader], batches: int, rounds: int =
 class DecodeOnly(SamplePipeline):
     """The modality's loader decoder alone (decode + augment), without tokenize, mask and target."""
 
-    def __call__(self, key: str, members: dict[str, bytes], epoch: int) -> dict[str, Any]:
-        sample = self.decode(members, derive_seed(self.seed, epoch, key, "decode"))
+    def finish(self, key: str, sample: Any, seed: Callable[[str], int]) -> dict[str, Any]:
         return {"key": key, "sample": sample}
 
 
