@@ -80,9 +80,11 @@ def markdown(results: dict[str, Any]) -> str:
                          f"{s['preprocess'][0]['first_job_s']:.1f} s (worker start, imports).\n")
     if "loader" in s:
         parts += ["## Loader (samples/s per loader worker, full recipe output)\n", table(
-            ["modality", "workers", "reference", "decode only", "omnimask", "vs reference", "tokenize+mask+target cost"],
+            ["modality", "workers", "reference", "decode only", "omnimask", "vs reference", "tokenize+mask+target cost",
+             "with data.repeats"],
             ([r["modality"], r["workers"], f"{r['reference']} {r[r['reference']]:.1f}/s", f"{r['omnimask-decode']:.1f}/s",
-              f"{r['omnimask']:.1f}/s", x(r["speedup_vs_reference"]), f"{100 * r['mask_target_overhead']:.1f}%"]
+              f"{r['omnimask']:.1f}/s", x(r["speedup_vs_reference"]), f"{100 * r['mask_target_overhead']:.1f}%",
+              f"{r['omnimask-views']:.1f}/s ({r['repeats']} views)" if "omnimask-views" in r else ""]
              for r in s["loader"]))]
     if "train" in s:
         parts += ["## Training step (forward, backward, AdamW; one batch in memory)\n", table(

@@ -68,7 +68,7 @@ def loader_section(quick: bool) -> list[dict[str, Any]]:
 
     rows = loader_image.measure(48 if quick else 1024, (1,), 2 if quick else 30, 8 if quick else 64)
     args = Namespace(clips=6 if quick else 48, seconds=2.0 if quick else None, workers=[1], batches=1 if quick else 10,
-                     batch_size=2 if quick else 8)
+                     batch_size=2 if quick else 8, repeats=2 if quick else 4)
     from omnimask.orchestration.ray_env import ray_session
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -23,6 +23,8 @@ def test_benchmark_suite_quick_run_writes_every_section(tmp_path):
     assert all(r["samples"] > 0 and r["speedup"] > 0 for r in sections["preprocess"])
     assert {r["modality"] for r in sections["loader"]} == {"image", "video", "audio", "pointcloud", "graph", "protein"}
     assert all(r["omnimask"] > 0 and r[r["reference"]] > 0 and r["workers"] == 1 for r in sections["loader"])
+    video = next(r for r in sections["loader"] if r["modality"] == "video")
+    assert video["repeats"] == 2 and video["omnimask-views"] > 0 and "(2 views)" in (tmp_path / "results.md").read_text()
     mae = next(r for r in sections["train"] if r.get("recipe") == "mae_image_tiny")
     turns = next(r["interleaved"] for r in sections["train"] if "interleaved" in r)
     assert turns["omnimask_step_ms"] > 0 and turns["plain_step_ms"] > 0 and turns["speedup"] > 0
@@ -73,12 +75,13 @@ def test_gpu_check_runs_its_code_on_the_cpu(tmp_path):
     (tmp_path / "no_ray" / "ray" / "__init__.py").write_text("raise ImportError('no ray on this image')\n")
     env = dict(os.environ, RAY_AUTH_MODE="disabled", PYTHONPATH=os.pathsep.join([str(tmp_path / "no_ray"), str(ROOT)]))
     proc = subprocess.run([sys.executable, "-m", "benchmarks.gpu_check", "--device", "cpu", "--tiny", "--steps", "1",
-                           "--workers", "1", "--recipes", "mae_image", "--json", str(tmp_path / "g.json")],
+                           "--workers", "1", "--recipes", "mae_image", "videomae", "--repeats", "2", "--json", str(tmp_path / "g.json")],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=540)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
-    row = json.loads((tmp_path / "g.json").read_text())["rows"][0]
+    row, video = json.loads((tmp_path / "g.json").read_text())["rows"]
     assert row["recipe"] == "mae_image_tiny" and row["fed"]["samples_per_s"] > 0 and 0 <= row["fed"]["loader_share"] <= 1
-    assert row["preprocess_executor"] == "processes"
+    assert row["preprocess_executor"] == "processes" and row["repeats"] == 1
+    assert video["recipe"] == "videomae_tiny" and video["repeats"] == 2 and video["fed"]["samples_per_s"] > 0
     assert row["compute_only"]["precision"] == "bf16" and row["plain_mae"]["impl"] == "plain"
 
 
