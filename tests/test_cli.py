@@ -34,7 +34,7 @@ def test_preprocess_then_pretrain_through_the_cli(tmp_path):
     assert any(k.startswith("model.encoder.") for k in state["state_dict"])
     assert any(k.startswith("model.head.") for k in state["state_dict"])
     assert state["optimizer_states"] and state["lr_schedulers"]
-    assert state["omnimask_data"] == {"loader": "torch", "world_size": 1, "num_workers": 1, "batch_size": 8, "max_tokens": None,
+    assert state["omnimask_data"] == {"loader": "torch", "world_size": 1, "num_workers": 1, "batch_size": 8, "max_tokens": None, "repeats": 1,
                                       "seed": 0, "epoch": 8, "offset": 0}  # 40 samples, 5 steps of 8 an epoch: 40 steps = 8 epochs
 
     losses = logged_losses(run_dir)
