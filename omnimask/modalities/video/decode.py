@@ -149,6 +149,8 @@ class VideoDecoder:
         if not meta.get("frames") or not meta.get("fps"):
             raise ValueError("sample metadata lacks frames/fps (was it written by `omnimask preprocess video`?)")
         draws = [rng(seed, "video_augment") for seed in seeds]
+        # every view draws a window, as a decode of its seed alone would, so its crop and flip are those draws;
+        # only the first view's window is decoded
         windows = [frame_indices(int(meta["frames"]), self.num_frames, self.aug.stride, g) for g in draws]
         frames = decode_frames(payload(members), windows[0], Fraction(meta["fps"]).limit_denominator(100000))
         distinct = {id(f): f for f in frames}  # a short video repeats its last frame: convert it once
