@@ -140,6 +140,9 @@ def main() -> None:
 
     import torch
 
+    video_batch = TINY["videomae"][1] if args.tiny else CASES["videomae"][0]
+    if "videomae" in args.recipes and video_batch % args.repeats:
+        ap.error(f"--repeats {args.repeats} must divide the video batch ({video_batch})")  # before any work
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         sys.exit("no CUDA device: run with --device cpu for a smoke run")
     card = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"

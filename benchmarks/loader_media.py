@@ -259,6 +259,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=4, help="video: also time the full loader with data.repeats=N (1: not)")
     ap.add_argument("--json", default=None, help="also write the figures to this JSON file")
     args = ap.parse_args()
+    if "video" in args.modality and args.batch_size % args.repeats:
+        ap.error(f"--repeats {args.repeats} must divide --batch-size {args.batch_size}")
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     from omnimask.orchestration.ray_env import ray_session
 

@@ -94,10 +94,12 @@ class DataConfig:
     sort_window: int = 1024
     """With ``max_tokens``: positions of the epoch order sorted by length together before batching."""
     repeats: int = 1
-    """Views per sample read (repeated augmentation; MAE-ST's repeated sampling): each sample read gives
-    ``repeats`` samples of the batch in a row, each with its own crop, flip and mask, and the decoder
-    shares what it can between them (a video's frames are decoded once: one time window). Cuts the
-    loader's decoding per training sample by ``repeats`` where decoding starves the device."""
+    """Views per sample read (repeated augmentation, as DeiT's): each sample read gives ``repeats`` samples
+    of the batch in a row, each with its own crop, flip and mask, and the decoder shares what it can
+    between them (a video's frames are decoded once, so its views share one time window, where MAE-ST's
+    repeated sampling also varies the window). Cuts the loader's decoding per training sample by
+    ``repeats`` where decoding starves the device. Positions count samples read: a run can resume with
+    another value."""
     trace: bool = False
     """Write ``trace-rank{R}.jsonl`` (one line per sample consumed: step, rank, index, key) to the run."""
 
@@ -113,11 +115,11 @@ class DataConfig:
                 raise ConfigError("data.max_tokens", "token-budget batches need data.loader=torch (Ray Data batches by count)")
         _positive("data.repeats", self.repeats)
         if self.repeats > 1:
+            if self.loader == "ray" or self.max_tokens is not None:
+                raise ConfigError("data.repeats", "repeated views need data.loader=torch and batches by count (no data.max_tokens)")
             if self.batch_size % self.repeats:
                 raise ConfigError("data.repeats", f"{self.repeats} must divide data.batch_size ({self.batch_size}): "
                                   "a batch holds whole groups of views")
-            if self.loader == "ray" or self.max_tokens is not None:
-                raise ConfigError("data.repeats", "repeated views need data.loader=torch and batches by count (no data.max_tokens)")
 
 
 @dataclass

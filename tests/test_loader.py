@@ -229,3 +229,21 @@ def test_verify_shards_refuses_a_modified_shard(image_dataset, tmp_path):
         assert shard.name in str(e) and "sha256" in str(e)
     else:
         raise AssertionError("a modified shard was read with verify=True")
+
+
+def test_decoders_give_one_sample_per_view_seed():
+    """``decode_views``: a decoder without ``views`` is called once per seed; one whose ``views`` returns
+    another count breaks its contract (it would shift every later batch off its step)."""
+    from omnimask.contracts import ContractError
+    from omnimask.pipelines.loader import decode_views
+
+    class Short:
+        def __call__(self, members, seed):
+            return seed
+
+        def views(self, members, seeds):
+            return list(seeds[1:])
+
+    assert decode_views(lambda members, seed: 2 * seed, {}, [1, 5]) == [2, 10]
+    with pytest.raises(ContractError, match=r"Short\.views returned 1 samples for 2 seeds"):
+        decode_views(Short(), {}, [1, 5])

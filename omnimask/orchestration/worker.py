@@ -97,10 +97,9 @@ def train_loop(config: dict[str, Any]) -> None:
             local.write_bytes((Path(d) / RayTrainReport.CHECKPOINT_NAME).read_bytes())
         ckpt_path = local
         saved = checkpoint_data_state(local)
-        for key in ("max_tokens", "repeats"):  # what the data position counts in
-            if saved.get(key, layout[key]) != layout[key]:
-                raise ValueError(f"the checkpoint's data position counts batches of data.{key}={saved.get(key)}; "
-                                 f"resume with the same value (not {layout[key]})")
+        if saved.get("max_tokens", layout["max_tokens"]) != layout["max_tokens"]:
+            raise ValueError(f"the checkpoint's data position counts batches of data.max_tokens={saved.get('max_tokens')}; "
+                             f"resume with the same value (not {layout['max_tokens']})")
         if rank == 0:
             log.info("resuming from %s at step %d (data epoch %s, offset %s)", checkpoint.path, saved["step"],
                      saved.get("epoch"), saved.get("offset"))

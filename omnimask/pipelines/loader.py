@@ -142,7 +142,12 @@ def decode_views(decode: Callable[[dict[str, bytes], int], Any], members: dict[s
     """One decoded sample per seed. A decoder with a ``views(members, seeds)`` method shares work between
     them (the video decoder decodes the frames once); any other is called once per seed."""
     views = getattr(decode, "views", None)
-    return views(members, seeds) if views is not None else [decode(members, s) for s in seeds]
+    if views is None:
+        return [decode(members, s) for s in seeds]
+    out = views(members, seeds)
+    if len(out) != len(seeds):  # a short or long list would shift every later batch off its step
+        raise ContractError(f"{type(decode).__name__}.views returned {len(out)} samples for {len(seeds)} seeds")
+    return out
 
 
 def replace_failures(outputs: Iterator[Optional[dict[str, Any]]], max_failures: int = 1000) -> Iterator[dict[str, Any]]:
@@ -269,7 +274,7 @@ class ShardStream(IterableDataset):
             for epoch, shard, (key, members) in self.raw_samples()
             for view in self.pipeline.try_views(key, members, epoch, shard, self.repeats)
         )
-        yield from replace_failures(outputs)
+        yield from replace_failures(outputs, max_failures=1000 * self.repeats)  # counts views
 
     def iter_batches(self, collate_fn: Callable[[list[dict[str, Any]]], dict[str, Any]]) -> Iterator[dict[str, Any]]:
         """This worker's batches, collated: one per step it serves (sizes vary with a token budget)."""

@@ -237,14 +237,18 @@ def _run_units(
 def _run_units_in_processes(
     units: list[dict[str, Any]], task: UnitTask, ray_address: Optional[str], num_cpus: Optional[int]
 ) -> tuple[list[dict], float]:
-    """The same map over a local pool of ``num_cpus`` (default: every CPU) fresh processes, without Ray;
-    logs progress with rate and ETA. Returns the reports and the seconds the job took."""
+    """The same map over a local pool of ``num_cpus`` (default: the CPUs this process may use) fresh
+    processes, one thread each, without Ray; logs progress with rate and ETA. Returns the reports and the
+    seconds the job took. A failing unit cancels the units not started and raises. The processes are
+    spawned: a script that calls this must guard its top level with ``if __name__ == "__main__":``."""
     if ray_address:
         raise ValueError("executor='processes' runs on this machine: it takes no ray_address")
     started = time.perf_counter()
-    workers = max(1, min(len(units), num_cpus or os.cpu_count() or 1))
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    workers = max(1, min(len(units), num_cpus or usable))
     reports, inputs, last = [], 0, started
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_one_thread)
+    try:
         for done in as_completed([pool.submit(task, {"unit": json.dumps(u)}) for u in units]):
             reports.append(json.loads(done.result()["report"]))
             inputs += reports[-1]["num_files"]
@@ -254,7 +258,16 @@ def _run_units_in_processes(
                 log.info("preprocess: %d/%d shard units, %d inputs, %.1f inputs/s, ETA %.0fs", len(reports), len(units),
                          inputs, inputs / (now - started), (len(units) - len(reports)) / rate)
                 last = now
+    finally:
+        pool.shutdown(cancel_futures=True)
     return reports, time.perf_counter() - started
+
+
+def _one_thread() -> None:
+    """Pool initializer: one thread a process, as Ray gives a task of one CPU (the pool has one per CPU)."""
+    import torch
+
+    torch.set_num_threads(1)
 
 
 EXECUTORS = {"ray": _run_units, "processes": _run_units_in_processes}
