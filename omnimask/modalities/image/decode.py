@@ -106,7 +106,7 @@ class ImageDecoder:
         reduce = self.dct_reduction(*box[2:]) if jpeg else 1
         if jpeg and reduce == 1 and img.mode == "RGB" and self.torch_mode:
             image = decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8))  # [3, H, W]
-            return self.crop_resize_torch(image[None], box, flip)[0]
+            return crop_resize(image[None], box, self.size, self.torch_mode, flip)[0]
         return self.crop_resize_pillow(img, box, flip, reduce)
 
     def dct_reduction(self, cw: int, ch: int) -> int:
@@ -115,10 +115,6 @@ class ImageDecoder:
         while reduce < 8 and min(cw, ch) >= 2 * reduce * self.size:
             reduce *= 2
         return reduce
-
-    def crop_resize_torch(self, images: torch.Tensor, box: tuple[int, int, int, int], flip: bool) -> np.ndarray:
-        """``images [1, 3, H, W]`` uint8 -> ``[1, size, size, 3]`` (:func:`~omnimask.modalities.pixels.crop_resize`)."""
-        return crop_resize(images, box, self.size, self.torch_mode, flip)
 
     def crop_resize_pillow(self, img: Image.Image, box: tuple[int, int, int, int], flip: bool, reduce: int) -> np.ndarray:
         left, top, cw, ch = box

@@ -7,8 +7,7 @@ long video costs a few GOPs, not the file. Only the wanted frames are
 converted to RGB. All frames of a clip share one crop: VideoMAE's
 ``GroupMultiScaleCrop`` (crop sides from ``scales`` of the short side, at one of
 13 fixed positions), resized bilinearly to the tokenizer's size by one call of
-torch's uint8 kernel for the whole clip (Pillow's filter, to within rounding;
-half the time of a Pillow resize per frame).
+torch's uint8 kernel for the whole clip (Pillow's filter, to within rounding).
 """
 
 from __future__ import annotations
@@ -102,8 +101,8 @@ def decode_frames(
     """
     with av.open(io.BytesIO(data)) as container:
         stream = container.streams.video[0]
-        # One loader worker per core: a decoder thread pool per clip (FFmpeg's default, one thread a
-        # core) only adds start-up and contention: 20% slower on 2 cores, worse on more.
+        # One loader worker per core already: a decoder thread pool per clip (FFmpeg's default, a thread
+        # per core) only adds start-up and contention between the workers.
         stream.codec_context.thread_count = 1
         start_time = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
         seeked = seek and int(indices[0]) > 0 and stream.time_base is not None
