@@ -3,6 +3,7 @@
     python -m benchmarks.gpu_check [--steps 40] [--workers 12] [--json gpu.json]     # a few minutes on one GPU
     python -m benchmarks.gpu_check --device cpu --tiny --steps 2 --workers 1        # the same code, smoke-sized, on the CPU
     python -m benchmarks.gpu_check --recipes videomae --repeats 4                    # the video loader with 4 views a clip
+    python -m benchmarks.gpu_check --compile                                         # omnimask's model under trainer.compile
 
 For ``mae_image`` (MAE ViT-B/16) and ``videomae`` (VideoMAE ViT-B, 16x4 frames), or
 their tiny versions with ``--tiny``:
@@ -17,6 +18,9 @@ their tiny versions with ``--tiny``:
    waiting for the loader (``loader share``);
 3. times the same model on one batch kept on the device (compute alone) and the
    plain paper-style MAE on that batch (:mod:`benchmarks.train_step`).
+
+With ``--compile`` omnimask's loss is compiled in steps 2 and 3, as ``trainer.compile``
+does (compilation falls in the warm-up steps); the plain MAE stays as written.
 
 Prints the card, samples/s, step time, peak memory and the loader's share; record
 them in docs/performance.md.
@@ -42,25 +46,28 @@ CASES = {"mae_image": (128, 2048, None), "videomae": (16, 48, 4.0)}
 TINY = {"mae_image": ("mae_image_tiny", 8, 24, None), "videomae": ("videomae_tiny", 2, 4, 2.0)}
 
 
-def loader_run(recipe: Any, shards: Path, batch_size: int, workers: int, steps: int, device: str, repeats: int = 1) -> dict[str, Any]:
+def loader_run(recipe: Any, shards: Path, batch_size: int, workers: int, steps: int, device: str, repeats: int = 1,
+               compile: bool = False) -> dict[str, Any]:
     """Train ``steps`` steps (after 3 warm-up steps) on the real loader, as a training loop runs: no device
     synchronisation inside the loop, so the device works through queued steps while the host waits for
     the next batch. ``loader_share``: the share of the wall time the host spent blocked on the loader."""
     import torch
 
+    from omnimask.pipelines.collate import model_inputs
     from omnimask.pipelines.loader import build_loader
 
     cuda = device.startswith("cuda")
     model = recipe.build_model().to(device)
+    loss_fn = torch.compile(model.loss) if compile else model.loss
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
     loader = build_loader(recipe, shards, batch_size, workers, seed=0, pin_memory=cuda, prefetch_factor=4, repeats=repeats)
     batches = iter(loader)
 
     def step(batch: dict[str, Any]) -> torch.Tensor:
-        batch = {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+        batch = {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in model_inputs(batch).items()}
         opt.zero_grad(set_to_none=True)
         with torch.autocast(device.split(":")[0], dtype=torch.bfloat16):
-            loss = model.loss(batch)
+            loss = loss_fn(batch)
         loss.backward()
         opt.step()
         return loss
@@ -89,7 +96,8 @@ def loader_run(recipe: Any, shards: Path, batch_size: int, workers: int, steps: 
     }
 
 
-def check(name: str, tiny: bool, steps: int, workers: int, device: str, executor: str, repeats: int, tmp: Path) -> dict[str, Any]:
+def check(name: str, tiny: bool, steps: int, workers: int, device: str, executor: str, repeats: int, compile: bool,
+          tmp: Path) -> dict[str, Any]:
     from benchmarks import train_step
     from omnimask.config import load_recipe
     from omnimask.models.recipe import Recipe
@@ -109,15 +117,15 @@ def check(name: str, tiny: bool, steps: int, workers: int, device: str, executor
     prepared = time.perf_counter() - t
     recipe = Recipe.from_config(load_recipe(name, [f"data.path={shards}"]))
     repeats = repeats if cfg.modality == "video" else 1
-    fed = loader_run(recipe, shards, batch_size, workers, steps, device, repeats)
+    fed = loader_run(recipe, shards, batch_size, workers, steps, device, repeats, compile)
     precision = "bf16"
-    compute = train_step.measure(name, "omnimask", device, precision, False, batch_size, steps)
+    compute = train_step.measure(name, "omnimask", device, precision, compile, batch_size, steps)
     plain = train_step.measure(name, "plain", device, precision, False, batch_size, steps)
-    row = {"recipe": name, "device": device, "batch_size": batch_size, "loader_workers": workers, "repeats": repeats, "inputs_s": written,
+    row = {"recipe": name, "device": device, "batch_size": batch_size, "loader_workers": workers, "repeats": repeats, "compile": compile, "inputs_s": written,
            "preprocess_s": prepared, "preprocess_executor": executor, "fed": fed, "compute_only": compute, "plain_mae": plain,
            "speedup_vs_plain": compute["samples_per_s"] / plain["samples_per_s"]}
-    views = f", data.repeats={repeats}" if repeats > 1 else ""
-    print(f"{name} on {device}, bf16, batch {batch_size}, {workers} loader workers{views}: {fed['samples_per_s']:.1f} samples/s "
+    settings = (f", data.repeats={repeats}" if repeats > 1 else "") + (", compiled" if compile else "")
+    print(f"{name} on {device}, bf16, batch {batch_size}, {workers} loader workers{settings}: {fed['samples_per_s']:.1f} samples/s "
           f"fed by the loader ({fed['step_ms']:.0f} ms/step, loader share {100 * fed['loader_share']:.0f}%), "
           f"{compute['samples_per_s']:.1f}/s on a batch in memory, plain MAE {plain['samples_per_s']:.1f}/s "
           f"(x{row['speedup_vs_plain']:.2f}); peak memory {compute['peak_mb']:.0f} MB vs plain {plain['peak_mb']:.0f} MB",
@@ -133,6 +141,7 @@ def main() -> None:
     ap.add_argument("--tiny", action="store_true", help="the tiny recipes (a smoke run)")
     ap.add_argument("--recipes", nargs="+", choices=list(CASES), default=list(CASES))
     ap.add_argument("--repeats", type=int, default=1, help="video: data.repeats of the fed loop (views a decoded clip)")
+    ap.add_argument("--compile", action="store_true", help="compile omnimask's loss (trainer.compile); the plain MAE stays eager")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -158,7 +167,8 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp, ray_session() if executor == "ray" else nullcontext():
         for name in args.recipes:
-            rows.append(check(name, args.tiny, args.steps, args.workers, args.device, executor, args.repeats, Path(tmp)))
+            rows.append(check(name, args.tiny, args.steps, args.workers, args.device, executor, args.repeats, args.compile,
+                              Path(tmp)))
     if args.json:
         Path(args.json).write_text(json.dumps({"card": card, "torch": torch.__version__, "rows": rows}, indent=2))
 

@@ -165,14 +165,16 @@ def test_the_model_reads_no_bookkeeping_entry_of_a_batch():
     torch.compile does not guard on them and recompile for every batch: the loss must not need them."""
     from benchmarks.train_step import real_batch
 
-    from omnimask.models.module import BOOKKEEPING
+    from omnimask.pipelines.collate import BOOKKEEPING, model_inputs
 
     for name in ("mae_image_tiny", "esm_mlm_tiny"):
         recipe = Recipe.from_config(load_recipe(name))
         batch = real_batch(recipe, 3)
         assert {"keys", "replaced"} <= set(batch)
+        inputs = model_inputs(batch)
+        assert not set(BOOKKEEPING) & set(inputs) and set(batch) - set(inputs) <= set(BOOKKEEPING)
         torch.manual_seed(0)
         model = recipe.build_model()
         full = model.loss(batch)
-        stripped = model.loss({k: v for k, v in batch.items() if k not in BOOKKEEPING})
+        stripped = model.loss(inputs)
         assert torch.equal(full, stripped)

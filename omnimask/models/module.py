@@ -9,12 +9,8 @@ import torch
 
 from omnimask.models.recipe import Recipe
 from omnimask.models.schedule import param_groups, warmup_cosine
+from omnimask.pipelines.collate import model_inputs
 from omnimask.pipelines.order import Cursor
-
-
-BOOKKEEPING = ("keys", "replaced", "num_valid")
-"""Batch entries the model does not read; left out of its input so that a compiled loss is not guarded on
-(and recompiled for) each batch's sample keys and counts."""
 
 
 class MaskedModelingModule(pl.LightningModule):
@@ -42,7 +38,7 @@ class MaskedModelingModule(pl.LightningModule):
         """``model.loss``, compiled with ``trainer.compile`` (the weights stay ``self.model``'s)."""
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        loss = self.compute_loss({k: v for k, v in batch.items() if k not in BOOKKEEPING})
+        loss = self.compute_loss(model_inputs(batch))
         self.log("train/loss", loss, on_step=True, prog_bar=True, batch_size=batch["tokens"].shape[0])
         self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True, batch_size=1)
         self.replaced += batch.get("replaced", 0)

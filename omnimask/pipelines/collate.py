@@ -36,6 +36,8 @@ PER_TOKEN = ("mask", "queries", "coords", "mask_token")
 """Per-token sample fields, batched like the tokens."""
 OPTIONAL = ("target", *PER_TOKEN)
 """The sample fields a batch holds when its samples do (all but the tokens)."""
+BOOKKEEPING = ("keys", "replaced", "num_valid")
+"""Batch entries for logs and counters that the model does not read."""
 
 
 def collate(samples: list[dict[str, Any]], pad_value: Optional[float] = None) -> dict[str, Any]:
@@ -62,6 +64,12 @@ def collate(samples: list[dict[str, Any]], pad_value: Optional[float] = None) ->
                 batch["edge_hidden"] = torch.cat([s["edge_hidden"] for s in samples])
     add_mask_counts(batch)
     return batch
+
+
+def model_inputs(batch: dict[str, Any]) -> dict[str, Any]:
+    """``batch`` without its :data:`BOOKKEEPING` entries: what ``MaskedModel.loss`` reads. A compiled loss fed
+    this is not guarded on (and recompiled for) each batch's sample keys and counts."""
+    return {k: v for k, v in batch.items() if k not in BOOKKEEPING}
 
 
 def collate_for(tokenizer: Tokenizer) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
