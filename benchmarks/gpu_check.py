@@ -34,6 +34,7 @@ import os
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -167,10 +168,17 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp, ray_session() if executor == "ray" else nullcontext():
         for name in args.recipes:
-            rows.append(check(name, args.tiny, args.steps, args.workers, args.device, executor, args.repeats, args.compile,
-                              Path(tmp)))
+            try:
+                rows.append(check(name, args.tiny, args.steps, args.workers, args.device, executor, args.repeats, args.compile,
+                                  Path(tmp)))
+            except Exception as e:  # one recipe's failure (a compiler error, say) must not cost the others' device time
+                traceback.print_exc()
+                rows.append({"recipe": name, "error": f"{type(e).__name__}: {str(e)[:2000]}"})
+                print(f"{name}: FAILED, {type(e).__name__} (traceback above); going on", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps({"card": card, "torch": torch.__version__, "rows": rows}, indent=2))
+    if any("error" in row for row in rows):
+        sys.exit(1)
 
 
 if __name__ == "__main__":
