@@ -178,3 +178,32 @@ def test_the_model_reads_no_bookkeeping_entry_of_a_batch():
         full = model.loss(batch)
         stripped = model.loss(inputs)
         assert torch.equal(full, stripped)
+
+
+def test_trainer_compile_compiles_the_loss_once_and_matches_eager(tmp_path, monkeypatch):
+    """``trainer.compile``: the module's compiled loss equals the eager one, forward and backward, on batches
+    with different masks, from one graph (the tokenizer's normalisation tables once recompiled it on the
+    second step: a dict they were cached in changed under the first step's guards)."""
+    import torch._dynamo
+
+    from omnimask.models.module import MaskedModelingModule
+    from omnimask.pipelines.collate import model_inputs
+
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path))  # compile for real, not from an earlier run's cache
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    module = MaskedModelingModule(tiny_recipe("trainer.compile=true"), global_batch_size=4)
+    assert module.compute_loss is not module.model.loss
+    for seed in range(3):
+        batch = fake_batch(module.recipe, seed=seed)
+        compiled = module.compute_loss(model_inputs(batch))
+        compiled.backward()
+        grads = [p.grad.clone() for p in module.model.parameters()]
+        module.model.zero_grad(set_to_none=True)
+        eager = module.model.loss(batch)
+        eager.backward()
+        assert torch.allclose(compiled, eager, rtol=1e-5, atol=1e-6)
+        assert all(torch.allclose(a, p.grad, rtol=1e-4, atol=1e-6) for a, p in zip(grads, module.model.parameters()))
+        module.model.zero_grad(set_to_none=True)
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1
+    torch._dynamo.reset()

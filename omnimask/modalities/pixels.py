@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -10,6 +12,25 @@ from omnimask.modalities.base import Tokenizer
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def channel_table(values: tuple[float, ...], reps: int, device: torch.device) -> torch.Tensor:
+    """Per-channel ``values`` repeated ``reps`` times, ``[reps * C]`` float32 on ``device``.
+
+    Eager calls share one table per device (a host-to-device copy each step would wait for the device).
+    Under ``torch.compile`` the table is built in the graph, a constant: a cache read there would add a
+    guard, and a tokenizer's own dict of tables, filled by the first call, recompiled the loss on the second.
+    """
+    if torch.compiler.is_compiling():
+        return _channel_table(values, reps, device)
+    return _cached_channel_table(values, reps, device)
+
+
+def _channel_table(values: tuple[float, ...], reps: int, device: torch.device) -> torch.Tensor:
+    return torch.tensor(values, dtype=torch.float32, device=device).repeat(reps)
+
+
+_cached_channel_table = functools.lru_cache(maxsize=64)(_channel_table)
 
 
 class PixelTokenizer(Tokenizer):
@@ -23,18 +44,13 @@ class PixelTokenizer(Tokenizer):
     blank = 127.0
 
     def __init__(self, token_dim: int, mean: tuple[float, ...], std: tuple[float, ...]):
-        reps = token_dim // len(mean)
         # prepare(x) = x * scale + shift, per value of a token (channel = index % C)
-        std_v = np.tile(np.asarray(std, dtype=np.float32), reps)
-        mean_v = np.tile(np.asarray(mean, dtype=np.float32), reps)
-        self._scale = torch.from_numpy(1.0 / (255.0 * std_v))
-        self._shift = torch.from_numpy(-mean_v / std_v)
-        self._cache: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._reps = token_dim // len(mean)
+        self._scale = tuple(1.0 / (255.0 * s) for s in std)
+        self._shift = tuple(-m / s for m, s in zip(mean, std))
 
     def _affine(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        if device not in self._cache:
-            self._cache[device] = (self._scale.to(device), self._shift.to(device))
-        return self._cache[device]
+        return channel_table(self._scale, self._reps, device), channel_table(self._shift, self._reps, device)
 
     def prepare(self, tokens: torch.Tensor) -> torch.Tensor:
         scale, shift = self._affine(tokens.device)
