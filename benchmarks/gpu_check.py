@@ -44,14 +44,20 @@ from benchmarks.inputs import build_inputs  # noqa: E402
 
 # recipe: (batch size on the GPU, inputs written, clip seconds)
 CASES = {"mae_image": (128, 2048, None), "videomae": (16, 48, 4.0)}
+PREFETCH = 4
+"""Batches each loader worker prepares ahead."""
 TINY = {"mae_image": ("mae_image_tiny", 8, 24, None), "videomae": ("videomae_tiny", 2, 4, 2.0)}
 
 
 def loader_run(recipe: Any, shards: Path, batch_size: int, workers: int, steps: int, device: str, repeats: int = 1,
                compile: bool = False) -> dict[str, Any]:
-    """Train ``steps`` steps (after 3 warm-up steps) on the real loader, as a training loop runs: no device
-    synchronisation inside the loop, so the device works through queued steps while the host waits for
-    the next batch. ``loader_share``: the share of the wall time the host spent blocked on the loader."""
+    """Train ``steps`` steps on the real loader, as a training loop runs: no device synchronisation inside
+    the loop, so the device works through queued steps while the host waits for the next batch.
+    ``loader_share``: the share of the wall time the host spent blocked on the loader.
+
+    The warm-up lasts until every batch the workers could have prefetched has been taken (``workers *
+    PREFETCH``, plus 3): until then the loader's pin-memory thread allocates new page-locked buffers
+    for the batches in flight, where afterwards it reuses freed ones, as a long training run does."""
     import torch
 
     from omnimask.pipelines.collate import model_inputs
@@ -61,7 +67,7 @@ def loader_run(recipe: Any, shards: Path, batch_size: int, workers: int, steps: 
     model = recipe.build_model().to(device)
     loss_fn = torch.compile(model.loss) if compile else model.loss
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
-    loader = build_loader(recipe, shards, batch_size, workers, seed=0, pin_memory=cuda, prefetch_factor=4, repeats=repeats)
+    loader = build_loader(recipe, shards, batch_size, workers, seed=0, pin_memory=cuda, prefetch_factor=PREFETCH, repeats=repeats)
     batches = iter(loader)
 
     def step(batch: dict[str, Any]) -> torch.Tensor:
@@ -77,7 +83,8 @@ def loader_run(recipe: Any, shards: Path, batch_size: int, workers: int, steps: 
         if cuda:
             torch.cuda.synchronize()
 
-    for _ in range(3):
+    warmup = workers * PREFETCH + 3
+    for _ in range(warmup):
         step(next(batches))
     sync()
     if cuda:
@@ -94,6 +101,7 @@ def loader_run(recipe: Any, shards: Path, batch_size: int, workers: int, steps: 
     return {
         "samples_per_s": steps * batch_size / total, "step_ms": 1000 * total / steps, "loader_share": wait / total,
         "peak_mb": torch.cuda.max_memory_allocated() / 2**20 if cuda else None, "loss": float(loss.detach()),
+        "warmup_steps": warmup,
     }
 
 
