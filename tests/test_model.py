@@ -207,3 +207,40 @@ def test_trainer_compile_compiles_the_loss_once_and_matches_eager(tmp_path, monk
         module.model.zero_grad(set_to_none=True)
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1
     torch._dynamo.reset()
+
+
+def test_select_rows_with_a_count_equals_boolean_indexing():
+    from omnimask.models.layers import select_rows
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 7, 5, generator=g)
+    mask = torch.rand(3, 7, generator=g) > 0.5
+    assert torch.equal(select_rows(x, mask, int(mask.sum())), x[mask])
+    assert torch.equal(select_rows(mask, mask, int(mask.sum())), mask[mask])  # [B, N] -> [count]
+    assert torch.equal(select_rows(x, mask), x[mask])
+
+
+def test_padded_recipes_trace_into_one_graph_without_a_device_read_back():
+    """Protein and graph batches select hidden and real rows with counts made by the collate: no graph
+    break under torch.compile (a boolean index breaks it) and no device sync in the eager GPU step."""
+    import torch._dynamo
+
+    from benchmarks.train_step import real_batch
+    from omnimask.pipelines.collate import model_inputs
+
+    for name in ("esm_mlm_tiny", "graphmae_tiny"):
+        recipe = Recipe.from_config(load_recipe(name))
+        batch = real_batch(recipe, 4)
+        assert batch["num_masked"] == int(batch["mask"].sum()) and batch["num_valid"] == int(batch["valid"].sum())
+        torch.manual_seed(0)
+        model = recipe.build_model()
+        inputs = model_inputs(batch)
+        explained = torch._dynamo.explain(model.loss)(inputs)
+        assert explained.graph_break_count == 0 and explained.graph_count == 1, explained.break_reasons
+        assert MaskIndex.from_batch(inputs).num_masked == batch["target"].shape[0]
+        losses = []
+        for counts in (inputs, {**inputs, "num_masked": None, "num_valid": None}):  # the second selects with x[mask]
+            torch.manual_seed(1)  # the same dropout draws
+            losses.append(model.loss(counts))
+        assert torch.equal(*losses)
+    torch._dynamo.reset()

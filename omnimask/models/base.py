@@ -29,6 +29,9 @@ class MaskIndex:
     - ``coords [B, N, C]`` (or None for grid tokens): the tokens' positions in the data
       (point-cloud group centres), for encoders and heads that embed positions from data.
     - ``valid [B, N]`` (padded batches of variable-length tokens): True at real tokens.
+    - ``num_valid``, ``num_masked`` (padded batches): ``valid.sum()`` and ``mask.sum()``, counted by the
+      collate on the host, so that selecting those rows needs no device read-back and ``torch.compile``
+      traces it (:func:`omnimask.models.layers.select_rows`).
     - ``mask_token [B, N]`` (maskers that show the encoder every token): where the
       encoder puts its [MASK] in place of the (corrupted) token.
     - ``edges [2, E]`` (graphs): token pairs as indices into ``tokens[valid]``;
@@ -46,6 +49,8 @@ class MaskIndex:
     mask_token: Optional[torch.Tensor] = None
     edges: Optional[torch.Tensor] = None
     edge_hidden: Optional[torch.Tensor] = None
+    num_valid: Optional[int] = None
+    num_masked: Optional[int] = None
 
     @classmethod
     def from_mask(
@@ -55,10 +60,10 @@ class MaskIndex:
         queries: Optional[torch.Tensor] = None,
         num_queries: Optional[int] = None,
         num_predict: Optional[int] = None,
-        **extra: Optional[torch.Tensor],
+        **extra: Any,
     ) -> "MaskIndex":
         """``num_hidden`` None (padded batches): no gather indices. ``extra``: ``coords``, ``valid``,
-        ``mask_token``, ``edges``, ``edge_hidden``."""
+        ``mask_token``, ``edges``, ``edge_hidden``, ``num_valid``, ``num_masked``."""
         if num_hidden is None:
             return cls(mask, **extra)
         keep, hidden, restore = split_ids(mask, num_hidden)
@@ -73,7 +78,7 @@ class MaskIndex:
     @classmethod
     def from_batch(cls, batch: dict[str, Any]) -> "MaskIndex":
         """From a :func:`omnimask.pipelines.collate.collate` batch."""
-        extra = {name: batch.get(name) for name in ("coords", "valid", "mask_token", "edges", "edge_hidden")}
+        extra = {name: batch.get(name) for name in ("coords", "valid", "mask_token", "edges", "edge_hidden", "num_valid", "num_masked")}
         return cls.from_mask(
             batch["mask"], batch["num_hidden"], batch.get("queries"), batch.get("num_queries"), batch.get("num_predict"), **extra
         )

@@ -11,7 +11,7 @@ from torch import nn
 
 from omnimask.modalities.base import TokenLayout
 from omnimask.models.base import Encoder, Head, MaskIndex
-from omnimask.models.layers import Block, init_weights, rotary_tables
+from omnimask.models.layers import Block, init_weights, rotary_tables, select_rows
 from omnimask.registry import register
 
 ESM2_SIZES = {  # name: (dim, depth, heads) of the ESM-2 models (Lin et al. 2023)
@@ -115,7 +115,7 @@ class LMHead(Head):
         self.weight = embed.weight
 
     def forward(self, latent: torch.Tensor, index: MaskIndex) -> torch.Tensor:
-        x = latent[index.mask]  # [M, E]
+        x = select_rows(latent, index.mask, index.num_masked)  # [M, E]
         return F.linear(self.norm(F.gelu(self.dense(x))), self.weight, self.bias)
 
     def loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -13,6 +13,7 @@ from torch import nn
 
 from omnimask.modalities.base import TokenLayout
 from omnimask.models.base import Encoder, Head, MaskIndex
+from omnimask.models.layers import select_rows
 from omnimask.registry import register
 
 
@@ -70,7 +71,7 @@ def flat_nodes(tokens: torch.Tensor, index: MaskIndex) -> tuple[torch.Tensor, to
     flat positions of ``index.mask``."""
     if index.valid is None or index.edges is None:
         raise ValueError("graph encoders and heads need padded graph batches (valid, edges): use the graph_features tokenizer")
-    return tokens[index.valid], index.mask[index.valid]
+    return select_rows(tokens, index.valid, index.num_valid), select_rows(index.mask, index.valid, index.num_valid)
 
 
 @register("encoder", "gnn")
@@ -108,7 +109,7 @@ class GNNEncoder(Encoder):
     def forward(self, tokens: torch.Tensor, index: MaskIndex) -> torch.Tensor:
         x, _ = flat_nodes(tokens, index)
         if index.mask_token is not None:
-            x = x + index.mask_token[index.valid][:, None].to(x.dtype) * self.mask_token
+            x = x + select_rows(index.mask_token, index.valid, index.num_valid)[:, None].to(x.dtype) * self.mask_token
         edges = index.edges if index.edge_hidden is None else index.edges[:, ~index.edge_hidden]
         return self.gnn(x, edges)
 
@@ -147,9 +148,9 @@ class GraphMAEDecoderHead(Head):
                            cfg.negative_slope, encoding=False)
 
     def forward(self, latent: torch.Tensor, index: MaskIndex) -> torch.Tensor:
-        hidden = index.mask[index.valid]
+        hidden = select_rows(index.mask, index.valid, index.num_valid)
         h = self.to_decoder(latent).masked_fill(hidden[:, None], 0.0)
-        return self.decoder(h, index.edges)[hidden]
+        return select_rows(self.decoder(h, index.edges)[None], hidden[None], index.num_masked)
 
     def loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return scaled_cosine_error(pred, target, self.gamma)

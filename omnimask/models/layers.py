@@ -166,6 +166,18 @@ def gather_tokens(x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     return torch.gather(x, 1, ids.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
 
 
+def select_rows(x: torch.Tensor, mask: torch.Tensor, count: "int | None" = None) -> torch.Tensor:
+    """``x[mask]``: ``x [B, N, ...]``, bool ``mask [B, N]`` -> ``[count, ...]``, rows in row-major order.
+
+    With ``count`` (``mask.sum()``, known on the host) the selection has a static size
+    (``nonzero_static``): no device read-back, and ``torch.compile`` traces it, where ``x[mask]``
+    breaks the graph (its size depends on the data)."""
+    if count is None:
+        return x[mask]
+    rows = torch.nonzero_static(mask.reshape(-1), size=count).squeeze(1)
+    return x.flatten(0, 1).index_select(0, rows)
+
+
 def predicted_rows(queries: torch.Tensor, pick: "torch.Tensor | None") -> torch.Tensor:
     """The predicted rows ``[B, N_p, D]`` of the query outputs ``[B, N_q, D]`` (``pick`` selects among
     the queries; None: all of them are predicted)."""
