@@ -181,6 +181,8 @@ def main() -> None:
                                   Path(tmp)))
             except Exception as e:  # one recipe's failure (a compiler error, say) must not cost the others' device time
                 traceback.print_exc()
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()  # an out-of-memory error leaves cached blocks behind
                 rows.append({"recipe": name, "error": f"{type(e).__name__}: {str(e)[:2000]}"})
                 print(f"{name}: FAILED, {type(e).__name__} (traceback above); going on", flush=True)
     if args.json:

@@ -20,6 +20,7 @@ def channel_table(values: tuple[float, ...], reps: int, device: torch.device) ->
     Eager calls share one table per device (a host-to-device copy each step would wait for the device).
     Under ``torch.compile`` the table is built in the graph, a constant: a cache read there would add a
     guard, and a tokenizer's own dict of tables, filled by the first call, recompiled the loss on the second.
+    Every tokenizer with the same values shares the eager table: never modify it in place.
     """
     if torch.compiler.is_compiling():
         return _channel_table(values, reps, device)
