@@ -55,6 +55,12 @@ class ESMEncoder(Encoder):
         self.cfg = cfg
         self.embed = nn.Embedding(cfg.vocab_size, self.dim, padding_idx=cfg.pad_id)
         self.pos = nn.Embedding(layout.num_tokens, self.dim) if cfg.positions == "learned" else None
+        if self.pos is None:  # one table for the longest sequence, sliced per batch: computing it in the step
+            # costs a few ops eagerly, and torch.compile fuses the cos and sin into their consumer, once per
+            # element of q and k rather than once per position
+            cos, sin = rotary_tables(layout.num_tokens, self.dim // self.heads)
+            self.register_buffer("rotary_cos", cos, persistent=False)
+            self.register_buffer("rotary_sin", sin, persistent=False)
         self.blocks = nn.ModuleList(Block(self.dim, self.heads, cfg.mlp_ratio) for _ in range(depth))
         self.norm = nn.LayerNorm(self.dim, eps=1e-6)
         init_weights(self)
@@ -75,7 +81,7 @@ class ESMEncoder(Encoder):
         if self.pos is not None:
             x = x + self.pos.weight[:n]
         else:
-            rotary = rotary_tables(n, self.dim // self.heads, x.device)
+            rotary = (self.rotary_cos[:n], self.rotary_sin[:n])
         x = x * valid[..., None].to(x.dtype)
         attn_mask = valid[:, None, None, :]
         for block in self.blocks:
