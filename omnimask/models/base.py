@@ -29,9 +29,9 @@ class MaskIndex:
     - ``coords [B, N, C]`` (or None for grid tokens): the tokens' positions in the data
       (point-cloud group centres), for encoders and heads that embed positions from data.
     - ``valid [B, N]`` (padded batches of variable-length tokens): True at real tokens.
-    - ``num_valid``, ``num_masked`` (padded batches): ``valid.sum()`` and ``mask.sum()``, counted by the
-      collate on the host, so that selecting those rows needs no device read-back and ``torch.compile``
-      traces it (:func:`omnimask.models.layers.select_rows`).
+    - ``num_valid``, ``num_masked`` (padded batches): ``valid.sum()`` and ``mask.sum()``, known on the
+      host (the collate's count; the rows of the concatenated target), so that selecting those rows
+      needs no device read-back and ``torch.compile`` traces it (:func:`omnimask.models.layers.select_rows`).
     - ``mask_token [B, N]`` (maskers that show the encoder every token): where the
       encoder puts its [MASK] in place of the (corrupted) token.
     - ``edges [2, E]`` (graphs): token pairs as indices into ``tokens[valid]``;
@@ -78,7 +78,9 @@ class MaskIndex:
     @classmethod
     def from_batch(cls, batch: dict[str, Any]) -> "MaskIndex":
         """From a :func:`omnimask.pipelines.collate.collate` batch."""
-        extra = {name: batch.get(name) for name in ("coords", "valid", "mask_token", "edges", "edge_hidden", "num_valid", "num_masked")}
+        extra = {name: batch.get(name) for name in ("coords", "valid", "mask_token", "edges", "edge_hidden", "num_valid")}
+        if "valid" in batch and "target" in batch:
+            extra["num_masked"] = batch["target"].shape[0]
         return cls.from_mask(
             batch["mask"], batch["num_hidden"], batch.get("queries"), batch.get("num_queries"), batch.get("num_predict"), **extra
         )

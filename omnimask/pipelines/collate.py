@@ -14,7 +14,6 @@ longest sample, and the targets of all samples are concatenated::
     tokens [B, N_max, D] (pad_value)   valid [B, N_max]   mask [B, N_max] (False at padding)
     target [M, ...]   (M = mask.sum(): the hidden tokens in row-major order)
     num_valid         valid.sum() as an int, counted here so that nothing reads it back from the device
-    num_masked        mask.sum() as an int, likewise (the rows of target)
     edges [2, E]      graph edges as indices into tokens[valid] (PyG's Batch layout:
                       each graph's node indices offset by the nodes before it)
 
@@ -95,7 +94,6 @@ def add_mask_counts(batch: dict[str, Any]) -> None:
     batches the counts may differ, and ``num_hidden`` is None."""
     if "valid" in batch:
         batch["num_hidden"] = None
-        batch["num_masked"] = int(batch["mask"].sum())
         return
     batch["num_hidden"] = equal_count(batch["mask"], "mask")
     if "queries" in batch:
