@@ -145,6 +145,26 @@ def test_a_block_computing_the_last_rows_only_equals_the_full_block():
     assert not torch.allclose(part, full[:, :4], atol=1e-3)
 
 
+def test_decoding_table_queries_equals_decoding_their_rows_and_shares_the_gradients():
+    """MAE's first decoder block projects each query position once: outputs and gradients (of the
+    context, the table and every weight) equal decoding the gathered rows, each projected per sample."""
+    from omnimask.models.layers import Block, decode_queries, decode_table_queries
+
+    torch.manual_seed(0)
+    blocks = torch.nn.ModuleList(Block(32, 4) for _ in range(2)).double()
+    context = torch.randn(3, 5, 32, dtype=torch.double, requires_grad=True)
+    table = torch.randn(10, 32, dtype=torch.double, requires_grad=True)
+    ids = torch.stack([torch.randperm(10)[:6].sort().values for _ in range(3)])  # positions differ per sample
+    inputs = [context, table, *blocks.parameters()]
+    shared = decode_table_queries(blocks, context, table, ids)
+    rows = decode_queries(blocks, torch.cat([context, table[ids]], dim=1), 6)
+    assert shared.shape == (3, 6, 32) and torch.allclose(shared, rows, atol=1e-12)
+    weights = torch.randn_like(rows)
+    for a, b in zip(torch.autograd.grad((shared * weights).sum(), inputs), torch.autograd.grad((rows * weights).sum(), inputs)):
+        assert torch.allclose(a, b, atol=1e-12)
+    assert not torch.allclose(decode_table_queries(blocks, context, table, ids.flip(0)), shared)
+
+
 def test_explicit_cpu_attention_in_bf16_matches_the_fused_kernel():
     import torch.nn.functional as F
 

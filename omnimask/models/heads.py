@@ -10,7 +10,7 @@ from torch import nn
 
 from omnimask.modalities.base import TokenLayout
 from omnimask.models.base import Head, MaskIndex
-from omnimask.models.layers import Block, decode_queries, gather_tokens, init_weights, position_grid, predicted_rows, sincos_pos_embed
+from omnimask.models.layers import Block, decode_table_queries, gather_tokens, init_weights, position_grid, predicted_rows, sincos_pos_embed
 from omnimask.registry import register
 
 
@@ -25,7 +25,8 @@ class MAEDecoderHead(Head):
     the order of the sequence, only on the positions added); with a decoder
     masker it is VideoMAE V2's: queries at the decoder-visible positions only,
     of which the hidden ones are predicted. Only predicted positions go through
-    the final projection. Loss: MSE averaged over the ``D_t`` values of each
+    the final projection, and the first block projects each query position once
+    per batch (:func:`~omnimask.models.layers.decode_table_queries`). Loss: MSE averaged over the ``D_t`` values of each
     predicted token, then over tokens.
     """
 
@@ -52,12 +53,12 @@ class MAEDecoderHead(Head):
 
     def forward(self, latent: torch.Tensor, index: MaskIndex) -> torch.Tensor:
         x = self.embed(latent)
-        b, n_query = index.ids_query.shape
-        pos = self.pos_embed[:, 1:].expand(b, -1, -1)
+        pos = self.pos_embed[:, 1:].expand(x.shape[0], -1, -1)
         visible = x[:, 1:] + gather_tokens(pos, index.ids_keep)
-        queries = self.mask_token + gather_tokens(pos, index.ids_query)
-        x = torch.cat([x[:, :1] + self.pos_embed[:, :1], visible, queries], dim=1)
-        return self.pred(self.norm(predicted_rows(decode_queries(self.blocks, x, n_query), index.pick)))
+        context = torch.cat([x[:, :1] + self.pos_embed[:, :1], visible], dim=1)
+        query_table = self.mask_token[0] + self.pos_embed[0, 1:]  # [N, D]: the query row at each position
+        queries = decode_table_queries(self.blocks, context, query_table, index.ids_query)
+        return self.pred(self.norm(predicted_rows(queries, index.pick)))
 
     def loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return (pred.float() - target.float()).pow(2).mean(dim=-1).mean()

@@ -83,7 +83,8 @@ class Attention(nn.Module):
     ``attn_mask [B, 1, 1, N]`` (bool, True = may attend) hides padding keys; ``rotary``
     (the tables of :func:`rotary_tables`) rotates queries and keys by their positions;
     ``last`` computes the outputs of the last ``last`` rows only (``[B, last, D]``), every
-    row still a key and value.
+    row still a key and value. :meth:`attend` starts from the projections ``self.qkv(x)``
+    instead of ``x``, for callers that have some of them already.
     """
 
     def __init__(self, dim: int, heads: int):
@@ -101,8 +102,18 @@ class Attention(nn.Module):
         rotary: tuple[torch.Tensor, torch.Tensor] | None = None,
         last: int | None = None,
     ) -> torch.Tensor:
-        b, n, d = x.shape
-        q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        return self.attend(self.qkv(x), attn_mask, rotary, last)
+
+    def attend(
+        self,
+        qkv: torch.Tensor,
+        attn_mask: torch.Tensor | None = None,
+        rotary: tuple[torch.Tensor, torch.Tensor] | None = None,
+        last: int | None = None,
+    ) -> torch.Tensor:
+        """``qkv [B, N, 3D]`` (``self.qkv(x)``) -> ``[B, N, D]`` (``[B, last, D]`` with ``last``)."""
+        b, n, d = qkv.shape[0], qkv.shape[1], qkv.shape[2] // 3
+        q, k, v = qkv.reshape(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
         if rotary is not None:
             q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
         if last is not None:
@@ -116,7 +127,8 @@ class Block(nn.Module):
     ``attn_mask`` and ``rotary`` go to :class:`Attention`. With ``last`` it returns the last
     ``last`` rows only, ``[B, last, D]``, exactly as ``block(x)[:, -last:]`` but without
     computing the other rows' projections and MLP (a decoder's final block, whose
-    visible rows nobody reads)."""
+    visible rows nobody reads). ``qkv [B, N, 3D]``, where given, is ``self.attn.qkv(self.norm1(x))``
+    made by the caller (:func:`decode_queries`' shared query projections)."""
 
     def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0):
         super().__init__()
@@ -132,21 +144,51 @@ class Block(nn.Module):
         attn_mask: torch.Tensor | None = None,
         rotary: tuple[torch.Tensor, torch.Tensor] | None = None,
         last: int | None = None,
+        qkv: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        out = self.attn(self.norm1(x), attn_mask, rotary, last)
+        out = self.attn.attend(self.project(x) if qkv is None else qkv, attn_mask, rotary, last)
         x = (x if last is None else x[:, x.shape[1] - last :]) + out
         return x + self.mlp(self.norm2(x))
 
+    def project(self, x: torch.Tensor) -> torch.Tensor:
+        """The attention's projections of the normalised rows: ``[..., D] -> [..., 3D]``."""
+        return self.attn.qkv(self.norm1(x))
 
-def decode_queries(blocks: nn.ModuleList, x: torch.Tensor, num_queries: int, pos: torch.Tensor | None = None) -> torch.Tensor:
+
+def decode_queries(
+    blocks: nn.ModuleList,
+    x: torch.Tensor,
+    num_queries: int,
+    pos: torch.Tensor | None = None,
+    first_qkv: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Run a decoder's ``blocks`` over ``x [B, L, D]`` whose last ``num_queries`` rows are the queries;
     returns their outputs ``[B, num_queries, D]``. ``pos [B, L, D]`` (Point-MAE) is added before every
-    block. The final block computes the query rows only (the only ones read)."""
+    block; ``first_qkv [B, L, 3D]``: the first block's projections, made by the caller. The final block
+    computes the query rows only (the only ones read)."""
     for i, block in enumerate(blocks):
         if pos is not None:
             x = x + pos
-        x = block(x, last=num_queries if i == len(blocks) - 1 else None)
+        x = block(x, last=num_queries if i == len(blocks) - 1 else None, qkv=first_qkv if i == 0 else None)
     return x[:, x.shape[1] - num_queries :]
+
+
+def decode_table_queries(
+    blocks: nn.ModuleList, context: torch.Tensor, query_table: torch.Tensor, query_ids: torch.Tensor
+) -> torch.Tensor:
+    """:func:`decode_queries` over ``context [B, L, D]`` followed by the queries ``query_table[query_ids]``
+    (``query_table [N, D]``: MAE's mask token plus the position embedding of each position;
+    ``query_ids [B, Q]``) -> their outputs ``[B, Q, D]``.
+
+    A query row depends on its position alone, and so do the first block's projections of it: they
+    are made once per position (``[N, 3D]``) and looked up, not once per query of every sample (with
+    MAE's 75% masking, three quarters of the first block's projection work). Equal to
+    ``decode_queries(blocks, cat([context, query_table[query_ids]]), Q)``.
+    """
+    first = blocks[0]
+    x = torch.cat([context, F.embedding(query_ids, query_table)], dim=1)
+    qkv = torch.cat([first.project(context), F.embedding(query_ids, first.project(query_table))], dim=1)
+    return decode_queries(blocks, x, query_ids.shape[1], first_qkv=qkv)
 
 
 def init_weights(module: nn.Module) -> None:
