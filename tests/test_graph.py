@@ -1,6 +1,7 @@
 """GraphMAE: node features, node and edge masking, PyG-layout batches, re-mask and the SCE loss, and
 graphs of every format preprocessed and pretrained through the CLI."""
 
+import dataclasses
 import io
 
 import numpy as np
@@ -133,6 +134,42 @@ def test_a_graph_is_encoded_the_same_alone_and_in_a_batch(kind):
         a = model.encoder(both["tokens"], MaskIndex.from_batch(both))[:7]
         b = model.encoder(alone["tokens"], MaskIndex.from_batch(alone))
     assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_gat_layers_see_the_self_loops_pyg_gives_them_and_the_encoder_the_edges_not_hidden():
+    """GAT layers get their self-loops once per stack, from the host's ``loop_free`` check where the graph
+    has none: the same outputs as PyG's ``GATConv`` adding them itself, with a self-loop in the data or
+    without. The collate selects the encoder's edges (``edges`` minus ``edge_hidden``) on the host."""
+    import copy
+
+    recipe = Recipe.from_config(load_recipe("graphmae_tiny", ["model.encoder.kind=gat", "model.head.kind=gat",
+                                                              "model.edge_masker={name: edge_random}"]))
+    model = recipe.build_model().eval()
+    samples, batch = graph_batch(recipe, [5, 9, 3])
+    assert batch["loop_free"] and torch.equal(batch["encoder_edges"], batch["edges"][:, ~batch["edge_hidden"]])
+    assert 0 < batch["encoder_edges"].shape[1] < batch["edges"].shape[1]
+    pyg = copy.deepcopy(model.encoder.gnn)
+    for layer in pyg.layers:
+        layer.add_self_loops = True  # GATConv's own: remove the self-loops, add one per node, in every layer
+
+    def pyg_gnn(x, edges):
+        for layer, post in zip(pyg.layers, pyg.post):
+            x = post(layer(x, edges))
+        return x
+
+    nodes = batch["tokens"][batch["valid"]]
+    looped = torch.cat([batch["edges"], torch.tensor([[2, 7], [2, 7]])], dim=1)  # two self-loops in the data
+    with torch.no_grad():
+        for edges, loop_free in ((batch["edges"], True), (looped, False)):
+            assert torch.allclose(model.encoder.gnn(nodes, edges, loop_free), pyg_gnn(nodes, edges), atol=1e-6)
+        index = MaskIndex.from_batch(batch)
+        # without the collate's selection the index makes it; a changed edge set changes the output
+        unselected = MaskIndex.from_batch({k: v for k, v in batch.items() if k != "encoder_edges"})
+        assert torch.equal(unselected.encoder_edges, index.encoder_edges)
+        latent = model.encoder(batch["tokens"], index)
+        assert torch.equal(latent, model.encoder(batch["tokens"], unselected))
+        every_edge = dataclasses.replace(index, encoder_edges=batch["edges"])
+        assert not torch.allclose(latent, model.encoder(batch["tokens"], every_edge))
 
 
 def test_edge_masker_must_mask_edges_of_a_graph():

@@ -244,16 +244,17 @@ def test_select_rows_with_a_count_equals_boolean_indexing():
 
 
 def test_padded_recipes_trace_into_one_graph_without_a_device_read_back():
-    """Protein and graph (GIN) batches select hidden and real rows with counts made by the collate: no graph
-    break under torch.compile (a boolean index breaks it) and no device sync in the eager GPU step. (GAT
-    layers and the edge masker still select with boolean indexes: see docs/performance.md.)"""
+    """Protein and graph batches (GIN, and GAT with an edge masker) select hidden and real rows with counts,
+    and graphs' edges, made by the collate: no graph break under torch.compile (a boolean index breaks it)
+    and no device sync in the eager GPU step."""
     import torch._dynamo
 
     from benchmarks.train_step import real_batch
     from omnimask.pipelines.collate import model_inputs
 
-    for name in ("esm_mlm_tiny", "graphmae_tiny"):
-        recipe = Recipe.from_config(load_recipe(name))
+    gat = ["model.encoder.kind=gat", "model.head.kind=gat", "model.edge_masker={name: edge_random}"]
+    for name, overrides in (("esm_mlm_tiny", []), ("graphmae_tiny", []), ("graphmae_tiny", gat)):
+        recipe = Recipe.from_config(load_recipe(name, overrides))
         batch = real_batch(recipe, 4)
         assert batch["num_valid"] == int(batch["valid"].sum())
         torch.manual_seed(0)

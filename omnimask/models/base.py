@@ -35,7 +35,10 @@ class MaskIndex:
     - ``mask_token [B, N]`` (maskers that show the encoder every token): where the
       encoder puts its [MASK] in place of the (corrupted) token.
     - ``edges [2, E]`` (graphs): token pairs as indices into ``tokens[valid]``;
-      ``edge_hidden [E]`` (with an edge masker): the edges hidden from the encoder.
+      ``edge_hidden [E]`` (with an edge masker): the edges hidden from the encoder, and
+      ``encoder_edges [2, E_v]`` the others, the graph the encoder sees (selected by the collate
+      on the host, else here); ``loop_free``: whether ``edges`` holds no self-loop (known on the
+      host: GAT layers then add theirs without a data-dependent selection; None: unknown).
     """
 
     mask: torch.Tensor
@@ -49,6 +52,8 @@ class MaskIndex:
     mask_token: Optional[torch.Tensor] = None
     edges: Optional[torch.Tensor] = None
     edge_hidden: Optional[torch.Tensor] = None
+    encoder_edges: Optional[torch.Tensor] = None
+    loop_free: Optional[bool] = None
     num_valid: Optional[int] = None
     num_masked: Optional[int] = None
 
@@ -63,7 +68,10 @@ class MaskIndex:
         **extra: Any,
     ) -> "MaskIndex":
         """``num_hidden`` None (padded batches): no gather indices. ``extra``: ``coords``, ``valid``,
-        ``mask_token``, ``edges``, ``edge_hidden``, ``num_valid``, ``num_masked``."""
+        ``mask_token``, ``edges``, ``edge_hidden``, ``encoder_edges``, ``loop_free``, ``num_valid``,
+        ``num_masked``."""
+        if extra.get("edge_hidden") is not None and extra.get("encoder_edges") is None:
+            extra["encoder_edges"] = extra["edges"][:, ~extra["edge_hidden"]]
         if num_hidden is None:
             return cls(mask, **extra)
         keep, hidden, restore = split_ids(mask, num_hidden)
@@ -78,7 +86,8 @@ class MaskIndex:
     @classmethod
     def from_batch(cls, batch: dict[str, Any]) -> "MaskIndex":
         """From a :func:`omnimask.pipelines.collate.collate` batch."""
-        extra = {name: batch.get(name) for name in ("coords", "valid", "mask_token", "edges", "edge_hidden", "num_valid")}
+        names = ("coords", "valid", "mask_token", "edges", "edge_hidden", "encoder_edges", "loop_free", "num_valid")
+        extra = {name: batch.get(name) for name in names}
         if "valid" in batch and "target" in batch:
             extra["num_masked"] = batch["target"].shape[0]
         return cls.from_mask(

@@ -20,7 +20,8 @@ from omnimask.registry import register
 def gnn_layer(kind: str, in_dim: int, out_dim: int, heads: int, attn_drop: float, negative_slope: float, last: bool) -> nn.Module:
     """One message-passing layer ``([T, in_dim], edges [2, E]) -> [T, out_dim]``.
 
-    ``gat``: ``heads`` attention heads of ``out_dim / heads`` concatenated (self-loops added).
+    ``gat``: ``heads`` attention heads of ``out_dim / heads`` concatenated; its edges need a self-loop at
+    every node (:func:`with_self_loops`, which :class:`GNN` applies once for all its layers).
     ``gin``: sum aggregation, then an MLP (linear, batch norm, PReLU, linear); a ``last`` layer of
     a decoder applies a single linear layer, as GraphMAE's GIN when it is not encoding.
     """
@@ -31,21 +32,37 @@ def gnn_layer(kind: str, in_dim: int, out_dim: int, heads: int, attn_drop: float
     if kind == "gat":
         if out_dim % heads:
             raise ValueError(f"GAT width {out_dim} is not divisible by {heads} heads")
-        return GATConv(in_dim, out_dim // heads, heads=heads, dropout=attn_drop, negative_slope=negative_slope)
+        return GATConv(in_dim, out_dim // heads, heads=heads, dropout=attn_drop, negative_slope=negative_slope,
+                       add_self_loops=False)
     if last:
         return GINConv(nn.Linear(in_dim, out_dim))
     return GINConv(nn.Sequential(nn.Linear(in_dim, out_dim), nn.BatchNorm1d(out_dim), nn.PReLU(), nn.Linear(out_dim, out_dim)))
 
 
+def with_self_loops(edges: torch.Tensor, num_nodes: int, loop_free: bool | None = None) -> torch.Tensor:
+    """``edges [2, E]`` with their self-loops replaced by one at each of the ``num_nodes`` nodes, appended
+    (PyG's ``remove_self_loops`` then ``add_self_loops``, which ``GATConv`` does in every layer).
+
+    ``loop_free`` (the collate checks it on the host) skips the removal: a selection whose size
+    depends on the data, which reads the count back from the device and breaks a compiled graph.
+    """
+    if not loop_free:
+        edges = edges[:, edges[0] != edges[1]]
+    loops = torch.arange(num_nodes, device=edges.device).expand(2, -1)
+    return torch.cat([edges, loops], dim=1)
+
+
 class GNN(nn.Module):
     """``depth`` layers ``[T, in_dim] -> [T, out_dim]``: feature dropout before each layer, then the
     layer, batch norm (GIN), PReLU. An ``encoding`` stack activates its last layer too (GraphMAE).
-    GAT layers have ``heads`` heads, the last one ``heads_out``."""
+    GAT layers have ``heads`` heads, the last one ``heads_out``, and see every node's self-loop
+    (:func:`with_self_loops`; ``loop_free``: ``edges`` has none already)."""
 
     def __init__(self, kind: str, in_dim: int, hidden: int, out_dim: int, depth: int, heads: int, heads_out: int,
                  in_drop: float, attn_drop: float, negative_slope: float, encoding: bool):
         super().__init__()
         dims = [in_dim] + [hidden] * (depth - 1) + [out_dim]
+        self.kind = kind
         self.in_drop = in_drop
         self.layers = nn.ModuleList()
         self.post = nn.ModuleList()
@@ -60,7 +77,9 @@ class GNN(nn.Module):
                 post.append(nn.PReLU())
             self.post.append(nn.Sequential(*post))
 
-    def forward(self, x: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, edges: torch.Tensor, loop_free: bool | None = None) -> torch.Tensor:
+        if self.kind == "gat":
+            edges = with_self_loops(edges, x.shape[0], loop_free)
         for layer, post in zip(self.layers, self.post):
             x = post(layer(F.dropout(x, self.in_drop, self.training), edges))
         return x
@@ -110,8 +129,7 @@ class GNNEncoder(Encoder):
         x, _ = flat_nodes(tokens, index)
         if index.mask_token is not None:
             x = x + select_rows(index.mask_token, index.valid, index.num_valid)[:, None].to(x.dtype) * self.mask_token
-        edges = index.edges if index.edge_hidden is None else index.edges[:, ~index.edge_hidden]
-        return self.gnn(x, edges)
+        return self.gnn(x, index.edges if index.encoder_edges is None else index.encoder_edges, index.loop_free)
 
 
 def scaled_cosine_error(pred: torch.Tensor, target: torch.Tensor, gamma: float) -> torch.Tensor:
@@ -150,7 +168,7 @@ class GraphMAEDecoderHead(Head):
     def forward(self, latent: torch.Tensor, index: MaskIndex) -> torch.Tensor:
         hidden = select_rows(index.mask, index.valid, index.num_valid)
         h = self.to_decoder(latent).masked_fill(hidden[:, None], 0.0)
-        return select_rows(self.decoder(h, index.edges)[None], hidden[None], index.num_masked)
+        return select_rows(self.decoder(h, index.edges, index.loop_free)[None], hidden[None], index.num_masked)
 
     def loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return scaled_cosine_error(pred, target, self.gamma)

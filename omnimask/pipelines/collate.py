@@ -16,6 +16,10 @@ longest sample, and the targets of all samples are concatenated::
     num_valid         valid.sum() as an int, counted here so that nothing reads it back from the device
     edges [2, E]      graph edges as indices into tokens[valid] (PyG's Batch layout:
                       each graph's node indices offset by the nodes before it)
+    loop_free         whether no edge is a self-loop (GAT layers add their own)
+    encoder_edges     [2, E_v] with an edge masker: the edges not in edge_hidden [E]
+                      (selections whose size depends on the data are made here, on the host:
+                      on the device they read the size back and break a compiled graph)
 
 Both layouts may also hold ``coords``, ``queries`` (decoder masker) and
 ``mask_token`` (maskers that show the encoder every token).
@@ -59,9 +63,11 @@ def collate(samples: list[dict[str, Any]], pad_value: Optional[float] = None) ->
             batch[name] = torch.cat([s[name] for s in samples]) if name == "target" else pad_stack([s[name] for s in samples], 0)
         if "edges" in samples[0]:
             offsets = torch.cumsum(lengths, 0) - lengths
-            batch["edges"] = torch.cat([s["edges"] + off for s, off in zip(samples, offsets.tolist())], dim=1)
+            edges = batch["edges"] = torch.cat([s["edges"] + off for s, off in zip(samples, offsets.tolist())], dim=1)
+            batch["loop_free"] = bool((edges[0] != edges[1]).all())
             if "edge_hidden" in samples[0]:
-                batch["edge_hidden"] = torch.cat([s["edge_hidden"] for s in samples])
+                hidden = batch["edge_hidden"] = torch.cat([s["edge_hidden"] for s in samples])
+                batch["encoder_edges"] = edges[:, ~hidden]
     add_mask_counts(batch)
     return batch
 
