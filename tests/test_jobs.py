@@ -29,7 +29,10 @@ def head():
     """`ray start --head --block` on free ports; SIGTERM stops it with every process it started."""
     port, dash = free_port(), free_port()
     temp = tempfile.mkdtemp(prefix="rayj", dir="/tmp")
-    env = dict(os.environ, RAY_AUTH_MODE="disabled", PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
+    # Ray 2.60 drains a node on SIGTERM for up to 30 s, waiting on leases the finished jobs' idle workers
+    # still hold: no drain, so that the teardown below takes seconds
+    env = dict(os.environ, RAY_AUTH_MODE="disabled", PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}",
+               RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0")
     proc = subprocess.Popen(
         [str(BIN / "ray"), "start", "--head", "--block", f"--port={port}", "--num-cpus=2", "--include-dashboard=true",
          f"--dashboard-port={dash}", "--dashboard-host=127.0.0.1", "--disable-usage-stats", f"--temp-dir={temp}"],
