@@ -6,8 +6,9 @@ random ``ratio`` of the batch's nodes; ``replace_rate`` of those show another
 node's features, the rest are zeroed and get the [MASK] vector). It encodes,
 maps to the decoder, re-masks, decodes with one GNN layer over the full graph,
 and takes the scaled cosine error on the hidden nodes. The GNN layers are the
-same as omnimask's (PyG's). What differs is where masking and batching happen:
-omnimask masks in the loader, per graph, and pads node tokens per graph.
+same as omnimask's (PyG's), run as PyG runs them (:class:`PlainGNN`). What differs is
+where masking and batching happen: omnimask masks in the loader, per graph, and pads
+node tokens per graph.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import copy
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from benchmarks.references import Reference
@@ -27,15 +29,36 @@ Masking = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 those shown other features, and those features."""
 
 
+class PlainGNN(nn.Module):
+    """A copy of omnimask's :class:`~omnimask.models.graphmae.GNN` run as GraphMAE's code runs its layers:
+    each ``GATConv`` removes the graph's self-loops and adds one per node itself, in every layer (omnimask
+    adds them once per stack). ``([T, F], edges [2, E]) -> [T, out]``; the same parameter names."""
+
+    def __init__(self, gnn: GNN):
+        super().__init__()
+        from torch_geometric.nn import GATConv
+
+        self.in_drop = gnn.in_drop
+        self.layers, self.post = copy.deepcopy(gnn.layers), copy.deepcopy(gnn.post)
+        for layer in self.layers:
+            if isinstance(layer, GATConv):
+                layer.add_self_loops = True
+
+    def forward(self, x: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
+        for layer, post in zip(self.layers, self.post):
+            x = post(layer(F.dropout(x, self.in_drop, self.training), edges))
+        return x
+
+
 class PlainGraphEncoder(nn.Module):
-    def __init__(self, gnn: GNN, token_dim: int):
+    def __init__(self, gnn: PlainGNN, token_dim: int):
         super().__init__()
         self.mask_token = nn.Parameter(torch.zeros(1, token_dim))
         self.gnn = gnn
 
 
 class PlainGraphDecoder(nn.Module):
-    def __init__(self, to_decoder: nn.Linear, decoder: GNN):
+    def __init__(self, to_decoder: nn.Linear, decoder: PlainGNN):
         super().__init__()
         self.to_decoder, self.decoder = to_decoder, decoder
 
@@ -46,8 +69,8 @@ class PlainGraphMAE(Reference):
     def __init__(self, recipe: Recipe, model: MaskedModel):
         super().__init__()
         # the GNN layers as the recipe builds them (PyG's), copied: the twin shares no parameter with ``model``
-        self.encoder = PlainGraphEncoder(copy.deepcopy(model.encoder.gnn), recipe.tokenizer.layout.token_dim)
-        self.head = PlainGraphDecoder(copy.deepcopy(model.head.to_decoder), copy.deepcopy(model.head.decoder))
+        self.encoder = PlainGraphEncoder(PlainGNN(model.encoder.gnn), recipe.tokenizer.layout.token_dim)
+        self.head = PlainGraphDecoder(copy.deepcopy(model.head.to_decoder), PlainGNN(model.head.decoder))
         self.gamma = model.head.gamma
         self.ratio, self.replace_rate = recipe.masker.cfg.ratio, recipe.masker.cfg.replace_rate
 

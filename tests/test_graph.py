@@ -140,28 +140,20 @@ def test_gat_layers_see_the_self_loops_pyg_gives_them_and_the_encoder_the_edges_
     """GAT layers get their self-loops once per stack, from the host's ``loop_free`` check where the graph
     has none: the same outputs as PyG's ``GATConv`` adding them itself, with a self-loop in the data or
     without. The collate selects the encoder's edges (``edges`` minus ``edge_hidden``) on the host."""
-    import copy
+    from benchmarks.reference_graphmae import PlainGNN
 
     recipe = Recipe.from_config(load_recipe("graphmae_tiny", ["model.encoder.kind=gat", "model.head.kind=gat",
                                                               "model.edge_masker={name: edge_random}"]))
     model = recipe.build_model().eval()
-    samples, batch = graph_batch(recipe, [5, 9, 3])
+    _, batch = graph_batch(recipe, [5, 9, 3])
     assert batch["loop_free"] and torch.equal(batch["encoder_edges"], batch["edges"][:, ~batch["edge_hidden"]])
     assert 0 < batch["encoder_edges"].shape[1] < batch["edges"].shape[1]
-    pyg = copy.deepcopy(model.encoder.gnn)
-    for layer in pyg.layers:
-        layer.add_self_loops = True  # GATConv's own: remove the self-loops, add one per node, in every layer
-
-    def pyg_gnn(x, edges):
-        for layer, post in zip(pyg.layers, pyg.post):
-            x = post(layer(x, edges))
-        return x
-
+    pyg = PlainGNN(model.encoder.gnn).eval()  # GATConv's own loops: removed and one per node added, in every layer
     nodes = batch["tokens"][batch["valid"]]
     looped = torch.cat([batch["edges"], torch.tensor([[2, 7], [2, 7]])], dim=1)  # two self-loops in the data
     with torch.no_grad():
         for edges, loop_free in ((batch["edges"], True), (looped, False)):
-            assert torch.allclose(model.encoder.gnn(nodes, edges, loop_free), pyg_gnn(nodes, edges), atol=1e-6)
+            assert torch.allclose(model.encoder.gnn(nodes, edges, loop_free), pyg(nodes, edges), atol=1e-6)
         index = MaskIndex.from_batch(batch)
         # without the collate's selection the index makes it; a changed edge set changes the output
         unselected = MaskIndex.from_batch({k: v for k, v in batch.items() if k != "encoder_edges"})

@@ -165,6 +165,35 @@ def test_decoding_table_queries_equals_decoding_their_rows_and_shares_the_gradie
     assert not torch.allclose(decode_table_queries(blocks, context, table, ids.flip(0)), shared)
 
 
+def test_table_queries_in_bf16_keep_the_precision_of_per_sample_rows():
+    """Under CPU bf16 autocast the shared projections' gradients (summed over every query of a batch of
+    256) are as close to float64 as those of per-sample rows: the lookup sums them in float32, not bf16."""
+    import copy
+
+    from omnimask.models.layers import Block, decode_queries, decode_table_queries
+
+    torch.manual_seed(0)
+    blocks = torch.nn.ModuleList(Block(64, 4) for _ in range(2))
+    context, table = torch.randn(256, 17, 64), torch.randn(64, 64)
+    ids = torch.stack([torch.randperm(64)[:48].sort().values for _ in range(256)])
+
+    def gradients(shared: bool, dtype: torch.dtype) -> list[torch.Tensor]:
+        model = copy.deepcopy(blocks).to(dtype)
+        c, t = context.to(dtype), table.to(dtype)
+        with torch.autocast("cpu", torch.bfloat16, enabled=dtype == torch.float32):
+            out = decode_table_queries(model, c, t, ids) if shared else decode_queries(model, torch.cat([c, t[ids]], 1), 48)
+        out.float().square().mean().backward()
+        return [p.grad.double() for p in model[0].parameters()]
+
+    exact = gradients(False, torch.float64)
+
+    def error(grads: list[torch.Tensor]) -> float:
+        return max(float((g - e).abs().max() / e.abs().max()) for g, e in zip(grads, exact))
+
+    rows, shared = error(gradients(False, torch.float32)), error(gradients(True, torch.float32))
+    assert 0 < shared <= 1.25 * rows, (shared, rows)
+
+
 def test_explicit_cpu_attention_in_bf16_matches_the_fused_kernel():
     import torch.nn.functional as F
 

@@ -38,7 +38,8 @@ class MaskIndex:
       ``edge_hidden [E]`` (with an edge masker): the edges hidden from the encoder, and
       ``encoder_edges [2, E_v]`` the others, the graph the encoder sees (selected by the collate
       on the host, else here); ``loop_free``: whether ``edges`` holds no self-loop (known on the
-      host: GAT layers then add theirs without a data-dependent selection; None: unknown).
+      host: GAT layers then add theirs without a data-dependent selection; None: unknown). It is
+      trusted: whoever changes ``edges`` after the collate sets it again.
     """
 
     mask: torch.Tensor

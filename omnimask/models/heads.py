@@ -39,6 +39,10 @@ class MAEDecoderHead(Head):
         positions: Literal["grid", "flat"] = "grid"
         """Sin-cos positions over the token grid's axes, or over the flattened token index (VideoMAE)."""
 
+        def __post_init__(self) -> None:
+            if self.depth < 1:
+                raise ValueError(f"depth must be >= 1 (without a block the queries never see the visible tokens), got {self.depth}")
+
     def __init__(self, cfg: Config, layout: TokenLayout, encoder_dim: int, target_dim: int):
         super().__init__()
         self.embed = nn.Linear(encoder_dim, cfg.dim)

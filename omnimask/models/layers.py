@@ -83,8 +83,8 @@ class Attention(nn.Module):
     ``attn_mask [B, 1, 1, N]`` (bool, True = may attend) hides padding keys; ``rotary``
     (the tables of :func:`rotary_tables`) rotates queries and keys by their positions;
     ``last`` computes the outputs of the last ``last`` rows only (``[B, last, D]``), every
-    row still a key and value. :meth:`attend` starts from the projections ``self.qkv(x)``
-    instead of ``x``, for callers that have some of them already.
+    row still a key and value; ``qkv [B, N, 3D]`` in place of ``x`` (None): the projections
+    ``self.qkv(x)``, made by a caller that has some of them already (:func:`decode_table_queries`).
     """
 
     def __init__(self, dim: int, heads: int):
@@ -97,21 +97,14 @@ class Attention(nn.Module):
 
     def forward(
         self,
-        x: torch.Tensor,
+        x: torch.Tensor | None,
         attn_mask: torch.Tensor | None = None,
         rotary: tuple[torch.Tensor, torch.Tensor] | None = None,
         last: int | None = None,
+        qkv: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        return self.attend(self.qkv(x), attn_mask, rotary, last)
-
-    def attend(
-        self,
-        qkv: torch.Tensor,
-        attn_mask: torch.Tensor | None = None,
-        rotary: tuple[torch.Tensor, torch.Tensor] | None = None,
-        last: int | None = None,
-    ) -> torch.Tensor:
-        """``qkv [B, N, 3D]`` (``self.qkv(x)``) -> ``[B, N, D]`` (``[B, last, D]`` with ``last``)."""
+        if qkv is None:
+            qkv = self.qkv(x)
         b, n, d = qkv.shape[0], qkv.shape[1], qkv.shape[2] // 3
         q, k, v = qkv.reshape(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
         if rotary is not None:
@@ -127,8 +120,8 @@ class Block(nn.Module):
     ``attn_mask`` and ``rotary`` go to :class:`Attention`. With ``last`` it returns the last
     ``last`` rows only, ``[B, last, D]``, exactly as ``block(x)[:, -last:]`` but without
     computing the other rows' projections and MLP (a decoder's final block, whose
-    visible rows nobody reads). ``qkv [B, N, 3D]``, where given, is ``self.attn.qkv(self.norm1(x))``
-    made by the caller (:func:`decode_queries`' shared query projections)."""
+    visible rows nobody reads). ``qkv [B, N, 3D]``, where given, is ``self.qkv_of(x)`` made by the
+    caller (:func:`decode_table_queries`: projections shared between samples)."""
 
     def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0):
         super().__init__()
@@ -146,12 +139,12 @@ class Block(nn.Module):
         last: int | None = None,
         qkv: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        out = self.attn.attend(self.project(x) if qkv is None else qkv, attn_mask, rotary, last)
+        out = self.attn(self.norm1(x) if qkv is None else None, attn_mask, rotary, last, qkv)
         x = (x if last is None else x[:, x.shape[1] - last :]) + out
         return x + self.mlp(self.norm2(x))
 
-    def project(self, x: torch.Tensor) -> torch.Tensor:
-        """The attention's projections of the normalised rows: ``[..., D] -> [..., 3D]``."""
+    def qkv_of(self, x: torch.Tensor) -> torch.Tensor:
+        """The attention's query, key and value projections of the normalised rows: ``[..., D] -> [..., 3D]``."""
         return self.attn.qkv(self.norm1(x))
 
 
@@ -164,8 +157,11 @@ def decode_queries(
 ) -> torch.Tensor:
     """Run a decoder's ``blocks`` over ``x [B, L, D]`` whose last ``num_queries`` rows are the queries;
     returns their outputs ``[B, num_queries, D]``. ``pos [B, L, D]`` (Point-MAE) is added before every
-    block; ``first_qkv [B, L, 3D]``: the first block's projections, made by the caller. The final block
-    computes the query rows only (the only ones read)."""
+    block; ``first_qkv [B, L, 3D]``: the first block's projections, made by the caller (not with ``pos``,
+    which would change the rows after they were projected). The final block computes the query rows only
+    (the only ones read)."""
+    if pos is not None and first_qkv is not None:
+        raise ValueError("first_qkv cannot be combined with pos: the first block's rows change after projecting")
     for i, block in enumerate(blocks):
         if pos is not None:
             x = x + pos
@@ -183,11 +179,17 @@ def decode_table_queries(
     A query row depends on its position alone, and so do the first block's projections of it: they
     are made once per position (``[N, 3D]``) and looked up, not once per query of every sample (with
     MAE's 75% masking, three quarters of the first block's projection work). Equal to
-    ``decode_queries(blocks, cat([context, query_table[query_ids]]), Q)``.
+    ``decode_queries(blocks, cat([context, query_table[query_ids]]), Q)`` in exact arithmetic.
     """
+    if not len(blocks):
+        raise ValueError("a decoder needs at least one block")
     first = blocks[0]
     x = torch.cat([context, F.embedding(query_ids, query_table)], dim=1)
-    qkv = torch.cat([first.project(context), F.embedding(query_ids, first.project(query_table))], dim=1)
+    table = first.qkv_of(query_table)  # [N, 3D]
+    # looked up in float32 at least: the lookup's backward adds each query's gradient into its row one at a time,
+    # which in bfloat16 (CPU autocast) rounds at every addition and loses precision as the batch grows
+    shared = F.embedding(query_ids, table.to(torch.promote_types(table.dtype, torch.float32))).to(table.dtype)
+    qkv = torch.cat([first.qkv_of(context), shared], dim=1)
     return decode_queries(blocks, x, query_ids.shape[1], first_qkv=qkv)
 
 

@@ -17,9 +17,9 @@ longest sample, and the targets of all samples are concatenated::
     edges [2, E]      graph edges as indices into tokens[valid] (PyG's Batch layout:
                       each graph's node indices offset by the nodes before it)
     loop_free         whether no edge is a self-loop (GAT layers add their own)
-    encoder_edges     [2, E_v] with an edge masker: the edges not in edge_hidden [E]
-                      (selections whose size depends on the data are made here, on the host:
-                      on the device they read the size back and break a compiled graph)
+    edge_hidden [E]   with an edge masker: the edges it hides from the encoder
+    encoder_edges [2, E_v]  the others (selections whose size depends on the data are made here,
+                      on the host: on the device they read the size back and break a compiled graph)
 
 Both layouts may also hold ``coords``, ``queries`` (decoder masker) and
 ``mask_token`` (maskers that show the encoder every token).
