@@ -10,7 +10,15 @@ from torch import nn
 
 from omnimask.modalities.base import TokenLayout
 from omnimask.models.base import Head, MaskIndex
-from omnimask.models.layers import Block, decode_table_queries, gather_tokens, init_weights, position_grid, predicted_rows, sincos_pos_embed
+from omnimask.models.layers import (
+    Block,
+    decode_table_queries,
+    gather_tokens,
+    init_weights,
+    position_grid,
+    predicted_rows,
+    sincos_pos_embed,
+)
 from omnimask.registry import register
 
 
@@ -26,8 +34,8 @@ class MAEDecoderHead(Head):
     masker it is VideoMAE V2's: queries at the decoder-visible positions only,
     of which the hidden ones are predicted. Only predicted positions go through
     the final projection, and the first block projects each query position once
-    per batch (:func:`~omnimask.models.layers.decode_table_queries`). Loss: MSE averaged over the ``D_t`` values of each
-    predicted token, then over tokens.
+    per batch (:func:`~omnimask.models.layers.decode_table_queries`). Loss: MSE
+    averaged over the ``D_t`` values of each predicted token, then over tokens.
     """
 
     @dataclass
@@ -41,7 +49,7 @@ class MAEDecoderHead(Head):
 
         def __post_init__(self) -> None:
             if self.depth < 1:
-                raise ValueError(f"depth must be >= 1 (without a block the queries never see the visible tokens), got {self.depth}")
+                raise ValueError(f"depth must be >= 1 (with no block the queries never see a visible token), got {self.depth}")
 
     def __init__(self, cfg: Config, layout: TokenLayout, encoder_dim: int, target_dim: int):
         super().__init__()

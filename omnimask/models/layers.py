@@ -186,8 +186,8 @@ def decode_table_queries(
     first = blocks[0]
     x = torch.cat([context, F.embedding(query_ids, query_table)], dim=1)
     table = first.qkv_of(query_table)  # [N, 3D]
-    # looked up in float32 at least: the lookup's backward adds each query's gradient into its row one at a time,
-    # which in bfloat16 (CPU autocast) rounds at every addition and loses precision as the batch grows
+    # looked up in float32 at least: the lookup's backward adds each query's gradient into its row one
+    # at a time, which in bfloat16 (CPU autocast) rounds at every addition, worse as the batch grows
     shared = F.embedding(query_ids, table.to(torch.promote_types(table.dtype, torch.float32))).to(table.dtype)
     qkv = torch.cat([first.qkv_of(context), shared], dim=1)
     return decode_queries(blocks, x, query_ids.shape[1], first_qkv=qkv)
