@@ -15,7 +15,9 @@ their tiny versions with ``--tiny``:
    pinned memory, non-blocking copies), bf16 autocast, fused AdamW, for ``--steps``
    steps after a warm-up, with no device synchronisation inside the loop (as a
    training loop runs): the wall time a step and the share of it the host spent
-   waiting for the loader (``loader share``);
+   waiting for the loader (``loader share``); then the same steps over the last few
+   of those batches again, the loader stopped (``replayed``: host-to-device copies
+   included, loader processes gone);
 3. times the same model on one batch kept on the device (compute alone) and the
    plain paper-style MAE on that batch (:mod:`benchmarks.train_step`).
 
@@ -47,6 +49,8 @@ CASES = {"mae_image": (128, 2048, None), "videomae": (16, 48, 4.0)}
 PREFETCH = 4
 """Batches each loader worker prepares ahead."""
 TINY = {"mae_image": ("mae_image_tiny", 8, 24, None), "videomae": ("videomae_tiny", 2, 4, 2.0)}
+REPLAYED = 4
+"""Fed batches kept (pinned, on the host) and stepped over again with the loader stopped."""
 
 
 def loader_run(recipe: Any, shards: Path, batch_size: int, workers: int, steps: int, device: str, repeats: int = 1,
@@ -57,7 +61,15 @@ def loader_run(recipe: Any, shards: Path, batch_size: int, workers: int, steps: 
 
     The warm-up lasts until every batch the workers could have prefetched has been taken (``workers *
     PREFETCH``, plus 3): until then the loader's pin-memory thread allocates new page-locked buffers
-    for the batches in flight, where afterwards it reuses freed ones, as a long training run does."""
+    for the batches in flight, where afterwards it reuses freed ones, as a long training run does.
+
+    ``replayed``: ``steps`` more steps over the last :data:`REPLAYED` batches, the loader's processes
+    stopped. Between the fed loop (loader running) and the step on a batch already on the device, it
+    tells which costs a fed step its speed: the host-to-device copies and the step's own host work
+    (replayed as slow as fed), or the loader's processes taking the CPU the host needs to launch
+    the step's kernels (replayed as fast as in memory)."""
+    import collections
+
     import torch
 
     from omnimask.pipelines.collate import model_inputs
@@ -90,18 +102,27 @@ def loader_run(recipe: Any, shards: Path, batch_size: int, workers: int, steps: 
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     wait = 0.0
+    kept: collections.deque[dict[str, Any]] = collections.deque(maxlen=REPLAYED)
     start = time.perf_counter()
     for _ in range(steps):
         t = time.perf_counter()
         batch = next(batches)
         wait += time.perf_counter() - t
         loss = step(batch)
+        kept.append(batch)
     sync()
     total = time.perf_counter() - start
+    peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else None
+    del batches, loader  # the workers exit
+    start = time.perf_counter()
+    for i in range(steps):
+        step(kept[i % len(kept)])
+    sync()
+    replayed = time.perf_counter() - start
     return {
         "samples_per_s": steps * batch_size / total, "step_ms": 1000 * total / steps, "loader_share": wait / total,
-        "peak_mb": torch.cuda.max_memory_allocated() / 2**20 if cuda else None, "loss": float(loss.detach()),
-        "warmup_steps": warmup,
+        "peak_mb": peak, "loss": float(loss.detach()), "warmup_steps": warmup,
+        "replayed": {"samples_per_s": steps * batch_size / replayed, "step_ms": 1000 * replayed / steps, "batches": len(kept)},
     }
 
 
@@ -136,6 +157,7 @@ def check(name: str, tiny: bool, steps: int, workers: int, device: str, executor
     settings = (f", data.repeats={repeats}" if repeats > 1 else "") + (", compiled" if compile else "")
     print(f"{name} on {device}, bf16, batch {batch_size}, {workers} loader workers{settings}: {fed['samples_per_s']:.1f} samples/s "
           f"fed by the loader ({fed['step_ms']:.0f} ms/step, loader share {100 * fed['loader_share']:.0f}%), "
+          f"{fed['replayed']['samples_per_s']:.1f}/s replaying fed batches with the loader stopped, "
           f"{compute['samples_per_s']:.1f}/s on a batch in memory, plain MAE {plain['samples_per_s']:.1f}/s "
           f"(x{row['speedup_vs_plain']:.2f}); peak memory {compute['peak_mb']:.0f} MB vs plain {plain['peak_mb']:.0f} MB",
           flush=True)

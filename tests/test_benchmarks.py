@@ -80,6 +80,7 @@ def test_gpu_check_runs_its_code_on_the_cpu(tmp_path):
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     row, video = json.loads((tmp_path / "g.json").read_text())["rows"]
     assert row["recipe"] == "mae_image_tiny" and row["fed"]["samples_per_s"] > 0 and 0 <= row["fed"]["loader_share"] <= 1
+    assert row["fed"]["replayed"]["samples_per_s"] > 0 and row["fed"]["replayed"]["batches"] == 1  # one fed step
     assert row["preprocess_executor"] == "processes" and row["repeats"] == 1
     assert video["recipe"] == "videomae_tiny" and video["repeats"] == 2 and video["fed"]["samples_per_s"] > 0
     assert row["compute_only"]["precision"] == "bf16" and row["plain_mae"]["impl"] == "plain"
