@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from omnimask.modalities.base import TokenLayout
@@ -13,7 +14,6 @@ from omnimask.models.base import Head, MaskIndex
 from omnimask.models.layers import (
     Block,
     decode_table_queries,
-    gather_tokens,
     init_weights,
     position_grid,
     predicted_rows,
@@ -65,10 +65,10 @@ class MAEDecoderHead(Head):
 
     def forward(self, latent: torch.Tensor, index: MaskIndex) -> torch.Tensor:
         x = self.embed(latent)
-        pos = self.pos_embed[:, 1:].expand(x.shape[0], -1, -1)
-        visible = x[:, 1:] + gather_tokens(pos, index.ids_keep)
+        positions = self.pos_embed[0, 1:]  # [N, D]
+        visible = x[:, 1:] + F.embedding(index.ids_keep, positions)
         context = torch.cat([x[:, :1] + self.pos_embed[:, :1], visible], dim=1)
-        query_table = self.mask_token[0] + self.pos_embed[0, 1:]  # [N, D]: the query row at each position
+        query_table = self.mask_token[0] + positions  # [N, D]: the query row at each position
         queries = decode_table_queries(self.blocks, context, query_table, index.ids_query)
         return self.pred(self.norm(predicted_rows(queries, index.pick)))
 
