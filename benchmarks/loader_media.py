@@ -137,10 +137,11 @@ class ReadMaskGraphs(Dataset):
         from torch_geometric.data import Data
 
         from omnimask.modalities.base import TokenLayout
-        from omnimask.modalities.graph.readers import read_npz
+        from omnimask.modalities.graph.readers import graph_from_arrays
         from omnimask.modalities.graph.tokenizer import node_features
 
-        g = read_npz(self.files[i].read_bytes()).validate()
+        with np.load(self.files[i], allow_pickle=False) as z:
+            g = graph_from_arrays({name: z[name] for name in z.files}).validate()
         x = torch.from_numpy(node_features(g, "degree", self.recipe.tokenizer.layout.token_dim))
         mask = torch.as_tensor(self.recipe.masker(TokenLayout((g.num_nodes,), x.shape[1]), i))
         x, _ = self.recipe.masker.corrupt(x, mask, i)

@@ -4,7 +4,6 @@ TU-format dataset folders (``DS_A.txt``, ``DS_graph_indicator.txt``, ...). Each 
 
 from __future__ import annotations
 
-import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Iterator, Optional
 import numpy as np
 
 from omnimask.modalities.base import QuarantineError
+from omnimask.pipelines.npy import load_npz
 
 
 @dataclass
@@ -57,10 +57,14 @@ class Graph:
 
 def read_npz(data: bytes) -> Graph:
     """``x``, ``edge_index`` [, ``edge_attr``, ``y``, ``node_labels``, ``num_nodes``], loaded without pickle."""
-    with np.load(io.BytesIO(data), allow_pickle=False) as z:
-        if "edge_index" not in z:
-            raise QuarantineError(f"npz graph needs an edge_index array (has {sorted(z.files)})")
-        arrays = {k: z[k] for k in z.files}
+    return graph_from_arrays(load_npz(data))
+
+
+def graph_from_arrays(arrays: dict[str, np.ndarray]) -> Graph:
+    """A :class:`Graph` of an ``.npz``'s arrays (``num_nodes`` from the array of that name, else ``x``'s
+    or ``node_labels``' rows, else the largest node index + 1)."""
+    if "edge_index" not in arrays:
+        raise QuarantineError(f"npz graph needs an edge_index array (has {sorted(arrays)})")
     x = arrays.get("x")
     labels = arrays.get("node_labels")
     if "num_nodes" in arrays:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from omnimask.modalities.pointcloud.geometry import normalize_unit_sphere
+from omnimask.pipelines.npy import load_npy
 from omnimask.seeding import rng
 
 
@@ -43,7 +43,7 @@ class PointCloudDecoder:
         data = members.get("npy")
         if data is None:
             raise ValueError(f"sample has no npy member (members: {sorted(members)})")
-        points = np.load(io.BytesIO(data), allow_pickle=False)[:, :3]
+        points = load_npy(data)[:, :3]
         g = rng(seed, "pointcloud_augment")
         n = self.aug.num_points
         pick = g.choice(points.shape[0], n, replace=points.shape[0] < n)

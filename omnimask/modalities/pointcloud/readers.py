@@ -4,13 +4,13 @@ raises :class:`QuarantineError` with the reason."""
 
 from __future__ import annotations
 
-import io
 import re
 from pathlib import Path
 
 import numpy as np
 
 from omnimask.modalities.base import QuarantineError
+from omnimask.pipelines.npy import load_npy
 
 PLY_TYPES = {
     "char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1", "short": "i2", "int16": "i2", "ushort": "u2",
@@ -110,7 +110,7 @@ def read_ply(data: bytes) -> np.ndarray:
 
 
 def read_npy(data: bytes) -> np.ndarray:
-    return np.load(io.BytesIO(data), allow_pickle=False)
+    return load_npy(data)
 
 
 def read_text_points(data: bytes) -> np.ndarray:
