@@ -32,6 +32,7 @@ from omnimask.pipelines.collate import collate_for
 from omnimask.pipelines.formats import Sample, ShardFile
 from omnimask.pipelines.manifest import Manifest, file_sha256, load_sizes
 from omnimask.pipelines.order import BudgetPlan, FixedPlan, Plan, Position, advance, epoch_order
+from omnimask.pipelines.shared_batch import in_one_buffer
 from omnimask.seeding import derive_seed
 
 log = logging.getLogger(__name__)
@@ -291,7 +292,10 @@ class BatchStream(IterableDataset):
         self.stream, self.collate_fn = stream, collate_fn
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        return self.stream.iter_batches(self.collate_fn)
+        batches = self.stream.iter_batches(self.collate_fn)
+        if get_worker_info() is None:  # the main process: nothing crosses
+            return batches
+        return map(in_one_buffer, batches)  # one shared-memory segment a batch to the main process
 
 
 def build_loader(
