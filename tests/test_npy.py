@@ -62,6 +62,9 @@ def test_npy_refuses_object_arrays_and_truncated_data():
         load_npy(npy_bytes(np.arange(100))[:-8])
     with pytest.raises(ValueError):
         load_npy(b"not an array")
+    header = "{'descr': '(3)<f4', 'fortran_order': False, 'shape': (2,), }".ljust(117) + "\n"  # not NumPy's: it refuses
+    with pytest.raises(ValueError, match="descr"):
+        load_npy(b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode() + bytes(24))
 
 
 @pytest.mark.parametrize("compressed", [False, True])

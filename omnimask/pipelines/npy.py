@@ -23,7 +23,7 @@ from typing import Optional
 import numpy as np
 
 _MAGIC = b"\x93NUMPY"
-_HEADER = re.compile(r"\{'descr': '([^']+)', 'fortran_order': (True|False), 'shape': \(([0-9, ]*)\), \}[ \n]*")
+_HEADER = re.compile(r"\{'descr': '([^']+)', 'fortran_order': (True|False), 'shape': \((|\d+,|\d+(?:, \d+)+)\), \}[ \n]*")
 _LOCAL = struct.Struct("<4sHHHHHIIIHH")  # zip local file header (30 bytes)
 _CENTRAL = struct.Struct("<4sHHHHHHIIIHHHHHII")  # zip central directory entry (46 bytes)
 _END = struct.Struct("<4sHHHHIIH")  # zip end of central directory record (22 bytes)
@@ -65,11 +65,11 @@ def _parse_npy(view: memoryview) -> Optional[np.ndarray]:
     descr, fortran, dims = match.groups()
     try:
         dtype = np.dtype(descr)
-        shape = tuple(int(d) for d in dims.replace(" ", "").split(",") if d)
     except (TypeError, ValueError):
         return None
-    if dtype.hasobject or dtype.itemsize == 0 or (len(shape) == 1 and not dims.rstrip().endswith(",")):
-        return None  # object arrays need pickle (np.load refuses them); "(3)" is not NumPy's tuple spelling
+    if dtype.hasobject or dtype.itemsize == 0 or dtype.subdtype is not None:
+        return None  # object arrays need pickle (np.load refuses them); the others NumPy does not write
+    shape = tuple(int(d) for d in dims.split(",") if d)
     count, offset = math.prod(shape), start + length
     if len(view) - offset < count * dtype.itemsize:
         return None
