@@ -177,6 +177,22 @@ def budget_stream(root, rank=0, world=1, start=None, epochs=1, max_tokens=1500):
                        max_tokens=max_tokens, sort_window=64), collate_for(recipe.tokenizer)
 
 
+def test_a_loader_worker_sends_the_same_padded_batches_in_one_shared_segment_each(protein_dataset):
+    from omnimask.pipelines.loader import build_loader
+
+    root, _, _ = protein_dataset
+    stream, collate = budget_stream(root)
+    expected = list(stream.iter_batches(collate))
+    recipe = Recipe.from_config(load_recipe("esm_mlm_tiny"))
+    got = list(build_loader(recipe, root / "shards", 1, 1, seed=0, window=2, epochs=1, max_tokens=1500, sort_window=64))
+    assert [b["keys"] for b in got] == [b["keys"] for b in expected]
+    for ours, theirs in zip(got, expected):
+        tensors = {k: v for k, v in ours.items() if torch.is_tensor(v)}
+        assert tensors.keys() == {k for k, v in theirs.items() if torch.is_tensor(v)} and len(tensors) >= 3
+        assert all(torch.equal(v, theirs[k]) for k, v in tensors.items())
+        assert len({v.untyped_storage().data_ptr() for v in tensors.values()}) == 1  # padded: one segment, not one each
+
+
 def test_loader_fills_batches_to_the_token_budget_and_resumes_exactly(protein_dataset):
     from omnimask.pipelines.order import advance
 

@@ -5,8 +5,8 @@ segment of its own: the worker creates it and sends its file descriptor, the mai
 it. That costs ~0.4 ms a tensor on the 2-core machine of ``docs/performance.md``: 3.3 ms for a
 GraphMAE batch of seven small tensors, a twentieth of a millisecond per graph, and all of it on
 the main process's side too, the one that drives the training step. :func:`in_one_buffer` copies
-the tensors into one segment instead (the copy the transfer would otherwise make into each) and
-sends views of it, so a batch crosses as one segment whatever its number of tensors.
+the tensors that are not in shared memory yet into one segment instead (the copy the transfer would
+otherwise make into each) and sends views of it.
 """
 
 from __future__ import annotations
@@ -21,9 +21,12 @@ ALIGN = 64
 
 def in_one_buffer(batch: dict[str, Any]) -> dict[str, Any]:
     """``batch`` with its contiguous CPU tensors replaced by equal views of one new shared-memory buffer
-    (same dtype, shape and values); other entries as they are. A batch with fewer than two such
-    tensors is returned unchanged."""
-    tensors = {k: v for k, v in batch.items() if torch.is_tensor(v) and v.device.type == "cpu" and v.is_contiguous()}
+    (same dtype, shape and values); other entries as they are. Tensors already in shared memory stay
+    as they are: ``default_collate`` stacks grid batches straight into a segment of their own, and copying
+    a 10 MB image batch again cost more than the segment it saves. With fewer than two tensors to
+    gather the batch is returned unchanged."""
+    tensors = {k: v for k, v in batch.items()
+               if torch.is_tensor(v) and v.device.type == "cpu" and v.is_contiguous() and not v.is_shared()}
     if len(tensors) < 2:
         return batch
     offsets, total = {}, 0
