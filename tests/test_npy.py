@@ -1,7 +1,10 @@
 """The fast ``.npy``/``.npz`` readers give what ``np.load`` gives, and refuse what it refuses."""
 
 import io
+import struct
+import tracemalloc
 import zipfile
+import zlib
 
 import numpy as np
 import pytest
@@ -107,3 +110,59 @@ def test_npz_refuses_corrupt_and_truncated_archives():
             load_npz(whole[:cut])
     with pytest.raises(ValueError, match="allow_pickle"):
         load_npz(npz_bytes(a=np.array([None, 1], dtype=object)))
+
+
+def test_archives_numpy_reads_differently_go_to_numpy():
+    """What zipfile checks or reads in its own way is left to it: bytes before the archive, an entry count
+    short of the directory, NUL in a name, a local name that differs from the directory's."""
+    first, second = npz_bytes(a=np.zeros(3)), npz_bytes(a=np.ones(3))
+    short = bytearray(npz_bytes(a=np.arange(3), b=np.arange(2.0)))
+    end = short.rfind(b"PK\x05\x06")
+    short[end + 8 : end + 12] = (1).to_bytes(2, "little") * 2  # the end record counts one entry of two
+    nul = npz_bytes(abcde=np.arange(3)).replace(b"abcde.npy", b"a\x00cde.npy")
+    for data in (first + second, bytes(short), nul):
+        assert _parse_npz(memoryview(data)) is None
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            assert list(load_npz(data)) == z.files and all(np.array_equal(load_npz(data)[k], z[k]) for k in z.files)
+    renamed = bytearray(npz_bytes(a=np.arange(3)))
+    renamed[renamed.find(b"a.npy")] = ord("c")  # the local header's copy of the name
+    with pytest.raises(zipfile.BadZipFile, match="differ"):
+        load_npz(bytes(renamed))
+    with pytest.raises(ValueError, match="pickled"):
+        load_npz(b"junk" + b"PK\x05\x06" + bytes(18))
+
+
+def test_a_deflated_member_is_inflated_no_further_than_its_declared_size():
+    data = npy_bytes(np.arange(3))
+    packer = zlib.compressobj(9, zlib.DEFLATED, -15)
+    bomb = packer.compress(data + bytes(20_000_000)) + packer.flush()  # 20 MB of zeros after the array
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("a.npy", data)
+    archive, info = buf.getvalue(), zipfile.ZipFile(buf).infolist()[0]
+    start = info.header_offset + 30 + len(info.filename) + len(info.extra)
+    grown = bytearray(archive[:start] + bomb + archive[start + info.compress_size :])
+    struct.pack_into("<I", grown, info.header_offset + 18, len(bomb))  # the local header's compressed size
+    central = grown.rfind(b"PK\x01\x02")
+    struct.pack_into("<I", grown, central + 20, len(bomb))
+    end = grown.rfind(b"PK\x05\x06")
+    struct.pack_into("<I", grown, end + 16, central)  # the directory moved by the longer data
+    tracemalloc.start()
+    try:
+        assert _parse_npz(memoryview(bytes(grown))) is None  # longer than declared: NumPy's reader decides
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2 * len(grown) + 100_000, peak  # the 20 MB were never inflated
+    assert load_npz(bytes(grown))["a"].tolist() == [0, 1, 2]  # np.load reads the declared bytes only
+
+
+def test_npy_headers_numpy_would_not_parse_go_to_numpy():
+    body = np.array([1], "<i4").tobytes()
+    for header, minor in (("{'descr': '<i4', 'fortran_order': False, 'shape': (01,), }", 0),
+                          ("{'descr': '<i4', 'fortran_order': False, 'shape': (1,), }", 5)):
+        header = header.ljust(117) + "\n"
+        data = b"\x93NUMPY\x01" + bytes([minor]) + len(header).to_bytes(2, "little") + header.encode() + body
+        assert _parse_npy(memoryview(data)) is None
+        with pytest.raises(ValueError):
+            load_npy(data)

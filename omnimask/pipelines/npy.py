@@ -5,10 +5,12 @@ the ``.npy`` header with ``ast.literal_eval`` (a Python compile per array) and o
 an ``.npz`` with :mod:`zipfile`. For a graph of 20 nodes that was ~0.3 ms of the
 loader's ~0.7 ms a sample. These readers parse the layout NumPy writes (a header
 dictionary in NumPy's own spelling; an ``.npz`` of stored or deflated ``.npy``
-members) directly and check the same things (sizes, CRC-32 of every member, no
-object arrays). Anything else (another writer's header spelling, zip64 archives,
-truncated or corrupt data) goes to ``np.load(..., allow_pickle=False)``, which
-reads it or raises its own error: the result and the errors are NumPy's.
+members) directly and check what NumPy and :mod:`zipfile` check (format version,
+header size, sizes, CRC-32 of every member, the local names against the directory's,
+no object arrays); a member is never inflated past its declared size. Anything else
+(another writer's header spelling, zip64, bytes around the archive, truncated or
+corrupt data) goes to ``np.load(..., allow_pickle=False)``, which reads it or raises
+its own error: the result and the errors are NumPy's.
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ from typing import Optional
 import numpy as np
 
 _MAGIC = b"\x93NUMPY"
-_HEADER = re.compile(r"\{'descr': '([^']+)', 'fortran_order': (True|False), 'shape': \((|\d+,|\d+(?:, \d+)+)\), \}[ \n]*")
+_DIM = r"(?:0|[1-9][0-9]*)"
+_HEADER = re.compile(rf"\{{'descr': '([^']+)', 'fortran_order': (True|False), 'shape': \((|{_DIM},|{_DIM}(?:, {_DIM})+)\), \}}[ \n]*")
+_MAX_HEADER = 10000  # np.load's limit on a header it parses without allow_pickle
 _LOCAL = struct.Struct("<4sHHHHHIIIHH")  # zip local file header (30 bytes)
 _CENTRAL = struct.Struct("<4sHHHHHHIIIHHHHHII")  # zip central directory entry (46 bytes)
 _END = struct.Struct("<4sHHHHIIH")  # zip end of central directory record (22 bytes)
@@ -47,7 +51,7 @@ def load_npz(data: bytes) -> dict[str, np.ndarray]:
 
 def _parse_npy(view: memoryview) -> Optional[np.ndarray]:
     """The array, or None where the payload is not the plain layout (the caller falls back)."""
-    if len(view) < 10 or view[:6] != _MAGIC or view[6] not in (1, 2, 3):
+    if len(view) < 10 or view[:6] != _MAGIC or view[6] not in (1, 2, 3) or view[7] != 0:
         return None
     if view[6] == 1:
         start, length = 10, int.from_bytes(view[8:10], "little")
@@ -55,6 +59,8 @@ def _parse_npy(view: memoryview) -> Optional[np.ndarray]:
         if len(view) < 12:
             return None
         start, length = 12, int.from_bytes(view[8:12], "little")
+    if length > _MAX_HEADER:
+        return None
     try:
         header = bytes(view[start : start + length]).decode("utf-8" if view[6] == 3 else "latin1")
     except UnicodeDecodeError:
@@ -74,8 +80,12 @@ def _parse_npy(view: memoryview) -> Optional[np.ndarray]:
     if len(view) - offset < count * dtype.itemsize:
         return None
     flat = np.frombuffer(view, dtype=dtype, count=count, offset=offset)
-    array = flat.reshape(shape[::-1]).T if fortran == "True" else flat.reshape(shape)
-    return array.copy(order="K")
+    try:
+        array = np.empty(shape, dtype=dtype, order="F" if fortran == "True" else "C")  # np.load's strides
+    except (ValueError, OverflowError, MemoryError):
+        return None
+    array.reshape(-1, order="A")[...] = flat  # a view of the new array, in its memory order
+    return array
 
 
 def _parse_npz(view: memoryview) -> Optional[dict[str, np.ndarray]]:
@@ -90,30 +100,35 @@ def _parse_npz(view: memoryview) -> Optional[dict[str, np.ndarray]]:
             return None
         end += tail
     _, disk, cd_disk, _, entries, cd_size, cd_offset, _ = _END.unpack_from(view, end)
-    if disk or cd_disk or entries == 0xFFFF or cd_offset + cd_size > end:
-        return None  # multi-disk or zip64
+    if disk or cd_disk or entries == 0xFFFF or cd_offset + cd_size != end:
+        return None  # multi-disk, zip64, or bytes before the archive or between its parts
+    if view[:4] != (b"PK\x03\x04" if entries else b"PK\x05\x06"):
+        return None  # the archive must be the whole payload
     arrays: dict[str, np.ndarray] = {}
     pos = cd_offset
     for _ in range(entries):
         if pos + _CENTRAL.size > end:
             return None
-        (sig, _, _, flags, method, _, _, crc, packed, size, name_len, extra_len, comment_len, _, _, _,
+        (sig, _, needed, flags, method, _, _, crc, packed, size, name_len, extra_len, comment_len, _, _, _,
          local) = _CENTRAL.unpack_from(view, pos)
         name = bytes(view[pos + _CENTRAL.size : pos + _CENTRAL.size + name_len])
         pos += _CENTRAL.size + name_len + extra_len + comment_len
-        if sig != b"PK\x01\x02" or flags & 0x1 or method not in (_STORED, _DEFLATED) or not name.endswith(b".npy"):
-            return None  # encrypted, compressed some other way, or not an array
-        if 0xFFFFFFFF in (packed, size, local) or local + _LOCAL.size > cd_offset:
+        if sig != b"PK\x01\x02" or needed > 63 or flags & 0x61 or method not in (_STORED, _DEFLATED):
+            return None  # a zip feature zipfile refuses (encryption, patched data) or a compression it lacks
+        if not name.endswith(b".npy") or b"\0" in name or 0xFFFFFFFF in (packed, size, local) or local + _LOCAL.size > cd_offset:
             return None
         lsig, *_, lname_len, lextra_len = _LOCAL.unpack_from(view, local)
         start = local + _LOCAL.size + lname_len + lextra_len
-        if lsig != b"PK\x03\x04" or start + packed > cd_offset:
-            return None
+        if lsig != b"PK\x03\x04" or view[local + _LOCAL.size : local + _LOCAL.size + lname_len] != name or start + packed > cd_offset:
+            return None  # zipfile refuses a local name that differs from the directory's
         member = view[start : start + packed]
         if method == _DEFLATED:
+            inflate = zlib.decompressobj(-15)
             try:
-                member = memoryview(zlib.decompress(member, -15, max(size, 1)))
+                member = memoryview(inflate.decompress(member, size + 1))  # never more than the declared size + 1
             except zlib.error:
+                return None
+            if not inflate.eof:
                 return None
         if len(member) != size or zlib.crc32(member) != crc:
             return None
@@ -122,4 +137,4 @@ def _parse_npz(view: memoryview) -> Optional[dict[str, np.ndarray]]:
         if array is None or key in arrays:
             return None
         arrays[key] = array
-    return arrays
+    return arrays if pos == end else None
