@@ -31,7 +31,7 @@ def read_point_file(path: Path, mesh_points: int, seed: int) -> np.ndarray:
         if ext == "ply":
             points = read_ply(data)
         elif ext == "npy":
-            points = read_npy(data)
+            points = load_npy(data)
         elif ext in ("xyz", "txt", "csv", "pts"):
             points = read_text_points(data)
         elif ext == "off":
@@ -107,10 +107,6 @@ def read_ply(data: bytes) -> np.ndarray:
         rec = np.frombuffer(data, dtype=dtype, count=count, offset=body_start)
         values = np.stack([rec[n].astype(np.float64) for n in names], axis=1) if count else np.zeros((0, len(names)))
     return values[:, order]
-
-
-def read_npy(data: bytes) -> np.ndarray:
-    return load_npy(data)
 
 
 def read_text_points(data: bytes) -> np.ndarray:
