@@ -2,6 +2,7 @@
 
 import itertools
 
+import pytest
 import torch
 
 from omnimask.modalities.pointcloud.geometry import (
@@ -75,3 +76,18 @@ def test_one_cpu_cloud_takes_the_numpy_path_with_the_same_indices():
     assert torch.equal(batched, one_by_one)
     start = torch.tensor([7, 7, 7])
     assert torch.equal(farthest_point_sample(pts, 5, start)[:1], farthest_point_sample(pts[:1], 5, start[:1]))
+
+
+def test_one_cpu_cloud_groups_like_the_batched_path_and_brute_force():
+    """One cloud on the CPU is grouped in numpy from the sampling's own distances; the batched torch path
+    (FPS loop, then kNN) gives the same centres and neighbourhoods, each the exact nearest points."""
+    pts = normalize_unit_sphere(torch.randn(3, 700, 3, generator=torch.Generator().manual_seed(4)))
+    groups, centers = group_points(pts, 40, 24)  # B = 3: the torch path
+    for b in range(3):
+        one_groups, one_centers = group_points(pts[b : b + 1], 40, 24)  # B = 1: numpy
+        assert torch.equal(one_centers[0], centers[b]) and torch.equal(one_groups[0], groups[b])
+        for g in range(40):
+            d = ((pts[b] - centers[b, g]) ** 2).sum(-1)
+            assert torch.equal(one_groups[0, g], pts[b, torch.argsort(d)[:24]] - centers[b, g])
+    with pytest.raises(ValueError, match="exceeds"):
+        group_points(pts[:1], 8, 701)

@@ -36,6 +36,10 @@ def test_group_tokens_are_recentred_neighbourhoods_of_fps_centres():
         assert torch.allclose(groups[g], t[nearest], atol=1e-6)
     again = tok(pts)
     assert torch.equal(again.values, tokens) and torch.equal(again.coords, coords)
+    bad = pts.copy()
+    bad[5, 1] = np.nan
+    with pytest.raises(ValueError, match="finite"):
+        tok(bad)
 
 
 def test_random_and_block_masks_hide_int_ratio_groups():

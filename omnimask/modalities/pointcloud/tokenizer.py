@@ -38,10 +38,12 @@ class PointGroupTokenizer(Tokenizer):
         self.layout = TokenLayout(grid=(cfg.num_groups,), token_dim=cfg.group_size * 3)
 
     def __call__(self, sample: np.ndarray) -> Tokens:
-        points = torch.as_tensor(np.asarray(sample, dtype=np.float32))
+        points = np.asarray(sample, dtype=np.float32)
         if points.ndim != 2 or points.shape[1] != 3 or points.shape[0] < max(self.cfg.num_groups, self.cfg.group_size):
             raise ValueError(f"expected points [P >= {max(self.cfg.num_groups, self.cfg.group_size)}, 3], got {list(points.shape)}")
-        groups, centers = group_points(points[None], self.cfg.num_groups, self.cfg.group_size)
+        if not np.isfinite(points).all():
+            raise ValueError("points must be finite: NaN or infinite coordinates cannot be grouped")
+        groups, centers = group_points(torch.from_numpy(points)[None], self.cfg.num_groups, self.cfg.group_size)
         return Tokens(groups[0].reshape(self.cfg.num_groups, -1), coords=centers[0])
 
     def detokenize(self, tokens: torch.Tensor, coords: Optional[torch.Tensor] = None, size: int = 128) -> torch.Tensor:
