@@ -118,9 +118,9 @@ class ReadGroupPoints(Dataset):
         from omnimask.modalities.pointcloud.geometry import group_points, normalize_unit_sphere
         from omnimask.modalities.pointcloud.readers import read_point_file
 
-        pts = torch.from_numpy(read_point_file(self.files[i], 0, 0)[:, :3])
-        pick = torch.from_numpy(np.random.default_rng(i).choice(len(pts), 1024, replace=False))
-        groups, _ = group_points(normalize_unit_sphere(pts[pick])[None], 64, 32)
+        pts = read_point_file(self.files[i], 0, 0)[:, :3]
+        pick = np.random.default_rng(i).choice(len(pts), 1024, replace=False)
+        groups, _ = group_points(torch.from_numpy(normalize_unit_sphere(pts[pick]))[None], 64, 32)
         return groups[0], 0
 
 

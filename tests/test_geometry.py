@@ -2,6 +2,7 @@
 
 import itertools
 
+import numpy as np
 import pytest
 import torch
 
@@ -44,7 +45,7 @@ def test_knn_equals_brute_force():
 
 
 def test_group_points_recentres_neighbourhoods_on_fps_centres():
-    pts = normalize_unit_sphere(torch.randn(2, 1024, 3, generator=torch.Generator().manual_seed(3)))
+    pts = torch.from_numpy(normalize_unit_sphere(torch.randn(2, 1024, 3, generator=torch.Generator().manual_seed(3)).numpy()))
     groups, centers = group_points(pts, 64, 32)
     assert groups.shape == (2, 64, 32, 3) and centers.shape == (2, 64, 3)
     assert torch.allclose(groups[:, :, 0], torch.zeros(2, 64, 3), atol=1e-6), "each centre is its own nearest point"
@@ -62,10 +63,11 @@ def test_chamfer_distance_on_known_sets():
 
 
 def test_normalize_unit_sphere():
-    pts = torch.randn(4, 100, 3) * 5 + 3
+    pts = np.random.default_rng(5).standard_normal((4, 100, 3)).astype(np.float32) * 5 + 3
     out = normalize_unit_sphere(pts)
-    assert torch.allclose(out.mean(1), torch.zeros(4, 3), atol=1e-5)
-    assert torch.allclose(out.norm(dim=-1).amax(1), torch.ones(4))
+    assert out.dtype == np.float32 and out.shape == pts.shape
+    assert np.allclose(out.mean(1), 0, atol=1e-5)
+    assert np.allclose(np.linalg.norm(out, axis=-1).max(1), 1)
 
 
 def test_one_cpu_cloud_takes_the_numpy_path_with_the_same_indices():
@@ -81,7 +83,7 @@ def test_one_cpu_cloud_takes_the_numpy_path_with_the_same_indices():
 def test_one_cpu_cloud_groups_like_the_batched_path_and_brute_force():
     """One cloud on the CPU is grouped in numpy from the sampling's own distances; the batched torch path
     (FPS loop, then kNN) gives the same centres and neighbourhoods, each the exact nearest points."""
-    pts = normalize_unit_sphere(torch.randn(3, 700, 3, generator=torch.Generator().manual_seed(4)))
+    pts = torch.from_numpy(normalize_unit_sphere(torch.randn(3, 700, 3, generator=torch.Generator().manual_seed(4)).numpy()))
     groups, centers = group_points(pts, 40, 24)  # B = 3: the torch path
     for b in range(3):
         one_groups, one_centers = group_points(pts[b : b + 1], 40, 24)  # B = 1: numpy

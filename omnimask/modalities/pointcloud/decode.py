@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from omnimask.modalities.pointcloud.geometry import normalize_unit_sphere
 from omnimask.pipelines.npy import load_npy
@@ -47,7 +46,7 @@ class PointCloudDecoder:
         g = rng(seed, "pointcloud_augment")
         n = self.aug.num_points
         pick = g.choice(points.shape[0], n, replace=points.shape[0] < n)
-        xyz = normalize_unit_sphere(torch.from_numpy(np.ascontiguousarray(points[pick], dtype=np.float32))).numpy()
+        xyz = normalize_unit_sphere(points[pick].astype(np.float32, copy=False))
         scale = g.uniform(*self.aug.scale, size=3).astype(np.float32)
         shift = g.uniform(-self.aug.translate, self.aug.translate, size=3).astype(np.float32)
         return xyz * scale + shift
