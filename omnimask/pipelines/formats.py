@@ -18,19 +18,17 @@ import bisect
 import io
 import os
 import tarfile
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Iterator, Protocol
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from omnimask.pipelines.tar_index import UnsafeShardError, check_member, index_tar  # noqa: F401 - UnsafeShardError: re-exported
+
 Sample = tuple[str, dict[str, bytes]]
 SHARD_SUFFIX = {"webdataset": ".tar", "parquet": ".parquet"}
 PARQUET_SCHEMA = pa.schema([("key", pa.string()), ("ext", pa.string()), ("data", pa.binary()), ("json", pa.string())])
-
-
-class UnsafeShardError(ValueError):
-    """A shard holds a member that must not be read (link, absolute or ``..`` path)."""
 
 
 class ShardWriter(Protocol):
@@ -104,20 +102,12 @@ def open_writer(fmt: str, path: Path) -> ShardWriter:
     raise ValueError(f"unknown shard format {fmt!r}; use 'webdataset' or 'parquet'")
 
 
-def check_member_name(name: str, shard: str) -> None:
-    p = PurePosixPath(name)
-    if not p.parts or p.is_absolute() or ".." in p.parts or name.startswith("\\") or ":" in p.parts[0]:
-        raise UnsafeShardError(f"shard {shard}: refusing member with unsafe path {name!r}")
-
-
 def iter_tar(path: Path) -> Iterator[Sample]:
     """Samples of a tar shard, streamed in order; members grouped by key."""
     key, members = None, {}
     with open(path, "rb") as f, tarfile.open(fileobj=f, mode="r|") as tar:
         for info in tar:
-            check_member_name(info.name, str(path))
-            if not info.isfile():
-                raise UnsafeShardError(f"shard {path}: refusing non-regular member {info.name!r} (type {info.type!r})")
+            check_member(info, str(path))
             dirname, _, base = info.name.rpartition("/")
             stem, dot, ext = base.partition(".")
             if not dot:
@@ -153,14 +143,14 @@ class ShardFile:
     """Random access to the samples of one shard: ``len(shard)`` and ``shard[j] -> (key, members)``.
 
     A tar shard is indexed once by reading its member headers (data is skipped
-    by seeking), with the same safety checks as :func:`iter_tar`; a Parquet
+    by seeking; :func:`~omnimask.pipelines.tar_index.index_tar`), with the same safety checks as :func:`iter_tar`; a Parquet
     shard is read a row group at a time, the last one kept.
     """
 
     def __init__(self, fmt: str, path: Path):
         self.fmt, self.path = fmt, Path(path)
         if fmt == "webdataset":
-            self._index = self._index_tar()
+            self._index = index_tar(self.path)
             self._file = open(self.path, "rb")  # kept open: one open per shard, not per sample
         elif fmt == "parquet":
             self._pf = pq.ParquetFile(self.path)
@@ -169,21 +159,6 @@ class ShardFile:
             self._group: tuple[int, dict] = (-1, {})
         else:
             raise ValueError(f"unknown shard format {fmt!r}")
-
-    def _index_tar(self) -> list[tuple[str, dict[str, tuple[int, int]]]]:
-        index: list[tuple[str, dict[str, tuple[int, int]]]] = []
-        with tarfile.open(self.path, "r:") as tar:
-            for info in tar:
-                check_member_name(info.name, str(self.path))
-                if not info.isfile():
-                    raise UnsafeShardError(f"shard {self.path}: refusing non-regular member {info.name!r} (type {info.type!r})")
-                dirname, _, base = info.name.rpartition("/")
-                stem, _, ext = base.partition(".")
-                key = f"{dirname}/{stem}" if dirname else stem
-                if not index or index[-1][0] != key:
-                    index.append((key, {}))
-                index[-1][1][ext] = (info.offset_data, info.size)
-        return index
 
     def __len__(self) -> int:
         return len(self._index) if self.fmt == "webdataset" else self._starts[-1]
