@@ -8,13 +8,20 @@ import numpy as np
 import pytest
 
 from omnimask.pipelines.formats import TarShardWriter
-from omnimask.pipelines.tar_index import UnsafeShardError, _grouped, _plain_members, _tarfile_members, index_tar
+from omnimask.pipelines.tar_index import UnsafeShardError, _grouped, _plain_members, _tarfile_members
+from omnimask.pipelines.tar_index import index_tar as index_open_tar
+
+
+def index_tar(path):
+    with open(path, "rb") as f:
+        return index_open_tar(f, path)
 
 
 def by_tarfile(path):
     """The reference: the index as tarfile reads the shard (or the error it raises)."""
     try:
-        return _grouped(_tarfile_members(path))
+        with open(path, "rb") as f:
+            return _grouped(_tarfile_members(f, path), str(path))
     except Exception as e:  # noqa: BLE001 - compared by type and message
         return type(e), str(e)
 
@@ -66,8 +73,7 @@ def test_other_writers_headers_give_tarfiles_index(tmp_path, fmt):
     short = write_tar(tmp_path / "short.tar", [("a.jpg", b"x" * 700), ("a.json", b"{}"), ("b.jpg", b"")], fmt)
     assert read_directly(short) and index_tar(short) == by_tarfile(short)
     deep = "d" * 60 + "/" + "e" * 60 + "/k.jpg"  # > 100 characters: the ustar prefix field, or an extension record
-    long = write_tar(tmp_path / "long.tar", [(deep, b"1"), ("f" * 120 + ".json", b"2")] if fmt != tarfile.USTAR_FORMAT
-                     else [(deep, b"1")], fmt)
+    long = write_tar(tmp_path / "long.tar", [(deep, b"1")], fmt)
     assert read_directly(long) == (fmt == tarfile.USTAR_FORMAT)  # only the prefix field is a plain header
     assert index_tar(long) == by_tarfile(long) and index_tar(long)[0][0] == deep[: -len(".jpg")]
     if fmt != tarfile.USTAR_FORMAT:
@@ -81,6 +87,16 @@ def test_unsafe_names_are_refused(tmp_path, name):
     path = write_tar(tmp_path / "bad.tar", [("ok.jpg", b"1"), (name, b"2")])
     with pytest.raises(UnsafeShardError):
         index_tar(path)
+
+
+def test_a_member_without_an_extension_is_refused_as_the_streaming_reader_refuses_it(tmp_path):
+    from omnimask.pipelines.formats import iter_tar
+
+    path = write_tar(tmp_path / "noext.tar", [("a.jpg", b"1"), ("README", b"2")])
+    with pytest.raises(ValueError, match="no extension"):
+        index_tar(path)
+    with pytest.raises(ValueError, match="no extension"):
+        list(iter_tar(path))
 
 
 @pytest.mark.parametrize("kind", [tarfile.SYMTYPE, tarfile.LNKTYPE, tarfile.DIRTYPE, tarfile.FIFOTYPE])

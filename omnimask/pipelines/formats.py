@@ -24,7 +24,7 @@ from typing import Iterator, Protocol
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from omnimask.pipelines.tar_index import UnsafeShardError, check_member, index_tar  # noqa: F401 - UnsafeShardError: re-exported
+from omnimask.pipelines.tar_index import UnsafeShardError, check_member, index_tar, split_member_name  # noqa: F401 - UnsafeShardError: re-exported
 
 Sample = tuple[str, dict[str, bytes]]
 SHARD_SUFFIX = {"webdataset": ".tar", "parquet": ".parquet"}
@@ -108,11 +108,7 @@ def iter_tar(path: Path) -> Iterator[Sample]:
     with open(path, "rb") as f, tarfile.open(fileobj=f, mode="r|") as tar:
         for info in tar:
             check_member(info, str(path))
-            dirname, _, base = info.name.rpartition("/")
-            stem, dot, ext = base.partition(".")
-            if not dot:
-                raise ValueError(f"shard {path}: member {info.name!r} has no extension")
-            member_key = f"{dirname}/{stem}" if dirname else stem
+            member_key, ext = split_member_name(info.name, str(path))
             if member_key != key:
                 if key is not None:
                     yield key, members
@@ -150,8 +146,12 @@ class ShardFile:
     def __init__(self, fmt: str, path: Path):
         self.fmt, self.path = fmt, Path(path)
         if fmt == "webdataset":
-            self._index = index_tar(self.path)
             self._file = open(self.path, "rb")  # kept open: one open per shard, not per sample
+            try:
+                self._index = index_tar(self._file, self.path)
+            except BaseException:
+                self._file.close()
+                raise
         elif fmt == "parquet":
             self._pf = pq.ParquetFile(self.path)
             sizes = [self._pf.metadata.row_group(i).num_rows for i in range(self._pf.num_row_groups)]
