@@ -70,37 +70,46 @@ def run_demo(
     num_inputs: Optional[int] = None,
 ) -> dict[str, Path]:
     """Run the demo of each modality in ``modalities``; returns their run directories."""
-    from omnimask.orchestration.pretrain import pretrain
-    from omnimask.pipelines.preprocess import preprocess
+    from omnimask.orchestration.ray_env import ray_session
 
     workdir = Path(workdir).resolve()
     unknown = sorted(set(modalities) - set(DEMOS))
     if unknown:
         raise ValueError(f"no demo for {unknown}; choose from {sorted(DEMOS)}")
     lines, runs = [], {}
-    for name in modalities:
-        demo = DEMOS[name]
-        raw, shards, runs_dir = workdir / name / "raw", workdir / name / "shards", workdir / name / "runs"
-        shutil.rmtree(raw, ignore_errors=True)
-        n = demo.build(raw, num_inputs or demo.count)
-        log.info("%s demo: wrote %d input files (%s; a few broken on purpose) to %s", name, n, demo.what, raw)
-        manifest = preprocess(name, raw, shards, samples_per_shard=demo.samples_per_shard, overwrite=True)
-        # one Ray Train worker with every local CPU, so that torch uses them all
-        overrides = [f"data.path={shards}", f"run.dir={runs_dir}", f"scaling.cpus_per_worker={os.cpu_count() or 1}"]
-        if steps is not None:
-            overrides.append(f"trainer.max_steps={steps}")
-        shutil.rmtree(runs_dir / "demo", ignore_errors=True)
-        result = pretrain(load_recipe(demo.recipe, overrides), name="demo")
-        runs[name] = result.run_dir
-        lines += [
-            f"{name} ({demo.recipe})",
-            f"  dataset        {shards}: {manifest.num_samples} samples in {len(manifest.shards)} shards, "
-            f"{manifest.num_quarantined} quarantined (see quarantine.jsonl)",
-            f"  training       {result.steps} steps in {result.seconds:.0f}s, loss {format_loss(result.first_loss)} -> "
-            f"{format_loss(result.last_loss)}",
-            *([f"  reconstruction {result.run_dir / 'reconstruction.png'}  (original | masked | reconstruction)"] if demo.picture else []),
-            f"  checkpoints    {result.run_dir}/checkpoint-step*/ (Ray Train); metrics {result.run_dir / 'metrics.csv'}",
-        ]
+    # one Ray instance for every modality: each start costs seconds (its processes, then the first job's
+    # workers importing torch), twice per modality when preprocess and pretrain each start their own
+    with ray_session():
+        for name in modalities:
+            runs[name], summary = _run_one(name, DEMOS[name], workdir / name, steps, num_inputs)
+            lines += summary
     print("\nomnimask demo finished")
     print("\n".join(lines))
     return runs
+
+
+def _run_one(name: str, demo: Demo, root: Path, steps: Optional[int], num_inputs: Optional[int]) -> tuple[Path, list[str]]:
+    """One modality's demo under ``root``: write its inputs, preprocess, pretrain; its run directory and summary lines."""
+    from omnimask.orchestration.pretrain import pretrain
+    from omnimask.pipelines.preprocess import preprocess
+
+    raw, shards, runs_dir = root / "raw", root / "shards", root / "runs"
+    shutil.rmtree(raw, ignore_errors=True)
+    n = demo.build(raw, num_inputs or demo.count)
+    log.info("%s demo: wrote %d input files (%s; a few broken on purpose) to %s", name, n, demo.what, raw)
+    manifest = preprocess(name, raw, shards, samples_per_shard=demo.samples_per_shard, overwrite=True)
+    # one Ray Train worker with every local CPU, so that torch uses them all
+    overrides = [f"data.path={shards}", f"run.dir={runs_dir}", f"scaling.cpus_per_worker={os.cpu_count() or 1}"]
+    if steps is not None:
+        overrides.append(f"trainer.max_steps={steps}")
+    shutil.rmtree(runs_dir / "demo", ignore_errors=True)
+    result = pretrain(load_recipe(demo.recipe, overrides), name="demo")
+    return result.run_dir, [
+        f"{name} ({demo.recipe})",
+        f"  dataset        {shards}: {manifest.num_samples} samples in {len(manifest.shards)} shards, "
+        f"{manifest.num_quarantined} quarantined (see quarantine.jsonl)",
+        f"  training       {result.steps} steps in {result.seconds:.0f}s, loss {format_loss(result.first_loss)} -> "
+        f"{format_loss(result.last_loss)}",
+        *([f"  reconstruction {result.run_dir / 'reconstruction.png'}  (original | masked | reconstruction)"] if demo.picture else []),
+        f"  checkpoints    {result.run_dir}/checkpoint-step*/ (Ray Train); metrics {result.run_dir / 'metrics.csv'}",
+    ]
