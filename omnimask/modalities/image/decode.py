@@ -9,6 +9,10 @@ The crop is chosen on the header's size before decoding. Then one of two paths:
 - a JPEG whose crop is at least twice the output size is decoded at reduced scale (libjpeg DCT scaling
   through Pillow's ``draft``), and everything else (PNG, greyscale or CMYK JPEGs, Lanczos or nearest
   resampling) through Pillow, the crop and resize in one ``Image.resize(box=...)`` call.
+
+torchvision is imported by the decoder, not with this module: importing it costs ~1.7 s (it pulls in
+``torch._dynamo``), which every process that registers the modalities would pay, preprocessing workers
+and CLI commands included, though only a loader decoding JPEGs uses it.
 """
 
 from __future__ import annotations
@@ -20,7 +24,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from PIL import Image
-from torchvision.io import decode_jpeg
 
 from omnimask.modalities.pixels import crop_resize
 from omnimask.seeding import rng
@@ -90,6 +93,11 @@ class ImageDecoder:
         self.size = size
         self.resample = _RESAMPLE[augment.interpolation]
         self.torch_mode = self.TORCH_MODES.get(augment.interpolation)
+        self.decode_jpeg = None
+        if self.torch_mode:  # imported here, before loader workers fork, not in each worker
+            from torchvision.io import decode_jpeg
+
+            self.decode_jpeg = decode_jpeg
 
     def __call__(self, members: dict[str, bytes], seed: int) -> np.ndarray:
         data = members.get("jpg") or members.get("png")
@@ -104,8 +112,8 @@ class ImageDecoder:
         flip = self.aug.hflip and g.random() < 0.5
         jpeg = img.format == "JPEG"
         reduce = self.dct_reduction(*box[2:]) if jpeg else 1
-        if jpeg and reduce == 1 and img.mode == "RGB" and self.torch_mode:
-            image = decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8))  # [3, H, W]
+        if jpeg and reduce == 1 and img.mode == "RGB" and self.decode_jpeg is not None:
+            image = self.decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8))  # [3, H, W]
             return crop_resize(image[None], box, self.size, self.torch_mode, flip)[0]
         return self.crop_resize_pillow(img, box, flip, reduce)
 
