@@ -83,3 +83,20 @@ def test_a_truncated_jpeg_is_an_error_not_a_grey_picture():
     data = photo(450, 365)
     with pytest.raises(RuntimeError):
         ImageDecoder(ImageAugmentConfig(), 224)({"jpg": data[: len(data) // 2]}, 0)
+
+
+def test_torchvision_is_imported_by_the_jpeg_decoder_not_by_registering_the_modalities():
+    """Importing torchvision costs ~1.7 s (it imports torch._dynamo): preprocessing workers and CLI commands,
+    which register every modality, must not pay it; a decoder that uses libjpeg-turbo imports it."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom omnimask import registry\nfrom omnimask.pipelines import preprocess\n"
+            "from omnimask.orchestration import cli\n"
+            "for name in ('image', 'video', 'audio', 'pointcloud', 'graph', 'protein'): registry.lookup('modality', name)\n"
+            "print('torchvision' in sys.modules)\n"
+            "from omnimask.modalities.image.decode import ImageAugmentConfig, ImageDecoder\n"
+            "ImageDecoder(ImageAugmentConfig(), 32)\n"
+            "print('torchvision' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "True"]

@@ -10,6 +10,7 @@ from typing import Any, Optional
 
 import pytorch_lightning as pl
 import torch
+from torchvision.utils import save_image
 
 from omnimask.models.preview import reconstruction_grid
 
@@ -87,8 +88,6 @@ class ReconstructionPreview(pl.Callback):
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.batch is None or not trainer.is_global_zero:
             return
-        from torchvision.utils import save_image  # here: importing torchvision costs ~1.7 s
-
         try:
             grid = reconstruction_grid(pl_module.model, self.batch)
         except NotImplementedError as e:
