@@ -27,7 +27,10 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def head():
     """`ray start --head --block` on free ports; SIGTERM stops it with every process it started."""
-    port, dash = free_port(), free_port()
+    # every port its own: Ray's fixed defaults (the agent's 52365, the client server's 10001) may be held by
+    # another Ray instance on the machine, a test running alongside (pytest -n) included; an agent that
+    # cannot bind its port leaves the head without job submission ("No available agent")
+    port, dash, agent, client = free_port(), free_port(), free_port(), free_port()
     temp = tempfile.mkdtemp(prefix="rayj", dir="/tmp")
     # Ray 2.60 drains a node on SIGTERM for up to 30 s, waiting on leases the finished jobs' idle workers
     # still hold: no drain, so that the teardown below takes seconds
@@ -35,7 +38,8 @@ def head():
                RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0")
     proc = subprocess.Popen(
         [str(BIN / "ray"), "start", "--head", "--block", f"--port={port}", "--num-cpus=2", "--include-dashboard=true",
-         f"--dashboard-port={dash}", "--dashboard-host=127.0.0.1", "--disable-usage-stats", f"--temp-dir={temp}"],
+         f"--dashboard-port={dash}", "--dashboard-host=127.0.0.1", f"--dashboard-agent-listen-port={agent}",
+         f"--ray-client-server-port={client}", "--disable-usage-stats", f"--temp-dir={temp}"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     address = f"http://127.0.0.1:{dash}"
