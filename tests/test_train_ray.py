@@ -1,6 +1,8 @@
 """Pretraining on Ray Train with real workers: DDP over 2 ranks, failure recovery, resume."""
 
 import json
+import os
+import tempfile
 
 import pytest
 
@@ -18,7 +20,23 @@ TINY = [
 
 
 @pytest.fixture(scope="module")
-def shards(tmp_path_factory, ray_local):
+def workers_tmp(tmp_path_factory):
+    """The temporary folder (``TMPDIR``) of this module's Ray workers, set before its instance starts;
+    Ray's own session files stay where they were (``RAY_TMPDIR``)."""
+    path = tmp_path_factory.mktemp("workers-tmp")
+    saved = {name: os.environ.get(name) for name in ("TMPDIR", "RAY_TMPDIR")}
+    os.environ["RAY_TMPDIR"] = saved["RAY_TMPDIR"] or tempfile.gettempdir()
+    os.environ["TMPDIR"] = str(path)
+    yield path
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory, workers_tmp, ray_local):
     root = tmp_path_factory.mktemp("train")
     make_image_folder(root / "raw", n_good=40, seed=5)  # 45 inputs: shards of 3, 8, 8, 8, 8, 5 samples
     preprocess("image", root / "raw", root / "shards", samples_per_shard=8)
@@ -104,13 +122,15 @@ def consumed_keys(run_dir, resumed_from=None) -> list[str]:
 
 
 @pytest.mark.parametrize("before,after,steps", [(2, 1, 6), (1, 2, 7)])
-def test_elastic_resume_covers_the_epoch_exactly(shards, tmp_path, before, after, steps):
+def test_elastic_resume_covers_the_epoch_exactly(shards, tmp_path, workers_tmp, before, after, steps):
     """Stop at step 6 (checkpoint at 4) with `before` ranks, resume with `after`: the 40 samples
-    of the epoch are each trained on exactly once (batch 4: 2 ranks take 8 a step, 1 rank 4)."""
+    of the epoch are each trained on exactly once (batch 4: 2 ranks take 8 a step, 1 rank 4). The
+    workers that Ray ends when the run fails leave no checkpoint folders in their temporary folder."""
     name = f"elastic{before}{after}"
     with pytest.raises(Exception, match="injected failure"):
         train(shards, tmp_path, name, f"scaling.num_workers={before}", f"trainer.max_steps={steps}",
               "trainer.fail_at_step=5", "data.trace=true", "scaling.cpus_per_worker=0.5")
+    assert not [p.name for p in workers_tmp.glob("omnimask-*")]
     resumed = train(shards, tmp_path, name, f"scaling.num_workers={after}", f"trainer.max_steps={steps}",
                     "data.trace=true", "scaling.cpus_per_worker=0.5", resume=True)
     assert resumed.summary["resumed_from_step"] == 4 and resumed.summary["data_position"] == {"epoch": 1, "offset": 0}

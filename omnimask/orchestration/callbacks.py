@@ -4,6 +4,8 @@ checkpoints, the failure drill and the sample trace."""
 from __future__ import annotations
 
 import logging
+import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -108,12 +110,17 @@ class RayTrainReport(pl.Callback):
     over the Lightning checkpoint, which Ray Train persists to the run's storage as
     ``checkpoint-stepNNNNNNN/checkpoint.ckpt``. Metrics alone are not reported at the logging steps:
     each report waits for Ray Train's controller (about a second on Ray 2.60, which made a tiny run
-    log-bound), and the run's metrics.csv, TensorBoard and progress lines already have them."""
+    log-bound), and the run's metrics.csv, TensorBoard and progress lines already have them.
+
+    Rank 0 writes each checkpoint into a local staging folder, made at its first checkpoint; the other
+    ranks make none (Lightning writes on rank 0 only), so a worker that Ray ends when a run fails
+    leaves no folder behind. :meth:`discard_staging` removes rank 0's."""
 
     CHECKPOINT_NAME = "checkpoint.ckpt"
 
-    def __init__(self, ckpt_every: int, scratch: Path):
-        self.ckpt_every, self.scratch = ckpt_every, Path(scratch)
+    def __init__(self, ckpt_every: int):
+        self.ckpt_every = ckpt_every
+        self.staging: Optional[Path] = None
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
         import ray.train
@@ -123,14 +130,20 @@ class RayTrainReport(pl.Callback):
             return
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
         metrics["step"] = step
-        tmp = self.scratch / f"step{step:07d}"
+        if trainer.is_global_zero and self.staging is None:
+            self.staging = Path(tempfile.mkdtemp(prefix="omnimask-ckpt-"))
+        # the other ranks pass a path too: the call is collective, but only rank 0 writes
+        tmp = (self.staging or Path("omnimask-ckpt-rank0-only")) / f"step{step:07d}"
         trainer.save_checkpoint(tmp / self.CHECKPOINT_NAME, weights_only=False)  # rank 0 writes, all ranks wait
         checkpoint = ray.train.Checkpoint.from_directory(tmp) if trainer.is_global_zero else None
         ray.train.report(metrics, checkpoint=checkpoint, checkpoint_dir_name=f"checkpoint-step{step:07d}")
         if trainer.is_global_zero:
-            import shutil
-
             shutil.rmtree(tmp, ignore_errors=True)
+
+    def discard_staging(self) -> None:
+        if self.staging is not None:
+            shutil.rmtree(self.staging, ignore_errors=True)
+            self.staging = None
 
 
 class FailOnce(pl.Callback):

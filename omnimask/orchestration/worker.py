@@ -140,10 +140,10 @@ def train_loop(config: dict[str, Any]) -> None:
                      stream.epoch_len, cfg.data.shuffle_window, shuffle, 100 * shuffle / max(1, stream.epoch_len))
     module = MaskedModelingModule(recipe, global_batch_size=cfg.data.batch_size * world, data_layout=layout, cursor=cursor)
     progress = ProgressLog(cfg.trainer.log_every_n_steps, world)
-    scratch = Path(tempfile.mkdtemp(prefix=f"omnimask-ckpt-rank{rank}-"))
+    report = RayTrainReport(cfg.trainer.checkpoint_every_n_steps)
     callbacks: list[pl.Callback] = [
         progress,
-        RayTrainReport(cfg.trainer.checkpoint_every_n_steps, scratch),
+        report,
         ReconstructionPreview(run_dir / "reconstruction.png", cfg.trainer.preview_samples),
     ]
     if cfg.data.trace:
@@ -184,7 +184,7 @@ def train_loop(config: dict[str, Any]) -> None:
     try:
         trainer.fit(module, train_dataloaders=loader, ckpt_path=ckpt_path, weights_only=True)
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        report.discard_staging()
         if ckpt_path is not None:
             shutil.rmtree(ckpt_path.parent, ignore_errors=True)
     digests = [None] * world
