@@ -93,6 +93,34 @@ def test_failure_recovery_and_resume_continue_exactly(shards, tmp_path):
     assert kept == ["checkpoint-step0000004", "checkpoint-step0000008"]
 
 
+def test_ray_data_loader_shuffles_windows_of_shards_like_the_torch_loader(shards):
+    """data.loader=ray reads ``data.shuffle_window`` shards together and emits their samples in the torch
+    loader's seeded order (shards are cut from sorted inputs, so one shard's samples are mostly one class);
+    every sample comes once an epoch."""
+    from collections import Counter
+
+    from omnimask.pipelines.formats import iter_shard
+    from omnimask.pipelines.manifest import Manifest
+    from omnimask.pipelines.order import epoch_order, shard_order
+    from omnimask.pipelines.ray_ingest import build_ray_dataset, read_window_rows
+
+    cfg = load_recipe("mae_image_tiny", [*TINY, f"data.path={shards}", "data.loader=ray", "data.shuffle_window=3",
+                                         "trainer.max_steps=2"])
+    manifest = Manifest.load(shards)
+    keys = [[key for key, _ in iter_shard(manifest.format, shards / s.path)] for s in manifest.shards]
+    expected = [keys[s][j] for s, j in epoch_order([len(k) for k in keys], cfg.seed, 1, 3)]  # the torch loader's epoch 1
+    order = shard_order(cfg.seed, 1, len(keys))
+    rows = []
+    for w, start in enumerate(range(0, len(order), 3)):
+        window = [str(shards / manifest.shards[i].path) for i in order[start : start + 3]]
+        rows += read_window_rows({"epoch": 1, "window": w, "seed": cfg.seed, "shards": window, "format": manifest.format})
+    assert [r["key"] for r in rows] == expected and {r["epoch"] for r in rows} == {1}
+    assert len({r["shard"] for r in rows[:8]}) > 1, "a batch mixes the window's shards"
+
+    seen = Counter(map(str, build_ray_dataset(cfg, world_size=1).select_columns(["key"]).to_pandas()["key"]))
+    assert set(seen) == {k for ks in keys for k in ks} and len(set(seen.values())) == 1 and min(seen.values()) >= 2
+
+
 def test_ray_data_loader_trains_on_two_workers(shards, tmp_path):
     """data.loader=ray: Ray Data tasks decode/tokenize/mask; two trainers at 0.5 CPU each on 2 CPUs."""
     result = train(shards, tmp_path, "raydata", "data.loader=ray", "scaling.num_workers=2", "scaling.cpus_per_worker=0.5",

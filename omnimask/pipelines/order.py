@@ -39,6 +39,12 @@ def shard_order(seed: int, epoch: int, num_shards: int) -> list[int]:
     return [int(i) for i in rng(seed, epoch, "shard_order").permutation(num_shards)]
 
 
+def window_permutation(n: int, seed: int, epoch: int, window: int) -> np.ndarray:
+    """The seeded order ``[n]`` of the ``n`` samples of ``epoch``'s shard window ``window`` (shared by the
+    torch and Ray Data loaders)."""
+    return rng(seed, epoch, window, "window_shuffle").permutation(n)
+
+
 def epoch_order(counts: list[int], seed: int, epoch: int, window: int) -> np.ndarray:
     """``[M, 2]`` int64 rows ``(shard index, sample index in shard)`` in the order of ``epoch``."""
     order = shard_order(seed, epoch, len(counts))
@@ -47,7 +53,7 @@ def epoch_order(counts: list[int], seed: int, epoch: int, window: int) -> np.nda
         rows = np.concatenate(
             [np.stack([np.full(counts[s], s), np.arange(counts[s])], axis=1) for s in order[start : start + window]]
         ) if any(counts[s] for s in order[start : start + window]) else np.zeros((0, 2), np.int64)
-        parts.append(rows[rng(seed, epoch, w, "window_shuffle").permutation(len(rows))])
+        parts.append(rows[window_permutation(len(rows), seed, epoch, w)])
     return np.concatenate(parts).astype(np.int64) if parts else np.zeros((0, 2), np.int64)
 
 

@@ -2,9 +2,11 @@
 
 The driver builds one streaming dataset for the whole run::
 
-    (epoch, shard) rows        epochs x shards in the same seeded order as the torch loader
-      -> flat_map(read shard)  one row per sample: key, ext, data, json, epoch
-      -> map_batches(pipeline) CPU tasks anywhere in the cluster: tokens, mask, target (numpy)
+    (epoch, window) rows        epochs x windows of ``data.shuffle_window`` shards, in the torch
+                                loader's seeded shard order
+      -> flat_map(read window)  one row per sample (key, ext, data, json, epoch), the window's
+                                samples in the torch loader's seeded order (:func:`epoch_order`)
+      -> map_batches(pipeline)  CPU tasks anywhere in the cluster: tokens, mask, target (numpy)
 
 and hands it to the TorchTrainer; each worker reads its share through
 ``ray.train.get_dataset_shard("train")`` (Ray Data's ``streaming_split``, equal
@@ -12,9 +14,14 @@ sizes). The preprocessing CPUs need not be on the training nodes. Rows are
 pipeline outputs (variable-length ones as Ray's variable-shaped tensors), and the
 workers batch them with the torch loader's :func:`omnimask.pipelines.collate.collate`.
 
-Crops and masks are seeded by ``(seed, epoch, key)`` as in the torch loader;
-the order in which a worker receives samples depends on Ray Data's scheduling,
-so a resume continues after the same number of batches, not the same samples.
+Crops and masks are seeded by ``(seed, epoch, key)`` as in the torch loader, and
+samples are shuffled as there: a window's shards are read together and their
+samples permuted (shards are written from sorted inputs, so a shard often holds
+one class: without the window a batch would too). The order in which a worker
+receives the windows' batches depends on Ray Data's scheduling, so a resume
+continues after the same number of batches, not the same samples. Of the
+``data`` keys, the torch loader's ``num_workers``, ``prefetch_factor``,
+``pin_memory`` and ``verify_shards`` do not apply here.
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ from omnimask.config import RecipeConfig, from_dict, to_dict
 from omnimask.pipelines.formats import iter_shard
 from omnimask.pipelines.collate import collate
 from omnimask.pipelines.loader import replace_failures
-from omnimask.pipelines.order import shard_order
+from omnimask.pipelines.order import shard_order, window_permutation
 from omnimask.pipelines.manifest import Manifest
 
 
@@ -48,15 +55,17 @@ def build_ray_dataset(cfg: RecipeConfig, world_size: int) -> Any:
     manifest = Manifest.load(root)
     needed = cfg.trainer.max_steps * cfg.data.batch_size * world_size
     epochs = math.ceil(needed / max(1, manifest.num_samples)) + 1
-    units = [
-        {"epoch": epoch, "shard": str(root / manifest.shards[i].path), "format": manifest.format}
-        for epoch in range(epochs)
-        for i in shard_order(cfg.seed, epoch, len(manifest.shards))
-    ]
+    window = cfg.data.shuffle_window
+    units = []
+    for epoch in range(epochs):
+        order = shard_order(cfg.seed, epoch, len(manifest.shards))
+        for w, start in enumerate(range(0, len(order), window)):
+            shards = [str(root / manifest.shards[i].path) for i in order[start : start + window]]
+            units.append({"epoch": epoch, "window": w, "seed": cfg.seed, "shards": shards, "format": manifest.format})
     recipe_json = json.dumps(to_dict(cfg))
     return (
         ray.data.from_items(units, override_num_blocks=len(units))
-        .flat_map(read_shard_rows)
+        .flat_map(read_window_rows)
         .map_batches(
             run_pipeline,
             fn_kwargs={"recipe_json": recipe_json},
@@ -67,16 +76,19 @@ def build_ray_dataset(cfg: RecipeConfig, world_size: int) -> Any:
     )
 
 
-def read_shard_rows(unit: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per sample of a shard: ``key, ext, data, json, epoch, shard``."""
+def read_window_rows(unit: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per sample of a window's shards (``key, ext, data, json, epoch, shard``), in the
+    window's seeded order: the torch loader's order of those samples (:func:`epoch_order`)."""
     rows = []
-    for key, members in iter_shard(unit["format"], Path(unit["shard"])):
-        ext = next((e for e in members if e != "json"), None)
-        if ext is None:
-            log.warning("skipping sample %s in shard %s: it has no payload member", key, unit["shard"])
-            continue
-        rows.append({"key": key, "ext": ext, "data": members[ext], "json": members.get("json", b"{}"), "epoch": unit["epoch"], "shard": unit["shard"]})
-    return rows
+    for shard in unit["shards"]:
+        for key, members in iter_shard(unit["format"], Path(shard)):
+            ext = next((e for e in members if e != "json"), None)
+            if ext is None:
+                log.warning("skipping sample %s in shard %s: it has no payload member", key, shard)
+                continue
+            rows.append({"key": key, "ext": ext, "data": members[ext], "json": members.get("json", b"{}"),
+                         "epoch": unit["epoch"], "shard": shard})
+    return [rows[i] for i in window_permutation(len(rows), unit["seed"], unit["epoch"], unit["window"])]
 
 
 @functools.lru_cache(maxsize=4)
