@@ -27,7 +27,7 @@ from typing import Any, Literal, Optional
 
 import yaml
 
-RECIPES_DIR = Path(__file__).resolve().parent.parent / "configs"
+RECIPES_DIR = Path(__file__).resolve().parent / "configs"  # package data: installed with omnimask
 
 
 class ConfigError(ValueError):
@@ -79,9 +79,12 @@ class DataConfig:
     shuffle_window: int = 4
     """Shards whose samples are shuffled together in the global order (1: shuffle within each shard)."""
     augment: dict[str, Any] = field(default_factory=dict)
-    """Modality-specific augmentation parameters (image: scale, ratio, hflip)."""
+    """Modality-specific augmentation parameters (image: scale, ratio, hflip, interpolation); every
+    modality's keys: ``omnimask plugins --kind modality`` (``data.augment.*``) and docs/modalities.md."""
     prefetch_factor: int = 4
+    """Batches each DataLoader worker keeps ready ahead of the step."""
     pin_memory: bool = True
+    """Copy batches into page-locked memory, for non-blocking copies to the GPU (GPU runs only)."""
     verify_shards: bool = False
     """Check each shard's sha256 against the manifest the first time a loader worker reads it."""
     strict: bool = False
@@ -90,7 +93,8 @@ class DataConfig:
     """``torch``: DataLoader workers on each trainer; ``ray``: Ray Data tasks anywhere in the cluster."""
     max_tokens: Optional[int] = None
     """Token budget per batch and rank (variable-length samples): each batch holds as many samples as
-    fit ``samples x longest <= max_tokens``, grouped by length; ``batch_size`` is then unused."""
+    fit ``samples x longest <= max_tokens``, grouped by length. ``batch_size`` then only sets the learning
+    rate (``blr x batch_size x ranks / 256``; or give ``optim.lr``) and the count in the run's log line."""
     sort_window: int = 1024
     """With ``max_tokens``: positions of the epoch order sorted by length together before batching."""
     repeats: int = 1
@@ -131,10 +135,15 @@ class OptimConfig:
     lr: Optional[float] = None
     """Absolute learning rate; overrides ``blr`` when set."""
     min_lr: float = 0.0
+    """Where the cosine schedule ends."""
     betas: tuple[float, float] = (0.9, 0.95)
+    """AdamW's betas (MAE: 0.9, 0.95)."""
     weight_decay: float = 0.05
+    """AdamW's decoupled weight decay, on every parameter but biases and norms (1-D)."""
     warmup_steps: int = 0
+    """Steps of linear warm-up from 0 to the learning rate."""
     grad_clip: Optional[float] = None
+    """Clip the gradients' global norm to this (None: no clipping)."""
 
     def __post_init__(self) -> None:
         _positive("optim.blr", self.blr)
@@ -149,16 +158,18 @@ class OptimConfig:
 
 @dataclass
 class TrainerConfig:
-    """How long to train, how often to log and checkpoint, precision and device."""
+    """How long to train, how often to log and checkpoint, precision and compilation (the device: ``scaling.use_gpu``)."""
 
     max_steps: int = 1000
+    """Optimizer steps of the run (the schedule's length)."""
     log_every_n_steps: int = 10
+    """Steps between progress lines and metrics rows (loss, lr, samples/s, ETA)."""
     checkpoint_every_n_steps: int = 500
+    """Steps between checkpoints (and at the last step); a failed or stopped run resumes from the latest."""
     keep_checkpoints: int = 3
     """How many of the newest checkpoints Ray Train keeps."""
     precision: Literal["auto", "32-true", "bf16-mixed", "16-mixed"] = "auto"
     """``auto``: bf16 autocast on a GPU, fp32 on the CPU."""
-    accelerator: Literal["auto", "cpu", "gpu"] = "auto"
     compile: bool = False
     """Compile the model's loss with ``torch.compile`` (inductor): fuses the element-wise work around
     the matrix products; costs a compilation (tens of seconds) at the start, and again for each new
@@ -185,9 +196,12 @@ class ScalingConfig:
     """How many Ray Train workers (one DDP rank each) and what each asks Ray for."""
 
     num_workers: int = 1
+    """Ray Train workers, one DDP rank each."""
     use_gpu: Optional[bool] = None
     """One GPU per worker; default: when the Ray cluster has GPUs."""
     cpus_per_worker: float = 1.0
+    """CPUs each worker asks Ray for (its loader workers run inside them); 0.5 lets Ray Data tasks run beside
+    two workers on a 2-CPU machine."""
     resources_per_worker: dict[str, float] = field(default_factory=dict)
     """Extra Ray resources per worker, e.g. {"accelerator_type:H100": 0.01}."""
 
@@ -203,7 +217,7 @@ class RunConfig:
     dir: str = "runs"
     """Parent directory of run directories (relative to the working directory): config, logs, previews."""
     name: Optional[str] = None
-    """Run name; a timestamp when unset."""
+    """Run name (``--name`` overrides it); a timestamp when unset. A resume needs the name."""
     storage: Optional[str] = None
     """Where Ray Train persists checkpoints: a path or a pyarrow/fsspec URI (s3://...); default: ``dir``."""
     max_failures: int = 0
@@ -222,14 +236,16 @@ class RecipeConfig:
     scaling: ScalingConfig = field(default_factory=ScalingConfig)
     run: RunConfig = field(default_factory=RunConfig)
     seed: int = 0
+    """Seeds the weights, the shard order, every crop and mask: the same seed gives the same run."""
     description: str = ""
+    """One line on what the recipe is (shown in the run's log)."""
 
 
 # --------------------------------------------------------------------------- loading
 
 
 def load_recipe(source: str | Path, overrides: list[str] | None = None) -> RecipeConfig:
-    """Load a recipe YAML (path or name under ``configs/``), apply overrides, validate."""
+    """Load a recipe YAML (a path, or the name of a built-in recipe in ``omnimask/configs/``), apply overrides, validate."""
     raw = load_yaml_with_base(resolve_recipe_path(source))
     for item in overrides or []:
         apply_override(raw, item)

@@ -1,3 +1,5 @@
+import os
+
 import pytest
 import yaml
 
@@ -79,3 +81,43 @@ def test_merging_keeps_non_component_sections_and_switching_a_component_drops_it
     assert cfg.model.masker.params == {}  # block's min_patches does not leak into random
     cfg = load_recipe(derived, ["model.masker.ratio=0.5"])  # shorthand `masker: block` takes params
     assert cfg.model.masker.params == {"ratio": 0.5}
+
+
+def test_precision_resolves_per_device_and_warns_of_emulated_bf16_on_the_cpu(caplog):
+    from omnimask.orchestration.worker import cpu_has_bf16, resolve_precision
+
+    auto = load_recipe("mae_image_tiny")
+    assert resolve_precision(auto, "gpu") == "bf16-mixed" and resolve_precision(auto, "cpu") == "32-true"
+    assert "emulated" not in caplog.text
+    bf16 = load_recipe("mae_image_tiny", ["trainer.precision=bf16-mixed"])
+    with caplog.at_level("WARNING", logger="omnimask.train"):
+        assert resolve_precision(bf16, "cpu") == "bf16-mixed"
+    assert ("bf16 matrix products are emulated" in caplog.text) == (not cpu_has_bf16())
+
+
+def test_an_installed_wheel_finds_the_built_in_recipes_by_name(tmp_path):
+    """The recipes are package data: a plain (not editable) install of the wheel loads them by name."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    src, site = tmp_path / "src", tmp_path / "site"
+    shutil.copytree(repo / "omnimask", src / "omnimask", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(repo / name, src / name)
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "dist"), str(src)],
+                   check=True, capture_output=True, timeout=300)
+    wheel = next((tmp_path / "dist").glob("omnimask-*.whl"))
+    subprocess.run([*pip, "install", "--no-deps", "--target", str(site), str(wheel)], check=True, capture_output=True, timeout=300)
+    code = ("import json, omnimask, omnimask.config as c; print(json.dumps({'package': omnimask.__file__, "
+            "'modality': c.load_recipe('mae_image').modality, 'recipes': sorted(p.stem for p in c.RECIPES_DIR.glob('*.yaml'))}))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(site)})
+    assert out.returncode == 0, out.stderr
+    found = json.loads(out.stdout)
+    assert Path(found["package"]).is_relative_to(site) and found["modality"] == "image"
+    assert found["recipes"] == sorted(p.stem for p in (repo / "omnimask" / "configs").glob("*.yaml"))

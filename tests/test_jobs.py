@@ -124,15 +124,19 @@ def test_omnimask_submit_streams_logs_and_returns_status(head, shards, tmp_path)
 
 
 def test_ray_job_submit_cli_with_working_dir(head, shards, tmp_path):
-    """The README's command: `ray job submit --working-dir . -- omnimask pretrain configs/...`."""
-    repo = Path(__file__).resolve().parent.parent
+    """The README's command: `ray job submit --working-dir my_recipes -- omnimask pretrain mae_big.yaml ...`, a
+    recipe of one's own (based on a built-in one) uploaded with the job."""
+    job_dir = tmp_path / "my_recipes"
+    job_dir.mkdir()
+    (job_dir / "mine.yaml").write_text("base: mae_image_tiny.yaml\ndescription: a recipe of my own\n")
     env = dict(os.environ, RAY_AUTH_MODE="disabled", PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
-    cmd = [str(BIN / "ray"), "job", "submit", "--address", head, "--working-dir", str(repo), "--",
-           "omnimask", "pretrain", "configs/mae_image_tiny.yaml", *overrides(shards, tmp_path), "--name", "raycli"]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400, cwd=repo)
+    cmd = [str(BIN / "ray"), "job", "submit", "--address", head, "--working-dir", str(job_dir), "--",
+           "omnimask", "pretrain", "mine.yaml", *overrides(shards, tmp_path), "--name", "raycli"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "trained 4 steps" in proc.stdout and "succeeded" in proc.stdout.lower()
     assert (tmp_path / "raycli" / "checkpoint-step0000004" / "checkpoint.ckpt").is_file()
+    assert "description: a recipe of my own" in (tmp_path / "raycli" / "config.yaml").read_text()
 
 
 def test_ray_job_submit_trains_with_the_example_plugin(head, shards, tmp_path):

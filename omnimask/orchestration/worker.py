@@ -38,9 +38,19 @@ log = logging.getLogger("omnimask.train")
 
 
 def resolve_precision(cfg: RecipeConfig, accelerator: str) -> str:
-    if cfg.trainer.precision != "auto":
-        return cfg.trainer.precision
-    return "bf16-mixed" if accelerator == "gpu" else "32-true"
+    """``trainer.precision``, ``auto`` resolved (bf16 autocast on a GPU, fp32 on the CPU). Warns when bf16 is asked
+    of a CPU without bf16 instructions (AVX512-BF16 or AMX), where each bf16 matrix product is emulated: ~20x
+    slower than fp32 (a ``[1088, 192] x [192, 768]`` product, 306 vs 16 ms, on an AVX2-only EPYC)."""
+    precision = cfg.trainer.precision if cfg.trainer.precision != "auto" else ("bf16-mixed" if accelerator == "gpu" else "32-true")
+    if accelerator == "cpu" and precision.startswith("bf16") and not cpu_has_bf16():
+        log.warning("trainer.precision=%s on a CPU without AVX512-BF16 or AMX: bf16 matrix products are emulated there, "
+                    "many times slower than fp32; trainer.precision=32-true is faster on this machine", precision)
+    return precision
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU multiplies bf16 matrices in hardware (AVX512-BF16 or AMX), as torch sees it."""
+    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
 
 
 def weights_digest(module: torch.nn.Module) -> str:
