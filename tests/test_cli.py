@@ -54,3 +54,18 @@ def test_cli_reports_config_errors_clearly(tmp_path):
     proc = subprocess.run([*OMNIMASK, "pretrain", "mae_image_tiny", "--print-config", "trainer.max_steps=3"], cwd=tmp_path,
                           env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "max_steps: 3" in proc.stdout
+    proc = subprocess.run([*OMNIMASK, "pretrain", "mae_image_tiny", "--print-config", "model.masker.ratoi=0.5"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "model.masker.ratoi: unknown key (did you mean 'ratio'?)" in proc.stderr
+    proc = subprocess.run([*OMNIMASK, "pretrain", "mae_image_tiny", "--resume"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "give its name (--name or run.name)" in proc.stderr
+    (tmp_path / "raw").mkdir()
+    proc = subprocess.run([*OMNIMASK, "preprocess", "image", "--input", "raw", "--output", "out", "--executor", "processes",
+                           "--ray-address", "auto"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "it takes no ray_address" in proc.stderr and not (tmp_path / "out").exists()
+    (tmp_path / "job").mkdir()
+    (tmp_path / "job" / "mine.yaml").write_text("base: mae_image_tiny.yaml\n")
+    proc = subprocess.run([*OMNIMASK, "submit", "mine.yaml", "data.batchsize=3", "--working-dir", "job", "--address",
+                           "http://127.0.0.1:9"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "data.batchsize: unknown key" in proc.stderr  # checked here, found in --working-dir

@@ -56,6 +56,9 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         overrides.append("scaling.use_gpu=true")
     cfg = load_recipe(args.config, overrides)
     if args.print_config:
+        from omnimask.models.recipe import Recipe
+
+        Recipe.check(cfg)  # a misspelt component parameter fails here too, as it would in the run
         print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
         return 0
     from omnimask.orchestration.pretrain import pretrain
@@ -67,11 +70,14 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from omnimask.orchestration.submit import pretrain_entrypoint, submit
 
     from omnimask.models.recipe import Recipe
 
-    Recipe.check(load_recipe(args.config, args.overrides))  # fail here, not on the cluster, if the config is wrong
+    local = Path(args.working_dir or ".") / args.config  # the job runs in the uploaded working directory
+    Recipe.check(load_recipe(local if local.is_file() else args.config, args.overrides))  # fail here, not on the cluster
     extra = ["--resume"] if args.resume else []
     if args.num_workers is not None:
         extra += ["--num-workers", str(args.num_workers)]
@@ -139,14 +145,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="omnimask", description="Masked-modeling pretraining across modalities, on Ray.")
     sub = p.add_subparsers(dest="command", required=True)
 
-    pp = sub.add_parser("preprocess", help="raw files -> shards + manifest.json + quarantine.jsonl (a Ray Data job)")
+    pp = sub.add_parser("preprocess", help="raw files -> shards + manifest.json + quarantine.jsonl (a Ray Data job, or a local process pool)")
     pp.add_argument("modality", help="modality of the inputs: image, video, audio, pointcloud, graph or protein")
     pp.add_argument("--input", required=True, help="input folder (sub-folder names become class labels) or file")
     pp.add_argument("--output", required=True, help="output shard directory")
-    pp.add_argument("--format", choices=["webdataset", "parquet"], default="webdataset")
-    pp.add_argument("--samples-per-shard", type=int, default=256)
+    pp.add_argument("--format", choices=["webdataset", "parquet"], default="webdataset",
+                    help="webdataset: one tar per shard (default); parquet: one Parquet file per shard")
+    pp.add_argument("--samples-per-shard", type=int, default=256, help="samples a shard holds (default: 256)")
     pp.add_argument("--resize", type=int, default=None, help="image, video: downscale so the short side is at most this")
-    pp.add_argument("--option", "-o", action="append", default=[], metavar="KEY=VALUE", help="a modality ingest option")
+    pp.add_argument("--option", "-o", action="append", default=[], metavar="KEY=VALUE",
+                    help="a modality ingest option (repeatable; `omnimask plugins --kind modality` lists them)")
     pp.add_argument("--overwrite", action="store_true", help="replace an existing dataset at --output")
     pp.add_argument("--ray-address", default=None, help="join this Ray cluster (default: RAY_ADDRESS or a local instance)")
     pp.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray instance or pool (default: all)")
@@ -155,10 +163,10 @@ def build_parser() -> argparse.ArgumentParser:
     pp.set_defaults(func=cmd_preprocess)
 
     pt = sub.add_parser("pretrain", help="pretrain a recipe on a shard directory")
-    pt.add_argument("config", help="recipe YAML path or name under configs/ (e.g. mae_image_tiny)")
+    pt.add_argument("config", help="recipe YAML path or built-in recipe name (e.g. mae_image_tiny)")
     pt.add_argument("overrides", nargs="*", help="dotted overrides, e.g. trainer.max_steps=50 data.path=out/shards")
-    pt.add_argument("--name", default=None, help="run name (default: a timestamp); the run goes to run.dir/NAME")
-    pt.add_argument("--resume", action="store_true", help="continue run NAME from its latest checkpoint")
+    pt.add_argument("--name", default=None, help="run name (default: run.name, else a timestamp); the run goes to run.dir/NAME")
+    pt.add_argument("--resume", action="store_true", help="continue run NAME from its latest checkpoint (give the run's overrides again)")
     pt.add_argument("--num-workers", type=int, default=None, help="Ray Train workers (DDP ranks); scaling.num_workers")
     pt.add_argument("--use-gpu", action="store_true", help="one GPU per worker (default: when the cluster has GPUs)")
     pt.add_argument("--ray-address", default=None, help="join this Ray cluster (default: RAY_ADDRESS or a local instance)")
@@ -168,13 +176,13 @@ def build_parser() -> argparse.ArgumentParser:
     ins = sub.add_parser("inspect", help="summarise a shard directory; --verify checks every shard against the manifest")
     ins.add_argument("directory", help="a directory written by `omnimask preprocess`")
     ins.add_argument("--verify", action="store_true", help="re-hash and re-count every shard; exit 1 on any mismatch")
-    ins.add_argument("--stats", action="store_true", help="compute the normalisation statistics the tokenizer needs (audio: fbank mean/std)")
+    ins.add_argument("--stats", action="store_true", help="compute what the tokenizer needs from the data (audio: fbank mean/std; graph: node features and width)")
     ins.add_argument("--recipe", default=None, help="with --stats: take the tokenizer settings from this recipe")
     ins.add_argument("--max-samples", type=int, default=None, help="with --stats: use at most this many samples")
     ins.set_defaults(func=cmd_inspect)
 
     sb = sub.add_parser("submit", help="submit `omnimask pretrain CONFIG ...` as a Ray job, stream its logs, return its status")
-    sb.add_argument("config", help="recipe YAML path (as seen from the job's working directory) or recipe name")
+    sb.add_argument("config", help="built-in recipe name, or a recipe YAML path inside --working-dir (relative to it)")
     sb.add_argument("overrides", nargs="*", help="dotted overrides passed to the job")
     sb.add_argument("--address", required=True, help="the cluster's dashboard address, e.g. http://127.0.0.1:8265")
     sb.add_argument("--name", default=None, help="run name")
@@ -224,7 +232,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     setup_logging()
     try:
         return args.func(args)
-    except (ConfigError, FileNotFoundError, FileExistsError) as e:
+    except (ValueError, FileNotFoundError, FileExistsError) as e:  # ConfigError is a ValueError
         print(f"omnimask {args.command}: error: {e}", file=sys.stderr)
         return 2
 

@@ -59,6 +59,8 @@ def run_name(cfg: RecipeConfig, name: Optional[str] = None) -> str:
 
 def pretrain(cfg: RecipeConfig, name: Optional[str] = None, resume: bool = False, ray_address: Optional[str] = None) -> RunResult:
     """Train ``cfg`` on Ray Train; returns the run directory and its summary."""
+    if resume and not (name or cfg.run.name):
+        raise ConfigError("run.name", "a resume continues a named run: give its name (--name or run.name)")
     if not cfg.data.path:
         raise ConfigError("data.path", "not set: pass data.path=DIR (a directory written by `omnimask preprocess`)")
     data_path = Path(cfg.data.path).resolve()
@@ -109,6 +111,9 @@ def pretrain(cfg: RecipeConfig, name: Optional[str] = None, resume: bool = False
         result = trainer.fit()
         if result.error is not None:
             raise result.error
+    if not (run_dir / "summary.json").is_file():
+        raise FileNotFoundError(f"the run ended but its rank 0 left no {run_dir / 'summary.json'}: on a cluster, rank 0 "
+                                "writes the run directory on its own node, so run.dir must be a path every node shares")
     summary = json.loads((run_dir / "summary.json").read_text())
     log.info("run %s finished: %d steps, latest checkpoint %s", name, summary["steps"], result.checkpoint.path if result.checkpoint else None)
     return RunResult(run_dir, summary["steps"], summary["first_loss"], summary["last_loss"], time.perf_counter() - started, summary)

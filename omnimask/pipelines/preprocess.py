@@ -77,6 +77,8 @@ def preprocess(
         raise ValueError(f"unknown format {fmt!r}; use one of {sorted(SHARD_SUFFIX)}")
     if samples_per_shard < 1:
         raise ValueError(f"samples_per_shard must be >= 1, got {samples_per_shard}")
+    if executor == "processes" and ray_address:
+        raise ValueError("executor='processes' runs on this machine: it takes no ray_address")
     mod: Modality = registry.lookup("modality", modality, "modality")()
     opts = from_dict(mod.IngestConfig, options or {}, "preprocess")
     inputs = list_inputs(input_path, mod.is_dataset_folder)
@@ -241,8 +243,6 @@ def _run_units_in_processes(
     processes, one thread each, without Ray; logs progress with rate and ETA. Returns the reports and the
     seconds the job took. A failing unit cancels the units not started and raises. The processes are
     spawned: a script that calls this must guard its top level with ``if __name__ == "__main__":``."""
-    if ray_address:
-        raise ValueError("executor='processes' runs on this machine: it takes no ray_address")
     started = time.perf_counter()
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     workers = max(1, min(len(units), num_cpus or usable))
