@@ -60,6 +60,17 @@ def config_fields(cls: type) -> tuple[Field, ...]:
     return dataclass_fields(config_cls)
 
 
+def modality_fields(cls: type) -> tuple[Field, ...]:
+    """A modality's ingest options (``omnimask preprocess -o KEY=VALUE``, shown as ``-o KEY``) and augmentation
+    parameters (``data.augment.KEY``), in declaration order."""
+    out: list[Field] = []
+    for prefix, attr in (("-o ", "IngestConfig"), ("data.augment.", "AugmentConfig")):
+        config_cls = getattr(cls, attr, None)
+        if config_cls is not None and dataclasses.is_dataclass(config_cls):
+            out += [dataclasses.replace(f, name=prefix + f.name) for f in dataclass_fields(config_cls)]
+    return tuple(out)
+
+
 def dataclass_fields(config_cls: type) -> tuple[Field, ...]:
     """The fields of a config dataclass with type, default and help text."""
     helps = field_help(config_cls)
@@ -105,7 +116,8 @@ def components(kind: Optional[str] = None) -> list[Component]:
     out = []
     for k in registry.KINDS if kind is None else (kind,):
         for name, (cls, origin) in registry.available(k).items():
-            out.append(Component(k, name, f"{cls.__module__}:{cls.__qualname__}", origin.source, config_fields(cls), summary(cls)))
+            fields = modality_fields(cls) if k == "modality" else config_fields(cls)
+            out.append(Component(k, name, f"{cls.__module__}:{cls.__qualname__}", origin.source, fields, summary(cls)))
         for name, origin in registry.broken(k).items():
             out.append(Component(k, name, "?", origin.source, (), "", origin.error))
     return out

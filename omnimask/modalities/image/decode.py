@@ -40,7 +40,9 @@ class ImageAugmentConfig:
     ratio: tuple[float, float] = (3 / 4, 4 / 3)
     """Crop aspect ratio range (log-uniform)."""
     hflip: bool = True
+    """Random horizontal flip (MAE pretraining flips)."""
     interpolation: str = "bicubic"
+    """Resampling filter of the crop's resize: ``bicubic`` (MAE), ``bilinear``, ``nearest`` or ``lanczos``."""
 
     def __post_init__(self) -> None:
         if not 0 < self.scale[0] <= self.scale[1] <= 1:
