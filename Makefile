@@ -24,8 +24,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q -n 2 --dist loadfile
 
 bench: $(STAMP)
-	$(PY) benchmarks/loader_image.py
-	$(PY) benchmarks/loader_media.py
+	$(PY) -m benchmarks.run
 
 clean:
 	rm -rf demo_out runs .pytest_cache

@@ -152,8 +152,8 @@ def decode_views(decode: Callable[[dict[str, bytes], int], Any], members: dict[s
 
 
 def replace_failures(outputs: Iterator[Optional[dict[str, Any]]], max_failures: int = 1000) -> Iterator[dict[str, Any]]:
-    """One output per input, whatever fails: a failed sample (None) is replaced by the next
-    good one (the previous good one after it), marked ``replaced``. Deterministic given the
+    """One output per input, whatever fails: a failed sample (None) is replaced by the previous
+    good one (by the next good one while none has come yet), marked ``replaced``. Deterministic given the
     order, and it keeps every consumer's sample count, and so the batch count, unchanged.
     ``max_failures`` failures in a row end the stream with an error (a dataset the recipe
     cannot read at all must not spin forever)."""

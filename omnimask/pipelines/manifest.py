@@ -93,7 +93,7 @@ def load_sizes(directory: str | Path, manifest: Manifest) -> np.ndarray:
     """The samples' sizes ``[num_samples]`` (int64, shard order), checked against the manifest."""
     if manifest.sizes is None:
         raise ValueError(f"{directory} has no sample sizes (token-budget batching needs a protein or graph dataset "
-                         "preprocessed by omnimask >= 0.2)")
+                         "whose manifest lists its sizes.npy: preprocess it again with this omnimask)")
     path = Path(directory) / manifest.sizes["path"]
     digest = file_sha256(path) if path.is_file() else "missing"
     if digest != manifest.sizes["sha256"]:
