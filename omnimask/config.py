@@ -351,7 +351,7 @@ def from_dict(cls: type, data: Any, path: str = "") -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     for key in data:
         if key not in fields:
-            raise ConfigError(_join(path, key), f"unknown key{_suggest(key, fields)}")
+            raise ConfigError(_join(path, key), f"unknown key{_suggest(key, fields) or _known(fields)}")
     kwargs = {}
     for name, f in fields.items():
         key_path = _join(path, name)
@@ -442,6 +442,11 @@ def _join(path: str, key: str) -> str:
 def _suggest(key: str, choices: Any) -> str:
     close = difflib.get_close_matches(key, list(choices), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _known(keys: Any) -> str:
+    keys = sorted(keys)
+    return f" (known keys: {', '.join(keys)})" if keys else " (this section takes no keys)"
 
 
 def _type_name(tp: Any) -> str:

@@ -31,6 +31,9 @@ def test_base_include_and_overrides():
 def test_unknown_key_has_path_and_suggestion():
     with pytest.raises(ConfigError, match=r"data\.batch_sise: unknown key \(did you mean 'batch_size'\?\)"):
         load_recipe("mae_image_tiny", ["data.batch_sise=3"])
+    with pytest.raises(ConfigError, match=r"optim\.speed: unknown key \(known keys: betas, blr, grad_clip, lr, min_lr, "
+                                          r"warmup_steps, weight_decay\)"):
+        load_recipe("mae_image_tiny", ["optim.speed=3"])  # nothing close: every key of the section
 
 
 def test_wrong_type_has_path():
