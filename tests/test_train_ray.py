@@ -121,6 +121,31 @@ def test_ray_data_loader_shuffles_windows_of_shards_like_the_torch_loader(shards
     assert set(seen) == {k for ks in keys for k in ks} and len(set(seen.values())) == 1 and min(seen.values()) >= 2
 
 
+def test_ray_data_loader_checks_shard_sizes_and_with_verify_shards_their_digests(shards, tmp_path):
+    import shutil
+
+    from omnimask.pipelines.manifest import Manifest
+    from omnimask.pipelines.ray_ingest import build_ray_dataset
+
+    copy = tmp_path / "shards"
+    shutil.copytree(shards, copy)
+    shard = copy / Manifest.load(copy).shards[1].path
+    data = bytearray(shard.read_bytes())
+    data[-700] ^= 0xFF  # inside the tar's zero padding: every reader still reads it, only the digest tells
+    shard.write_bytes(bytes(data))
+
+    def dataset(*overrides):
+        return build_ray_dataset(load_recipe("mae_image_tiny", [*TINY, f"data.path={copy}", "data.loader=ray",
+                                                                "trainer.max_steps=2", *overrides]), world_size=1)
+
+    assert dataset().count() >= 2 * 40  # the change goes unseen without verify_shards
+    with pytest.raises(Exception, match=r"has sha256 [0-9a-f]{64}, the manifest says"):
+        dataset("data.verify_shards=true").count()
+    shard.write_bytes(bytes(data[:-512]))
+    with pytest.raises(ValueError, match=r"bytes, the manifest says .*incomplete or was modified"):
+        dataset()
+
+
 def test_ray_data_loader_trains_on_two_workers(shards, tmp_path):
     """data.loader=ray: Ray Data tasks decode/tokenize/mask; two trainers at 0.5 CPU each on 2 CPUs."""
     result = train(shards, tmp_path, "raydata", "data.loader=ray", "scaling.num_workers=2", "scaling.cpus_per_worker=0.5",

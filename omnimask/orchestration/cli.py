@@ -9,7 +9,7 @@ from typing import Optional
 
 import yaml
 
-from omnimask.config import ConfigError, load_recipe, to_dict
+from omnimask.config import load_recipe, to_dict
 from omnimask.orchestration.logs import format_loss, setup_logging
 
 

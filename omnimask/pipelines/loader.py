@@ -17,7 +17,6 @@ A sample that fails to decode is logged and replaced by a neighbouring good one
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
@@ -30,7 +29,7 @@ from omnimask.modalities.base import TokenLayout
 from omnimask.models.recipe import Recipe
 from omnimask.pipelines.collate import collate_for
 from omnimask.pipelines.formats import Sample, ShardFile
-from omnimask.pipelines.manifest import Manifest, file_sha256, load_sizes
+from omnimask.pipelines.manifest import Manifest, check_shard_digest, check_shard_sizes, load_sizes
 from omnimask.pipelines.order import BudgetPlan, FixedPlan, Plan, Position, advance, epoch_order
 from omnimask.pipelines.shared_batch import in_one_buffer
 from omnimask.seeding import derive_seed
@@ -219,13 +218,7 @@ class ShardStream(IterableDataset):
         self.manifest = Manifest.load(self.root)
         if not self.manifest.shards:
             raise ValueError(f"{self.root} holds no samples (all {self.manifest.num_inputs} inputs were quarantined)")
-        for shard in self.manifest.shards:
-            actual = os.path.getsize(self.root / shard.path) if (self.root / shard.path).exists() else None
-            if actual != shard.bytes:
-                raise ValueError(
-                    f"shard {shard.path} in {self.root} is {actual if actual is not None else 'missing'} bytes, "
-                    f"the manifest says {shard.bytes}: the dataset is incomplete or was modified"
-                )
+        check_shard_sizes(self.root, self.manifest)
         self.counts = [s.num_samples for s in self.manifest.shards]
         self.epoch_len = sum(self.counts)
         self.pipeline = pipeline
@@ -254,9 +247,7 @@ class ShardStream(IterableDataset):
         if i not in self._files:
             info = self.manifest.shards[i]
             if self.verify:
-                digest = file_sha256(self.root / info.path)
-                if digest != info.sha256:
-                    raise ValueError(f"shard {info.path} in {self.root} has sha256 {digest}, the manifest says {info.sha256}")
+                check_shard_digest(self.root, info)
             self._files[i] = ShardFile(self.manifest.format, self.root / info.path)
         return self._files[i]
 

@@ -104,6 +104,25 @@ def load_sizes(directory: str | Path, manifest: Manifest) -> np.ndarray:
     return sizes
 
 
+def check_shard_sizes(root: Path, manifest: Manifest) -> None:
+    """Raise ``ValueError`` naming the first shard under ``root`` that is missing or not the manifest's size (a
+    ``stat`` per shard: what a loader checks before it starts)."""
+    for shard in manifest.shards:
+        actual = os.path.getsize(root / shard.path) if (root / shard.path).exists() else None
+        if actual != shard.bytes:
+            raise ValueError(
+                f"shard {shard.path} in {root} is {actual if actual is not None else 'missing'} bytes, "
+                f"the manifest says {shard.bytes}: the dataset is incomplete or was modified"
+            )
+
+
+def check_shard_digest(root: Path, shard: ShardInfo) -> None:
+    """Raise ``ValueError`` if the shard's sha256 is not the manifest's (``data.verify_shards``)."""
+    digest = file_sha256(root / shard.path)
+    if digest != shard.sha256:
+        raise ValueError(f"shard {shard.path} in {root} has sha256 {digest}, the manifest says {shard.sha256}")
+
+
 def read_quarantine(directory: str | Path) -> list[dict[str, Any]]:
     path = Path(directory) / QUARANTINE
     if not path.is_file():

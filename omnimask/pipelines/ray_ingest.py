@@ -19,13 +19,16 @@ samples are shuffled as there: a window's shards are read together and their
 samples permuted (shards are written from sorted inputs, so a shard often holds
 one class: without the window a batch would too). The order in which a worker
 receives the windows' batches depends on Ray Data's scheduling, so a resume
-continues after the same number of batches, not the same samples. Of the
-``data`` keys, the torch loader's ``num_workers``, ``prefetch_factor``,
-``pin_memory`` and ``verify_shards`` do not apply here.
+continues after the same number of batches, not the same samples. The shards'
+sizes are checked on the driver before the run, and with ``data.verify_shards``
+each read task checks its shards' sha256 (every epoch: a task is not a process
+that keeps what it checked). The torch loader's ``num_workers``,
+``prefetch_factor`` and ``pin_memory`` do not apply here.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -41,7 +44,7 @@ from omnimask.pipelines.formats import iter_shard
 from omnimask.pipelines.collate import collate
 from omnimask.pipelines.loader import replace_failures
 from omnimask.pipelines.order import shard_order, window_permutation
-from omnimask.pipelines.manifest import Manifest
+from omnimask.pipelines.manifest import Manifest, ShardInfo, check_shard_digest, check_shard_sizes
 
 
 log = logging.getLogger(__name__)
@@ -53,6 +56,7 @@ def build_ray_dataset(cfg: RecipeConfig, world_size: int) -> Any:
 
     root = Path(cfg.data.path).resolve()  # type: ignore[arg-type]
     manifest = Manifest.load(root)
+    check_shard_sizes(root, manifest)
     needed = cfg.trainer.max_steps * cfg.data.batch_size * world_size
     epochs = math.ceil(needed / max(1, manifest.num_samples)) + 1
     window = cfg.data.shuffle_window
@@ -61,7 +65,9 @@ def build_ray_dataset(cfg: RecipeConfig, world_size: int) -> Any:
         order = shard_order(cfg.seed, epoch, len(manifest.shards))
         for w, start in enumerate(range(0, len(order), window)):
             shards = [str(root / manifest.shards[i].path) for i in order[start : start + window]]
-            units.append({"epoch": epoch, "window": w, "seed": cfg.seed, "shards": shards, "format": manifest.format})
+            verify = [dataclasses.asdict(manifest.shards[i]) for i in order[start : start + window]] if cfg.data.verify_shards else None
+            units.append({"epoch": epoch, "window": w, "seed": cfg.seed, "shards": shards, "format": manifest.format,
+                          "root": str(root), "verify": verify})
     recipe_json = json.dumps(to_dict(cfg))
     return (
         ray.data.from_items(units, override_num_blocks=len(units))
@@ -79,6 +85,8 @@ def build_ray_dataset(cfg: RecipeConfig, world_size: int) -> Any:
 def read_window_rows(unit: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per sample of a window's shards (``key, ext, data, json, epoch, shard``), in the
     window's seeded order: the torch loader's order of those samples (:func:`epoch_order`)."""
+    for info in unit.get("verify") or ():  # data.verify_shards: each read hashes its shards
+        check_shard_digest(Path(unit["root"]), ShardInfo(**info))
     rows = []
     for shard in unit["shards"]:
         for key, members in iter_shard(unit["format"], Path(shard)):
