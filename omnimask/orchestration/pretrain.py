@@ -24,7 +24,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import yaml
 
@@ -57,6 +57,26 @@ def run_name(cfg: RecipeConfig, name: Optional[str] = None) -> str:
     return name or cfg.run.name or time.strftime("%Y%m%d-%H%M%S")
 
 
+def config_changes(before: dict[str, Any], after: dict[str, Any], prefix: str = "") -> list[str]:
+    """``key: old -> new`` for every dotted key whose value differs between two config dicts."""
+    out = []
+    for key in sorted(set(before) | set(after), key=str):
+        old, new, path = before.get(key), after.get(key), f"{prefix}{key}"
+        if isinstance(old, dict) and isinstance(new, dict):
+            out += config_changes(old, new, f"{path}.")
+        elif old != new and not (isinstance(old, list) and isinstance(new, (list, tuple)) and list(new) == old):
+            out.append(f"{path}: {old!r} -> {new!r}")
+    return out
+
+
+def warn_config_changes(saved: dict[str, Any], now: dict[str, Any], name: str) -> None:
+    """A resume takes its config from the command line: say which keys differ from the run's saved config (a
+    forgotten override would otherwise change the run silently, e.g. its schedule's length)."""
+    changes = config_changes(saved, now)
+    if changes:
+        log.warning("resuming run %s with a config that differs from the one it was started with: %s", name, "; ".join(changes))
+
+
 def pretrain(cfg: RecipeConfig, name: Optional[str] = None, resume: bool = False, ray_address: Optional[str] = None) -> RunResult:
     """Train ``cfg`` on Ray Train; returns the run directory and its summary."""
     if resume and not (name or cfg.run.name):
@@ -75,6 +95,8 @@ def pretrain(cfg: RecipeConfig, name: Optional[str] = None, resume: bool = False
         raise FileNotFoundError(f"nothing to resume: no run {name!r} at {run_dir}")
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg.data.path = str(data_path)
+    if resume:
+        warn_config_changes(yaml.safe_load((run_dir / "config.yaml").read_text()) or {}, to_dict(cfg), name)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
     with ray_session(ray_address):
