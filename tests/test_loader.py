@@ -137,13 +137,13 @@ def test_ray_ingest_pipeline_gives_the_torch_loader_samples(image_dataset):
     """data.loader=ray runs the same SamplePipeline: same tokens, masks and targets per (key, epoch)."""
     import json as _json
 
-
     from omnimask.config import to_dict
-    from omnimask.pipelines.ray_ingest import read_shard_rows, run_pipeline
+    from omnimask.pipelines.ray_ingest import read_window_rows, run_pipeline
 
     cfg = load_recipe("mae_image_tiny", OVERRIDES)
     m = image_dataset["manifest"]
-    rows = read_shard_rows({"epoch": 1, "shard": str(image_dataset["shards"] / m.shards[0].path), "format": m.format})
+    rows = read_window_rows({"epoch": 1, "window": 0, "seed": cfg.seed, "format": m.format,
+                             "shards": [str(image_dataset["shards"] / s.path) for s in m.shards[:2]]})
     batch = {k: np.array([r[k] for r in rows], dtype=object) for k in rows[0]}
     out = run_pipeline(batch, recipe_json=_json.dumps(to_dict(cfg)))
     assert out["tokens"].dtype == np.uint8 and out["mask"].dtype == np.bool_ and "target" not in out
