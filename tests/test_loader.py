@@ -138,12 +138,11 @@ def test_ray_ingest_pipeline_gives_the_torch_loader_samples(image_dataset):
     import json as _json
 
     from omnimask.config import to_dict
-    from omnimask.pipelines.ray_ingest import read_window_rows, run_pipeline
+    from omnimask.pipelines.ray_ingest import read_window_rows, run_pipeline, window_units
 
     cfg = load_recipe("mae_image_tiny", OVERRIDES)
     m = image_dataset["manifest"]
-    rows = read_window_rows({"epoch": 1, "window": 0, "seed": cfg.seed, "format": m.format,
-                             "shards": [str(image_dataset["shards"] / s.path) for s in m.shards[:2]]})
+    rows = list(read_window_rows(window_units(cfg, image_dataset["shards"], m, 1)[0]))
     batch = {k: np.array([r[k] for r in rows], dtype=object) for k in rows[0]}
     out = run_pipeline(batch, recipe_json=_json.dumps(to_dict(cfg)))
     assert out["tokens"].dtype == np.uint8 and out["mask"].dtype == np.bool_ and "target" not in out

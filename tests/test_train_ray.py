@@ -110,20 +110,17 @@ def test_ray_data_loader_shuffles_windows_of_shards_like_the_torch_loader(shards
 
     from omnimask.pipelines.formats import iter_shard
     from omnimask.pipelines.manifest import Manifest
-    from omnimask.pipelines.order import epoch_order, shard_order
-    from omnimask.pipelines.ray_ingest import build_ray_dataset, read_window_rows
+    from omnimask.pipelines.order import epoch_order
+    from omnimask.pipelines.ray_ingest import build_ray_dataset, read_window_rows, window_units
 
     cfg = load_recipe("mae_image_tiny", [*TINY, f"data.path={shards}", "data.loader=ray", "data.shuffle_window=3",
                                          "trainer.max_steps=2"])
     manifest = Manifest.load(shards)
     keys = [[key for key, _ in iter_shard(manifest.format, shards / s.path)] for s in manifest.shards]
     expected = [keys[s][j] for s, j in epoch_order([len(k) for k in keys], cfg.seed, 1, 3)]  # the torch loader's epoch 1
-    order = shard_order(cfg.seed, 1, len(keys))
-    rows = []
-    for w, start in enumerate(range(0, len(order), 3)):
-        window = [str(shards / manifest.shards[i].path) for i in order[start : start + 3]]
-        rows += read_window_rows({"epoch": 1, "window": w, "seed": cfg.seed, "shards": window, "format": manifest.format})
-    assert [r["key"] for r in rows] == expected and {r["epoch"] for r in rows} == {1}
+    units = window_units(cfg, shards, manifest, 1)  # what build_ray_dataset reads in epoch 1
+    rows = [row for unit in units for row in read_window_rows(unit)]
+    assert [r["key"] for r in rows] == expected and {r["epoch"] for r in rows} == {1} and len(units) == 2
     assert len({r["shard"] for r in rows[:8]}) > 1, "a batch mixes the window's shards"
 
     seen = Counter(map(str, build_ray_dataset(cfg, world_size=1).select_columns(["key"]).to_pandas()["key"]))

@@ -39,21 +39,26 @@ def shard_order(seed: int, epoch: int, num_shards: int) -> list[int]:
     return [int(i) for i in rng(seed, epoch, "shard_order").permutation(num_shards)]
 
 
-def window_permutation(n: int, seed: int, epoch: int, window: int) -> np.ndarray:
-    """The seeded order ``[n]`` of the ``n`` samples of ``epoch``'s shard window ``window`` (shared by the
-    torch and Ray Data loaders)."""
-    return rng(seed, epoch, window, "window_shuffle").permutation(n)
+def shard_windows(seed: int, epoch: int, num_shards: int, window: int) -> list[list[int]]:
+    """The shard indices of each window of ``epoch``: the seeded shard order cut into runs of ``window``."""
+    order = shard_order(seed, epoch, num_shards)
+    return [order[start : start + window] for start in range(0, len(order), max(1, window))]
+
+
+def window_order(counts: list[int], seed: int, epoch: int, window_index: int) -> np.ndarray:
+    """``[M, 2]`` int64 rows ``(i, j)``, sample ``j`` of the window's ``i``-th shard, in the window's seeded
+    order; ``counts`` are the sample counts of the window's shards (shared by the torch and Ray Data loaders)."""
+    rows = (np.concatenate([np.stack([np.full(c, i), np.arange(c)], axis=1) for i, c in enumerate(counts)])
+            if sum(counts) else np.zeros((0, 2), np.int64))
+    return rows[rng(seed, epoch, window_index, "window_shuffle").permutation(len(rows))].astype(np.int64)
 
 
 def epoch_order(counts: list[int], seed: int, epoch: int, window: int) -> np.ndarray:
     """``[M, 2]`` int64 rows ``(shard index, sample index in shard)`` in the order of ``epoch``."""
-    order = shard_order(seed, epoch, len(counts))
     parts = []
-    for w, start in enumerate(range(0, len(order), max(1, window))):
-        rows = np.concatenate(
-            [np.stack([np.full(counts[s], s), np.arange(counts[s])], axis=1) for s in order[start : start + window]]
-        ) if any(counts[s] for s in order[start : start + window]) else np.zeros((0, 2), np.int64)
-        parts.append(rows[window_permutation(len(rows), seed, epoch, w)])
+    for w, shards in enumerate(shard_windows(seed, epoch, len(counts), window)):
+        local = window_order([counts[s] for s in shards], seed, epoch, w)
+        parts.append(np.stack([np.asarray(shards, dtype=np.int64)[local[:, 0]], local[:, 1]], axis=1))
     return np.concatenate(parts).astype(np.int64) if parts else np.zeros((0, 2), np.int64)
 
 

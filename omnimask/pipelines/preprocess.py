@@ -37,7 +37,7 @@ from typing import Any, Optional
 import numpy as np
 
 from omnimask import registry
-from omnimask.config import from_dict
+from omnimask.config import ArgumentError, from_dict
 from omnimask.modalities.base import Modality
 from omnimask.pipelines.formats import SHARD_SUFFIX
 from omnimask.pipelines.manifest import DUPLICATES, MANIFEST, QUARANTINE, SIZES, Manifest, ShardInfo, file_sha256, write_atomic
@@ -72,13 +72,13 @@ def preprocess(
     with ``executor="processes"``, on ``num_cpus`` local processes instead.
     """
     if executor not in EXECUTORS:
-        raise ValueError(f"unknown executor {executor!r}; use one of {list(EXECUTORS)}")
+        raise ArgumentError(f"unknown executor {executor!r}; use one of {list(EXECUTORS)}")
     if fmt not in SHARD_SUFFIX:
-        raise ValueError(f"unknown format {fmt!r}; use one of {sorted(SHARD_SUFFIX)}")
+        raise ArgumentError(f"unknown format {fmt!r}; use one of {sorted(SHARD_SUFFIX)}")
     if samples_per_shard < 1:
-        raise ValueError(f"samples_per_shard must be >= 1, got {samples_per_shard}")
+        raise ArgumentError(f"samples_per_shard must be >= 1, got {samples_per_shard}")
     if executor == "processes" and ray_address:
-        raise ValueError("executor='processes' runs on this machine: it takes no ray_address")
+        raise ArgumentError("executor='processes' runs on this machine: it takes no ray_address")
     mod: Modality = registry.lookup("modality", modality, "modality")()
     opts = from_dict(mod.IngestConfig, options or {}, "preprocess")
     inputs = list_inputs(input_path, mod.is_dataset_folder)
@@ -282,7 +282,7 @@ def _prepare_output(out: Path, overwrite: bool, input_path: Path, plan: str) -> 
     """
     src, dst = input_path.resolve(), out.resolve()
     if dst == src or dst in src.parents or src in dst.parents:
-        raise ValueError(f"the output {out} must not contain, or lie inside, the input {input_path}")
+        raise ArgumentError(f"the output {out} must not contain, or lie inside, the input {input_path}")
     if (out / MANIFEST).exists():
         existing = Manifest.load(out)
         if not overwrite:

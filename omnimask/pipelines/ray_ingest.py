@@ -3,9 +3,9 @@
 The driver builds one streaming dataset for the whole run::
 
     (epoch, window) rows        epochs x windows of ``data.shuffle_window`` shards, in the torch
-                                loader's seeded shard order
+                                loader's seeded shard order (:func:`window_units`)
       -> flat_map(read window)  one row per sample (key, ext, data, json, epoch), the window's
-                                samples in the torch loader's seeded order (:func:`epoch_order`)
+                                samples in the torch loader's seeded order, read one at a time
       -> map_batches(pipeline)  CPU tasks anywhere in the cluster: tokens, mask, target (numpy)
 
 and hands it to the TorchTrainer; each worker reads its share through
@@ -40,10 +40,10 @@ import numpy as np
 import torch
 
 from omnimask.config import RecipeConfig, from_dict, to_dict
-from omnimask.pipelines.formats import iter_shard
+from omnimask.pipelines.formats import ShardFile
 from omnimask.pipelines.collate import collate
 from omnimask.pipelines.loader import replace_failures
-from omnimask.pipelines.order import shard_order, window_permutation
+from omnimask.pipelines.order import shard_windows, window_order
 from omnimask.pipelines.manifest import Manifest, ShardInfo, check_shard_digest, check_shard_sizes
 
 
@@ -56,19 +56,13 @@ def build_ray_dataset(cfg: RecipeConfig, world_size: int) -> Any:
 
     root = Path(cfg.data.path).resolve()  # type: ignore[arg-type]
     manifest = Manifest.load(root)
+    if not manifest.num_samples:
+        raise ValueError(f"{root} holds no samples (all {manifest.num_inputs} inputs were quarantined)")
     check_shard_sizes(root, manifest)
     needed = cfg.trainer.max_steps * cfg.data.batch_size * world_size
-    epochs = math.ceil(needed / max(1, manifest.num_samples)) + 1
-    window = cfg.data.shuffle_window
-    units = []
-    for epoch in range(epochs):
-        order = shard_order(cfg.seed, epoch, len(manifest.shards))
-        for w, start in enumerate(range(0, len(order), window)):
-            shards = [str(root / manifest.shards[i].path) for i in order[start : start + window]]
-            verify = [dataclasses.asdict(manifest.shards[i]) for i in order[start : start + window]] if cfg.data.verify_shards else None
-            units.append({"epoch": epoch, "window": w, "seed": cfg.seed, "shards": shards, "format": manifest.format,
-                          "root": str(root), "verify": verify})
+    epochs = math.ceil(needed / manifest.num_samples) + 1
     recipe_json = json.dumps(to_dict(cfg))
+    units = [u for epoch in range(epochs) for u in window_units(cfg, root, manifest, epoch)]
     return (
         ray.data.from_items(units, override_num_blocks=len(units))
         .flat_map(read_window_rows)
@@ -82,21 +76,31 @@ def build_ray_dataset(cfg: RecipeConfig, world_size: int) -> Any:
     )
 
 
-def read_window_rows(unit: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per sample of a window's shards (``key, ext, data, json, epoch, shard``), in the
-    window's seeded order: the torch loader's order of those samples (:func:`epoch_order`)."""
-    for info in unit.get("verify") or ():  # data.verify_shards: each read hashes its shards
-        check_shard_digest(Path(unit["root"]), ShardInfo(**info))
-    rows = []
-    for shard in unit["shards"]:
-        for key, members in iter_shard(unit["format"], Path(shard)):
-            ext = next((e for e in members if e != "json"), None)
-            if ext is None:
-                log.warning("skipping sample %s in shard %s: it has no payload member", key, shard)
-                continue
-            rows.append({"key": key, "ext": ext, "data": members[ext], "json": members.get("json", b"{}"),
-                         "epoch": unit["epoch"], "shard": shard})
-    return [rows[i] for i in window_permutation(len(rows), unit["seed"], unit["epoch"], unit["window"])]
+def window_units(cfg: RecipeConfig, root: Path, manifest: Manifest, epoch: int) -> list[dict[str, Any]]:
+    """The read tasks of ``epoch``: one per window of ``data.shuffle_window`` shards, in the torch loader's order."""
+    units = []
+    for w, shards in enumerate(shard_windows(cfg.seed, epoch, len(manifest.shards), cfg.data.shuffle_window)):
+        infos = [manifest.shards[i] for i in shards]
+        units.append({"epoch": epoch, "window": w, "seed": cfg.seed, "format": manifest.format, "root": str(root),
+                      "shards": [dataclasses.asdict(info) for info in infos], "verify": cfg.data.verify_shards})
+    return units
+
+
+def read_window_rows(unit: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """One row per sample of a window's shards (``key, ext, data, json, epoch, shard``), in the window's seeded
+    order: the torch loader's order of those samples (:func:`~omnimask.pipelines.order.window_order`). Samples
+    are read one at a time, by random access, as they are emitted. A sample without a payload member gets an
+    empty one: its decoding fails and the pipeline replaces it, as the torch loader's does."""
+    root, infos = Path(unit["root"]), [ShardInfo(**info) for info in unit["shards"]]
+    if unit["verify"]:  # data.verify_shards: each read hashes its shards
+        for info in infos:
+            check_shard_digest(root, info)
+    files = [ShardFile(unit["format"], root / info.path) for info in infos]
+    for i, j in window_order([info.num_samples for info in infos], unit["seed"], unit["epoch"], unit["window"]):
+        key, members = files[i][int(j)]
+        ext = next((e for e in members if e != "json"), "")
+        yield {"key": key, "ext": ext, "data": members.get(ext, b""), "json": members.get("json", b"{}"),
+               "epoch": unit["epoch"], "shard": infos[i].path}
 
 
 @functools.lru_cache(maxsize=4)
