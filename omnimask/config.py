@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import logging
 import types
 import typing
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from typing import Any, Literal, Optional
 
 import yaml
 
+log = logging.getLogger("omnimask.config")
 RECIPES_DIR = Path(__file__).resolve().parent / "configs"  # package data: installed with omnimask
 
 
@@ -36,6 +38,11 @@ class ConfigError(ValueError):
     def __init__(self, path: str, message: str):
         self.path = path
         super().__init__(f"config error at {path or '<root>'}: {message}")
+
+
+class ArgumentError(ValueError):
+    """A command's arguments cannot work together (e.g. a preprocessing output inside its input); raised
+    before anything is written."""
 
 
 # --------------------------------------------------------------------------- schema
@@ -246,10 +253,23 @@ class RecipeConfig:
 
 def load_recipe(source: str | Path, overrides: list[str] | None = None) -> RecipeConfig:
     """Load a recipe YAML (a path, or the name of a built-in recipe in ``omnimask/configs/``), apply overrides, validate."""
-    raw = load_yaml_with_base(resolve_recipe_path(source))
+    raw = drop_removed_keys(load_yaml_with_base(resolve_recipe_path(source)))
     for item in overrides or []:
         apply_override(raw, item)
     return from_dict(RecipeConfig, raw)
+
+
+REMOVED_KEYS = {"trainer.accelerator": "nothing read it; scaling.use_gpu picks the device"}
+"""Keys an earlier omnimask had (and wrote into every run's config.yaml), dropped with a warning when loaded."""
+
+
+def drop_removed_keys(raw: dict[str, Any]) -> dict[str, Any]:
+    for dotted, why in REMOVED_KEYS.items():
+        section, key = dotted.split(".")
+        if isinstance(raw.get(section), dict) and key in raw[section]:
+            raw[section].pop(key)
+            log.warning("ignoring %s: omnimask no longer has it (%s)", dotted, why)
+    return raw
 
 
 def resolve_recipe_path(source: str | Path) -> Path:

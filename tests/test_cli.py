@@ -69,3 +69,6 @@ def test_cli_reports_config_errors_clearly(tmp_path):
     proc = subprocess.run([*OMNIMASK, "submit", "mine.yaml", "data.batchsize=3", "--working-dir", "job", "--address",
                            "http://127.0.0.1:9"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "data.batchsize: unknown key" in proc.stderr  # checked here, found in --working-dir
+    proc = subprocess.run([*OMNIMASK, "submit", "mae_image_tiny", "--resume", "--address", "http://127.0.0.1:9"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "give its name (--name or run.name)" in proc.stderr  # before anything is uploaded

@@ -124,3 +124,16 @@ def test_an_installed_wheel_finds_the_built_in_recipes_by_name(tmp_path):
     found = json.loads(out.stdout)
     assert Path(found["package"]).is_relative_to(site) and found["modality"] == "image"
     assert found["recipes"] == sorted(p.stem for p in (repo / "omnimask" / "configs").glob("*.yaml"))
+
+
+def test_a_run_config_written_before_a_key_was_removed_still_loads(tmp_path, caplog):
+    """Every run's config.yaml lists every key: one from before trainer.accelerator went must still load."""
+    old = to_dict(load_recipe("mae_image_tiny"))
+    old["trainer"]["accelerator"] = "auto"
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(old))
+    with caplog.at_level("WARNING", logger="omnimask.config"):
+        cfg = load_recipe(tmp_path / "config.yaml")
+    assert to_dict(cfg) == to_dict(load_recipe("mae_image_tiny"))
+    assert "ignoring trainer.accelerator: omnimask no longer has it" in caplog.text
+    with pytest.raises(ConfigError, match=r"trainer\.accelerator: unknown key"):
+        load_recipe("mae_image_tiny", ["trainer.accelerator=gpu"])  # a new setting of it is still an error

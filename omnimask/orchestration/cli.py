@@ -9,7 +9,7 @@ from typing import Optional
 
 import yaml
 
-from omnimask.config import load_recipe, to_dict
+from omnimask.config import ArgumentError, ConfigError, load_recipe, to_dict
 from omnimask.orchestration.logs import format_loss, setup_logging
 
 
@@ -77,7 +77,10 @@ def cmd_submit(args: argparse.Namespace) -> int:
     from omnimask.models.recipe import Recipe
 
     local = Path(args.working_dir or ".") / args.config  # the job runs in the uploaded working directory
-    Recipe.check(load_recipe(local if local.is_file() else args.config, args.overrides))  # fail here, not on the cluster
+    cfg = load_recipe(local if local.is_file() else args.config, args.overrides)
+    Recipe.check(cfg)  # fail here, not on the cluster
+    if args.resume and not (args.name or cfg.run.name):
+        raise ConfigError("run.name", "a resume continues a named run: give its name (--name or run.name)")
     extra = ["--resume"] if args.resume else []
     if args.num_workers is not None:
         extra += ["--num-workers", str(args.num_workers)]
@@ -232,7 +235,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     setup_logging()
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, FileExistsError) as e:  # ConfigError is a ValueError
+    except (ConfigError, ArgumentError, FileNotFoundError, FileExistsError) as e:
         print(f"omnimask {args.command}: error: {e}", file=sys.stderr)
         return 2
 

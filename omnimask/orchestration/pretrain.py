@@ -28,7 +28,7 @@ from typing import Any, Optional
 
 import yaml
 
-from omnimask.config import ConfigError, RecipeConfig, to_dict
+from omnimask.config import ConfigError, RecipeConfig, drop_removed_keys, to_dict
 from omnimask.models.recipe import Recipe
 from omnimask.orchestration.ray_env import ray_session
 
@@ -96,7 +96,8 @@ def pretrain(cfg: RecipeConfig, name: Optional[str] = None, resume: bool = False
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg.data.path = str(data_path)
     if resume:
-        warn_config_changes(yaml.safe_load((run_dir / "config.yaml").read_text()) or {}, to_dict(cfg), name)
+        saved = drop_removed_keys(yaml.safe_load((run_dir / "config.yaml").read_text()) or {})
+        warn_config_changes(saved, to_dict(cfg), name)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
     with ray_session(ray_address):
@@ -129,6 +130,7 @@ def pretrain(cfg: RecipeConfig, name: Optional[str] = None, resume: bool = False
                 checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.trainer.keep_checkpoints),
             ),
         )
+        (run_dir / "summary.json").unlink(missing_ok=True)  # a resumed run's old one must not pass for the new
         started = time.perf_counter()
         result = trainer.fit()
         if result.error is not None:
