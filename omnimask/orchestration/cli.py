@@ -72,6 +72,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 def cmd_submit(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from omnimask.orchestration.pretrain import check_resume_name
     from omnimask.orchestration.submit import pretrain_entrypoint, submit
 
     from omnimask.models.recipe import Recipe
@@ -79,8 +80,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     local = Path(args.working_dir or ".") / args.config  # the job runs in the uploaded working directory
     cfg = load_recipe(local if local.is_file() else args.config, args.overrides)
     Recipe.check(cfg)  # fail here, not on the cluster
-    if args.resume and not (args.name or cfg.run.name):
-        raise ConfigError("run.name", "a resume continues a named run: give its name (--name or run.name)")
+    check_resume_name(cfg, args.name, args.resume)
     extra = ["--resume"] if args.resume else []
     if args.num_workers is not None:
         extra += ["--num-workers", str(args.num_workers)]

@@ -64,7 +64,7 @@ def config_changes(before: dict[str, Any], after: dict[str, Any], prefix: str = 
         old, new, path = before.get(key), after.get(key), f"{prefix}{key}"
         if isinstance(old, dict) and isinstance(new, dict):
             out += config_changes(old, new, f"{path}.")
-        elif old != new and not (isinstance(old, list) and isinstance(new, (list, tuple)) and list(new) == old):
+        elif old != new:  # to_dict writes tuples as lists, as the saved YAML reads back
             out.append(f"{path}: {old!r} -> {new!r}")
     return out
 
@@ -77,10 +77,14 @@ def warn_config_changes(saved: dict[str, Any], now: dict[str, Any], name: str) -
         log.warning("resuming run %s with a config that differs from the one it was started with: %s", name, "; ".join(changes))
 
 
-def pretrain(cfg: RecipeConfig, name: Optional[str] = None, resume: bool = False, ray_address: Optional[str] = None) -> RunResult:
-    """Train ``cfg`` on Ray Train; returns the run directory and its summary."""
+def check_resume_name(cfg: RecipeConfig, name: Optional[str], resume: bool) -> None:
     if resume and not (name or cfg.run.name):
         raise ConfigError("run.name", "a resume continues a named run: give its name (--name or run.name)")
+
+
+def pretrain(cfg: RecipeConfig, name: Optional[str] = None, resume: bool = False, ray_address: Optional[str] = None) -> RunResult:
+    """Train ``cfg`` on Ray Train; returns the run directory and its summary."""
+    check_resume_name(cfg, name, resume)
     if not cfg.data.path:
         raise ConfigError("data.path", "not set: pass data.path=DIR (a directory written by `omnimask preprocess`)")
     data_path = Path(cfg.data.path).resolve()
