@@ -31,6 +31,7 @@ import yaml
 from omnimask.config import ConfigError, RecipeConfig, drop_removed_keys, to_dict
 from omnimask.models.recipe import Recipe
 from omnimask.orchestration.ray_env import ray_session
+from omnimask.orchestration.scratch import run_scratch
 
 log = logging.getLogger("omnimask.train")
 
@@ -104,11 +105,11 @@ def pretrain(cfg: RecipeConfig, name: Optional[str] = None, resume: bool = False
         warn_config_changes(saved, to_dict(cfg), name)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
-    with ray_session(ray_address):
+    with run_scratch() as scratch, ray_session(ray_address):  # the scratch folder goes after the workers
         import ray
         import ray.train
-        from ray.train.torch import TorchTrainer
 
+        from omnimask.orchestration.ray_trainer import Trainer
         from omnimask.orchestration.worker import train_loop
 
         s = cfg.scaling
@@ -118,10 +119,10 @@ def pretrain(cfg: RecipeConfig, name: Optional[str] = None, resume: bool = False
             from omnimask.pipelines.ray_ingest import build_ray_dataset
 
             datasets["train"] = build_ray_dataset(cfg, s.num_workers)
-        trainer = TorchTrainer(
+        trainer = Trainer(
             train_loop,
             datasets=datasets or None,
-            train_loop_config={"recipe": to_dict(cfg), "run_dir": str(run_dir), "use_gpu": use_gpu},
+            train_loop_config={"recipe": to_dict(cfg), "run_dir": str(run_dir), "use_gpu": use_gpu, "scratch": str(scratch)},
             scaling_config=ray.train.ScalingConfig(
                 num_workers=s.num_workers,
                 use_gpu=use_gpu,

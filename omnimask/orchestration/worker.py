@@ -29,6 +29,7 @@ from omnimask.models.recipe import Recipe
 from omnimask.orchestration.allocator import retain_freed_memory
 from omnimask.orchestration.callbacks import FailOnce, ProgressLog, RayTrainReport, ReconstructionPreview, SampleTrace
 from omnimask.orchestration.logs import setup_logging
+from omnimask.orchestration.scratch import use_scratch
 from omnimask.pipelines.collate import collate_for
 from omnimask.pipelines.loader import build_loader
 from omnimask.pipelines.order import Cursor, Position, mean_displacement
@@ -76,7 +77,17 @@ def ray_loader_skip(saved: dict[str, Any], layout: dict[str, Any]) -> int:
 
 
 def train_loop(config: dict[str, Any]) -> None:
-    """``train_loop_per_worker`` of the TorchTrainer."""
+    """``train_loop_per_worker`` of the TorchTrainer: :func:`train_rank` with this rank's temporary files in the
+    run's scratch folder (:mod:`omnimask.orchestration.scratch`)."""
+    import ray.train
+
+    rank = ray.train.get_context().get_world_rank()
+    with use_scratch(Path(config["scratch"]), rank):
+        train_rank(config)
+
+
+def train_rank(config: dict[str, Any]) -> None:
+    """One rank's run: restore, load, fit, and (rank 0) write ``summary.json``."""
     import ray.train
     from ray.train.lightning import RayDDPStrategy, RayLightningEnvironment, prepare_trainer
 

@@ -1,0 +1,25 @@
+"""Ray Train's ``TorchTrainer`` without its placement-group cleaner, which can end a live run.
+
+Ray Train 2.60 starts a detached ``PlacementGroupCleaner`` next to each run's controller. It polls the
+controller through the State API and removes the run's placement group once the controller looks dead;
+but ``is_actor_alive`` reads a missing State API answer as dead. On a busy machine the State API misses
+answers ("Failed to query Ray Train Controller actor state"), the cleaner removes the placement group of
+a live run, and Ray destroys its workers ("Destroying worker since its placement group was removed"): the
+run fails with a ControllerError, which ``run.max_failures`` does not retry. On a 2-core machine this
+ended about one in three short multi-attempt runs (the review of ray-project/ray#65447 names the same
+flaw). Without the cleaner a run's placement group lives as long as the driver that started it, as
+before Ray 2.52; ``omnimask pretrain`` is that driver, locally and as a Ray job.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray.train.torch import TorchTrainer
+
+
+class Trainer(TorchTrainer):
+    """``TorchTrainer`` with Ray Train's default callbacks minus ``PlacementGroupCleanerCallback``."""
+
+    def _create_default_callbacks(self) -> list[Any]:
+        return [c for c in super()._create_default_callbacks() if type(c).__name__ != "PlacementGroupCleanerCallback"]

@@ -1,0 +1,60 @@
+"""A run's temporary folder, which the run removes whatever way it ends.
+
+Workers write temporary files: the local copy of the checkpoint they resume from,
+rank 0's checkpoint staging folder, and Python multiprocessing's ``pymp-*`` folders
+(one per DataLoader worker that passes tensors to its parent). Each is removed when
+its process ends normally, but not when Ray kills the worker as a failed run is torn
+down. So the driver makes one folder per run (:func:`run_scratch`), every worker puts
+its temporary files inside it (:func:`use_scratch`), and the driver removes it when
+the run ends, successful or not. On a multi-node cluster the driver removes its own
+node's copy; a worker on another node removes its own folder when it ends normally.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Optional
+
+
+# multiprocessing puts AF_UNIX sockets two levels below the temporary folder (``pymp-XXXXXXXX/listener-XXXXXXXX``,
+# 32 characters); Linux caps a socket path at 107 bytes, so a longer folder would break the DataLoader's workers
+MAX_PATH = 107 - 32
+
+
+@contextmanager
+def run_scratch() -> Iterator[Path]:
+    """A fresh folder ``<temp>/omnimask-XXXXXXXX`` for one run, removed on exit."""
+    path = Path(tempfile.mkdtemp(prefix="omnimask-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@contextmanager
+def use_scratch(base: Path, rank: int) -> Iterator[Optional[Path]]:
+    """Make ``base/r<R>`` this process's temporary folder (``tempfile`` and ``TMPDIR``, which processes it
+    starts inherit) until exit, then remove it and restore the previous setting. Yields the folder, or None
+    (nothing changed) where its path is too long for the sockets multiprocessing makes below it."""
+    path = Path(base) / f"r{rank}"
+    if len(str(path)) > MAX_PATH:
+        yield None
+        return
+    path.mkdir(parents=True, exist_ok=True)
+    saved = tempfile.tempdir, os.environ.get("TMPDIR")
+    tempfile.tempdir = str(path)
+    os.environ["TMPDIR"] = str(path)
+    try:
+        yield path
+    finally:
+        tempfile.tempdir = saved[0]
+        if saved[1] is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = saved[1]
+        shutil.rmtree(path, ignore_errors=True)
