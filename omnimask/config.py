@@ -283,6 +283,12 @@ def resolve_recipe_path(source: str | Path) -> Path:
     raise FileNotFoundError(f"no recipe file or name {str(source)!r}; recipes in {RECIPES_DIR}: {known}")
 
 
+def builtin_recipes(modality: Optional[str] = None) -> list[str]:
+    """Names of the built-in recipes (``omnimask/configs``), those for ``modality`` only where given."""
+    paths = sorted(RECIPES_DIR.glob("*.yaml"))
+    return [p.stem for p in paths if modality is None or load_yaml_with_base(p).get("modality") == modality]
+
+
 def load_yaml_with_base(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     path = path.resolve()
     if path in _seen:

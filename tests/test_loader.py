@@ -199,16 +199,30 @@ def test_a_sample_that_fails_to_decode_is_replaced_and_counted(tmp_path):
 
 
 def test_replace_failures_keeps_counts_even_when_the_stream_starts_bad():
-    from omnimask.pipelines.loader import replace_failures
+    from omnimask.pipelines.loader import Failure, replace_failures
 
-    a, b = {"key": "a"}, {"key": "b"}
-    out = list(replace_failures(iter([None, None, a, None, b])))
+    a, b, bad = {"key": "a"}, {"key": "b"}, Failure("k", "ValueError: broken")
+    out = list(replace_failures(iter([bad, bad, a, bad, b])))
     assert [(o["key"], o["replaced"]) for o in out] == [("a", False), ("a", True), ("a", True), ("a", True), ("b", False)]
     # failures in a row end an endless stream instead of spinning (the count restarts after a good sample)
-    assert len(list(replace_failures(iter([None, None, a, None, None, b]), max_failures=3))) == 6
-    endless = (None for _ in iter(int, 1))
-    with pytest.raises(RuntimeError, match="3 samples in a row failed to load"):
-        list(replace_failures(endless, max_failures=3))
+    assert len(list(replace_failures(iter([bad, bad, a, bad, bad, b]), max_failures=3))) == 6
+    with pytest.raises(RuntimeError, match="3 samples in a row failed to load; the last, k: ValueError: broken"):
+        list(replace_failures(iter([a, *[bad] * 5]), max_failures=3))
+    # before any sample has loaded, a few failures in a row end it: the recipe does not fit the data
+    assert len(list(replace_failures(iter([bad, bad, a]), max_first=3))) == 3
+    endless = (bad for _ in iter(int, 1))
+    with pytest.raises(RuntimeError, match=r"3 samples in a row failed to load \(every one so far\)"):
+        list(replace_failures(endless, max_first=3))
+
+
+def test_a_masker_that_fails_every_sample_stops_the_loader_at_once(image_dataset, caplog):
+    """Tube masking on an image grid raises for every sample: the loader stops after a few samples with
+    that reason, instead of replacing a thousand samples first."""
+    recipe = Recipe.from_config(load_recipe("mae_image_tiny", ["model.masker.name=tube"]))
+    loader = build_loader(recipe, image_dataset["shards"], batch_size=4, num_workers=0, seed=0)
+    with pytest.raises(RuntimeError, match="16 samples in a row failed to load .every one so far.*tube masking needs"):
+        next(iter(loader))
+    assert caplog.text.count("replacing sample") <= 16
 
 
 def test_verify_shards_refuses_a_modified_shard(image_dataset, tmp_path):

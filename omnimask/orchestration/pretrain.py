@@ -28,9 +28,10 @@ from typing import Any, Optional
 
 import yaml
 
-from omnimask.config import ConfigError, RecipeConfig, drop_removed_keys, to_dict
+from omnimask.config import ConfigError, RecipeConfig, builtin_recipes, drop_removed_keys, to_dict
 from omnimask.models.recipe import Recipe
 from omnimask.orchestration.ray_env import ray_session
+from omnimask.pipelines.manifest import MANIFEST, QUARANTINE, Manifest
 from omnimask.orchestration.scratch import run_scratch
 
 log = logging.getLogger("omnimask.train")
@@ -83,14 +84,29 @@ def check_resume_name(cfg: RecipeConfig, name: Optional[str], resume: bool) -> N
         raise ConfigError("run.name", "a resume continues a named run: give its name (--name or run.name)")
 
 
-def pretrain(cfg: RecipeConfig, name: Optional[str] = None, resume: bool = False, ray_address: Optional[str] = None) -> RunResult:
-    """Train ``cfg`` on Ray Train; returns the run directory and its summary."""
-    check_resume_name(cfg, name, resume)
+def check_dataset(cfg: RecipeConfig) -> Path:
+    """``data.path``, resolved, once it is known to hold samples of the recipe's modality: a wrong path fails
+    here, before Ray starts or the run's folder is made, not in every worker after a minute."""
     if not cfg.data.path:
         raise ConfigError("data.path", "not set: pass data.path=DIR (a directory written by `omnimask preprocess`)")
     data_path = Path(cfg.data.path).resolve()
-    if not (data_path / "manifest.json").is_file():
-        raise FileNotFoundError(f"data.path {data_path} holds no manifest.json: run `omnimask preprocess` first")
+    if not (data_path / MANIFEST).is_file():
+        raise FileNotFoundError(f"data.path {data_path} holds no {MANIFEST}: run `omnimask preprocess` first")
+    manifest = Manifest.load(data_path)
+    if manifest.modality != cfg.modality:
+        recipes = ", ".join(builtin_recipes(manifest.modality)) or "none built in"
+        raise ConfigError("data.path", f"{data_path} holds {manifest.modality} samples; the recipe is for {cfg.modality}. "
+                                       f"Recipes for {manifest.modality}: {recipes}; or pass another data.path")
+    if manifest.num_samples == 0:
+        raise ConfigError("data.path", f"{data_path} holds no samples: all {manifest.num_inputs} inputs were quarantined "
+                                       f"(reasons in {data_path / QUARANTINE})")
+    return data_path
+
+
+def pretrain(cfg: RecipeConfig, name: Optional[str] = None, resume: bool = False, ray_address: Optional[str] = None) -> RunResult:
+    """Train ``cfg`` on Ray Train; returns the run directory and its summary."""
+    check_resume_name(cfg, name, resume)
+    data_path = check_dataset(cfg)
     Recipe.check(cfg)  # config errors fail here, not in every worker
     name = run_name(cfg, name)
     run_dir = Path(cfg.run.dir).resolve() / name

@@ -17,6 +17,7 @@ A sample that fails to decode is logged and replaced by a neighbouring good one
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
@@ -113,13 +114,13 @@ class SamplePipeline:
             result["tokens"], result["mask_token"] = check_corrupt(self.masker, tokens, self.masker.corrupt(tokens, mask, seed("corrupt")))
         return result
 
-    def try_call(self, key: str, members: dict[str, bytes], epoch: int, shard: str) -> Optional[dict[str, Any]]:
+    def try_call(self, key: str, members: dict[str, bytes], epoch: int, shard: str) -> dict[str, Any] | Failure:
         return self.try_views(key, members, epoch, shard, 1)[0]
 
-    def try_views(self, key: str, members: dict[str, bytes], epoch: int, shard: str, repeats: int) -> list[Optional[dict[str, Any]]]:
+    def try_views(self, key: str, members: dict[str, bytes], epoch: int, shard: str, repeats: int) -> list[dict[str, Any] | Failure]:
         """Like :meth:`views`, but a sample that fails is logged (shard, key, reason) and gives
-        ``repeats`` Nones, for the caller to replace; with ``strict`` it raises instead. A component
-        that breaks its contract (:mod:`omnimask.contracts`) always raises."""
+        ``repeats`` failures (:class:`Failure`) for :func:`replace_failures`; with ``strict`` it raises
+        instead. A component that breaks its contract (:mod:`omnimask.contracts`) always raises."""
         try:
             return self.views(key, members, epoch, repeats)  # type: ignore[return-value]
         except ContractError:
@@ -127,8 +128,9 @@ class SamplePipeline:
         except Exception as e:
             if self.strict:
                 raise RuntimeError(f"sample {key} in shard {shard} failed to load (data.strict): {type(e).__name__}: {e}") from e
-            log.warning("replacing sample %s in shard %s: %s: %s", key, shard, type(e).__name__, e)
-            return [None] * repeats
+            reason = f"{type(e).__name__}: {e}"
+            log.warning("replacing sample %s in shard %s: %s", key, shard, reason)
+            return [Failure(key, reason)] * repeats
 
 
 def view_seeds(seed: int, epoch: int, key: str, view: int) -> Callable[[str], int]:
@@ -150,20 +152,34 @@ def decode_views(decode: Callable[[dict[str, bytes], int], Any], members: dict[s
     return out
 
 
-def replace_failures(outputs: Iterator[Optional[dict[str, Any]]], max_failures: int = 1000) -> Iterator[dict[str, Any]]:
-    """One output per input, whatever fails: a failed sample (None) is replaced by the previous
-    good one (by the next good one while none has come yet), marked ``replaced``. Deterministic given the
-    order, and it keeps every consumer's sample count, and so the batch count, unchanged.
-    ``max_failures`` failures in a row end the stream with an error (a dataset the recipe
-    cannot read at all must not spin forever)."""
+@dataclass(frozen=True)
+class Failure:
+    """A sample that failed to load (:meth:`SamplePipeline.try_views`), and why (``"Type: message"``)."""
+
+    key: str
+    reason: str
+
+
+def replace_failures(
+    outputs: Iterator[dict[str, Any] | Failure], max_failures: int = 1000, max_first: int = 16
+) -> Iterator[dict[str, Any]]:
+    """One output per input, whatever fails: a :class:`Failure` is replaced by the previous good
+    output (by the next good one while none has come yet), marked ``replaced``. Deterministic given
+    the order, and it keeps every consumer's sample count, and so the batch count, unchanged.
+
+    The stream ends with an error, naming the last failure, after ``max_failures`` failures in a row
+    (a dataset the recipe cannot read at all must not spin forever), or after ``max_first`` when no
+    sample has loaded yet: a recipe that does not fit the data, or a component that raises for every
+    sample, then stops the run at once rather than after a thousand warnings."""
     pending = failed = 0
     last: Optional[dict[str, Any]] = None
     for out in outputs:
-        if out is None:
+        if isinstance(out, Failure):
             failed += 1
-            if failed >= max_failures:
-                raise RuntimeError(f"{failed} samples in a row failed to load (the warnings above say why): "
-                                   "does the recipe fit this dataset?")
+            if failed >= max_failures or (last is None and failed >= max_first):
+                so_far = " (every one so far)" if last is None else ""
+                raise RuntimeError(f"{failed} samples in a row failed to load{so_far}; the last, {out.key}: {out.reason}. "
+                                   "Does the recipe fit this dataset?")
             if last is None:
                 pending += 1
             else:
@@ -266,7 +282,7 @@ class ShardStream(IterableDataset):
             for epoch, shard, (key, members) in self.raw_samples()
             for view in self.pipeline.try_views(key, members, epoch, shard, self.repeats)
         )
-        yield from replace_failures(outputs, max_failures=1000 * self.repeats)  # counts views
+        yield from replace_failures(outputs, max_failures=1000 * self.repeats, max_first=16 * self.repeats)  # counts views
 
     def iter_batches(self, collate_fn: Callable[[list[dict[str, Any]]], dict[str, Any]]) -> Iterator[dict[str, Any]]:
         """This worker's batches, collated: one per step it serves (sizes vary with a token budget)."""
