@@ -170,7 +170,7 @@ class TrainerConfig:
     max_steps: int = 1000
     """Optimizer steps of the run (the schedule's length)."""
     log_every_n_steps: int = 10
-    """Steps between progress lines and metrics rows (loss, lr, samples/s, ETA)."""
+    """Steps between progress lines and metrics rows (loss, lr, samples/s, ETA); a shorter run logs its last step."""
     checkpoint_every_n_steps: int = 500
     """Steps between checkpoints (and at the last step); a failed or stopped run resumes from the latest."""
     keep_checkpoints: int = 3

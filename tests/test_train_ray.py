@@ -6,7 +6,7 @@ import tempfile
 
 import pytest
 
-from conftest import make_image_folder
+from conftest import logged_losses, make_image_folder
 from omnimask.config import load_recipe
 from omnimask.orchestration.pretrain import RunExistsError, pretrain
 from omnimask.pipelines.preprocess import preprocess
@@ -160,10 +160,11 @@ def test_ray_data_loader_checks_shard_sizes_and_with_verify_shards_their_digests
 
 
 def test_ray_data_loader_trains_on_two_workers(shards, tmp_path):
-    """data.loader=ray: Ray Data tasks decode/tokenize/mask; two trainers at 0.5 CPU each on 2 CPUs."""
+    """data.loader=ray: Ray Data tasks decode/tokenize/mask; two trainers at 0.5 CPU each on 2 CPUs. A run
+    shorter than trainer.log_every_n_steps still logs its last step."""
     result = train(shards, tmp_path, "raydata", "data.loader=ray", "scaling.num_workers=2", "scaling.cpus_per_worker=0.5",
-                   "trainer.max_steps=3", "data.trace=true")
-    assert result.steps == 3
+                   "trainer.max_steps=3", "data.trace=true", "trainer.log_every_n_steps=50")
+    assert result.steps == 3 and len(logged_losses(result.run_dir)) == 1
     digests = result.summary["weights_digest_per_rank"]
     assert len(digests) == 2 and digests[0] == digests[1]
     for rank in (0, 1):

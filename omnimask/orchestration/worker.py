@@ -185,7 +185,7 @@ def train_rank(config: dict[str, Any]) -> None:
             TensorBoardLogger(run_dir, name="", version="tensorboard", default_hp_metric=False),
         ],
         callbacks=callbacks,
-        log_every_n_steps=cfg.trainer.log_every_n_steps,
+        log_every_n_steps=min(cfg.trainer.log_every_n_steps, cfg.trainer.max_steps),  # a short run logs its last step
         gradient_clip_val=cfg.optim.grad_clip,
         enable_checkpointing=False,
         enable_progress_bar=False,
