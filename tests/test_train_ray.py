@@ -109,6 +109,20 @@ def test_failure_recovery_and_resume_continue_exactly(shards, tmp_path):
     assert kept == ["checkpoint-step0000004", "checkpoint-step0000008"]
 
 
+def test_a_run_that_failed_before_its_first_checkpoint_can_start_again(shards, tmp_path):
+    """A run that fails at once (here: a masker that cannot mask an image grid) leaves its config but no
+    checkpoint; the same name then starts afresh, the failed attempt's files kept beside it."""
+    with pytest.raises(Exception):
+        train(shards, tmp_path, "again", "model.masker.name=tube", "trainer.max_steps=2")
+    assert (tmp_path / "again" / "config.yaml").is_file()
+    result = train(shards, tmp_path, "again", "trainer.max_steps=2")
+    assert result.steps == 2 and result.summary["resumed_from_step"] is None
+    [aside] = tmp_path.glob("again.failed-*")
+    assert "name: tube" in (aside / "config.yaml").read_text()
+    with pytest.raises(RunExistsError, match="--resume"):  # a finished run is not started again
+        train(shards, tmp_path, "again", "trainer.max_steps=2")
+
+
 def test_ray_data_loader_shuffles_windows_of_shards_like_the_torch_loader(shards):
     """data.loader=ray reads ``data.shuffle_window`` shards together and emits their samples in the torch
     loader's seeded order (shards are cut from sorted inputs, so one shard's samples are mostly one class);

@@ -103,6 +103,13 @@ def check_dataset(cfg: RecipeConfig) -> Path:
     return data_path
 
 
+def failed_before_checkpoint(run_dir: Path, cfg: RecipeConfig) -> bool:
+    """Whether the run in ``run_dir`` ended without a summary or a checkpoint, so that starting it again loses
+    nothing (a config error in a worker, a dataset that failed to load). Only where the checkpoints are
+    kept in the run's folder (no ``run.storage``): elsewhere this cannot be told cheaply."""
+    return cfg.run.storage is None and not (run_dir / "summary.json").exists() and not any(run_dir.glob("checkpoint-step*"))
+
+
 def pretrain(cfg: RecipeConfig, name: Optional[str] = None, resume: bool = False, ray_address: Optional[str] = None) -> RunResult:
     """Train ``cfg`` on Ray Train; returns the run directory and its summary."""
     check_resume_name(cfg, name, resume)
@@ -111,7 +118,12 @@ def pretrain(cfg: RecipeConfig, name: Optional[str] = None, resume: bool = False
     name = run_name(cfg, name)
     run_dir = Path(cfg.run.dir).resolve() / name
     if (run_dir / "config.yaml").exists() and not resume:
-        raise RunExistsError(f"run {name!r} already exists at {run_dir}: pass --resume to continue it, or another --name")
+        if not failed_before_checkpoint(run_dir, cfg):
+            raise RunExistsError(f"run {name!r} already exists at {run_dir}: pass --resume to continue it, or another --name")
+        aside = run_dir.with_name(f"{name}.failed-{time.strftime('%Y%m%d-%H%M%S')}")
+        run_dir.rename(aside)
+        log.warning("run %r failed before its first checkpoint: starting it again (the earlier attempt's files are in %s)",
+                    name, aside)
     if resume and not (run_dir / "config.yaml").exists():
         raise FileNotFoundError(f"nothing to resume: no run {name!r} at {run_dir}")
     run_dir.mkdir(parents=True, exist_ok=True)
