@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from omnimask import registry
+from omnimask.config import ArgumentError, _suggest
 
 
 @dataclass(frozen=True)
@@ -111,16 +112,52 @@ def _resolved_hints(cls: type) -> dict[str, Any]:
         return {}
 
 
+def component(kind: str, name: str, cls: type, origin: str) -> Component:
+    """Component ``cls``, known as ``name``, with its parameters and summary."""
+    fields = modality_fields(cls) if kind == "modality" else config_fields(cls)
+    return Component(kind, name, f"{cls.__module__}:{cls.__qualname__}", origin, fields, summary(cls))
+
+
 def components(kind: Optional[str] = None) -> list[Component]:
     """Every component (of ``kind``), entry-point plugins and ones that failed to load included."""
     out = []
     for k in registry.KINDS if kind is None else (kind,):
-        for name, (cls, origin) in registry.available(k).items():
-            fields = modality_fields(cls) if k == "modality" else config_fields(cls)
-            out.append(Component(k, name, f"{cls.__module__}:{cls.__qualname__}", origin.source, fields, summary(cls)))
+        out += [component(k, name, cls, origin.source) for name, (cls, origin) in registry.available(k).items()]
         for name, origin in registry.broken(k).items():
             out.append(Component(k, name, "?", origin.source, (), "", origin.error))
     return out
+
+
+def components_named(name: str, kind: Optional[str] = None) -> list[Component]:
+    """``omnimask plugins --name NAME``: the components (of ``kind``) registered as ``name``, or the class at dotted
+    path ``module:Class``, imported as a recipe imports it. An unknown name raises, suggesting a close one."""
+    if ":" in name:
+        cls = registry.lookup(kind or "component", name, "--name")  # a dotted path: kind only words the error
+        kind = kind or kind_of(cls)
+        if kind is None:
+            raise ArgumentError(f"{name!r} derives from none of omnimask's component base classes: say which kind it "
+                                "is with --kind")
+        where = getattr(inspect.getmodule(cls), "__file__", None) or cls.__module__
+        return [component(kind, name, cls, f"dotted path, {where}")]
+    items = components(kind)
+    found = [c for c in items if c.name == name]
+    if not found:
+        kinds = f" --kind {kind}" if kind else ""
+        raise ArgumentError(f"no {kind or 'component'} is named {name!r}{_suggest(name, sorted({c.name for c in items}))}; "
+                            f"`omnimask plugins{kinds} --brief` lists them")
+    return found
+
+
+def kind_of(cls: Any) -> Optional[str]:
+    """The kind whose base class (``Masker``, ``Encoder``, ...) ``cls`` derives from; None for none."""
+    from omnimask.modalities.base import Masker, Modality, Target, Tokenizer
+    from omnimask.models.base import Encoder, Head
+
+    bases = {"tokenizer": Tokenizer, "masker": Masker, "target": Target, "encoder": Encoder, "head": Head,
+             "modality": Modality}
+    if not inspect.isclass(cls):
+        return None
+    return next((k for k, base in bases.items() if issubclass(cls, base)), None)
 
 
 def describe(items: list[Component], verbose: bool = True) -> str:

@@ -1,6 +1,7 @@
 """`omnimask preprocess` then `omnimask pretrain` through the real CLI, in subprocesses."""
 
 import os
+import socket
 import subprocess
 
 import torch
@@ -16,7 +17,7 @@ def test_preprocess_then_pretrain_through_the_cli(tmp_path):
     assert f"{counts['total']} inputs -> {counts['good']} samples" in out.stdout
     assert f"{counts['bad']} quarantined" in out.stdout
 
-    run(
+    out = run(
         [
             "pretrain", "mae_image_tiny", "data.path=shards", "data.batch_size=8", "data.num_workers=1",
             "model.tokenizer.image_size=32", "model.encoder.depth=2", "trainer.max_steps=40",
@@ -25,6 +26,7 @@ def test_preprocess_then_pretrain_through_the_cli(tmp_path):
         ],
         tmp_path,
     )
+    assert out.stdout.startswith("trained 40 steps in "), out.stdout
     run_dir = tmp_path / "runs" / "smoke"
     assert (run_dir / "config.yaml").is_file()
     ckpts = sorted(p.name for p in run_dir.glob("checkpoint-step*"))
@@ -72,3 +74,39 @@ def test_cli_reports_config_errors_clearly(tmp_path):
     proc = subprocess.run([*OMNIMASK, "submit", "mae_image_tiny", "--resume", "--address", "http://127.0.0.1:9"],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "give its name (--name or run.name)" in proc.stderr  # before anything is uploaded
+
+
+def test_submit_to_an_address_where_nothing_listens_is_a_one_line_error(tmp_path):
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, RAY_AUTH_MODE="disabled")
+    proc = subprocess.run([*OMNIMASK, "submit", "mae_image_tiny", "--address", f"http://127.0.0.1:{port}"], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"omnimask submit: error: cannot reach the Ray cluster at http://127.0.0.1:{port}: Connection refused")
+
+
+def test_a_resumed_run_reports_the_steps_this_invocation_trained():
+    from omnimask.orchestration.cli import trained_steps
+
+    assert trained_steps(40, None) == "trained 40 steps"
+    assert trained_steps(40, 20) == "trained steps 21-40 (20 steps, resumed from step 20)"
+    assert trained_steps(40, 40) == "trained no steps (the run was already at step 40)"
+
+
+def test_preprocess_that_quarantines_every_input_fails(tmp_path):
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / "a.fasta").write_text(">a\nMK123\n")
+    (tmp_path / "raw" / "b.fasta").write_text("")
+    (tmp_path / "raw" / "c.fasta").write_text(">c\nJJ!!\n")
+    env = dict(os.environ, RAY_AUTH_MODE="disabled")
+    proc = subprocess.run([*OMNIMASK, "preprocess", "protein", "--input", "raw", "--output", "out", "--executor", "processes",
+                           "--num-cpus", "1"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "3 inputs -> 0 samples in 0 webdataset shards (0.0 MB), 3 quarantined" in proc.stdout
+    assert ("omnimask preprocess: error: the dataset holds no samples: all 3 inputs were quarantined; "
+            "the reasons are in out/quarantine.jsonl") in proc.stderr
+    assert len((tmp_path / "out" / "quarantine.jsonl").read_text().splitlines()) == 3

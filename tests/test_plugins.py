@@ -97,3 +97,22 @@ def test_check_plugin_reports_a_broken_masker(tmp_path):
                           env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "check-plugin FAILED: masker 'WrongCountMasker' (broken_plugins.WrongCountMasker) hid 49 of 64 tokens" in proc.stdout
+
+
+def test_plugins_name_shows_a_dotted_path_and_refuses_an_unknown_name(tmp_path):
+    env = dict(os.environ, RAY_AUTH_MODE="disabled", PYTHONPATH=str(Path(__file__).resolve().parent))
+    plugins = lambda *args: subprocess.run([*OMNIMASK, "plugins", *args], cwd=tmp_path, env=env,  # noqa: E731
+                                           capture_output=True, text=True, timeout=300)
+    proc = plugins("--name", "broken_plugins:WrongCountMasker")  # imported as a recipe imports it; its kind from its base
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[:3] == [
+        "maskers:",
+        f"  broken_plugins:WrongCountMasker broken_plugins:WrongCountMasker  [dotted path, {Path(__file__).parent / 'broken_plugins.py'}]",
+        "      Says it hides ``num_masked`` tokens but hides one more on odd seeds.",
+    ]
+    assert "      ratio: float = 0.75  -- Share of tokens hidden." in proc.stdout
+    proc = plugins("--name", "rnadom")
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert "omnimask plugins: error: no component is named 'rnadom' (did you mean 'random'?)" in proc.stderr
+    proc = plugins("--name", "broken_plugins:Nope", "--kind", "masker")
+    assert proc.returncode == 2 and "cannot import masker 'broken_plugins:Nope'" in proc.stderr

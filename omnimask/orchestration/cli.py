@@ -11,6 +11,7 @@ import yaml
 
 from omnimask.config import ArgumentError, ConfigError, load_recipe, to_dict
 from omnimask.orchestration.logs import format_loss, setup_logging
+from omnimask.orchestration.submit import ClusterUnreachable
 
 
 def _parse_options(items: list[str]) -> dict:
@@ -45,6 +46,10 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
         f"{m.num_inputs} inputs -> {m.num_samples} samples in {len(m.shards)} {m.format} shards "
         f"({m.total_bytes / 1e6:.1f} MB), {m.num_quarantined} quarantined; manifest at {args.output}/manifest.json"
     )
+    if m.num_samples == 0:  # every input quarantined: nothing to train on, and a script must notice
+        print(f"omnimask preprocess: error: the dataset holds no samples: all {m.num_inputs} inputs were quarantined; "
+              f"the reasons are in {args.output}/quarantine.jsonl", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -64,9 +69,20 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     from omnimask.orchestration.pretrain import pretrain
 
     result = pretrain(cfg, name=args.name, resume=args.resume, ray_address=args.ray_address)
-    print(f"trained {result.steps} steps in {result.seconds:.0f}s: loss {format_loss(result.first_loss)} -> {format_loss(result.last_loss)}")
+    print(f"{trained_steps(result.steps, result.summary.get('resumed_from_step'))} in {result.seconds:.0f}s: "
+          f"loss {format_loss(result.first_loss)} -> {format_loss(result.last_loss)}")
     print(f"run directory: {result.run_dir}")
     return 0
+
+
+def trained_steps(steps: int, resumed_from: Optional[int]) -> str:
+    """What this invocation trained: ``trained 40 steps``, or after a resume from step 20 to step 40 (``steps`` is
+    the run's final step) ``trained steps 21-40 (20 steps, resumed from step 20)``."""
+    if resumed_from is None:
+        return f"trained {steps} steps"
+    if steps <= resumed_from:
+        return f"trained no steps (the run was already at step {resumed_from})"
+    return f"trained steps {resumed_from + 1}-{steps} ({steps - resumed_from} steps, resumed from step {resumed_from})"
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
@@ -124,10 +140,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
-    from omnimask.plugins import components, describe
+    from omnimask.plugins import components, components_named, describe
 
-    items = components(args.kind)
-    print(describe([c for c in items if args.name is None or c.name == args.name], verbose=not args.brief))
+    items = components(args.kind) if args.name is None else components_named(args.name, args.kind)
+    print(describe(items, verbose=not args.brief))
     return 1 if any(c.error for c in items) else 0
 
 
@@ -199,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     pl = sub.add_parser("plugins", help="list tokenizers, maskers, targets, encoders, heads and modalities: origin and parameters")
     pl.add_argument("--kind", choices=["tokenizer", "masker", "target", "encoder", "head", "modality"], default=None)
-    pl.add_argument("--name", default=None, help="only components of this name")
+    pl.add_argument("--name", default=None, help="only components of this name, or the class at this dotted path (module:Class)")
     pl.add_argument("--brief", action="store_true", help="one line per component, without parameters")
     pl.set_defaults(func=cmd_plugins)
 
@@ -235,7 +251,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     setup_logging()
     try:
         return args.func(args)
-    except (ConfigError, ArgumentError, FileNotFoundError, FileExistsError) as e:
+    except (ConfigError, ArgumentError, FileNotFoundError, FileExistsError, ClusterUnreachable) as e:
         print(f"omnimask {args.command}: error: {e}", file=sys.stderr)
         return 2
 

@@ -21,11 +21,35 @@ log = logging.getLogger("omnimask.submit")
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
 
 
+class ClusterUnreachable(ConnectionError):
+    """Nothing answers at the address given to ``omnimask submit`` (nothing listening, unknown host, ...)."""
+
+
 def pretrain_entrypoint(config: str, overrides: list[str], name: Optional[str], extra: list[str]) -> str:
     args = ["omnimask", "pretrain", config, *overrides, *extra]
     if name:
         args += ["--name", name]
     return shlex.join(args)
+
+
+def root_cause(e: BaseException) -> str:
+    """The innermost exception of ``e``'s chain, as text: ``Connection refused`` rather than the restatements of
+    the layers above it (requests, urllib3, Ray)."""
+    while (e.__cause__ or e.__context__) is not None:
+        e = e.__cause__ or e.__context__  # type: ignore[assignment]
+    return e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+
+
+def connect(address: str) -> Any:
+    """A Jobs SDK client for ``address``; raises :class:`ClusterUnreachable`, with the reason, when the cluster
+    does not answer there (only then: other failures keep their traceback)."""
+    from ray.exceptions import RpcError
+    from ray.job_submission import JobSubmissionClient
+
+    try:
+        return JobSubmissionClient(address)
+    except (ConnectionError, RpcError) as e:  # a dashboard URL that does not answer; a GCS address that times out
+        raise ClusterUnreachable(f"cannot reach the Ray cluster at {address}: {root_cause(e)}") from None
 
 
 def submit_job(client: Any, retry_s: float = 90.0, **kwargs: Any) -> str:
@@ -49,9 +73,7 @@ def submit(
     timeout_s: Optional[float] = None,
 ) -> tuple[str, str]:
     """Submit ``entrypoint``; with ``follow``, stream logs until it ends. Returns ``(job_id, status)``."""
-    from ray.job_submission import JobSubmissionClient
-
-    client = JobSubmissionClient(address)
+    client = connect(address)
     job_id = submit_job(client, entrypoint=entrypoint, runtime_env=runtime_env or None)
     log.info("submitted job %s to %s: %s", job_id, address, entrypoint)
     if not follow:
