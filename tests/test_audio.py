@@ -3,6 +3,7 @@ filterbank against torchaudio's reference call, masks, statistics, and the tiny 
 
 import io
 import json
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ import torch
 from PIL import Image
 from torchaudio.compliance import kaldi
 
-from conftest import preprocessed, pretrain_briefly, run_cli
+from conftest import OMNIMASK, preprocessed, pretrain_briefly, run_cli
 from omnimask.config import load_recipe
 from omnimask.modalities.audio.decode import AudioAugmentConfig, AudioDecoder
 from omnimask.modalities.audio.maskers import TimeFrequencyMasker
@@ -155,6 +156,9 @@ def test_inspect_stats_computes_the_filterbank_mean_and_std(audio_shards, tmp_pa
     allv = torch.cat(values).double()
     assert mean == pytest.approx(float(allv.mean()), rel=1e-5) and std == pytest.approx(float(allv.std(unbiased=False)), rel=1e-5)
     assert f"model.tokenizer.mean={mean:.7g}" in out
+    proc = subprocess.run([*OMNIMASK, "inspect", str(root / "shards"), "--stats", "--recipe", "mae_image_tiny"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "--recipe mae_image_tiny is for image; " in proc.stderr and "holds audio samples" in proc.stderr
 
 
 def test_loader_gives_audiomae_batches(audio_shards):

@@ -119,7 +119,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
         from omnimask import registry
 
-        params = load_recipe(args.recipe).model.tokenizer.params if args.recipe else {}
+        recipe = load_recipe(args.recipe) if args.recipe else None
+        if recipe is not None and recipe.modality != result.manifest.modality:
+            raise ArgumentError(f"--recipe {args.recipe} is for {recipe.modality}; {args.directory} holds {result.manifest.modality} samples")
+        params = recipe.model.tokenizer.params if recipe is not None else {}
         modality = registry.lookup("modality", result.manifest.modality, "modality")()
         try:
             stats = modality.dataset_stats(Path(args.directory), params, args.max_samples)
