@@ -46,6 +46,11 @@ def test_preprocess_then_pretrain_through_the_cli(tmp_path):
     grid = Image.open(run_dir / "reconstruction.png")
     assert grid.size[0] > 3 * 32 and grid.size[1] > 32
 
+    # a resume keeps the run's saved config (32px images, 2 encoder blocks, ...): only what is given now changes
+    out = run(["pretrain", "mae_image_tiny", "trainer.max_steps=50", "--name", "smoke", "--resume"], tmp_path)
+    assert out.stdout.startswith("trained steps 41-50 (10 steps, resumed from step 40) in "), out.stdout
+    assert "trainer.max_steps: 40 -> 50" in out.stderr and "image_size" not in out.stderr
+
 
 def test_cli_reports_config_errors_clearly(tmp_path):
     env = dict(os.environ, RAY_AUTH_MODE="disabled")

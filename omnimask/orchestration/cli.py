@@ -60,6 +60,10 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     if args.use_gpu:
         overrides.append("scaling.use_gpu=true")
     cfg = load_recipe(args.config, overrides)
+    if args.resume:
+        from omnimask.orchestration.pretrain import resumed_config
+
+        cfg = resumed_config(cfg, args.name, overrides)
     if args.print_config:
         from omnimask.models.recipe import Recipe
 
@@ -188,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument("config", help="recipe YAML path or built-in recipe name (e.g. mae_image_tiny)")
     pt.add_argument("overrides", nargs="*", help="dotted overrides, e.g. trainer.max_steps=50 data.path=out/shards")
     pt.add_argument("--name", default=None, help="run name (default: run.name, else a timestamp); the run goes to run.dir/NAME")
-    pt.add_argument("--resume", action="store_true", help="continue run NAME from its latest checkpoint (give the run's overrides again)")
+    pt.add_argument("--resume", action="store_true", help="continue run NAME from its latest checkpoint, with its saved config and the overrides given now")
     pt.add_argument("--num-workers", type=int, default=None, help="Ray Train workers (DDP ranks); scaling.num_workers")
     pt.add_argument("--use-gpu", action="store_true", help="one GPU per worker (default: when the cluster has GPUs)")
     pt.add_argument("--ray-address", default=None, help="join this Ray cluster (default: RAY_ADDRESS or a local instance)")

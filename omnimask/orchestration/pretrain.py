@@ -28,7 +28,7 @@ from typing import Any, Optional
 
 import yaml
 
-from omnimask.config import ConfigError, RecipeConfig, builtin_recipes, drop_removed_keys, to_dict
+from omnimask.config import ConfigError, RecipeConfig, builtin_recipes, drop_removed_keys, load_recipe, to_dict
 from omnimask.models.recipe import Recipe
 from omnimask.orchestration.ray_env import ray_session
 from omnimask.pipelines.manifest import MANIFEST, QUARANTINE, Manifest
@@ -72,11 +72,20 @@ def config_changes(before: dict[str, Any], after: dict[str, Any], prefix: str = 
 
 
 def warn_config_changes(saved: dict[str, Any], now: dict[str, Any], name: str) -> None:
-    """A resume takes its config from the command line: say which keys differ from the run's saved config (a
-    forgotten override would otherwise change the run silently, e.g. its schedule's length)."""
+    """Say which keys of a resumed run's config differ from its saved ``config.yaml``: the overrides given to
+    :func:`resumed_config`, or anything a caller of :func:`pretrain` changed."""
     changes = config_changes(saved, now)
     if changes:
         log.warning("resuming run %s with a config that differs from the one it was started with: %s", name, "; ".join(changes))
+
+
+def resumed_config(cfg: RecipeConfig, name: Optional[str], overrides: list[str]) -> RecipeConfig:
+    """What ``--resume`` runs: the run's saved ``config.yaml`` with ``overrides`` (those given now) on top, so that
+    a key not given again keeps the run's value. ``cfg``, the recipe with the same overrides, locates the run; a
+    run that does not exist is left to :func:`pretrain` to report."""
+    check_resume_name(cfg, name, True)
+    saved = Path(cfg.run.dir).resolve() / run_name(cfg, name) / "config.yaml"
+    return load_recipe(saved, overrides) if saved.is_file() else cfg
 
 
 def check_resume_name(cfg: RecipeConfig, name: Optional[str], resume: bool) -> None:
