@@ -60,3 +60,30 @@ def test_tu_folder(tmp_path):
     assert tri.node_labels.tolist() == [0, 1, 2]
     assert edge.num_nodes == 2 and sorted(map(tuple, edge.edge_index.T.tolist())) == [(0, 1), (1, 0)]
     assert edge.y.tolist() == [-1]
+
+
+def test_node_link_json_with_edges_or_links_reads_the_same(tmp_path):
+    """networkx >= 3.6 writes the edge list as "edges" by default, older versions as "links": both read."""
+    g = nx.Graph()
+    g.add_edges_from([(0, 1), (1, 2), (2, 3), (3, 0), (0, 2)])
+    for v in g.nodes:
+        g.nodes[v]["x"] = [float(v), 1.0]
+    g.graph["y"] = 1
+    (tmp_path / "default.json").write_text(json.dumps(nx.node_link_data(g)))  # the installed networkx's default
+    (tmp_path / "links.json").write_text(json.dumps(nx.node_link_data(g, edges="links")))
+    new, old = (read_networkx_file(tmp_path / name, "json").validate() for name in ("default.json", "links.json"))
+    assert new.num_nodes == old.num_nodes == 4 and new.edge_index.shape == (2, 10)
+    for name in ("edge_index", "x", "y"):
+        assert np.array_equal(getattr(new, name), getattr(old, name)), name
+
+
+@pytest.mark.parametrize("data, reason", [
+    ({"nodes": [{"id": 0}, {"id": 1}], "edges": [], "links": [{"source": 0, "target": 1}]}, "both an 'edges' and a 'links'"),
+    ({"nodes": [{"id": 0}]}, r"needs a 'nodes' and an 'edges' \(or 'links'\) list; it has keys \['nodes'\]"),
+    ({"edges": []}, r"needs a 'nodes' and an 'edges'"),
+    ([1, 2], "must be an object"),
+])
+def test_node_link_json_without_one_edge_list_is_quarantined(tmp_path, data, reason):
+    (tmp_path / "g.json").write_text(json.dumps(data))
+    with pytest.raises(QuarantineError, match=reason):
+        read_networkx_file(tmp_path / "g.json", "json")

@@ -1,6 +1,7 @@
 """Protein masked LM: BERT's 80/10/10 masking, the ESM transformer on padded batches, the tied LM
 head, and FASTA files preprocessed and pretrained through the CLI."""
 
+import gzip
 import json
 
 import numpy as np
@@ -126,6 +127,30 @@ def test_fasta_files_are_accounted_for_and_esm_mlm_tiny_pretrains_through_the_cl
     assert "verify       OK" in run_cli(["inspect", str(root / "shards"), "--verify"], tmp_path).stdout
     sizes = root / "shards" / "sizes.npy"
     assert np.load(sizes).tolist() == [len(s) for s in residues_in_shard_order(root / "shards", manifest)]
+
+
+def test_bad_bytes_quarantine_one_record_and_every_record_is_accounted_for(tmp_path):
+    """One Latin-1 byte in a header and one in a sequence cost one record each; a binary file and a file
+    without records are one quarantined input each; the manifest counts every record once."""
+    from omnimask.pipelines.preprocess import preprocess
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    lines = [f">r{i} protein\nMKTAYIAKQR{'ACDEFGHIKL' * (i % 7)}\n".encode() for i in range(45)]
+    header, sequence = list(lines), list(lines)
+    header[43] = b">weird caf\xe9 protein\nMKTAYIAK\n"
+    sequence[9] = b">r9 protein\nMKTA\nYI\xa0AK\n"
+    (raw / "header.fasta").write_bytes(b"".join(header))
+    (raw / "sequence.fasta.gz").write_bytes(gzip.compress(b"".join(sequence)))
+    (raw / "binary.fasta").write_bytes(bytes(range(256)) * 64)
+    (raw / "comments.fasta").write_bytes(b"; nothing but a comment\n")
+    manifest = preprocess("protein", raw, tmp_path / "shards", samples_per_shard=16, executor="processes", num_cpus=1)
+    reasons = {q["source"]: q["reason"] for q in read_quarantine(tmp_path / "shards")}
+    assert sorted(reasons) == ["binary.fasta", "comments.fasta", "header.fasta#44:weird", "sequence.fasta.gz#10:r9"]
+    assert reasons["header.fasta#44:weird"] == r"not ASCII text: byte 0xe9 on line 87, in the header of record 44 (>weird caf\xe9 protein)"
+    assert reasons["sequence.fasta.gz#10:r9"] == "not ASCII text: byte 0xa0 on line 21, in the sequence of record 10 (>r9 protein)"
+    assert manifest.num_samples == 88 and manifest.num_quarantined == 4
+    assert manifest.num_inputs == 45 + 45 + 1 + 1 == manifest.num_samples + manifest.num_quarantined
 
 
 def residues_in_shard_order(root, manifest):

@@ -97,11 +97,37 @@ def from_networkx(g) -> Graph:  # type: ignore[no-untyped-def]
     return Graph(edges, len(nodes), x, labels, None, None if y is None else np.asarray(y))
 
 
+NODE_LINK_EDGE_KEYS = ("edges", "links")
+"""Where node-link JSON keeps its edge list: ``edges`` (networkx >= 3.6's ``node_link_data``), ``links`` (older)."""
+
+
+def node_link_edges_key(data: object) -> str:
+    """The key of the edge list in node-link JSON ``data``: whichever of ``edges`` and ``links`` it has.
+    Raises :class:`QuarantineError` when it is not an object, or has neither key or both."""
+    if not isinstance(data, dict):
+        raise QuarantineError(f"node-link JSON must be an object with 'nodes' and 'edges', got a {type(data).__name__}")
+    found = [key for key in NODE_LINK_EDGE_KEYS if key in data]
+    if len(found) == 2:
+        raise QuarantineError("node-link JSON has both an 'edges' and a 'links' list: which one is the graph's is ambiguous")
+    if not found or "nodes" not in data:
+        raise QuarantineError(f"node-link JSON needs a 'nodes' and an 'edges' (or 'links') list; it has keys {sorted(data)[:10]}")
+    return found[0]
+
+
+def read_node_link_json(path: Path):  # type: ignore[no-untyped-def]
+    """The networkx graph of a node-link ``.json`` file, with its edges under ``edges`` or ``links``."""
+    import networkx as nx
+
+    data = json.loads(path.read_bytes())  # JSON's own encoding detection (UTF-8, -16, -32), not the locale's
+    return nx.node_link_graph(data, edges=node_link_edges_key(data))
+
+
 def read_networkx_file(path: Path, ext: str) -> Graph:
+    """A ``.json`` (node-link), ``.graphml`` or ``.gml`` graph file, through networkx."""
     import networkx as nx
 
     if ext == "json":
-        g = nx.node_link_graph(json.loads(path.read_text()), edges="links")
+        g = read_node_link_json(path)
     elif ext == "graphml":
         g = nx.read_graphml(path)
     else:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Literal, Optional
 
 from omnimask.modalities.base import EncodedSample, QuarantineError
-from omnimask.modalities.protein.fasta import clean_sequence, iter_fasta, open_fasta
+from omnimask.modalities.protein.fasta import FastaRecord, clean_sequence, iter_fasta, not_ascii_reason, open_fasta, readable
 
 
 @dataclass
@@ -32,26 +33,45 @@ class ProteinIngestConfig:
 
 def encode_fasta(path: Path, opts: ProteinIngestConfig) -> Iterator[tuple[str, EncodedSample | QuarantineError]]:
     """``(record name, sample or reason)`` for each record of a FASTA file; the name is the record's
-    1-based number and id (``12:sp|P69905|HBA_HUMAN``). The payload is the sequence as ASCII."""
+    1-based number and id (``12:sp|P69905|HBA_HUMAN``; bytes that are not ASCII shown as ``\\xNN``).
+    The payload is the sequence as ASCII.
+
+    A bad record is quarantined alone, the rest of the file kept: an empty sequence, characters
+    outside the alphabet, a length outside the limits, or a byte that is not ASCII in its header or
+    sequence (always quarantined, also with ``unknown=map_to_x``; the reason names the record and the
+    line). The whole file is refused (QuarantineError) only when it is not FASTA text: empty, a corrupt
+    gzip stream, binary data (a NUL byte near its start), text before the first ``>`` header, or no
+    record at all. A gzip stream that breaks part-way raises after the records read before it."""
     if path.stat().st_size == 0:
         raise QuarantineError("empty file")
     try:
         with open_fasta(path) as stream:
+            number = 0
             for number, record in enumerate(iter_fasta(stream), start=1):
-                name = f"{number}:{record.id}" if record.id else str(number)
-                try:
-                    seq, mapped = clean_sequence(record.sequence, opts.unknown)
-                    if len(seq) < opts.min_length or (opts.max_length is not None and len(seq) > opts.max_length):
-                        raise ValueError(f"length {len(seq)} outside [{opts.min_length}, {opts.max_length or 'inf'}]")
-                except ValueError as e:
-                    yield name, QuarantineError(str(e))
-                    continue
-                meta = {"id": record.id, "description": record.description, "length": len(seq), "mapped_to_x": mapped,
-                        "line": record.line}
-                yield name, EncodedSample("seq", seq.encode("ascii"), meta, digest=hashlib.sha1(seq.encode()).hexdigest(), size=len(seq))
-    except UnicodeDecodeError as e:
-        raise QuarantineError(f"not a text FASTA file: {e.reason} at byte {e.start}") from None
-    except (OSError, EOFError) as e:  # a corrupt gzip stream
+                yield record_name(record, number), encode_record(record, number, opts)
+            if number == 0:
+                raise ValueError("no FASTA records (no line starts with '>')")
+    except (OSError, EOFError, zlib.error) as e:  # a corrupt or truncated gzip stream
         raise QuarantineError(f"unreadable: {e}") from None
     except ValueError as e:
         raise QuarantineError(str(e)) from None
+
+
+def record_name(record: FastaRecord, number: int) -> str:
+    """``number:id`` (``number`` alone for a record without an id), printable ASCII."""
+    return f"{number}:{readable(record.id)}" if record.id else str(number)
+
+
+def encode_record(record: FastaRecord, number: int, opts: ProteinIngestConfig) -> EncodedSample | QuarantineError:
+    """The sample of ``record`` (the ``number``-th of its file), or the reason it is quarantined."""
+    if record.not_ascii is not None:
+        return QuarantineError(not_ascii_reason(record, number))
+    try:
+        seq, mapped = clean_sequence(record.sequence, opts.unknown)
+        if len(seq) < opts.min_length or (opts.max_length is not None and len(seq) > opts.max_length):
+            raise ValueError(f"length {len(seq)} outside [{opts.min_length}, {opts.max_length or 'inf'}]")
+    except ValueError as e:
+        return QuarantineError(str(e))
+    meta = {"id": record.id, "description": record.description, "length": len(seq), "mapped_to_x": mapped,
+            "line": record.line}
+    return EncodedSample("seq", seq.encode("ascii"), meta, digest=hashlib.sha1(seq.encode()).hexdigest(), size=len(seq))
