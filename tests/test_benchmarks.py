@@ -99,3 +99,18 @@ def test_flop_count_of_fused_attention_equals_the_explicit_products():
     fused = step_gflop(lambda: F.scaled_dot_product_attention(q, k, v).sum())
     explicit = step_gflop(lambda: ((q @ k.transpose(-2, -1) * 8**-0.5).softmax(-1) @ v).sum())
     assert fused == explicit == 6 * 2 * (2 * 3 * 17 * 17 * 8) / 1e9
+
+
+def test_attention_ab_times_both_attentions_on_the_same_step():
+    """The explicit product it swaps in computes what the fused kernel does; the script times all three sides."""
+    import torch
+    import torch.nn.functional as F
+
+    from benchmarks.attention_ab import explicit, main
+
+    q, k, v = (torch.randn(2, 3, 17, 8) for _ in range(3))
+    keep = torch.rand(2, 1, 1, 17) > 0.3
+    keep[..., 0] = True
+    assert torch.allclose(explicit(q, k, v, keep), F.scaled_dot_product_attention(q, k, v, attn_mask=keep), atol=1e-5)
+    ms = main(steps=1, batch_size=4)
+    assert set(ms) == {"fused", "explicit", "plain"} and all(t > 0 for t in ms.values())

@@ -1,0 +1,73 @@
+"""The tiny MAE step with omnimask's attention (fused SDPA) and with the explicit product, and the plain MAE:
+three sides in turn in one process, fp32 eager on the CPU (``python -m benchmarks.attention_ab [steps]``).
+
+Which attention is faster depends on the CPU: on an AMX Xeon the fused kernel won in fp32, on an AVX2-only
+EPYC the explicit product did, by about 1% of the step (docs/performance.md). Run it on a new machine before
+changing :func:`omnimask.models.layers.attention`."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, Callable
+
+import torch
+
+import omnimask.models.layers as layers
+from benchmarks.references import reference_for
+from benchmarks.train_step import build, real_batch
+
+
+def explicit(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """``softmax(q k^T / sqrt(d)) v`` as two matrix products: ``q [B, H, N_q, d]``, ``k, v [B, H, N, d]``."""
+    scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)
+    if attn_mask is not None:
+        scores = scores.masked_fill(~attn_mask, float("-inf"))
+    return scores.softmax(dim=-1) @ v
+
+
+def main(steps: int = 45, batch_size: int = 64) -> dict[str, float]:
+    torch.manual_seed(0)
+    recipe = build("mae_image_tiny", [])
+    batch = real_batch(recipe, batch_size)
+    ours = recipe.build_model()
+    plain = reference_for(recipe, recipe.build_model())
+    args = plain.args(batch)
+    fused = layers.attention
+
+    def ours_with(fn: Callable[..., torch.Tensor]) -> Callable[[], torch.Tensor]:
+        def loss() -> torch.Tensor:
+            layers.attention = fn
+            try:
+                return ours.loss(batch)
+            finally:
+                layers.attention = fused
+        return loss
+
+    losses: dict[str, Callable[[], Any]] = {"fused": ours_with(fused), "explicit": ours_with(explicit), "plain": lambda: plain(*args)}
+    # lr 0: the weights stay as they are, so the three sides time the same step over and over
+    opts = {side: torch.optim.AdamW((plain if side == "plain" else ours).parameters(), lr=0.0) for side in losses}
+    seconds = {side: 0.0 for side in losses}
+
+    def step(side: str) -> float:
+        t = time.perf_counter()
+        opts[side].zero_grad(set_to_none=True)
+        losses[side]().backward()
+        opts[side].step()
+        return time.perf_counter() - t
+
+    for _ in range(3):
+        for side in losses:
+            step(side)
+    sides = list(losses)
+    for i in range(steps):
+        for side in sides[i % 3:] + sides[: i % 3]:  # each side first, second and third in turn
+            seconds[side] += step(side)
+    ms = {side: 1000 * s / steps for side, s in seconds.items()}
+    for side in sides:
+        print(f"{side:9s} {ms[side]:6.1f} ms a step  x{ms['plain'] / ms[side]:.3f} the plain MAE")
+    return ms
+
+
+if __name__ == "__main__":
+    main(*(int(a) for a in sys.argv[1:2]))
