@@ -1,9 +1,10 @@
 """The tiny MAE step with omnimask's attention (fused SDPA) and with the explicit product, and the plain MAE:
 three sides in turn in one process, fp32 eager on the CPU (``python -m benchmarks.attention_ab [steps]``).
 
-Which attention is faster depends on the CPU: on an AMX Xeon the fused kernel won in fp32, on an AVX2-only
-EPYC the explicit product did, by about 1% of the step (docs/performance.md). Run it on a new machine before
-changing :func:`omnimask.models.layers.attention`."""
+Which attention is faster depends on the CPU: on an AMX Xeon the fused kernel won in fp32 (on its own, as a
+micro benchmark); on an AVX2-only EPYC the explicit product won by about 1% of the whole step in this script's
+runs, after two in-turn pairs of an earlier one-off script had it slower (docs/performance.md). Run it on a new
+machine before changing :func:`omnimask.models.layers.attention`."""
 
 from __future__ import annotations
 
@@ -16,14 +17,7 @@ import torch
 import omnimask.models.layers as layers
 from benchmarks.references import reference_for
 from benchmarks.train_step import build, real_batch
-
-
-def explicit(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
-    """``softmax(q k^T / sqrt(d)) v`` as two matrix products: ``q [B, H, N_q, d]``, ``k, v [B, H, N, d]``."""
-    scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)
-    if attn_mask is not None:
-        scores = scores.masked_fill(~attn_mask, float("-inf"))
-    return scores.softmax(dim=-1) @ v
+from omnimask.models.layers import explicit_attention
 
 
 def main(steps: int = 45, batch_size: int = 64) -> dict[str, float]:
@@ -44,7 +38,8 @@ def main(steps: int = 45, batch_size: int = 64) -> dict[str, float]:
                 layers.attention = fused
         return loss
 
-    losses: dict[str, Callable[[], Any]] = {"fused": ours_with(fused), "explicit": ours_with(explicit), "plain": lambda: plain(*args)}
+    losses: dict[str, Callable[[], Any]] = {"fused": ours_with(fused), "explicit": ours_with(explicit_attention),
+                                            "plain": lambda: plain(*args)}
     # lr 0: the weights stay as they are, so the three sides time the same step over and over
     opts = {side: torch.optim.AdamW((plain if side == "plain" else ours).parameters(), lr=0.0) for side in losses}
     seconds = {side: 0.0 for side in losses}

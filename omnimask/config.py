@@ -377,7 +377,7 @@ def from_dict(cls: type, data: Any, path: str = "") -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     for key in data:
         if key not in fields:
-            raise ConfigError(_join(path, key), f"unknown key{_suggest(key, fields) or _known(fields)}")
+            raise ConfigError(_join(path, key), f"unknown key{suggest(key, fields) or _known(fields)}")
     kwargs = {}
     for name, f in fields.items():
         key_path = _join(path, name)
@@ -410,7 +410,7 @@ def coerce(tp: Any, value: Any, path: str) -> Any:
         raise ConfigError(path, f"expected {_type_name(tp)}, got {value!r}")
     if origin is Literal:
         if value not in args:
-            raise ConfigError(path, f"must be one of {list(args)}, got {value!r}{_suggest(str(value), map(str, args))}")
+            raise ConfigError(path, f"must be one of {list(args)}, got {value!r}{suggest(str(value), map(str, args))}")
         return value
     if dataclasses.is_dataclass(tp):
         return from_dict(tp, value, path)
@@ -465,7 +465,7 @@ def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
-def _suggest(key: str, choices: Any) -> str:
+def suggest(key: str, choices: Any) -> str:
     close = difflib.get_close_matches(key, list(choices), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from omnimask import registry
-from omnimask.config import ArgumentError, _suggest
+from omnimask.config import ArgumentError, suggest
 
 
 @dataclass(frozen=True)
@@ -133,7 +133,12 @@ def components_named(name: str, kind: Optional[str] = None) -> list[Component]:
     path ``module:Class``, imported as a recipe imports it. An unknown name raises, suggesting a close one."""
     if ":" in name:
         cls = registry.lookup(kind or "component", name, "--name")  # a dotted path: kind only words the error
-        kind = kind or kind_of(cls)
+        if not inspect.isclass(cls):
+            raise ArgumentError(f"{name!r} is a {type(cls).__name__}, not a class")
+        derived = kind_of(cls)
+        if kind is not None and derived is not None and derived != kind:
+            raise ArgumentError(f"{name!r} is a {derived} (it derives from omnimask's {derived} base class), not a {kind}")
+        kind = kind or derived
         if kind is None:
             raise ArgumentError(f"{name!r} derives from none of omnimask's component base classes: say which kind it "
                                 "is with --kind")
@@ -143,7 +148,7 @@ def components_named(name: str, kind: Optional[str] = None) -> list[Component]:
     found = [c for c in items if c.name == name]
     if not found:
         kinds = f" --kind {kind}" if kind else ""
-        raise ArgumentError(f"no {kind or 'component'} is named {name!r}{_suggest(name, sorted({c.name for c in items}))}; "
+        raise ArgumentError(f"no {kind or 'component'} is named {name!r}{suggest(name, sorted({c.name for c in items}))}; "
                             f"`omnimask plugins{kinds} --brief` lists them")
     return found
 

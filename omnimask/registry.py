@@ -29,7 +29,7 @@ import importlib.metadata
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, TypeVar
 
-from omnimask.config import ComponentSpec, ConfigError, _suggest, from_dict
+from omnimask.config import ComponentSpec, ConfigError, suggest, from_dict
 
 KINDS = ("tokenizer", "masker", "target", "encoder", "head", "modality")
 ENTRY_POINT_GROUPS = {kind: f"omnimask.{kind}s" if kind != "modality" else "omnimask.modalities" for kind in KINDS}
@@ -84,7 +84,7 @@ def lookup(kind: str, name: str, path: str = "") -> type:
         broken = _BROKEN[kind].get(name)
         if broken is not None:
             raise ConfigError(path, f"{kind} {name!r} from {broken.source} failed to load: {broken.error}")
-        raise ConfigError(path, f"unknown {kind} {name!r}{_suggest(name, table)}; available: {sorted(table)}")
+        raise ConfigError(path, f"unknown {kind} {name!r}{suggest(name, table)}; available: {sorted(table)}")
     return table[name]
 
 

@@ -101,16 +101,21 @@ def test_flop_count_of_fused_attention_equals_the_explicit_products():
     assert fused == explicit == 6 * 2 * (2 * 3 * 17 * 17 * 8) / 1e9
 
 
-def test_attention_ab_times_both_attentions_on_the_same_step():
-    """The explicit product it swaps in computes what the fused kernel does; the script times all three sides."""
+def test_attention_ab_times_both_attentions_on_the_same_step(monkeypatch):
+    """The explicit product it swaps in computes what the fused kernel does, and the explicit side's step runs
+    through it: once per block of the tiny MAE (4 encoder, 2 decoder) a step, after 3 warm-up steps."""
     import torch
     import torch.nn.functional as F
 
-    from benchmarks.attention_ab import explicit, main
+    import benchmarks.attention_ab as ab
+    from omnimask.models.layers import attention, explicit_attention
 
     q, k, v = (torch.randn(2, 3, 17, 8) for _ in range(3))
     keep = torch.rand(2, 1, 1, 17) > 0.3
     keep[..., 0] = True
-    assert torch.allclose(explicit(q, k, v, keep), F.scaled_dot_product_attention(q, k, v, attn_mask=keep), atol=1e-5)
-    ms = main(steps=1, batch_size=4)
+    assert torch.allclose(explicit_attention(q, k, v, keep), F.scaled_dot_product_attention(q, k, v, attn_mask=keep), atol=1e-5)
+    calls = []
+    monkeypatch.setattr(ab, "explicit_attention", lambda *a: calls.append(1) or explicit_attention(*a))
+    ms = ab.main(steps=2, batch_size=4)
     assert set(ms) == {"fused", "explicit", "plain"} and all(t > 0 for t in ms.values())
+    assert len(calls) == (3 + 2) * 6 and ab.layers.attention is attention  # the fused one is back in place

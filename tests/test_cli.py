@@ -97,7 +97,7 @@ def test_submit_to_an_address_where_nothing_listens_is_a_one_line_error(tmp_path
 def test_a_resumed_run_reports_the_steps_this_invocation_trained():
     from omnimask.orchestration.cli import trained_steps
 
-    assert trained_steps(40, None) == "trained 40 steps"
+    assert trained_steps(40, 0) == "trained 40 steps"
     assert trained_steps(40, 20) == "trained steps 21-40 (20 steps, resumed from step 20)"
     assert trained_steps(40, 40) == "trained no steps (the run was already at step 40)"
 
@@ -112,6 +112,6 @@ def test_preprocess_that_quarantines_every_input_fails(tmp_path):
                            "--num-cpus", "1"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "3 inputs -> 0 samples in 0 webdataset shards (0.0 MB), 3 quarantined" in proc.stdout
-    assert ("omnimask preprocess: error: the dataset holds no samples: all 3 inputs were quarantined; "
-            "the reasons are in out/quarantine.jsonl") in proc.stderr
+    assert ("omnimask preprocess: error: out holds no samples: all 3 inputs were quarantined "
+            "(the reasons are in out/quarantine.jsonl)") in proc.stderr
     assert len((tmp_path / "out" / "quarantine.jsonl").read_text().splitlines()) == 3

@@ -34,6 +34,17 @@ def test_records_plain_and_gzip(tmp_path):
         assert records[1].sequence == "" and records[1].line == 5
 
 
+def test_a_utf8_byte_order_mark_is_skipped(tmp_path):
+    """Windows editors start text files with one; it is not a byte of the first header."""
+    (tmp_path / "bom.fasta").write_bytes(b"\xef\xbb\xbf" + TEXT.encode())
+    with gzip.open(tmp_path / "bom.fa.gz", "wb") as f:
+        f.write(b"\xef\xbb\xbf" + TEXT.encode())
+    for name in ("bom.fasta", "bom.fa.gz"):
+        with open_fasta(tmp_path / name) as stream:
+            records = list(iter_fasta(stream))
+        assert records[0].id == "sp|P69905|HBA_HUMAN" and records[0].not_ascii is None and records[0].line == 1
+
+
 def test_clean_sequence():
     assert clean_sequence("mkTAyiak*", "quarantine") == ("MKTAYIAK", 0)
     with pytest.raises(ValueError, match="empty sequence"):

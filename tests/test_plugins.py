@@ -116,3 +116,7 @@ def test_plugins_name_shows_a_dotted_path_and_refuses_an_unknown_name(tmp_path):
     assert "omnimask plugins: error: no component is named 'rnadom' (did you mean 'random'?)" in proc.stderr
     proc = plugins("--name", "broken_plugins:Nope", "--kind", "masker")
     assert proc.returncode == 2 and "cannot import masker 'broken_plugins:Nope'" in proc.stderr
+    proc = plugins("--name", "broken_plugins:WrongCountMasker", "--kind", "encoder")
+    assert proc.returncode == 2 and "'broken_plugins:WrongCountMasker' is a masker" in proc.stderr
+    proc = plugins("--name", "os:sep")
+    assert proc.returncode == 2 and "'os:sep' is a str, not a class" in proc.stderr

@@ -45,7 +45,7 @@ def test_protein_records_quarantine_duplicates_and_shard_rollover(ray_local, tmp
     assert reasons["a.fasta#2:empty"] == "empty sequence"
     assert "outside the protein alphabet: '1J'" in reasons["a.fasta#3:p3"]
     assert reasons["broken.fa.gz"].startswith("unreadable: Compressed file ended")
-    assert reasons["image.fasta"].startswith("not a text FASTA file")
+    assert reasons["image.fasta"].startswith("binary data or UTF-16") and "not an ASCII FASTA file" in reasons["image.fasta"]
     got = samples(out, m)
     assert set(got) == {"a.fasta#1:p1", "a.fasta#4:p4", "a.fasta#5:p5", *(f"b.fa.gz#{i + 1}:g{i}" for i in range(5))}
     assert m.num_samples == 8 and m.num_inputs == m.num_samples + m.num_quarantined == 8 + len(reasons)

@@ -21,6 +21,6 @@ def test_a_dataset_without_samples_fails_before_the_run(tmp_path):
     manifest = preprocess("image", tmp_path / "raw", tmp_path / "shards", executor="processes", num_cpus=1)
     assert manifest.num_samples == 0 and manifest.num_quarantined == 2
     cfg = load_recipe("mae_image_tiny", [f"data.path={tmp_path / 'shards'}", f"run.dir={tmp_path / 'runs'}"])
-    with pytest.raises(ConfigError, match=r"holds no samples: all 2 inputs were quarantined \(reasons in .*quarantine.jsonl\)"):
+    with pytest.raises(ConfigError, match=r"holds no samples: all 2 inputs were quarantined \(the reasons are in .*quarantine.jsonl\)"):
         pretrain(cfg, name="empty")
     assert not (tmp_path / "runs").exists()

@@ -90,6 +90,7 @@ def test_failure_recovery_and_resume_continue_exactly(shards, tmp_path):
     recovered = train(shards, tmp_path, "recovered", "trainer.max_steps=8", "trainer.fail_at_step=6", "run.max_failures=1",
                       "data.trace=true")
     assert recovered.steps == 8 and recovered.summary["resumed_from_step"] == 4
+    assert recovered.summary["started_at_step"] == 0  # the call started the run: the recovery is not a resume
 
     store = f"run.storage=file://{tmp_path / 'store'}"  # checkpoints through a pyarrow filesystem URI
     with pytest.raises(Exception):
@@ -98,7 +99,7 @@ def test_failure_recovery_and_resume_continue_exactly(shards, tmp_path):
     with pytest.raises(RunExistsError, match="--resume"):
         train(shards, tmp_path, "stopped", "trainer.max_steps=8", store)
     resumed = train(shards, tmp_path, "stopped", "trainer.max_steps=8", store, resume=True)
-    assert resumed.steps == 8 and resumed.summary["resumed_from_step"] == 4
+    assert resumed.steps == 8 and resumed.summary["resumed_from_step"] == resumed.summary["started_at_step"] == 4
     assert (tmp_path / "store" / "stopped" / "checkpoint-step0000008" / "checkpoint.ckpt").is_file()
 
     assert consumed_keys(recovered.run_dir, 4) == consumed_keys(plain.run_dir)  # the same batches, in order
@@ -114,7 +115,7 @@ def test_a_run_that_failed_before_its_first_checkpoint_can_start_again(shards, t
     checkpoint; the same name then starts afresh, the failed attempt's files kept beside it."""
     with pytest.raises(Exception):
         train(shards, tmp_path, "again", "model.masker.name=tube", "trainer.max_steps=2")
-    assert (tmp_path / "again" / "config.yaml").is_file()
+    assert (tmp_path / "again" / "config.yaml").is_file() and (tmp_path / "again" / ".failed").is_file()
     result = train(shards, tmp_path, "again", "trainer.max_steps=2")
     assert result.steps == 2 and result.summary["resumed_from_step"] is None
     [aside] = tmp_path.glob("again.failed-*")

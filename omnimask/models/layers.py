@@ -70,11 +70,16 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torc
     ``python -m benchmarks.micro``).
     """
     if q.device.type == "cpu" and q.dtype in (torch.bfloat16, torch.float16):
-        scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)
-        if attn_mask is not None:
-            scores = scores.masked_fill(~attn_mask, float("-inf"))
-        return scores.softmax(dim=-1) @ v
+        return explicit_attention(q, k, v, attn_mask)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+
+
+def explicit_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """:func:`attention` as two matrix products and a softmax (shapes as there)."""
+    scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)
+    if attn_mask is not None:
+        scores = scores.masked_fill(~attn_mask, float("-inf"))
+    return scores.softmax(dim=-1) @ v
 
 
 class Attention(nn.Module):

@@ -47,8 +47,7 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
         f"({m.total_bytes / 1e6:.1f} MB), {m.num_quarantined} quarantined; manifest at {args.output}/manifest.json"
     )
     if m.num_samples == 0:  # every input quarantined: nothing to train on, and a script must notice
-        print(f"omnimask preprocess: error: the dataset holds no samples: all {m.num_inputs} inputs were quarantined; "
-              f"the reasons are in {args.output}/quarantine.jsonl", file=sys.stderr)
+        print(f"omnimask preprocess: error: {m.no_samples(args.output)}", file=sys.stderr)
         return 1
     return 0
 
@@ -73,16 +72,17 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     from omnimask.orchestration.pretrain import pretrain
 
     result = pretrain(cfg, name=args.name, resume=args.resume, ray_address=args.ray_address)
-    print(f"{trained_steps(result.steps, result.summary.get('resumed_from_step'))} in {result.seconds:.0f}s: "
+    print(f"{trained_steps(result.steps, result.summary['started_at_step'])} in {result.seconds:.0f}s: "
           f"loss {format_loss(result.first_loss)} -> {format_loss(result.last_loss)}")
     print(f"run directory: {result.run_dir}")
     return 0
 
 
-def trained_steps(steps: int, resumed_from: Optional[int]) -> str:
-    """What this invocation trained: ``trained 40 steps``, or after a resume from step 20 to step 40 (``steps`` is
-    the run's final step) ``trained steps 21-40 (20 steps, resumed from step 20)``."""
-    if resumed_from is None:
+def trained_steps(steps: int, resumed_from: int) -> str:
+    """What this invocation trained, from step ``resumed_from`` (0: a fresh run; a recovery from a worker failure
+    within the call does not count) to ``steps``: ``trained 40 steps``, or ``trained steps 21-40 (20 steps, resumed
+    from step 20)``."""
+    if resumed_from == 0:
         return f"trained {steps} steps"
     if steps <= resumed_from:
         return f"trained no steps (the run was already at step {resumed_from})"

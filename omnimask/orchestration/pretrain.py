@@ -31,7 +31,7 @@ import yaml
 from omnimask.config import ConfigError, RecipeConfig, builtin_recipes, drop_removed_keys, load_recipe, to_dict
 from omnimask.models.recipe import Recipe
 from omnimask.orchestration.ray_env import ray_session
-from omnimask.pipelines.manifest import MANIFEST, QUARANTINE, Manifest
+from omnimask.pipelines.manifest import MANIFEST, Manifest
 from omnimask.orchestration.scratch import run_scratch
 
 log = logging.getLogger("omnimask.train")
@@ -85,7 +85,11 @@ def resumed_config(cfg: RecipeConfig, name: Optional[str], overrides: list[str])
     run that does not exist is left to :func:`pretrain` to report."""
     check_resume_name(cfg, name, True)
     saved = Path(cfg.run.dir).resolve() / run_name(cfg, name) / "config.yaml"
-    return load_recipe(saved, overrides) if saved.is_file() else cfg
+    if not saved.is_file():
+        return cfg
+    resumed = load_recipe(saved, overrides)
+    resumed.run.dir, resumed.run.name = cfg.run.dir, cfg.run.name  # where the run was found, wherever it was saved
+    return resumed
 
 
 def check_resume_name(cfg: RecipeConfig, name: Optional[str], resume: bool) -> None:
@@ -107,41 +111,75 @@ def check_dataset(cfg: RecipeConfig) -> Path:
         raise ConfigError("data.path", f"{data_path} holds {manifest.modality} samples; the recipe is for {cfg.modality}. "
                                        f"Recipes for {manifest.modality}: {recipes}; or pass another data.path")
     if manifest.num_samples == 0:
-        raise ConfigError("data.path", f"{data_path} holds no samples: all {manifest.num_inputs} inputs were quarantined "
-                                       f"(reasons in {data_path / QUARANTINE})")
+        raise ConfigError("data.path", manifest.no_samples(data_path))
     return data_path
 
 
+FAILED = ".failed"
+"""Written into a run's folder when :func:`pretrain` ends with an error (the error, one line)."""
+START_STEP = ".start-step"
+"""The step a :func:`pretrain` call's first attempt started at, written by its rank 0 (``summary.started_at_step``)."""
+
+
 def failed_before_checkpoint(run_dir: Path, cfg: RecipeConfig) -> bool:
-    """Whether the run in ``run_dir`` ended without a summary or a checkpoint, so that starting it again loses
-    nothing (a config error in a worker, a dataset that failed to load). Only where the checkpoints are
-    kept in the run's folder (no ``run.storage``): elsewhere this cannot be told cheaply."""
-    return cfg.run.storage is None and not (run_dir / "summary.json").exists() and not any(run_dir.glob("checkpoint-step*"))
+    """Whether the run in ``run_dir`` failed (its :data:`FAILED` mark) without a summary or a checkpoint, so that
+    starting it again loses nothing (a config error in a worker, a dataset that failed to load). A run still going
+    has no mark, and one killed outright leaves none: both stay refused. Only where the checkpoints are kept in
+    the run's folder (no ``run.storage``): elsewhere this cannot be told cheaply."""
+    return (cfg.run.storage is None and (run_dir / FAILED).exists() and not (run_dir / "summary.json").exists()
+            and not any(run_dir.glob("checkpoint-step*")))
 
 
-def pretrain(cfg: RecipeConfig, name: Optional[str] = None, resume: bool = False, ray_address: Optional[str] = None) -> RunResult:
-    """Train ``cfg`` on Ray Train; returns the run directory and its summary."""
-    check_resume_name(cfg, name, resume)
-    data_path = check_dataset(cfg)
-    Recipe.check(cfg)  # config errors fail here, not in every worker
-    name = run_name(cfg, name)
+def prepare_run_dir(cfg: RecipeConfig, name: str, resume: bool) -> Path:
+    """The run's folder, ``run.dir/NAME``, checked against ``resume`` and holding the run's ``config.yaml``. A run of
+    that name that failed before its first checkpoint is moved aside to ``NAME.failed-TIME`` and started again."""
     run_dir = Path(cfg.run.dir).resolve() / name
     if (run_dir / "config.yaml").exists() and not resume:
         if not failed_before_checkpoint(run_dir, cfg):
             raise RunExistsError(f"run {name!r} already exists at {run_dir}: pass --resume to continue it, or another --name")
         aside = run_dir.with_name(f"{name}.failed-{time.strftime('%Y%m%d-%H%M%S')}")
+        while aside.exists():  # a second failed start within the same second
+            aside = aside.with_name(aside.name + "+")
         run_dir.rename(aside)
         log.warning("run %r failed before its first checkpoint: starting it again (the earlier attempt's files are in %s)",
                     name, aside)
     if resume and not (run_dir / "config.yaml").exists():
         raise FileNotFoundError(f"nothing to resume: no run {name!r} at {run_dir}")
     run_dir.mkdir(parents=True, exist_ok=True)
-    cfg.data.path = str(data_path)
     if resume:
         saved = drop_removed_keys(yaml.safe_load((run_dir / "config.yaml").read_text()) or {})
         warn_config_changes(saved, to_dict(cfg), name)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    for stale in ("summary.json", FAILED, START_STEP):  # an earlier call's must not pass for this one's
+        (run_dir / stale).unlink(missing_ok=True)
+    return run_dir
 
+
+def pretrain(cfg: RecipeConfig, name: Optional[str] = None, resume: bool = False, ray_address: Optional[str] = None) -> RunResult:
+    """Train ``cfg`` on Ray Train; returns the run directory and its summary. A call that fails marks the run
+    (:data:`FAILED`)."""
+    check_resume_name(cfg, name, resume)
+    cfg.data.path = str(check_dataset(cfg))
+    Recipe.check(cfg)  # config errors fail here, not in every worker
+    name = run_name(cfg, name)
+    run_dir = prepare_run_dir(cfg, name, resume)
+    started = time.perf_counter()
+    try:
+        checkpoint = fit(cfg, name, run_dir, ray_address)
+    except BaseException as e:
+        (run_dir / FAILED).write_text(f"{type(e).__name__}: {e}".splitlines()[0] + "\n")
+        raise
+    if not (run_dir / "summary.json").is_file():
+        raise FileNotFoundError(f"the run ended but its rank 0 left no {run_dir / 'summary.json'}: on a cluster, rank 0 "
+                                "writes the run directory on its own node, so run.dir must be a path every node shares")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    log.info("run %s finished: %d steps, latest checkpoint %s", name, summary["steps"], checkpoint)
+    return RunResult(run_dir, summary["steps"], summary["first_loss"], summary["last_loss"], time.perf_counter() - started, summary)
+
+
+def fit(cfg: RecipeConfig, name: str, run_dir: Path, ray_address: Optional[str]) -> Optional[str]:
+    """Run the TorchTrainer of :func:`omnimask.orchestration.worker.train_loop` on Ray; returns the path of the
+    latest checkpoint."""
     with run_scratch() as scratch, ray_session(ray_address):  # the scratch folder goes after the workers
         import ray
         import ray.train
@@ -172,14 +210,7 @@ def pretrain(cfg: RecipeConfig, name: Optional[str] = None, resume: bool = False
                 checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.trainer.keep_checkpoints),
             ),
         )
-        (run_dir / "summary.json").unlink(missing_ok=True)  # a resumed run's old one must not pass for the new
-        started = time.perf_counter()
         result = trainer.fit()
         if result.error is not None:
             raise result.error
-    if not (run_dir / "summary.json").is_file():
-        raise FileNotFoundError(f"the run ended but its rank 0 left no {run_dir / 'summary.json'}: on a cluster, rank 0 "
-                                "writes the run directory on its own node, so run.dir must be a path every node shares")
-    summary = json.loads((run_dir / "summary.json").read_text())
-    log.info("run %s finished: %d steps, latest checkpoint %s", name, summary["steps"], result.checkpoint.path if result.checkpoint else None)
-    return RunResult(run_dir, summary["steps"], summary["first_loss"], summary["last_loss"], time.perf_counter() - started, summary)
+        return result.checkpoint.path if result.checkpoint else None

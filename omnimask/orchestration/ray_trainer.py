@@ -13,13 +13,22 @@ before Ray 2.52; ``omnimask pretrain`` is that driver, locally and as a Ray job.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from ray.train.torch import TorchTrainer
+from ray.train.v2._internal.callbacks.placement_group_callback import PlacementGroupCleanerCallback
+
+log = logging.getLogger("omnimask.train")
 
 
 class Trainer(TorchTrainer):
     """``TorchTrainer`` with Ray Train's default callbacks minus ``PlacementGroupCleanerCallback``."""
 
     def _create_default_callbacks(self) -> list[Any]:
-        return [c for c in super()._create_default_callbacks() if type(c).__name__ != "PlacementGroupCleanerCallback"]
+        callbacks = super()._create_default_callbacks()
+        kept = [c for c in callbacks if not isinstance(c, PlacementGroupCleanerCallback)]
+        if len(kept) == len(callbacks):
+            log.warning("Ray Train no longer adds a PlacementGroupCleanerCallback: omnimask's workaround for it "
+                        "(omnimask/orchestration/ray_trainer.py) does nothing with this Ray version")
+        return kept

@@ -12,6 +12,7 @@ node's copy; a worker on another node removes its own folder when it ends normal
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -19,6 +20,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
+
+log = logging.getLogger("omnimask.train")
 
 
 # multiprocessing puts AF_UNIX sockets two levels below the temporary folder (``pymp-XXXXXXXX/listener-XXXXXXXX``,
@@ -34,18 +37,27 @@ def run_scratch() -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+        try:
+            path.parent.rmdir()  # the last rank out on its node; the driver removes its own node's in any case
+        except OSError:
+            pass
 
 
 @contextmanager
 def use_scratch(base: Path, rank: int) -> Iterator[Optional[Path]]:
     """Make ``base/r<R>`` this process's temporary folder (``tempfile`` and ``TMPDIR``, which processes it
-    starts inherit) until exit, then remove it and restore the previous setting. Yields the folder, or None
-    (nothing changed) where its path is too long for the sockets multiprocessing makes below it."""
+    starts inherit) until exit, then remove it (and ``base`` once empty: on a node other than the driver's) and
+    restore the previous setting. Yields the folder, or None (nothing changed) where its path is too long for the
+    sockets multiprocessing makes below it, or cannot be made on this node."""
     path = Path(base) / f"r{rank}"
-    if len(str(path)) > MAX_PATH:
+    try:
+        if len(str(path)) > MAX_PATH:
+            raise OSError(f"{len(str(path))} characters, more than multiprocessing's sockets allow below it")
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        log.info("rank %d keeps its temporary files in %s, not in the run's folder %s: %s", rank, tempfile.gettempdir(), path, e)
         yield None
         return
-    path.mkdir(parents=True, exist_ok=True)
     saved = tempfile.tempdir, os.environ.get("TMPDIR")
     tempfile.tempdir = str(path)
     os.environ["TMPDIR"] = str(path)

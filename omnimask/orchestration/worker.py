@@ -29,6 +29,7 @@ from omnimask.models.recipe import Recipe
 from omnimask.orchestration.allocator import retain_freed_memory
 from omnimask.orchestration.callbacks import FailOnce, ProgressLog, RayTrainReport, ReconstructionPreview, SampleTrace
 from omnimask.orchestration.logs import setup_logging
+from omnimask.orchestration.pretrain import START_STEP
 from omnimask.orchestration.scratch import use_scratch
 from omnimask.pipelines.collate import collate_for
 from omnimask.pipelines.loader import build_loader
@@ -125,6 +126,9 @@ def train_rank(config: dict[str, Any]) -> None:
             log.info("resuming from %s at step %d (data epoch %s, offset %s)", checkpoint.path, saved["step"],
                      saved.get("epoch"), saved.get("offset"))
 
+    start_mark = run_dir / START_STEP  # where this pretrain call started: its first attempt's step
+    if rank == 0 and not start_mark.exists():
+        start_mark.write_text(f"{saved['step']}\n")
     recipe = Recipe.from_config(cfg)
     loader: Any
     cursor, shuffle = None, None
@@ -218,6 +222,7 @@ def train_rank(config: dict[str, Any]) -> None:
             "last_loss": progress.last_loss,
             "seconds": round(time.perf_counter() - started, 3),
             "resumed_from_step": saved["step"] if checkpoint is not None else None,
+            "started_at_step": int(start_mark.read_text()),
             "data_position": dataclasses.asdict(cursor.at(trainer.global_step)) if cursor else None,
             "shuffle_mean_displacement": shuffle if cursor else None,
             "weights_digest_per_rank": digests,

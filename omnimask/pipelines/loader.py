@@ -233,7 +233,7 @@ class ShardStream(IterableDataset):
         self.root = Path(path)
         self.manifest = Manifest.load(self.root)
         if not self.manifest.shards:
-            raise ValueError(f"{self.root} holds no samples (all {self.manifest.num_inputs} inputs were quarantined)")
+            raise ValueError(self.manifest.no_samples(self.root))
         check_shard_sizes(self.root, self.manifest)
         self.counts = [s.num_samples for s in self.manifest.shards]
         self.epoch_len = sum(self.counts)

@@ -76,6 +76,11 @@ class Manifest:
         self.validate()
         return write_atomic(Path(directory) / MANIFEST, json.dumps(dataclasses.asdict(self), indent=2).encode())
 
+    def no_samples(self, directory: str | Path) -> str:
+        """What to say of a dataset in ``directory`` that holds no samples."""
+        return (f"{directory} holds no samples: all {self.num_inputs} inputs were quarantined "
+                f"(the reasons are in {Path(directory) / QUARANTINE})")
+
     @classmethod
     def load(cls, directory: str | Path) -> "Manifest":
         path = Path(directory) / MANIFEST

@@ -57,7 +57,7 @@ def build_ray_dataset(cfg: RecipeConfig, world_size: int) -> Any:
     root = Path(cfg.data.path).resolve()  # type: ignore[arg-type]
     manifest = Manifest.load(root)
     if not manifest.num_samples:
-        raise ValueError(f"{root} holds no samples (all {manifest.num_inputs} inputs were quarantined)")
+        raise ValueError(manifest.no_samples(root))
     check_shard_sizes(root, manifest)
     needed = cfg.trainer.max_steps * cfg.data.batch_size * world_size
     epochs = math.ceil(needed / manifest.num_samples) + 1

@@ -9,6 +9,7 @@ and :func:`iter_fasta` (text before the first header).
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import io
 from dataclasses import dataclass
@@ -62,14 +63,18 @@ def open_fasta(path: Path) -> io.TextIOBase:
     """A text stream over a plain or gzip-compressed FASTA file (gzip is recognised by its magic bytes).
 
     Bytes that are not ASCII are decoded as ``surrogateescape`` surrogates, never an error: they are
-    the concern of the record they are in. Raises ValueError for a binary file, one with a NUL byte
-    among its first :data:`BINARY_SNIFF_BYTES` (decompressed) bytes, and OSError for a corrupt gzip header."""
+    the concern of the record they are in. A UTF-8 byte-order mark at the start (as Windows editors write)
+    is skipped. Raises ValueError for a binary file, one with a NUL byte among its first
+    :data:`BINARY_SNIFF_BYTES` (decompressed) bytes, and OSError for a corrupt gzip header."""
     with open(path, "rb") as f:
         magic = f.read(2)
     raw = gzip.open(path, "rb") if magic == GZIP_MAGIC else open(path, "rb")
     try:
-        if b"\0" in raw.peek(BINARY_SNIFF_BYTES)[:BINARY_SNIFF_BYTES]:
+        head = raw.peek(BINARY_SNIFF_BYTES)[:BINARY_SNIFF_BYTES]
+        if b"\0" in head:
             raise ValueError(f"binary data or UTF-16 (a NUL byte in the first {BINARY_SNIFF_BYTES} bytes): not an ASCII FASTA file")
+        if head.startswith(codecs.BOM_UTF8):
+            raw.read(len(codecs.BOM_UTF8))
     except BaseException:
         raw.close()
         raise
