@@ -2,9 +2,9 @@
 three sides in turn in one process, fp32 eager on the CPU (``python -m benchmarks.attention_ab [steps]``).
 
 Which attention is faster depends on the CPU: on an AMX Xeon the fused kernel won in fp32 (on its own, as a
-micro benchmark); on an AVX2-only EPYC the explicit product won by about 1% of the whole step in this script's
-runs, after two in-turn pairs of an earlier one-off script had it slower (docs/performance.md). Run it on a new
-machine before changing :func:`omnimask.models.layers.attention`."""
+micro benchmark); on an AVX2-only EPYC the two were within 1% of each other over the whole step, either way
+round from run to run (docs/performance.md). Run it on a new machine before changing
+:func:`omnimask.models.layers.attention`."""
 
 from __future__ import annotations
 
