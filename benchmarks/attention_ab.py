@@ -9,14 +9,13 @@ round from run to run (docs/performance.md). Run it on a new machine before chan
 from __future__ import annotations
 
 import sys
-import time
 from typing import Any, Callable
 
 import torch
 
 import omnimask.models.layers as layers
 from benchmarks.references import reference_for
-from benchmarks.train_step import build, real_batch
+from benchmarks.train_step import build, real_batch, steps_in_turn
 from omnimask.models.layers import explicit_attention
 
 
@@ -42,24 +41,9 @@ def main(steps: int = 45, batch_size: int = 64) -> dict[str, float]:
                                             "plain": lambda: plain(*args)}
     # lr 0: the weights stay as they are, so the three sides time the same step over and over
     opts = {side: torch.optim.AdamW((plain if side == "plain" else ours).parameters(), lr=0.0) for side in losses}
-    seconds = {side: 0.0 for side in losses}
-
-    def step(side: str) -> float:
-        t = time.perf_counter()
-        opts[side].zero_grad(set_to_none=True)
-        losses[side]().backward()
-        opts[side].step()
-        return time.perf_counter() - t
-
-    for _ in range(3):
-        for side in losses:
-            step(side)
-    sides = list(losses)
-    for i in range(steps):
-        for side in sides[i % 3:] + sides[: i % 3]:  # each side first, second and third in turn
-            seconds[side] += step(side)
+    seconds = steps_in_turn(losses, opts, steps)
     ms = {side: 1000 * s / steps for side, s in seconds.items()}
-    for side in sides:
+    for side in losses:
         print(f"{side:9s} {ms[side]:6.1f} ms a step  x{ms['plain'] / ms[side]:.3f} the plain MAE")
     return ms
 

@@ -275,6 +275,30 @@ def run(recipes: list[str], device: str = "cpu", precisions: tuple[str, ...] = (
     return rows
 
 
+def steps_in_turn(losses: dict[str, Any], opts: dict[str, Any], steps: int, warmup: int = 3) -> dict[str, float]:
+    """Seconds each side spent in ``steps`` training steps (``opts[side]`` over ``losses[side]()``), the sides taking
+    their steps in turn, each first in its turn as often as the others (A B, B A, ... for two), after ``warmup``
+    untimed rounds."""
+    seconds = {side: 0.0 for side in losses}
+
+    def step(side: str) -> float:
+        t = time.perf_counter()
+        opts[side].zero_grad(set_to_none=True)
+        losses[side]().backward()
+        opts[side].step()
+        return time.perf_counter() - t
+
+    sides = list(losses)
+    for _ in range(warmup):
+        for side in sides:
+            step(side)
+    for i in range(steps):
+        r = i % len(sides)
+        for side in sides[r:] + sides[:r]:
+            seconds[side] += step(side)
+    return seconds
+
+
 def interleaved_one(name: str, batch_size: int, steps: int) -> dict[str, Any]:
     """Both implementations in this process on the same batch, fp32 eager on the CPU, their steps taken in turn
     (A B, B A, ...) and each side's time summed: a slow moment of a shared machine lands on both sides, so
@@ -292,21 +316,7 @@ def interleaved_one(name: str, batch_size: int, steps: int) -> dict[str, Any]:
     losses = {"omnimask": lambda: ours.loss(batch), "plain": lambda: plain(*args)}
     opts = {"omnimask": torch.optim.AdamW(ours.parameters(), lr=1e-4, fused=True),
             "plain": torch.optim.AdamW(plain.parameters(), lr=1e-4, fused=True)}
-    seconds = {side: 0.0 for side in losses}
-
-    def step(side: str) -> float:
-        t = time.perf_counter()
-        opts[side].zero_grad(set_to_none=True)
-        losses[side]().backward()
-        opts[side].step()
-        return time.perf_counter() - t
-
-    for _ in range(3):
-        for side in losses:
-            step(side)
-    for i in range(steps):
-        for side in (("omnimask", "plain") if i % 2 == 0 else ("plain", "omnimask")):
-            seconds[side] += step(side)
+    seconds = steps_in_turn(losses, opts, steps)
     return {"recipe": name, "batch_size": batch_size, "steps": steps,
             "omnimask_step_ms": 1000 * seconds["omnimask"] / steps, "plain_step_ms": 1000 * seconds["plain"] / steps,
             "speedup": seconds["plain"] / seconds["omnimask"]}
