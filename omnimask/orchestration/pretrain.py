@@ -13,7 +13,7 @@ Run directory layout (``runs/NAME/``)::
     checkpoint-stepNNNNNNN/            Ray Train checkpoints (checkpoint.ckpt inside), newest trainer.keep_checkpoints
     metrics.csv, tensorboard/          per-step metrics (train/loss, train/lr)
     reconstruction.png                 original | masked | reconstruction for a few samples
-    summary.json                       steps, first/last loss, time, per-rank weight digests
+    summary.json                       steps, first/last loss, time, the steps resumed/started at, per-rank weight digests
     trace-rank{R}.jsonl                with data.trace=true: step, rank, index, key of every sample
 """
 
