@@ -18,7 +18,7 @@ def test_a_dataset_without_samples_fails_before_the_run(tmp_path):
     (tmp_path / "raw").mkdir()
     (tmp_path / "raw" / "empty.jpg").write_bytes(b"")
     (tmp_path / "raw" / "text.jpg").write_text("not a jpeg\n")
-    manifest = preprocess("image", tmp_path / "raw", tmp_path / "shards", executor="processes", num_cpus=1)
+    manifest = preprocess("image", tmp_path / "raw", tmp_path / "shards", num_cpus=2)
     assert manifest.num_samples == 0 and manifest.num_quarantined == 2
     cfg = load_recipe("mae_image_tiny", [f"data.path={tmp_path / 'shards'}", f"run.dir={tmp_path / 'runs'}"])
     with pytest.raises(ConfigError, match=r"holds no samples: all 2 inputs were quarantined \(the reasons are in .*quarantine.jsonl\)"):
