@@ -37,10 +37,6 @@ def run_scratch() -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
-        try:
-            path.parent.rmdir()  # the last rank out on its node; the driver removes its own node's in any case
-        except OSError:
-            pass
 
 
 @contextmanager
@@ -70,3 +66,7 @@ def use_scratch(base: Path, rank: int) -> Iterator[Optional[Path]]:
         else:
             os.environ["TMPDIR"] = saved[1]
         shutil.rmtree(path, ignore_errors=True)
+        try:
+            path.parent.rmdir()  # the run's folder, once empty: the last rank out on a node other than the driver's
+        except OSError:
+            pass
