@@ -80,18 +80,19 @@ def loader_section(quick: bool) -> list[dict[str, Any]]:
 
 
 def train_section(quick: bool) -> list[dict[str, Any]]:
-    from benchmarks import train_step
+    from benchmarks import lockstep, train_step
 
     if quick:
         return train_step.run(["mae_image_tiny", "esm_mlm_tiny"], batch_size=8, steps=2) + [
-            {"interleaved": train_step.interleaved("mae_image_tiny", batch_size=8, steps=2)}]
+            {"interleaved": train_step.interleaved("mae_image_tiny", batch_size=8, steps=2)},
+            {"as_run": lockstep.as_run("mae_image_tiny", steps=2, batch_size=8, compile=False)}]
     tiny = [name for name in train_step.CASES if name.endswith("_tiny")]
     rows = []
     for name in train_step.CASES:  # the tiny ones twice per side, alternating (cheap, and the noisiest)
         rows += train_step.run([name], rounds=2 if name in tiny else 1)
     rows += train_step.run(["mae_image_tiny", "videomae_tiny", "audiomae_tiny"], precisions=("bf16",), rounds=2)
     rows += train_step.run(["mae_image_tiny"], compile=True)
-    rows.append({"settings": train_step.speed_settings("mae_image_tiny")})
+    rows.append({"as_run": lockstep.as_run("mae_image_tiny")})
     rows.append({"interleaved": train_step.interleaved("mae_image_tiny")})
     return rows
 

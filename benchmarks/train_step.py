@@ -126,17 +126,13 @@ def step_gflop(loss_fn: Any) -> float:
     return counter.get_total_flops() / 1e9
 
 
-def measure_one(name: str, impl: str, batch_size: int, steps: int, device: str, precision: str, compile: bool,
-                retain_mb: int = 0) -> dict[str, Any]:
-    """Time ``steps`` steps after two warm-up steps (compilation included in the warm-up) in this process;
-    ``retain_mb`` > 0 applies :func:`~omnimask.orchestration.allocator.retain_freed_memory` first (0: glibc's
-    defaults, as a plain script runs)."""
+def prepare_step(name: str, impl: str, batch_size: int, device: str, precision: str, compile: bool) -> tuple[Any, float]:
+    """One training step of ``impl`` (``"omnimask"`` or ``"plain"``) on a real batch, ready to call
+    (forward, backward and a fused AdamW update), and its GFLOP (:func:`step_gflop`)."""
     import torch
 
     from benchmarks.references import reference_for
-    from omnimask.orchestration.allocator import retain_freed_memory
 
-    retained = retain_freed_memory(retain_mb)
     torch.manual_seed(0)
     recipe = build(name, CASES[name][2])
     batch = to_device(real_batch(recipe, batch_size), device)
@@ -154,7 +150,6 @@ def measure_one(name: str, impl: str, batch_size: int, steps: int, device: str, 
         loss_fn = torch.compile(loss_fn)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
     autocast = torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=precision == "bf16")
-    cuda = device.startswith("cuda")
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)
@@ -162,6 +157,22 @@ def measure_one(name: str, impl: str, batch_size: int, steps: int, device: str, 
             loss = loss_fn()
         loss.backward()
         opt.step()
+
+    return step, gflop
+
+
+def measure_one(name: str, impl: str, batch_size: int, steps: int, device: str, precision: str, compile: bool,
+                retain_mb: int = 0) -> dict[str, Any]:
+    """Time ``steps`` steps after two warm-up steps (compilation included in the warm-up) in this process;
+    ``retain_mb`` > 0 applies :func:`~omnimask.orchestration.allocator.retain_freed_memory` first (0: glibc's
+    defaults, as a plain script runs)."""
+    import torch
+
+    from omnimask.orchestration.allocator import retain_freed_memory
+
+    retained = retain_freed_memory(retain_mb)
+    step, gflop = prepare_step(name, impl, batch_size, device, precision, compile)
+    cuda = device.startswith("cuda")
 
     def sync() -> None:
         if cuda:
@@ -327,45 +338,6 @@ def interleaved(name: str = "mae_image_tiny", batch_size: int | None = None, ste
     row = in_child(["--interleaved", name, str(batch_size or CASES[name][0]), str(steps)])
     print(f"train {name} fp32 eager, steps in turn in one process: omnimask {row['omnimask_step_ms']:.0f} ms, plain "
           f"{row['plain_step_ms']:.0f} ms: x{row['speedup']:.2f}", flush=True)
-    return row
-
-
-def speed_settings(name: str = "mae_image_tiny", rounds: int = 2, batch_size: int | None = None,
-                   steps: int | None = None) -> dict[str, Any]:
-    """omnimask as ``omnimask pretrain`` runs the step (its worker's allocator setting,
-    ``trainer.retain_freed_memory_mb``), in fp32 eager, with ``trainer.compile`` and with ``bf16-mixed``, against
-    the plain MAE as written (fp32, eager, glibc's defaults); and each fp32 eager side in the other allocator
-    environment too (the same environment: what the model alone gains; and what the setting gives each).
-    Measured in turn, ``rounds`` times each, the best of each kept: what a user gets by switching a setting on."""
-    retain = build(name, CASES[name][2]).config.trainer.retain_freed_memory_mb
-    kw: dict[str, Any] = {"batch_size": batch_size, "steps": steps}
-    best = best_of(rounds, name, {
-        "eager": {"impl": "omnimask", "precision": "32", "compile": False, "retain_mb": retain, **kw},
-        "eager_system": {"impl": "omnimask", "precision": "32", "compile": False, **kw},
-        "compiled": {"impl": "omnimask", "precision": "32", "compile": True, "retain_mb": retain, **kw},
-        "bf16": {"impl": "omnimask", "precision": "bf16", "compile": False, "retain_mb": retain, **kw},
-        "plain": {"impl": "plain", "precision": "32", "compile": False, **kw},
-        "plain_retained": {"impl": "plain", "precision": "32", "compile": False, "retain_mb": retain, **kw},
-    })
-    plain = best["plain"]["samples_per_s"]
-    row: dict[str, Any] = {"recipe": name, "rounds": rounds, "retain_mb": best["eager"]["retain_mb"],
-                           "plain_eager_fp32_samples_per_s": plain,
-                           "plain_retained_samples_per_s": best["plain_retained"]["samples_per_s"],
-                           "eager_system_samples_per_s": best["eager_system"]["samples_per_s"],
-                           "same_environment_speedup": best["eager"]["samples_per_s"] / best["plain_retained"]["samples_per_s"]}
-    for label in ("eager", "eager_system", "plain", "plain_retained"):
-        row[f"{label}_page_faults_per_step"] = best[label]["page_faults_per_step"]
-    for label in ("eager", "compiled", "bf16"):
-        row[f"{label}_samples_per_s"] = best[label]["samples_per_s"]
-        row[f"{label}_speedup"] = best[label]["samples_per_s"] / plain
-    print(f"train {name} as omnimask pretrain runs it (allocator setting {row['retain_mb']} MB): fp32 eager "
-          f"{row['eager_samples_per_s']:.1f}/s (x{row['eager_speedup']:.2f}), trainer.compile {row['compiled_samples_per_s']:.1f}/s "
-          f"(x{row['compiled_speedup']:.2f}), bf16-mixed {row['bf16_samples_per_s']:.1f}/s (x{row['bf16_speedup']:.2f}) vs the "
-          f"plain MAE as written {plain:.1f}/s; with the same allocator setting the plain MAE runs at "
-          f"{row['plain_retained_samples_per_s']:.1f}/s (fp32 eager x{row['same_environment_speedup']:.2f}), and omnimask "
-          f"with glibc's defaults at {row['eager_system_samples_per_s']:.1f}/s; page faults a step: omnimask "
-          f"{row['eager_system_page_faults_per_step']:.0f} -> {row['eager_page_faults_per_step']:.0f} with the setting, plain "
-          f"{row['plain_page_faults_per_step']:.0f} -> {row['plain_retained_page_faults_per_step']:.0f}", flush=True)
     return row
 
 

@@ -29,6 +29,9 @@ def test_benchmark_suite_quick_run_writes_every_section(tmp_path):
     mae = next(r for r in sections["train"] if r.get("recipe") == "mae_image_tiny")
     turns = next(r["interleaved"] for r in sections["train"] if "interleaved" in r)
     assert turns["omnimask_step_ms"] > 0 and turns["plain_step_ms"] > 0 and turns["speedup"] > 0
+    as_run = next(r["as_run"] for r in sections["train"] if "as_run" in r)["sides"]
+    assert as_run["omnimask"]["retained"] and not as_run["plain"]["retained"]  # each process its own allocator setting
+    assert all(side["step_ms"] > 0 and side["gflop"] > 0 for side in as_run.values())
     assert mae["samples_per_s"] > 0 and mae["plain_samples_per_s"] > 0 and mae["peak_mb"] > 0
     assert abs(mae["equal_loss"]["omnimask"] - mae["equal_loss"]["plain"]) < 1e-4
     assert [(r["kind"], r.get("cpus", r.get("workers"))) for r in sections["scaling"]] == [

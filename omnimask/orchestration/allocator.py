@@ -4,8 +4,9 @@ glibc's ``malloc`` serves large blocks (a step's activations and gradients: mega
 ``mmap`` and hands freed memory back to the kernel once the free space at the top of its heap passes a
 threshold that it tunes itself. A training step frees most of what it allocated, so the next step
 allocates it afresh and the kernel zeroes and maps every page again: for the tiny MAE on the CPU
-thousands of page faults a step (``benchmarks.train_step.speed_settings`` counts them, with and without). :func:`retain_freed_memory` makes the process keep freed memory for reuse instead, up to a
-limit, so that steady-state steps fault no pages at all. The cost is that the process holds on to
+thousands of page faults a step (``python -m benchmarks.lockstep`` counts them, with and without).
+:func:`retain_freed_memory` makes the process keep freed memory for reuse instead, up to a limit, so
+that steady-state steps fault no pages at all. The cost is that the process holds on to
 memory it freed (no more than its own peak), which is what a training worker wants anyway.
 """
 
