@@ -1,5 +1,6 @@
 """Pretraining on Ray Train with real workers: DDP over 2 ranks, failure recovery, resume."""
 
+import csv
 import json
 import os
 import tempfile
@@ -176,10 +177,12 @@ def test_ray_data_loader_checks_shard_sizes_and_with_verify_shards_their_digests
 
 def test_ray_data_loader_trains_on_two_workers(shards, tmp_path):
     """data.loader=ray: Ray Data tasks decode/tokenize/mask; two trainers at 0.5 CPU each on 2 CPUs. A run
-    shorter than trainer.log_every_n_steps still logs its last step."""
+    whose length is not a multiple of trainer.log_every_n_steps still logs its last step."""
     result = train(shards, tmp_path, "raydata", "data.loader=ray", "scaling.num_workers=2", "scaling.cpus_per_worker=0.5",
-                   "trainer.max_steps=3", "data.trace=true", "trainer.log_every_n_steps=50")
-    assert result.steps == 3 and len(logged_losses(result.run_dir)) == 1
+                   "trainer.max_steps=3", "data.trace=true", "trainer.log_every_n_steps=2")
+    assert result.steps == 3 and len(logged_losses(result.run_dir)) == 2
+    with open(result.run_dir / "metrics.csv") as f:
+        assert [int(r["step"]) for r in csv.DictReader(f) if r.get("train/loss")] == [1, 2]  # 0-based: steps 2 and 3
     digests = result.summary["weights_digest_per_rank"]
     assert len(digests) == 2 and digests[0] == digests[1]
     for rank in (0, 1):

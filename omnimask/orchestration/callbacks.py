@@ -71,6 +71,17 @@ class ProgressLog(pl.Callback):
         )
 
 
+class LogLastStep(pl.Callback):
+    """Makes Lightning write the metrics row of the run's last step. It writes rows every
+    ``log_every_n_steps`` steps, so a run whose length is not a multiple of that (and any run shorter
+    than it) ended without its final loss in metrics.csv and TensorBoard. Lightning also writes a row
+    on a step that asks to stop: the last step asks, and the run ends after it as it would anyway."""
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
+        if trainer.max_steps > 0 and trainer.global_step == trainer.max_steps - 1:
+            trainer.should_stop = True
+
+
 class ReconstructionPreview(pl.Callback):
     """Keeps ``num`` samples of the first batch; writes ``reconstruction.png`` when training ends."""
 

@@ -27,7 +27,7 @@ from omnimask.config import RecipeConfig, from_dict
 from omnimask.models.module import MaskedModelingModule
 from omnimask.models.recipe import Recipe
 from omnimask.orchestration.allocator import retain_freed_memory
-from omnimask.orchestration.callbacks import FailOnce, ProgressLog, RayTrainReport, ReconstructionPreview, SampleTrace
+from omnimask.orchestration.callbacks import FailOnce, LogLastStep, ProgressLog, RayTrainReport, ReconstructionPreview, SampleTrace
 from omnimask.orchestration.logs import setup_logging
 from omnimask.orchestration.pretrain import START_STEP
 from omnimask.orchestration.scratch import use_scratch
@@ -168,6 +168,7 @@ def train_rank(config: dict[str, Any]) -> None:
     report = RayTrainReport(cfg.trainer.checkpoint_every_n_steps)
     callbacks: list[pl.Callback] = [
         progress,
+        LogLastStep(),
         report,
         ReconstructionPreview(run_dir / "reconstruction.png", cfg.trainer.preview_samples),
     ]
@@ -189,7 +190,7 @@ def train_rank(config: dict[str, Any]) -> None:
             TensorBoardLogger(run_dir, name="", version="tensorboard", default_hp_metric=False),
         ],
         callbacks=callbacks,
-        log_every_n_steps=min(cfg.trainer.log_every_n_steps, cfg.trainer.max_steps),  # a short run logs its last step
+        log_every_n_steps=cfg.trainer.log_every_n_steps,  # and the last step (LogLastStep)
         gradient_clip_val=cfg.optim.grad_clip,
         enable_checkpointing=False,
         enable_progress_bar=False,
