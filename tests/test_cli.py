@@ -94,6 +94,17 @@ def test_submit_to_an_address_where_nothing_listens_is_a_one_line_error(tmp_path
         f"omnimask submit: error: cannot reach the Ray cluster at http://127.0.0.1:{port}: Connection refused")
 
 
+def test_submit_sets_ray_address_variables_aside_only_while_it_connects(monkeypatch):
+    """(test_jobs checks that the job then reaches --address with a dead RAY_ADDRESS set.)"""
+    from omnimask.orchestration.submit import address_variables_set_aside
+
+    monkeypatch.setenv("RAY_ADDRESS", "http://10.0.0.1:8265")
+    monkeypatch.delenv("RAY_API_SERVER_ADDRESS", raising=False)
+    with address_variables_set_aside("http://127.0.0.1:8265"):
+        assert "RAY_ADDRESS" not in os.environ
+    assert os.environ["RAY_ADDRESS"] == "http://10.0.0.1:8265" and "RAY_API_SERVER_ADDRESS" not in os.environ
+
+
 def test_a_resumed_run_reports_the_steps_this_invocation_trained():
     from omnimask.orchestration.cli import trained_steps
 

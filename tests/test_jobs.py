@@ -110,7 +110,8 @@ def test_pretrain_job_through_the_jobs_sdk(head, shards, tmp_path):
 
 
 def test_omnimask_submit_streams_logs_and_returns_status(head, shards, tmp_path):
-    env = dict(os.environ, RAY_AUTH_MODE="disabled")
+    """--address wins over a RAY_ADDRESS left set (which the Jobs SDK alone would prefer): here a dead one."""
+    env = dict(os.environ, RAY_AUTH_MODE="disabled", RAY_ADDRESS=f"http://127.0.0.1:{free_port()}")
     cmd = [sys.executable, "-m", "omnimask.orchestration.cli", "submit", "mae_image_tiny", *overrides(shards, tmp_path),
            "--name", "cli", "--address", head, "--timeout", "300"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400)

@@ -10,7 +10,9 @@ with a runtime environment must bring it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import shlex
 import sys
 import time
@@ -19,6 +21,8 @@ from typing import Any, Optional
 log = logging.getLogger("omnimask.submit")
 
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
+ADDRESS_VARIABLES = ("RAY_API_SERVER_ADDRESS", "RAY_ADDRESS")
+"""Environment variables the Jobs SDK prefers to the address it is given (as ``ray.init`` does)."""
 
 
 class ClusterUnreachable(ConnectionError):
@@ -47,9 +51,25 @@ def connect(address: str) -> Any:
     from ray.job_submission import JobSubmissionClient
 
     try:
-        return JobSubmissionClient(address)
+        with address_variables_set_aside(address):
+            return JobSubmissionClient(address)
     except (ConnectionError, RpcError) as e:  # a dashboard URL that does not answer; a GCS address that times out
         raise ClusterUnreachable(f"cannot reach the Ray cluster at {address}: {root_cause(e)}") from None
+
+
+@contextlib.contextmanager
+def address_variables_set_aside(address: str) -> Any:
+    """Unset :data:`ADDRESS_VARIABLES` for the block, so that the Jobs SDK goes to ``address``: the one the
+    user typed, where left in place a ``RAY_ADDRESS`` from another session would silently send the job to
+    another cluster. Says so when it sets one aside."""
+    aside = {name: os.environ.pop(name) for name in ADDRESS_VARIABLES if name in os.environ}
+    for name, value in aside.items():
+        if value != address:
+            log.info("submitting to %s as asked, not to %s=%s", address, name, value)
+    try:
+        yield
+    finally:
+        os.environ.update(aside)
 
 
 def submit_job(client: Any, retry_s: float = 90.0, **kwargs: Any) -> str:
