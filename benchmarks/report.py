@@ -90,7 +90,11 @@ def markdown(results: dict[str, Any]) -> str:
               f"{r['omnimask-views']:.1f}/s ({r['repeats']} views)" if "omnimask-views" in r else ""]
              for r in s["loader"]))]
     if "train" in s:
-        parts += ["## Training step (forward, backward, AdamW; one batch in memory)\n", table(
+        parts.append("## Training step (forward, backward, AdamW; one batch in memory)\n")
+        if not m.get("cpu_bf16", True) and not m["gpu"]:
+            parts.append("No bf16 rows: this CPU has no bf16 instructions (AVX512-BF16 or AMX), so its bf16 products are "
+                         "emulated, ~20x slower than fp32.\n")
+        parts += [table(
             ["recipe", "device", "precision", "batch", "omnimask", "peak MB (+steps)", "plain (paper-style)", "peak MB (+steps)", "ratio",
              "GFLOP a step (plain / omnimask)", "loss omnimask / plain"],
             ([r["recipe"], r["device"], r["precision"] + (" compiled" if r["compile"] else ""), r["batch_size"],
