@@ -1,6 +1,6 @@
 """Image loader throughput: omnimask vs torchvision ImageFolder, same JPEGs, same workers.
 
-    python -m benchmarks.loader_image [--images 1024] [--workers 1 2] [--batches 30]
+    python -m benchmarks.loader_image [--images 1024] [--workers 1 2] [--batches 60] [--rounds 6]
 
 Builds ImageNet-sized JPEGs (short side ~375 px) from scikit-image's sample
 photos, preprocesses them into shards (passthrough, no resize), then times:
@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader, IterableDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import DecodeOnly, best_throughputs, collate_samples  # noqa: E402
+from benchmarks.common import DecodeOnly, throughputs_in_turn, collate_samples  # noqa: E402
 from benchmarks.inputs import build_jpegs  # noqa: E402
 
 from omnimask.pipelines.formats import iter_shard  # noqa: E402
@@ -57,8 +57,10 @@ class SequentialStream(IterableDataset):
                     yield self.pipeline(key, members, 0)
 
 
-def measure(images: int = 1024, workers: tuple[int, ...] = (1, 2), batches: int = 30, batch_size: int = 64) -> list[dict]:
-    """The four loaders over the same ``images`` JPEGs, for each number of loader ``workers``."""
+def measure(images: int = 1024, workers: tuple[int, ...] = (1, 2), batches: int = 60, batch_size: int = 64,
+            rounds: int = 6) -> list[dict]:
+    """The four loaders over the same ``images`` JPEGs, for each number of loader ``workers``: ``batches`` each, in
+    ``rounds`` alternating bursts (:func:`~benchmarks.common.throughputs_in_turn`)."""
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
     import torchvision.transforms as T
@@ -93,7 +95,7 @@ def measure(images: int = 1024, workers: tuple[int, ...] = (1, 2), batches: int 
                                     **common)
             row: dict = {"modality": "image", "workers": n, "reference": "imagefolder"}
             loaders = {"imagefolder": folder, "omnimask-decode": decode_only, "omnimask": ours, "omnimask-sequential": sequential}
-            row.update({name: r for name, (r, _) in best_throughputs(loaders, batches).items()})
+            row.update({name: r for name, (r, _) in throughputs_in_turn(loaders, batches, rounds).items()})
             row["speedup_vs_reference"] = row["omnimask"] / row["imagefolder"]
             row["mask_target_overhead"] = row["omnimask-decode"] / row["omnimask"] - 1
             row["resumable_order_overhead"] = row["omnimask-sequential"] / row["omnimask"] - 1
@@ -113,11 +115,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", type=int, default=1024)
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
-    ap.add_argument("--batches", type=int, default=30)
+    ap.add_argument("--batches", type=int, default=60)
+    ap.add_argument("--rounds", type=int, default=6, help="alternating bursts the batches are split into")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--json", default=None, help="also write the figures to this JSON file")
     args = ap.parse_args()
-    results = measure(args.images, tuple(args.workers), args.batches, args.batch_size)
+    results = measure(args.images, tuple(args.workers), args.batches, args.batch_size, args.rounds)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
 

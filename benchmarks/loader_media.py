@@ -53,7 +53,7 @@ from torch.utils.data import DataLoader, Dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import DecodeOnly, best_throughputs, collate_samples  # noqa: E402
+from benchmarks.common import DecodeOnly, throughputs_in_turn, collate_samples  # noqa: E402
 from benchmarks.inputs import build_inputs  # noqa: E402
 
 
@@ -221,7 +221,7 @@ def bench(modality: str, args: argparse.Namespace, files: list[Path], shards: Pa
         if args.repeats > 1 and modality == "video":  # data.repeats: views of a clip decoded once
             loaders["omnimask-views"] = build_loader(recipe, shards, args.batch_size, workers, seed=0, repeats=args.repeats)
         row: dict = {"modality": modality, "workers": workers, "reference": base_name, "repeats": args.repeats}
-        for name, (r, tokens) in best_throughputs(loaders, args.batches).items():
+        for name, (r, tokens) in throughputs_in_turn(loaders, args.batches).items():
             row[name], row[f"{name} {unit}"] = r, tokens
         row["speedup_vs_reference"] = row["omnimask"] / row[base_name]
         row["mask_target_overhead"] = row["omnimask-decode"] / row["omnimask"] - 1

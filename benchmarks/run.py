@@ -68,7 +68,7 @@ def preprocess_section(quick: bool) -> list[dict[str, Any]]:
 def loader_section(quick: bool) -> list[dict[str, Any]]:
     from benchmarks import loader_image, loader_media
 
-    rows = loader_image.measure(48 if quick else 1024, (1,), 2 if quick else 30, 8 if quick else 64)
+    rows = loader_image.measure(48 if quick else 1024, (1,), 2 if quick else 60, 8 if quick else 64, 2 if quick else 6)
     args = Namespace(clips=6 if quick else 48, seconds=2.0 if quick else None, workers=[1], batches=1 if quick else 10,
                      batch_size=2 if quick else 8, repeats=2 if quick else 4)
     from omnimask.orchestration.ray_env import ray_session
