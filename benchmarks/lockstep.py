@@ -21,8 +21,9 @@ import json
 import resource
 import subprocess
 import sys
+import tempfile
 import time
-from typing import Any
+from typing import IO, Any
 
 from benchmarks.train_step import CASES, ROOT, build, prepare_step
 
@@ -46,11 +47,12 @@ def serve(spec: dict[str, Any]) -> None:
         print(json.dumps({"s": seconds, "faults": resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults}), flush=True)
 
 
-def read_reply(proc: subprocess.Popen[str], label: str) -> dict[str, Any]:
+def read_reply(proc: subprocess.Popen[str], label: str, stderr: IO[str]) -> dict[str, Any]:
     line = proc.stdout.readline() if proc.stdout else ""
     if not line:
         proc.wait(timeout=30)
-        raise RuntimeError(f"side {label!r} ended (exit code {proc.returncode}): {proc.stderr.read()[-3000:] if proc.stderr else ''}")
+        stderr.seek(0)
+        raise RuntimeError(f"side {label!r} ended (exit code {proc.returncode}): {stderr.read()[-3000:]}")
     return json.loads(line)
 
 
@@ -58,11 +60,13 @@ def in_turn(sides: dict[str, dict[str, Any]], steps: int, warmup: int = 3) -> di
     """``sides``: label -> set-up (``recipe``, ``impl``, ``batch_size``, optional ``precision``, ``compile``,
     ``retain_mb``). Returns each side's mean step in ms, page faults a step, GFLOP and set-up, after
     ``warmup`` untimed rounds (compilation happens there) and ``steps`` timed ones."""
+    # stderr to files: a side that warns more than a pipe holds would block while nobody reads it
+    errors = {label: tempfile.TemporaryFile("w+") for label in sides}
     procs = {label: subprocess.Popen([sys.executable, "-m", "benchmarks.lockstep", "--serve", json.dumps(spec)], cwd=ROOT,
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors[label], text=True)
              for label, spec in sides.items()}
     try:
-        ready = {label: read_reply(proc, label) for label, proc in procs.items()}
+        ready = {label: read_reply(proc, label, errors[label]) for label, proc in procs.items()}
         totals = {label: {"s": 0.0, "faults": 0} for label in sides}
         labels = list(sides)
         for i in range(warmup + steps):
@@ -70,7 +74,7 @@ def in_turn(sides: dict[str, dict[str, Any]], steps: int, warmup: int = 3) -> di
             for label in labels[r:] + labels[:r]:
                 procs[label].stdin.write("step\n")  # type: ignore[union-attr]
                 procs[label].stdin.flush()  # type: ignore[union-attr]
-                reply = read_reply(procs[label], label)
+                reply = read_reply(procs[label], label, errors[label])
                 if i >= warmup:
                     totals[label]["s"] += reply["s"]
                     totals[label]["faults"] += reply["faults"]
@@ -84,6 +88,8 @@ def in_turn(sides: dict[str, dict[str, Any]], steps: int, warmup: int = 3) -> di
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        for stderr in errors.values():
+            stderr.close()
     return {label: {**sides[label], "step_ms": 1000 * totals[label]["s"] / steps,
                     "page_faults_per_step": totals[label]["faults"] / steps, "gflop": ready[label]["gflop"],
                     "retained": ready[label]["retained"]}
