@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any, Callable, Iterator
 
 from torch.utils.data import DataLoader
 
+from benchmarks.turns import take_turns
 from omnimask.pipelines.loader import SamplePipeline
 
 
@@ -33,20 +35,18 @@ def timed_batches(loader: DataLoader, batches: int, warmup: int = 3) -> tuple[in
 
 
 def throughputs_in_turn(loaders: dict[str, DataLoader], batches: int, rounds: int = 3, warmup: int = 2) -> dict[str, tuple[float, float]]:
-    """Samples/s and tokens/s of each loader over ``rounds`` alternating bursts of ``batches // rounds`` batches
-    (a b c, b c a, c a b, ...), each loader's samples and seconds summed over its bursts: a slow minute of a shared
-    machine lands on every loader alike. (Keeping each loader's best burst instead let one lucky burst decide:
-    the image loader's tokenize+mask+target cost read 2.6% one day and 12.5% the next, where the stages timed
-    alone cost 4.4%.)"""
-    totals = {name: [0, 0, 0.0] for name in loaders}
-    names = list(loaders)
-    for r in range(rounds):
-        for name in names[r % len(names):] + names[: r % len(names)]:
-            n, tokens, elapsed = timed_batches(loaders[name], max(1, batches // rounds), warmup)
-            totals[name][0] += n
-            totals[name][1] += tokens
-            totals[name][2] += elapsed
-    return {name: (n / elapsed, tokens / elapsed) for name, (n, tokens, elapsed) in totals.items()}
+    """Samples/s and tokens/s of each loader over ``rounds`` bursts of ``batches // rounds`` batches taken in turn
+    (:func:`~benchmarks.turns.take_turns`), each loader's samples and seconds summed over its bursts. (Keeping each
+    loader's best burst instead let one lucky burst decide: the image loader's tokenize+mask+target cost read 2.6%
+    one day and 12.5% the next, where the stages timed alone cost 4.4%.)"""
+    burst = max(1, batches // rounds)
+    runs = take_turns({name: functools.partial(timed_batches, loader, burst, warmup) for name, loader in loaders.items()},
+                      rounds)
+    out = {}
+    for name, bursts in runs.items():
+        n, tokens, elapsed = (sum(column) for column in zip(*bursts))
+        out[name] = (n / elapsed, tokens / elapsed)
+    return out
 
 
 class DecodeOnly(SamplePipeline):

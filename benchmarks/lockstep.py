@@ -17,6 +17,7 @@ without it, to show what the setting gives each.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import resource
 import subprocess
@@ -26,6 +27,7 @@ import time
 from typing import IO, Any
 
 from benchmarks.train_step import CASES, ROOT, build, prepare_step
+from benchmarks.turns import take_turns
 
 
 def serve(spec: dict[str, Any]) -> None:
@@ -67,17 +69,13 @@ def in_turn(sides: dict[str, dict[str, Any]], steps: int, warmup: int = 3) -> di
              for label, spec in sides.items()}
     try:
         ready = {label: read_reply(proc, label, errors[label]) for label, proc in procs.items()}
-        totals = {label: {"s": 0.0, "faults": 0} for label in sides}
-        labels = list(sides)
-        for i in range(warmup + steps):
-            r = i % len(labels)
-            for label in labels[r:] + labels[:r]:
-                procs[label].stdin.write("step\n")  # type: ignore[union-attr]
-                procs[label].stdin.flush()  # type: ignore[union-attr]
-                reply = read_reply(procs[label], label, errors[label])
-                if i >= warmup:
-                    totals[label]["s"] += reply["s"]
-                    totals[label]["faults"] += reply["faults"]
+
+        def step(label: str) -> dict[str, Any]:
+            procs[label].stdin.write("step\n")  # type: ignore[union-attr]
+            procs[label].stdin.flush()  # type: ignore[union-attr]
+            return read_reply(procs[label], label, errors[label])
+
+        replies = take_turns({label: functools.partial(step, label) for label in sides}, steps, warmup)
     finally:
         for proc in procs.values():
             if proc.stdin:
@@ -90,8 +88,8 @@ def in_turn(sides: dict[str, dict[str, Any]], steps: int, warmup: int = 3) -> di
                 proc.wait()
         for stderr in errors.values():
             stderr.close()
-    return {label: {**sides[label], "step_ms": 1000 * totals[label]["s"] / steps,
-                    "page_faults_per_step": totals[label]["faults"] / steps, "gflop": ready[label]["gflop"],
+    return {label: {**sides[label], "step_ms": 1000 * sum(r["s"] for r in replies[label]) / steps,
+                    "page_faults_per_step": sum(r["faults"] for r in replies[label]) / steps, "gflop": ready[label]["gflop"],
                     "retained": ready[label]["retained"]}
             for label in sides}
 

@@ -83,6 +83,7 @@ def loader_section(quick: bool) -> list[dict[str, Any]]:
 
 def train_section(quick: bool) -> list[dict[str, Any]]:
     from benchmarks import lockstep, train_step
+    from omnimask.orchestration.worker import cpu_has_bf16
 
     if quick:
         return train_step.run(["mae_image_tiny", "esm_mlm_tiny"], batch_size=8, steps=2) + [
@@ -92,7 +93,7 @@ def train_section(quick: bool) -> list[dict[str, Any]]:
     rows = []
     for name in train_step.CASES:  # the tiny ones twice per side, alternating (cheap, and the noisiest)
         rows += train_step.run([name], rounds=2 if name in tiny else 1)
-    if machine()["cpu_bf16"]:  # elsewhere bf16 products are emulated: seconds a step, and nothing a user would run
+    if cpu_has_bf16():  # elsewhere bf16 products are emulated: seconds a step, and nothing a user would run
         rows += train_step.run(["mae_image_tiny", "videomae_tiny", "audiomae_tiny"], precisions=("bf16",), rounds=2)
     rows += train_step.run(["mae_image_tiny"], compile=True)
     rows.append({"as_run": lockstep.as_run("mae_image_tiny")})

@@ -288,26 +288,19 @@ def run(recipes: list[str], device: str = "cpu", precisions: tuple[str, ...] = (
 
 def steps_in_turn(losses: dict[str, Any], opts: dict[str, Any], steps: int, warmup: int = 3) -> dict[str, float]:
     """Seconds each side spent in ``steps`` training steps (``opts[side]`` over ``losses[side]()``), the sides taking
-    their steps in turn, each first in its turn as often as the others (A B, B A, ... for two), after ``warmup``
-    untimed rounds."""
-    seconds = {side: 0.0 for side in losses}
+    their steps in turn (:func:`~benchmarks.turns.take_turns`) after ``warmup`` untimed rounds."""
+    from benchmarks.turns import take_turns
 
-    def step(side: str) -> float:
-        t = time.perf_counter()
-        opts[side].zero_grad(set_to_none=True)
-        losses[side]().backward()
-        opts[side].step()
-        return time.perf_counter() - t
+    def timed(side: str) -> Any:
+        def step() -> float:
+            t = time.perf_counter()
+            opts[side].zero_grad(set_to_none=True)
+            losses[side]().backward()
+            opts[side].step()
+            return time.perf_counter() - t
+        return step
 
-    sides = list(losses)
-    for _ in range(warmup):
-        for side in sides:
-            step(side)
-    for i in range(steps):
-        r = i % len(sides)
-        for side in sides[r:] + sides[:r]:
-            seconds[side] += step(side)
-    return seconds
+    return {side: sum(times) for side, times in take_turns({side: timed(side) for side in losses}, steps, warmup).items()}
 
 
 def interleaved_one(name: str, batch_size: int, steps: int) -> dict[str, Any]:
