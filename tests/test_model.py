@@ -272,6 +272,25 @@ def test_select_rows_with_a_count_equals_boolean_indexing():
     assert torch.equal(select_rows(x, mask), x[mask])
 
 
+def test_gather_tokens_picks_each_samples_rows_and_adds_their_gradients_back():
+    from omnimask.models.layers import gather_tokens
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 7, 5, generator=g, requires_grad=True)
+    ids = torch.stack([torch.randperm(7, generator=g)[:4] for _ in range(3)])
+    ids[0, 1] = ids[0, 0]  # a row picked twice gets both gradients
+    out = gather_tokens(x, ids)
+    assert torch.equal(out, torch.stack([x[b, ids[b]] for b in range(3)]))
+    grad = torch.randn(out.shape, generator=g)
+    out.backward(grad)
+    expected = torch.zeros(3, 7, 5).index_put_((torch.arange(3)[:, None].expand_as(ids), ids), grad, accumulate=True)
+    assert torch.allclose(x.grad, expected)
+    table = torch.randn(1, 7, 5, generator=g)  # one row per position, shared by the batch (broadcast)
+    for shared in (table, table.expand(3, -1, -1)):
+        assert torch.equal(gather_tokens(shared, ids), table[0][ids])
+    assert torch.equal(gather_tokens(x.detach()[:, :, :2], ids), x.detach()[:, :, :2][torch.arange(3)[:, None], ids])  # strided x
+
+
 def test_padded_recipes_trace_into_one_graph_without_a_device_read_back():
     """Protein and graph batches (GIN, and GAT with an edge masker) select hidden and real rows with counts,
     and graphs' edges, made by the collate: no graph break under torch.compile (a boolean index breaks it)
