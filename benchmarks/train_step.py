@@ -126,9 +126,23 @@ def step_gflop(loss_fn: Any) -> float:
     return counter.get_total_flops() / 1e9
 
 
-def prepare_step(name: str, impl: str, batch_size: int, device: str, precision: str, compile: bool) -> tuple[Any, float]:
+def adamw(model: Any, recipe: Any, fused: bool) -> Any:
+    """AdamW over the recipe's parameter groups (no decay for biases and norms), betas and weight decay:
+    ``fused``, as omnimask's trainer builds it where it can (one kernel for all parameters); otherwise
+    torch's default implementation, as MAE's script builds it (``torch.optim.AdamW(param_groups, lr,
+    betas=(0.9, 0.95))``), which on the CPU is a loop of a dozen small operations per parameter tensor."""
+    import torch
+
+    from omnimask.models.schedule import param_groups
+
+    optim = recipe.config.optim
+    return torch.optim.AdamW(param_groups(model, optim.weight_decay), lr=1e-4, betas=optim.betas, fused=fused or None)
+
+
+def prepare_step(name: str, impl: str, batch_size: int, device: str, precision: str, compile: bool,
+                 fused_adamw: bool = True) -> tuple[Any, float]:
     """One training step of ``impl`` (``"omnimask"`` or ``"plain"``) on a real batch, ready to call
-    (forward, backward and a fused AdamW update), and its GFLOP (:func:`step_gflop`)."""
+    (forward, backward and the AdamW update of :func:`adamw`), and its GFLOP (:func:`step_gflop`)."""
     import torch
 
     from benchmarks.references import reference_for
@@ -148,7 +162,7 @@ def prepare_step(name: str, impl: str, batch_size: int, device: str, precision: 
     model.zero_grad(set_to_none=True)
     if compile:
         loss_fn = torch.compile(loss_fn)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
+    opt = adamw(model, recipe, fused_adamw)
     autocast = torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=precision == "bf16")
 
     def step() -> None:
@@ -318,8 +332,7 @@ def interleaved_one(name: str, batch_size: int, steps: int) -> dict[str, Any]:
     plain = reference_for(recipe, recipe.build_model())
     args = plain.args(batch)
     losses = {"omnimask": lambda: ours.loss(batch), "plain": lambda: plain(*args)}
-    opts = {"omnimask": torch.optim.AdamW(ours.parameters(), lr=1e-4, fused=True),
-            "plain": torch.optim.AdamW(plain.parameters(), lr=1e-4, fused=True)}
+    opts = {"omnimask": adamw(ours, recipe, fused=True), "plain": adamw(plain, recipe, fused=True)}
     seconds = steps_in_turn(losses, opts, steps)
     return {"recipe": name, "batch_size": batch_size, "steps": steps,
             "omnimask_step_ms": 1000 * seconds["omnimask"] / steps, "plain_step_ms": 1000 * seconds["plain"] / steps,
