@@ -1,5 +1,12 @@
 """The streaming loader over real shards: shapes, coverage and determinism."""
 
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -38,6 +45,27 @@ def test_batches_have_the_collated_layout(image_dataset):
     assert len(batch["keys"]) == 5
     model = r.build_model()
     assert torch.equal(model.loss(batch), model.loss({**batch, "target": batch["tokens"][batch["mask"]].view(5, 12, 192)}))
+
+
+def test_a_loader_alive_at_exit_stops_its_workers_before_they_are_terminated(image_dataset):
+    """Workers still running at exit are terminated by multiprocessing, skipping their clean-up: each would
+    leave a pymp-* folder in the temporary directory. build_loader asks them to finish first."""
+    script = (
+        "import sys\n"
+        "from omnimask.config import load_recipe\n"
+        "from omnimask.models.recipe import Recipe\n"
+        "from omnimask.pipelines.loader import build_loader\n"
+        f"recipe = Recipe.from_config(load_recipe('mae_image_tiny', {OVERRIDES!r}))\n"
+        "loader = build_loader(recipe, sys.argv[1], batch_size=5, num_workers=2, seed=0)\n"
+        "assert next(iter(loader))['tokens'].shape[0] == 5\n"
+    )
+    temp = Path(tempfile.mkdtemp())  # not under tmp_path: a socket's path must stay under 108 characters
+    try:
+        subprocess.run([sys.executable, "-c", script, str(image_dataset["shards"])], env={**os.environ, "TMPDIR": str(temp)},
+                       cwd=Path(__file__).resolve().parent.parent, check=True, timeout=120)
+        assert not list(temp.glob("pymp-*"))
+    finally:
+        shutil.rmtree(temp)
 
 
 def test_every_rank_and_worker_layout_covers_the_epoch_with_equal_batches(image_dataset, monkeypatch):

@@ -16,7 +16,9 @@ A sample that fails to decode is logged and replaced by a neighbouring good one
 
 from __future__ import annotations
 
+import atexit
 import logging
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
@@ -331,7 +333,7 @@ def build_loader(
         path, SamplePipeline(recipe, seed, strict), seed, window, rank, world_size, batch_size,
         start=start, epochs=epochs, verify=verify, max_tokens=max_tokens, sort_window=sort_window, repeats=repeats,
     )
-    return DataLoader(
+    loader = DataLoader(
         BatchStream(stream, collate_for(recipe.tokenizer)),
         batch_size=None,
         num_workers=num_workers,
@@ -339,3 +341,19 @@ def build_loader(
         prefetch_factor=prefetch_factor if num_workers > 0 else None,
         pin_memory=pin_memory,
     )
+    if num_workers > 0:
+        atexit.register(stop_workers, weakref.ref(loader))
+    return loader
+
+
+def stop_workers(loader_ref: "weakref.ref[DataLoader]") -> None:
+    """Stop a loader's persistent workers if it is still alive: registered at exit by :func:`build_loader`.
+
+    Workers still running when the interpreter exits are terminated by multiprocessing's own exit
+    handler, which skips their clean-up: each leaves its ``pymp-*`` folder (a socket it shared batches
+    through) in the temporary directory. Handlers run last-registered first, so this one asks the
+    workers to finish before that happens."""
+    loader = loader_ref()
+    iterator = getattr(loader, "_iterator", None)
+    if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+        iterator._shutdown_workers()
