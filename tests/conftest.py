@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,31 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # no ~/.ray/auth_token from 
 
 
 OMNIMASK = [sys.executable, "-m", "omnimask.orchestration.cli"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def suite_temp_dir(tmp_path_factory):
+    """A temporary folder of the suite's own (``TMPDIR``, and ``tempfile``'s in this process), removed at the end.
+
+    Every local Ray instance with a dashboard leaves a ``pymp-*`` folder behind (Ray kills the dashboard
+    at shutdown, before multiprocessing's clean-up runs in it): ~25 a run, found in /tmp. Processes the
+    tests start inherit the folder, so those land here. Ray's session files stay in the system's
+    temporary folder (``RAY_TMPDIR``), and pytest's own folders too (made before the switch)."""
+    tmp_path_factory.getbasetemp()
+    saved_env = {name: os.environ.get(name) for name in ("TMPDIR", "RAY_TMPDIR")}
+    saved_tempdir = tempfile.tempdir
+    system = tempfile.gettempdir()
+    path = tempfile.mkdtemp(prefix="omnimask-tests-", dir=system)  # short: sockets are made two levels below
+    os.environ["RAY_TMPDIR"] = saved_env["RAY_TMPDIR"] or system
+    os.environ["TMPDIR"] = tempfile.tempdir = path
+    yield Path(path)
+    tempfile.tempdir = saved_tempdir
+    for name, value in saved_env.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def run_cli(args: list[str], cwd: Path, timeout: int = 540) -> subprocess.CompletedProcess:
