@@ -20,6 +20,7 @@ import argparse
 import functools
 import json
 import resource
+import select
 import subprocess
 import sys
 import tempfile
@@ -28,6 +29,10 @@ from typing import IO, Any
 
 from benchmarks.train_step import CASES, ROOT, build, prepare_step
 from benchmarks.turns import take_turns
+
+
+REPLY_TIMEOUT = 900.0
+"""Seconds a side may take to set up (compilation included) or to take one step (an emulated bf16 step: ~5 s)."""
 
 
 def serve(spec: dict[str, Any]) -> None:
@@ -49,7 +54,15 @@ def serve(spec: dict[str, Any]) -> None:
         print(json.dumps({"s": seconds, "faults": resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults}), flush=True)
 
 
-def read_reply(proc: subprocess.Popen[str], label: str, stderr: IO[str]) -> dict[str, Any]:
+def read_reply(proc: subprocess.Popen[str], label: str, stderr: IO[str], timeout: float = REPLY_TIMEOUT) -> dict[str, Any]:
+    """The side's next JSON line; a side that ended, or has said nothing for ``timeout`` seconds (killed then),
+    raises with the end of its stderr."""
+    # each request gets one line back, read whole, so nothing waits in the pipe's buffer when select looks
+    if proc.stdout and not select.select([proc.stdout], [], [], timeout)[0]:
+        proc.kill()
+        proc.wait()
+        stderr.seek(0)
+        raise TimeoutError(f"side {label!r} gave no reply in {timeout:.0f} s: {stderr.read()[-3000:]}")
     line = proc.stdout.readline() if proc.stdout else ""
     if not line:
         proc.wait(timeout=30)

@@ -31,6 +31,7 @@ def test_benchmark_suite_quick_run_writes_every_section(tmp_path):
     assert turns["omnimask_step_ms"] > 0 and turns["plain_step_ms"] > 0 and turns["speedup"] > 0
     as_run = next(r["as_run"] for r in sections["train"] if "as_run" in r)["sides"]
     assert as_run["omnimask"]["retained"] and not as_run["plain"]["retained"]  # each process its own allocator setting
+    assert as_run["plain"]["fused_adamw"] is False and as_run["plain_tuned"]["retained"]  # MAE's script; model vs model
     assert all(side["step_ms"] > 0 and side["gflop"] > 0 for side in as_run.values())
     assert mae["samples_per_s"] > 0 and mae["plain_samples_per_s"] > 0 and mae["peak_mb"] > 0
     assert abs(mae["equal_loss"]["omnimask"] - mae["equal_loss"]["plain"]) < 1e-4
@@ -122,3 +123,17 @@ def test_attention_ab_times_both_attentions_on_the_same_step(monkeypatch):
     ms = ab.main(steps=2, batch_size=4)
     assert set(ms) == {"fused", "explicit", "plain"} and all(t > 0 for t in ms.values())
     assert len(calls) == (3 + 2) * 6 and ab.layers.attention is attention  # the fused one is back in place
+
+
+def test_lockstep_gives_up_on_a_side_that_stops_answering(tmp_path):
+    import time
+
+    from benchmarks.lockstep import read_reply
+
+    with open(tmp_path / "err", "w+") as err:
+        silent = subprocess.Popen([sys.executable, "-c", "import sys, time; print('said once', file=sys.stderr); time.sleep(60)"],
+                                  stdout=subprocess.PIPE, stderr=err, text=True)
+        started = time.perf_counter()
+        with pytest.raises(TimeoutError, match="'quiet' gave no reply in 2 s: said once"):
+            read_reply(silent, "quiet", err, timeout=2)
+    assert time.perf_counter() - started < 30 and silent.poll() is not None  # killed, not waited for
