@@ -2,12 +2,10 @@
 
 import csv
 import json
-import os
-import tempfile
 
 import pytest
 
-from conftest import logged_losses, make_image_folder
+from conftest import logged_losses, make_image_folder, temp_dir_for_processes
 from omnimask.config import load_recipe
 from omnimask.orchestration.pretrain import RunExistsError, pretrain
 from omnimask.pipelines.preprocess import preprocess
@@ -25,17 +23,8 @@ def workers_tmp(tmp_path_factory):
     """The temporary folder (``TMPDIR``) of this module's Ray workers, set before its instance starts;
     Ray's own session files stay where they were (``RAY_TMPDIR``)."""
     path = tmp_path_factory.mktemp("workers-tmp")
-    saved = {name: os.environ.get(name) for name in ("TMPDIR", "RAY_TMPDIR")}
-    saved_tempdir = tempfile.tempdir
-    os.environ["RAY_TMPDIR"] = saved["RAY_TMPDIR"] or tempfile.gettempdir()
-    os.environ["TMPDIR"] = tempfile.tempdir = str(path)  # the driver's too: it makes the run's scratch folder
-    yield path
-    tempfile.tempdir = saved_tempdir
-    for name, value in saved.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
+    with temp_dir_for_processes(path):  # the driver's too: it makes the run's scratch folder
+        yield path
 
 
 @pytest.fixture(scope="module")
