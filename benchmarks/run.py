@@ -18,7 +18,7 @@ Sections (each module runs alone too, see its docstring):
 
 ``--quick`` runs every section on tiny inputs (about three minutes; the figures
 are then too small to mean much). The full run takes about 20 minutes on
-2 cores (19 on 2026-12-05; more on a CPU with bf16 instructions, which adds bf16 rows).
+2 cores (19-23 minutes in three runs on 2026-12-05; more on a CPU with bf16 instructions, which adds bf16 rows).
 """
 
 from __future__ import annotations

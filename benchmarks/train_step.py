@@ -126,7 +126,7 @@ def step_gflop(loss_fn: Any) -> float:
     return counter.get_total_flops() / 1e9
 
 
-def adamw(model: Any, recipe: Any, fused: bool) -> Any:
+def adamw(model: Any, recipe: Any, fused: bool, lr: float = 1e-4) -> Any:
     """AdamW over the recipe's parameter groups (no decay for biases and norms), betas and weight decay:
     ``fused``, as omnimask's trainer builds it where it can (one kernel for all parameters); otherwise
     torch's default implementation, as MAE's script builds it (``torch.optim.AdamW(param_groups, lr,
@@ -136,7 +136,7 @@ def adamw(model: Any, recipe: Any, fused: bool) -> Any:
     from omnimask.models.schedule import param_groups
 
     optim = recipe.config.optim
-    return torch.optim.AdamW(param_groups(model, optim.weight_decay), lr=1e-4, betas=optim.betas, fused=fused or None)
+    return torch.optim.AdamW(param_groups(model, optim.weight_decay), lr=lr, betas=optim.betas, fused=fused or None)
 
 
 def prepare_step(name: str, impl: str, batch_size: int, device: str, precision: str, compile: bool,
