@@ -8,13 +8,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+
+from omnimask.orchestration.scratch import temp_dir_for_processes
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # no ~/.ray/auth_token from test clusters
 
@@ -22,36 +22,18 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # no ~/.ray/auth_token from 
 OMNIMASK = [sys.executable, "-m", "omnimask.orchestration.cli"]
 
 
-@contextmanager
-def temp_dir_for_processes(path: str | Path) -> Iterator[None]:
-    """Make ``path`` the temporary folder of this process (``tempfile``) and of the processes it starts from now
-    on (``TMPDIR``), Ray's session files staying where they were (``RAY_TMPDIR``); all restored on exit."""
-    saved_env = {name: os.environ.get(name) for name in ("TMPDIR", "RAY_TMPDIR")}
-    saved_tempdir = tempfile.tempdir
-    os.environ["RAY_TMPDIR"] = saved_env["RAY_TMPDIR"] or tempfile.gettempdir()
-    os.environ["TMPDIR"] = tempfile.tempdir = str(path)
-    try:
-        yield
-    finally:
-        tempfile.tempdir = saved_tempdir
-        for name, value in saved_env.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
 @pytest.fixture(scope="session", autouse=True)
 def suite_temp_dir(tmp_path_factory):
     """A temporary folder of the suite's own, removed at the end.
 
-    Every local Ray instance with a dashboard leaves a ``pymp-*`` folder behind (Ray kills the dashboard
-    at shutdown, before multiprocessing's clean-up runs in it): ~25 a run, found in /tmp. Processes the
-    tests start inherit the folder, so those land here. pytest's own folders stay in the system's temporary
-    folder (made before the switch), as do Ray's session files."""
+    A Ray instance with a dashboard leaves a ``pymp-*`` folder behind (Ray kills the dashboard at shutdown,
+    before multiprocessing's clean-up runs in it). omnimask's own local instances keep theirs in a folder they
+    remove (``ray_env.instance_temp_dir``); the clusters tests start with ``ray start`` do not. Processes the
+    tests start inherit this folder, so whatever they leave lands here. pytest's own folders stay in the
+    system's temporary folder (made before the switch), as do Ray's session files."""
     tmp_path_factory.getbasetemp()
     path = tempfile.mkdtemp(prefix="omnimask-tests-")  # short: sockets are made two levels below
-    with temp_dir_for_processes(path):
+    with temp_dir_for_processes(path, this_process=True):
         yield Path(path)
     shutil.rmtree(path, ignore_errors=True)
 

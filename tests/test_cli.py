@@ -1,31 +1,42 @@
 """`omnimask preprocess` then `omnimask pretrain` through the real CLI, in subprocesses."""
 
 import os
+import shutil
 import socket
 import subprocess
+import tempfile
+from pathlib import Path
 
 import torch
 from PIL import Image
 
 from conftest import OMNIMASK, logged_losses, make_image_folder
 from conftest import run_cli as run
+from omnimask.orchestration.scratch import temp_dir_for_processes
 
 
 def test_preprocess_then_pretrain_through_the_cli(tmp_path):
     counts = make_image_folder(tmp_path / "raw", n_good=40, seed=11)
-    out = run(["preprocess", "image", "--input", "raw", "--output", "shards", "--samples-per-shard", "16", "--num-cpus", "2"], tmp_path)
-    assert f"{counts['total']} inputs -> {counts['good']} samples" in out.stdout
-    assert f"{counts['bad']} quarantined" in out.stdout
+    processes_tmp = Path(tempfile.mkdtemp(prefix="cli-"))  # TMPDIR of both runs and every process they start
+    with temp_dir_for_processes(processes_tmp):
+        out = run(["preprocess", "image", "--input", "raw", "--output", "shards", "--samples-per-shard", "16", "--num-cpus", "2"], tmp_path)
+        assert f"{counts['total']} inputs -> {counts['good']} samples" in out.stdout
+        assert f"{counts['bad']} quarantined" in out.stdout
 
-    out = run(
-        [
-            "pretrain", "mae_image_tiny", "data.path=shards", "data.batch_size=8", "data.num_workers=1",
-            "model.tokenizer.image_size=32", "model.encoder.depth=2", "trainer.max_steps=40",
-            "trainer.log_every_n_steps=5", "trainer.checkpoint_every_n_steps=20", "optim.warmup_steps=5",
-            "--name", "smoke",
-        ],
-        tmp_path,
-    )
+        out = run(
+            [
+                "pretrain", "mae_image_tiny", "data.path=shards", "data.batch_size=8", "data.num_workers=1",
+                "model.tokenizer.image_size=32", "model.encoder.depth=2", "trainer.max_steps=40",
+                "trainer.log_every_n_steps=5", "trainer.checkpoint_every_n_steps=20", "optim.warmup_steps=5",
+                "--name", "smoke",
+            ],
+            tmp_path,
+        )
+    # the local Ray instances (dashboard included), the training workers and their loader workers cleaned up;
+    # torch's compile cache (torchinductor_<user>) is meant to outlive a run
+    left = sorted(p.name for p in processes_tmp.iterdir() if not p.name.startswith("torchinductor_"))
+    assert not left, left
+    shutil.rmtree(processes_tmp)
     assert out.stdout.startswith("trained 40 steps in "), out.stdout
     run_dir = tmp_path / "runs" / "smoke"
     assert (run_dir / "config.yaml").is_file()

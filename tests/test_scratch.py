@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from omnimask.orchestration.scratch import run_scratch, use_scratch
+from omnimask.orchestration.scratch import run_scratch, temp_dir_for_processes, use_scratch
 
 
 @pytest.fixture
@@ -41,3 +41,19 @@ def test_a_scratch_path_too_long_for_sockets_is_not_used(tmp_path, monkeypatch):
     deep = tmp_path / ("d" * 80)
     with use_scratch(deep, 0) as mine:
         assert mine is None and tempfile.gettempdir() == str(tmp_path) and not deep.exists()
+
+
+def test_processes_get_the_folder_and_ray_keeps_its_session_files_where_they_were(short_tmp, monkeypatch):
+    from ray._common.utils import get_default_ray_temp_dir
+
+    monkeypatch.setenv("TMPDIR", str(short_tmp))
+    monkeypatch.delenv("RAY_TMPDIR", raising=False)
+    ray_dir = get_default_ray_temp_dir()
+    before = tempfile.gettempdir()
+    with temp_dir_for_processes(short_tmp / "p"):
+        assert os.environ["TMPDIR"] == str(short_tmp / "p") and tempfile.gettempdir() == before
+        assert get_default_ray_temp_dir() == ray_dir  # Ray reads RAY_TMPDIR first
+    assert os.environ["TMPDIR"] == str(short_tmp) and "RAY_TMPDIR" not in os.environ
+    with temp_dir_for_processes(short_tmp / "q", this_process=True):
+        assert tempfile.gettempdir() == str(short_tmp / "q")
+    assert tempfile.gettempdir() == before

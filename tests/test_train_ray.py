@@ -5,9 +5,10 @@ import json
 
 import pytest
 
-from conftest import logged_losses, make_image_folder, temp_dir_for_processes
+from conftest import logged_losses, make_image_folder
 from omnimask.config import load_recipe
 from omnimask.orchestration.pretrain import RunExistsError, pretrain
+from omnimask.orchestration.scratch import temp_dir_for_processes
 from omnimask.pipelines.preprocess import preprocess
 
 TINY = [
@@ -23,7 +24,7 @@ def workers_tmp(tmp_path_factory):
     """The temporary folder (``TMPDIR``) of this module's Ray workers, set before its instance starts;
     Ray's own session files stay where they were (``RAY_TMPDIR``)."""
     path = tmp_path_factory.mktemp("workers-tmp")
-    with temp_dir_for_processes(path):  # the driver's too: it makes the run's scratch folder
+    with temp_dir_for_processes(path, this_process=True):  # the driver's too: it makes the run's scratch folder
         yield path
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,13 +31,43 @@ MAX_PATH = 107 - 32
 
 
 @contextmanager
-def run_scratch() -> Iterator[Path]:
-    """A fresh folder ``<temp>/omnimask-XXXXXXXX`` for one run, removed on exit."""
-    path = Path(tempfile.mkdtemp(prefix="omnimask-"))
+def run_scratch(prefix: str = "omnimask-") -> Iterator[Path]:
+    """A fresh folder ``<temp>/<prefix>XXXXXXXX`` for one run, removed on exit."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
     try:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+def ray_temp_root() -> str:
+    """The folder Ray puts its session files in (``<root>/ray``), read as Ray reads it: ``RAY_TMPDIR``, else
+    ``TMPDIR`` on Linux, else ``/tmp``."""
+    linux_tmpdir = os.environ.get("TMPDIR") if sys.platform.startswith("linux") else None
+    return os.environ.get("RAY_TMPDIR") or linux_tmpdir or "/tmp"
+
+
+@contextmanager
+def temp_dir_for_processes(path: "str | Path", this_process: bool = False) -> Iterator[None]:
+    """Make ``path`` the temporary folder (``TMPDIR``) of the processes started from now on and, with
+    ``this_process``, of this one too (``tempfile``); all restored on exit. Ray's session files stay where
+    they were: ``RAY_TMPDIR``, which Ray reads before ``TMPDIR``, is set to the folder they went to before
+    where it was unset."""
+    saved_env = {name: os.environ.get(name) for name in ("TMPDIR", "RAY_TMPDIR")}
+    saved_tempdir = tempfile.tempdir
+    os.environ["RAY_TMPDIR"] = ray_temp_root()
+    os.environ["TMPDIR"] = str(path)
+    if this_process:
+        tempfile.tempdir = str(path)
+    try:
+        yield
+    finally:
+        tempfile.tempdir = saved_tempdir
+        for name, value in saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 @contextmanager
@@ -54,17 +85,10 @@ def use_scratch(base: Path, rank: int) -> Iterator[Optional[Path]]:
         log.info("rank %d keeps its temporary files in %s, not in the run's folder %s: %s", rank, tempfile.gettempdir(), path, e)
         yield None
         return
-    saved = tempfile.tempdir, os.environ.get("TMPDIR")
-    tempfile.tempdir = str(path)
-    os.environ["TMPDIR"] = str(path)
     try:
-        yield path
+        with temp_dir_for_processes(path, this_process=True):
+            yield path
     finally:
-        tempfile.tempdir = saved[0]
-        if saved[1] is None:
-            os.environ.pop("TMPDIR", None)
-        else:
-            os.environ["TMPDIR"] = saved[1]
         shutil.rmtree(path, ignore_errors=True)
         try:
             path.parent.rmdir()  # the run's folder, once empty: the last rank out on a node other than the driver's
