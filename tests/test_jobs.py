@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -122,6 +123,75 @@ def test_omnimask_submit_streams_logs_and_returns_status(head, shards, tmp_path)
     bad = subprocess.run([*cmd[:-6], "trainer.max_steps=4", "data.path=/nonexistent", "--name", "bad", "--address", head,
                           "--timeout", "300"], env=env, capture_output=True, text=True, timeout=400)
     assert bad.returncode == 1 and "job status: FAILED" in bad.stdout
+
+
+class Proxy:
+    """A TCP forwarder from a free port of its own to ``127.0.0.1:target``; :meth:`cut` closes it and every
+    connection through it, as a network that loses the cluster would."""
+
+    def __init__(self, target: int):
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.target, self.connections = target, []
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self) -> None:
+        while True:
+            try:
+                near, _ = self.listener.accept()
+            except OSError:  # cut
+                return
+            far = socket.create_connection(("127.0.0.1", self.target))
+            self.connections += [near, far]
+            for src, dst in ((near, far), (far, near)):
+                threading.Thread(target=self.pump, args=(src, dst), daemon=True).start()
+
+    @staticmethod
+    def pump(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+
+    def cut(self) -> None:
+        for s in [self.listener, *self.connections]:
+            try:
+                s.shutdown(socket.SHUT_RDWR)  # wakes the threads blocked in accept and recv
+            except OSError:
+                pass
+            s.close()
+
+
+def test_omnimask_submit_that_loses_the_cluster_names_the_job_in_one_line(head, shards, tmp_path):
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    proxy = Proxy(int(head.rsplit(":", 1)[1]))
+    address = f"http://127.0.0.1:{proxy.port}"
+    env = dict(os.environ, RAY_AUTH_MODE="disabled")
+    cmd = [sys.executable, "-m", "omnimask.orchestration.cli", "submit", "mae_image_tiny", *overrides(shards, tmp_path),
+           "--name", "lost", "--address", address]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        err = []
+        for line in proc.stderr:
+            err.append(line)
+            if "submitted job" in line:
+                break
+        job = err[-1].split("submitted job ", 1)[1].split()[0]
+        proxy.cut()
+        err += proc.stderr.readlines()
+        assert proc.wait(timeout=120) == 2, "".join(err)
+    finally:
+        proc.kill()
+        proxy.cut()
+    assert "Traceback" not in "".join(err), "".join(err)
+    assert err[-1].strip() == (f"omnimask submit: error: lost the connection to the Ray cluster at {address} after submitting "
+                               f"job {job}: Connection refused. The job may still be running: ray job status {job} "
+                               f"--address {address}")
+    client = JobSubmissionClient(head)  # the job went on without the submitter
+    client.stop_job(job)
+    assert wait_for(client, job) in (JobStatus.STOPPED, JobStatus.SUCCEEDED)
 
 
 def test_ray_job_submit_cli_with_working_dir(head, shards, tmp_path):

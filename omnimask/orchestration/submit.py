@@ -41,6 +41,8 @@ def root_cause(e: BaseException) -> str:
     the layers above it (requests, urllib3, Ray)."""
     while (e.__cause__ or e.__context__) is not None:
         e = e.__cause__ or e.__context__  # type: ignore[assignment]
+    if isinstance(e, OSError) and e.errno and e.errno > 0:
+        return os.strerror(e.errno)  # asyncio words a refused connection its own way ("Connect call failed ...")
     return e.strerror if isinstance(e, OSError) and e.strerror else str(e)
 
 
@@ -92,12 +94,30 @@ def submit(
     follow: bool = True,
     timeout_s: Optional[float] = None,
 ) -> tuple[str, str]:
-    """Submit ``entrypoint``; with ``follow``, stream logs until it ends. Returns ``(job_id, status)``."""
+    """Submit ``entrypoint``; with ``follow``, stream logs until it ends. Returns ``(job_id, status)``.
+    Raises :class:`ClusterUnreachable` when the cluster does not answer, before submitting or after (then
+    naming the job, which may still be running)."""
+    import aiohttp
+
     client = connect(address)
     job_id = submit_job(client, entrypoint=entrypoint, runtime_env=runtime_env or None)
     log.info("submitted job %s to %s: %s", job_id, address, entrypoint)
-    if not follow:
-        return job_id, str(client.get_job_status(job_id))
+    try:
+        return job_id, follow_job(client, job_id, timeout_s) if follow else job_status(client, job_id)
+    except (OSError, aiohttp.ClientError) as e:  # requests' and aiohttp's connection errors
+        raise ClusterUnreachable(
+            f"lost the connection to the Ray cluster at {address} after submitting job {job_id}: {root_cause(e)}. "
+            f"The job may still be running: ray job status {job_id} --address {address}"
+        ) from None
+
+
+def job_status(client: Any, job_id: str) -> str:
+    """The job's status as its bare name (``RUNNING``, ``SUCCEEDED``, ...)."""
+    return str(client.get_job_status(job_id)).split(".")[-1]
+
+
+def follow_job(client: Any, job_id: str, timeout_s: Optional[float] = None) -> str:
+    """Stream the job's logs to stdout until it ends (stopping it after ``timeout_s``); returns its final status."""
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
 
     async def stream() -> None:
@@ -110,7 +130,7 @@ def submit(
     except asyncio.TimeoutError:
         pass
     while True:  # the log stream can end a moment before the status turns final
-        status = str(client.get_job_status(job_id)).split(".")[-1]
+        status = job_status(client, job_id)
         if status in TERMINAL:
             break
         if deadline is not None and time.monotonic() > deadline:
@@ -120,4 +140,4 @@ def submit(
             break
         time.sleep(1.0)
     log.info("job %s %s", job_id, status)
-    return job_id, status
+    return status
