@@ -98,13 +98,15 @@ def submit(
     Raises :class:`ClusterUnreachable` when the cluster does not answer, before submitting or after (then
     naming the job, which may still be running)."""
     import aiohttp
+    import requests
 
     client = connect(address)
     job_id = submit_job(client, entrypoint=entrypoint, runtime_env=runtime_env or None)
     log.info("submitted job %s to %s: %s", job_id, address, entrypoint)
     try:
         return job_id, follow_job(client, job_id, timeout_s) if follow else job_status(client, job_id)
-    except (OSError, aiohttp.ClientError) as e:  # requests' and aiohttp's connection errors
+    # the SDK's HTTP requests and its log stream; not OSError as a whole: stdout closed by a pipe is not the cluster
+    except (requests.RequestException, aiohttp.ClientError, ConnectionRefusedError, ConnectionResetError) as e:
         raise ClusterUnreachable(
             f"lost the connection to the Ray cluster at {address} after submitting job {job_id}: {root_cause(e)}. "
             f"The job may still be running: ray job status {job_id} --address {address}"
