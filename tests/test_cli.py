@@ -38,6 +38,7 @@ def test_preprocess_then_pretrain_through_the_cli(tmp_path):
     assert not left, left
     shutil.rmtree(processes_tmp)
     assert out.stdout.startswith("trained 40 steps in "), out.stdout
+    assert "PreemptionWatcher" not in out.stderr  # nothing preempts a local instance: no watcher, no warning about it
     run_dir = tmp_path / "runs" / "smoke"
     assert (run_dir / "config.yaml").is_file()
     ckpts = sorted(p.name for p in run_dir.glob("checkpoint-step*"))

@@ -5,7 +5,9 @@ or starts a local instance for the duration of the block, and stops only what
 it started. A local instance is started with token auth off
 (``RAY_AUTH_MODE=disabled``) unless the caller set the variable, so that it
 does not write ``~/.ray/auth_token`` and change how later ``ray job submit``
-calls authenticate, and its processes keep their temporary files in a folder
+calls authenticate; without Ray Train's preemption watcher
+(``RAY_TRAIN_ENABLE_PREEMPTION_WATCHER=0``, unless set), as nothing preempts
+its one node; and its processes keep their temporary files in a folder
 of the session's own, removed when it ends (:func:`instance_temp_dir`).
 """
 
@@ -35,6 +37,9 @@ def ray_session(address: Optional[str] = None, num_cpus: Optional[int] = None) -
             log.info("joined the Ray cluster at %s", address)
         else:
             os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+            # nothing drains or preempts the one node of a local instance; the watcher Ray Train starts to see it
+            # coming logs an error-level warning about its own restart policy on every run (ray#53727)
+            os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
             ray.init(num_cpus=num_cpus, include_dashboard=True, log_to_driver=True, configure_logging=False)
             log.info("started a local Ray instance with %s CPUs", ray.cluster_resources().get("CPU"))
         try:
