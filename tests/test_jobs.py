@@ -178,6 +178,7 @@ def test_omnimask_submit_that_loses_the_cluster_names_the_job_in_one_line(head, 
             err.append(line)
             if "submitted job" in line:
                 break
+        assert err and "submitted job" in err[-1], "".join(err)  # it ended before submitting
         job = err[-1].split("submitted job ", 1)[1].split()[0]
         proxy.cut()
         err += proc.stderr.readlines()
