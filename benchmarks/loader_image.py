@@ -28,8 +28,9 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import Callable, Iterator
 
-from torch.utils.data import DataLoader, IterableDataset
+from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -38,23 +39,30 @@ from benchmarks.inputs import build_jpegs  # noqa: E402
 
 from omnimask.pipelines.formats import iter_shard  # noqa: E402
 from omnimask.pipelines.collate import collate  # noqa: E402
-from omnimask.pipelines.loader import SamplePipeline, loader_worker  # noqa: E402
+from omnimask.pipelines.loader import BatchStream, SamplePipeline, ShardLoader, loader_worker  # noqa: E402
 from omnimask.pipelines.manifest import Manifest  # noqa: E402
 
 
-class SequentialStream(IterableDataset):
+class SequentialStream:
     """The plain alternative to ShardStream: shards dealt whole to workers, read front to back."""
 
-    def __init__(self, root: Path, pipeline: SamplePipeline):
-        self.root, self.pipeline = root, pipeline
+    def __init__(self, root: Path, pipeline: SamplePipeline, batch_size: int):
+        self.root, self.pipeline, self.batch_size = root, pipeline, batch_size
         self.manifest = Manifest.load(root)
 
-    def __iter__(self):
+    def samples(self) -> Iterator[dict]:
         worker, workers = loader_worker()
         while True:
             for shard in self.manifest.shards[worker::workers]:
                 for key, members in iter_shard(self.manifest.format, self.root / shard.path):
                     yield self.pipeline(key, members, 0)
+
+    def iter_batches(self, collate_fn: Callable[[list[dict]], dict]) -> Iterator[dict]:
+        """Batches as :meth:`ShardStream.iter_batches` gives them, so that :class:`BatchStream` hands them to the
+        main process the same way for both loaders."""
+        samples = self.samples()
+        while True:
+            yield collate_fn([next(samples) for _ in range(self.batch_size)])
 
 
 def measure(images: int = 1024, workers: tuple[int, ...] = (1, 2), batches: int = 60, batch_size: int = 64,
@@ -91,8 +99,8 @@ def measure(images: int = 1024, workers: tuple[int, ...] = (1, 2), batches: int 
                 ShardStream(shards, DecodeOnly(recipe, 0), seed=0, batch_size=batch_size),  # type: ignore[arg-type]
                 collate_fn=collate_samples, drop_last=True, **common,
             )
-            sequential = DataLoader(SequentialStream(shards, SamplePipeline(recipe, 0)), collate_fn=collate, drop_last=True,
-                                    **common)
+            sequential = ShardLoader(BatchStream(SequentialStream(shards, SamplePipeline(recipe, 0), batch_size), collate),  # type: ignore[arg-type]
+                                     n, prefetch_factor=4, pin_memory=False)
             row: dict = {"modality": "image", "workers": n, "reference": "imagefolder"}
             loaders = {"imagefolder": folder, "omnimask-decode": decode_only, "omnimask": ours, "omnimask-sequential": sequential}
             row.update({name: r for name, (r, _) in throughputs_in_turn(loaders, batches, rounds).items()})

@@ -288,25 +288,3 @@ def test_decoders_give_one_sample_per_view_seed():
     assert decode_views(lambda members, seed: 2 * seed, {}, [1, 5]) == [2, 10]
     with pytest.raises(ContractError, match=r"Short\.views returned 1 samples for 2 seeds"):
         decode_views(Short(), {}, [1, 5])
-
-
-def test_in_one_buffer_keeps_every_tensor_and_shares_one_segment():
-    from omnimask.pipelines.shared_batch import ALIGN, in_one_buffer
-
-    g = torch.Generator().manual_seed(0)
-    batch = {"tokens": torch.randn(3, 5, 7, generator=g), "mask": torch.rand(3, 5, generator=g) > 0.5,
-             "edges": torch.randint(0, 9, (2, 11), generator=g), "pixels": torch.randint(0, 255, (3, 4), dtype=torch.uint8),
-             "count": torch.tensor(4), "strided": torch.arange(10.0)[::2], "shared": torch.ones(5).share_memory_(),
-             "keys": ["a", "b", "c"], "num_hidden": 2}
-    out = in_one_buffer(batch)
-    assert out.keys() == batch.keys() and out["keys"] == batch["keys"] and out["num_hidden"] == 2
-    assert out["strided"] is batch["strided"]  # not contiguous: left alone
-    assert out["shared"] is batch["shared"]  # crosses without a copy already (default_collate's stacks)
-    packed = [k for k in batch if torch.is_tensor(batch[k]) and k not in ("strided", "shared")]
-    for k in packed:
-        assert out[k] is not batch[k] and out[k].dtype == batch[k].dtype and torch.equal(out[k], batch[k])
-    base = out["tokens"].untyped_storage()
-    assert base.is_shared() and all(out[k].untyped_storage().data_ptr() == base.data_ptr() for k in packed)
-    assert all(out[k].storage_offset() * out[k].element_size() % ALIGN == 0 for k in packed)
-    single = {"tokens": batch["tokens"], "keys": ["a"]}
-    assert in_one_buffer(single) is single  # one tensor crosses as one segment anyway

@@ -32,7 +32,6 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
-from torch.utils.data import default_collate
 
 from omnimask.modalities.base import Tokenizer
 
@@ -53,7 +52,9 @@ def collate(samples: list[dict[str, Any]], pad_value: Optional[float] = None) ->
     fields = [name for name in OPTIONAL if name in samples[0]]
     if pad_value is None:
         for name in ("tokens", *fields):
-            batch[name] = default_collate([s[name] for s in samples])  # tensors of arrays, stacked into shared memory in a worker
+            # not default_collate: in a loader worker it stacks into a fresh shared-memory segment, where
+            # the worker's pool of reused segments (shared_batch.py) saves making one a batch
+            batch[name] = torch.stack([torch.as_tensor(s[name]) for s in samples])
     else:
         lengths = torch.tensor([s["tokens"].shape[0] for s in samples])
         batch["tokens"] = pad_stack([s["tokens"] for s in samples], pad_value)

@@ -34,7 +34,7 @@ from omnimask.pipelines.collate import collate_for
 from omnimask.pipelines.formats import Sample, ShardFile
 from omnimask.pipelines.manifest import Manifest, check_shard_digest, check_shard_sizes, load_sizes
 from omnimask.pipelines.order import BudgetPlan, FixedPlan, Plan, Position, advance, epoch_order
-from omnimask.pipelines.shared_batch import in_one_buffer
+from omnimask.pipelines.shared_batch import BufferPool, ReleaseBoard, Recycler, in_one_buffer
 from omnimask.seeding import derive_seed
 
 log = logging.getLogger(__name__)
@@ -295,16 +295,53 @@ class ShardStream(IterableDataset):
 
 
 class BatchStream(IterableDataset):
-    """A :class:`ShardStream`'s collated batches, for a DataLoader that does not batch (``batch_size=None``)."""
+    """A :class:`ShardStream`'s collated batches, for a DataLoader that does not batch (``batch_size=None``).
 
-    def __init__(self, stream: ShardStream, collate_fn: Callable[[list[dict[str, Any]]], dict[str, Any]]):
-        self.stream, self.collate_fn = stream, collate_fn
+    In a loader worker each batch crosses to the main process as views of one shared-memory segment:
+    with a ``board`` (:class:`ShardLoader` makes one), a segment from the worker's pool of reused ones
+    (:mod:`omnimask.pipelines.shared_batch`), else a fresh one."""
+
+    def __init__(self, stream: ShardStream, collate_fn: Callable[[list[dict[str, Any]]], dict[str, Any]],
+                 board: Optional[ReleaseBoard] = None):
+        self.stream, self.collate_fn, self.board = stream, collate_fn, board
+        self._pool: Optional[BufferPool] = None
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         batches = self.stream.iter_batches(self.collate_fn)
-        if get_worker_info() is None:  # the main process: nothing crosses
+        info = get_worker_info()
+        if info is None:  # the main process: nothing crosses
             return batches
-        return map(in_one_buffer, batches)  # one shared-memory segment a batch to the main process
+        if self.board is None:
+            return map(in_one_buffer, batches)
+        if self._pool is None:  # one pool a worker process, kept across epochs by persistent workers
+            self._pool = BufferPool(self.board, info.id)
+        return map(self._pool.pack, batches)
+
+
+class ShardLoader(DataLoader):
+    """The DataLoader :func:`build_loader` returns: its workers hand batches over in reused shared-memory
+    segments, freed for reuse once this process drops each batch (:class:`~.shared_batch.Recycler`);
+    ``reuse_buffers=False``: a fresh segment a batch (``python -m benchmarks.batch_transport`` compares them)."""
+
+    def __init__(self, dataset: BatchStream, num_workers: int, prefetch_factor: int, pin_memory: bool, reuse_buffers: bool = True):
+        if num_workers > 0 and reuse_buffers:
+            # a worker has at most prefetch_factor batches queued; the consumer, the pin-memory thread and
+            # Lightning's look-ahead hold a few more, and a batch is freed one fetch after it is dropped
+            dataset.board = ReleaseBoard(num_workers, prefetch_factor + 4)
+        self.recycler = Recycler(dataset.board) if dataset.board is not None else None
+        super().__init__(
+            dataset,
+            batch_size=None,
+            num_workers=num_workers,
+            persistent_workers=num_workers > 0,
+            prefetch_factor=prefetch_factor if num_workers > 0 else None,
+            pin_memory=pin_memory,
+        )
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:  # type: ignore[override]
+        if self.recycler is None:
+            return super().__iter__()
+        return self.recycler.iterate(super().__iter__)
 
 
 def build_loader(
@@ -325,7 +362,8 @@ def build_loader(
     max_tokens: Optional[int] = None,
     sort_window: int = 1024,
     repeats: int = 1,
-) -> DataLoader:
+    reuse_buffers: bool = True,
+) -> ShardLoader:
     """A DataLoader of :func:`omnimask.pipelines.collate.collate` batches over the shard directory ``path``,
     starting at ``start``; batches are collated in the loader workers (``loader.dataset.stream`` is the
     :class:`ShardStream`)."""
@@ -333,14 +371,7 @@ def build_loader(
         path, SamplePipeline(recipe, seed, strict), seed, window, rank, world_size, batch_size,
         start=start, epochs=epochs, verify=verify, max_tokens=max_tokens, sort_window=sort_window, repeats=repeats,
     )
-    loader = DataLoader(
-        BatchStream(stream, collate_for(recipe.tokenizer)),
-        batch_size=None,
-        num_workers=num_workers,
-        persistent_workers=num_workers > 0,
-        prefetch_factor=prefetch_factor if num_workers > 0 else None,
-        pin_memory=pin_memory,
-    )
+    loader = ShardLoader(BatchStream(stream, collate_for(recipe.tokenizer)), num_workers, prefetch_factor, pin_memory, reuse_buffers)
     if num_workers > 0:
         atexit.register(stop_workers, weakref.ref(loader))
     return loader
