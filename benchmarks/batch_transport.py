@@ -20,34 +20,24 @@ import sys
 import tempfile
 from pathlib import Path
 
-from torch.utils.data import DataLoader
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import DecodeOnly, collate_samples, throughputs_in_turn  # noqa: E402
-from benchmarks.inputs import build_jpegs  # noqa: E402
+from benchmarks.common import decode_only_loader, throughputs_in_turn  # noqa: E402
+from benchmarks.loader_image import image_shards  # noqa: E402
 
 
 def measure(images: int, workers: tuple[int, ...], batches: int, rounds: int, repeat: int, batch_size: int = 64) -> list[dict]:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    from omnimask.config import load_recipe
-    from omnimask.models.recipe import Recipe
-    from omnimask.pipelines.loader import ShardStream, build_loader
-    from omnimask.pipelines.preprocess import preprocess
+    from omnimask.pipelines.loader import build_loader
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        raw, shards = Path(tmp) / "raw", Path(tmp) / "shards"
-        build_jpegs(raw, images)
-        preprocess("image", raw, shards, samples_per_shard=128)
-        recipe = Recipe.from_config(load_recipe("mae_image", [f"data.path={shards}"]))
+        _, shards, recipe = image_shards(Path(tmp), images)
         for n in workers:
             loaders = {
                 "reused": build_loader(recipe, shards, batch_size, n, seed=0),
                 "fresh": build_loader(recipe, shards, batch_size, n, seed=0, reuse_buffers=False),
-                "decode": DataLoader(ShardStream(shards, DecodeOnly(recipe, 0), seed=0, batch_size=batch_size),  # type: ignore[arg-type]
-                                     collate_fn=collate_samples, drop_last=True, batch_size=batch_size, num_workers=n,
-                                     persistent_workers=True, prefetch_factor=4),
+                "decode": decode_only_loader(recipe, shards, batch_size, n),
             }
             for _ in range(repeat):
                 rates = {name: r for name, (r, _) in throughputs_in_turn(loaders, batches, rounds).items()}

@@ -1,15 +1,17 @@
-"""Helpers shared by the loader benchmarks: timing a loader, the decode-only pipeline."""
+"""Helpers shared by the loader benchmarks: timing a loader, the decode-only pipeline and its loader."""
 
 from __future__ import annotations
 
 import functools
 import time
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from torch.utils.data import DataLoader
 
 from benchmarks.turns import take_turns
-from omnimask.pipelines.loader import SamplePipeline
+from omnimask.models.recipe import Recipe
+from omnimask.pipelines.loader import SamplePipeline, ShardStream
 
 
 def endless(loader: DataLoader) -> Iterator[Any]:
@@ -58,3 +60,11 @@ class DecodeOnly(SamplePipeline):
 
 def collate_samples(samples: list[dict[str, Any]]) -> dict[str, Any]:
     return {"keys": [s["key"] for s in samples], "sample": [s["sample"] for s in samples]}
+
+
+def decode_only_loader(recipe: Recipe, shards: Path, batch_size: int, workers: int) -> DataLoader:
+    """The decode + augment baseline: ``recipe``'s loader decoder alone over ``shards`` in the same order,
+    batches of decoded samples as lists (:func:`collate_samples`)."""
+    return DataLoader(ShardStream(shards, DecodeOnly(recipe, 0), seed=0, batch_size=batch_size),  # type: ignore[arg-type]
+                      collate_fn=collate_samples, drop_last=True, batch_size=batch_size, num_workers=workers,
+                      persistent_workers=workers > 0, prefetch_factor=4 if workers else None)

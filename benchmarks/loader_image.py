@@ -34,13 +34,14 @@ from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import DecodeOnly, throughputs_in_turn, collate_samples  # noqa: E402
+from benchmarks.common import decode_only_loader, throughputs_in_turn  # noqa: E402
 from benchmarks.inputs import build_jpegs  # noqa: E402
 
 from omnimask.pipelines.formats import iter_shard  # noqa: E402
 from omnimask.pipelines.collate import collate  # noqa: E402
 from omnimask.pipelines.loader import BatchStream, SamplePipeline, ShardLoader, loader_worker  # noqa: E402
 from omnimask.pipelines.manifest import Manifest  # noqa: E402
+from omnimask.models.recipe import Recipe  # noqa: E402
 
 
 class SequentialStream:
@@ -65,6 +66,18 @@ class SequentialStream:
             yield collate_fn([next(samples) for _ in range(self.batch_size)])
 
 
+def image_shards(root: Path, images: int) -> tuple[Path, Path, Recipe]:
+    """``images`` JPEGs under ``root/raw``, preprocessed into ``root/shards`` (passthrough), and the MAE ViT-B
+    recipe over them."""
+    from omnimask.config import load_recipe
+    from omnimask.pipelines.preprocess import preprocess
+
+    raw, shards = root / "raw", root / "shards"
+    build_jpegs(raw, images)
+    preprocess("image", raw, shards, samples_per_shard=128)
+    return raw, shards, Recipe.from_config(load_recipe("mae_image", [f"data.path={shards}"]))
+
+
 def measure(images: int = 1024, workers: tuple[int, ...] = (1, 2), batches: int = 60, batch_size: int = 64,
             rounds: int = 6) -> list[dict]:
     """The four loaders over the same ``images`` JPEGs, for each number of loader ``workers``: ``batches`` each, in
@@ -74,16 +87,10 @@ def measure(images: int = 1024, workers: tuple[int, ...] = (1, 2), batches: int 
     import torchvision.transforms as T
     from torchvision.datasets import ImageFolder
 
-    from omnimask.config import load_recipe
-    from omnimask.models.recipe import Recipe
-    from omnimask.pipelines.loader import ShardStream, build_loader
-    from omnimask.pipelines.preprocess import preprocess
+    from omnimask.pipelines.loader import build_loader
 
     with tempfile.TemporaryDirectory() as tmp:
-        raw, shards = Path(tmp) / "raw", Path(tmp) / "shards"
-        build_jpegs(raw, images)
-        preprocess("image", raw, shards, samples_per_shard=128)
-        recipe = Recipe.from_config(load_recipe("mae_image", [f"data.path={shards}"]))
+        raw, shards, recipe = image_shards(Path(tmp), images)
         baseline_tf = T.Compose([
             T.RandomResizedCrop(224, scale=(0.2, 1.0), interpolation=T.InterpolationMode.BICUBIC),
             T.RandomHorizontalFlip(),
@@ -95,10 +102,7 @@ def measure(images: int = 1024, workers: tuple[int, ...] = (1, 2), batches: int 
             common = dict(batch_size=batch_size, num_workers=n, persistent_workers=True, prefetch_factor=4)
             folder = DataLoader(ImageFolder(str(raw), transform=baseline_tf), shuffle=True, drop_last=True, **common)
             ours = build_loader(recipe, shards, batch_size, n, seed=0)
-            decode_only = DataLoader(
-                ShardStream(shards, DecodeOnly(recipe, 0), seed=0, batch_size=batch_size),  # type: ignore[arg-type]
-                collate_fn=collate_samples, drop_last=True, **common,
-            )
+            decode_only = decode_only_loader(recipe, shards, batch_size, n)
             sequential = ShardLoader(BatchStream(SequentialStream(shards, SamplePipeline(recipe, 0), batch_size), collate),  # type: ignore[arg-type]
                                      n, prefetch_factor=4, pin_memory=False)
             row: dict = {"modality": "image", "workers": n, "reference": "imagefolder"}

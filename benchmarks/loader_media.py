@@ -53,7 +53,7 @@ from torch.utils.data import DataLoader, Dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import DecodeOnly, throughputs_in_turn, collate_samples  # noqa: E402
+from benchmarks.common import decode_only_loader, throughputs_in_turn  # noqa: E402
 from benchmarks.inputs import build_inputs  # noqa: E402
 
 
@@ -194,7 +194,7 @@ def bench(modality: str, args: argparse.Namespace, files: list[Path], shards: Pa
     the raylet here."""
     from omnimask.config import load_recipe
     from omnimask.models.recipe import Recipe
-    from omnimask.pipelines.loader import ShardStream, build_loader
+    from omnimask.pipelines.loader import build_loader
 
     recipe_name, overrides, baseline, base_name, base_collate = {
         "video": ("videomae", [], lambda r: DecodeAllVideo(files, 16, 4, 224), "decode-all", None),
@@ -213,8 +213,7 @@ def bench(modality: str, args: argparse.Namespace, files: list[Path], shards: Pa
         budget = recipe.config.data.max_tokens
         loaders = {
             base_name: DataLoader(baseline(recipe), shuffle=True, drop_last=True, collate_fn=base_collate, **common),
-            "omnimask-decode": DataLoader(ShardStream(shards, DecodeOnly(recipe, 0), seed=0, batch_size=args.batch_size),
-                                          collate_fn=collate_samples, drop_last=True, **common),
+            "omnimask-decode": decode_only_loader(recipe, shards, args.batch_size, workers),
             "omnimask": build_loader(recipe, shards, args.batch_size, workers, seed=0, max_tokens=budget,
                                      sort_window=recipe.config.data.sort_window),
         }

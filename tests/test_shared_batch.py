@@ -51,7 +51,8 @@ def test_a_segment_is_reused_only_after_nothing_holds_its_batch():
     one = a_batch(1)
     first = pool.pack(one)
     assert_packed(first, one)
-    assert first[TAG][:2] == (0, 0) and board.cells[0, 0] == first[TAG][2]
+    serial = first[TAG][2]
+    assert first[TAG][:2] == (0, 0) and board.cells[0, 0] == serial
     kept = received(first, recycler)["tokens"][1:]  # a view keeps the whole segment
     del first
     second = pool.pack(a_batch(2))
@@ -60,7 +61,7 @@ def test_a_segment_is_reused_only_after_nothing_holds_its_batch():
     third = pool.pack(a_batch(3))
     assert TAG not in third and third["tokens"].untyped_storage().is_shared()  # every slot busy: a fresh segment
     recycler.release()
-    assert board.cells[0].tolist() == [board.cells[0, 0], 0]  # the dropped batch's slot is free, the held one's not
+    assert board.cells[0].tolist() == [serial, 0]  # the dropped batch's slot is free, the held one's not
     fourth = pool.pack(a_batch(4))
     assert fourth[TAG][1] == 1
     del kept
