@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, ClassVar, Optional
 
 import torch
 from torch import nn
@@ -121,6 +121,11 @@ class Head(nn.Module, ABC):
     at ``index.ids_predict`` (the hidden tokens, or with a decoder masker the hidden
     tokens the decoder sees). In padded batches: ``[M, D_t]`` for the ``M`` hidden tokens
     in row-major order (``index.mask``), as the targets are concatenated."""
+
+    loss_is_sample_mean: ClassVar[bool] = False
+    """Whether :meth:`loss` on a grid batch is the mean of equal per-sample terms (every sample predicts the
+    same number of tokens and each counts alike), so that a batch's loss is the size-weighted mean of its
+    parts' losses: what ``trainer.cpu_batch_parts`` (:mod:`omnimask.models.batch_parts`) needs."""
 
     def bind(self, encoder: Encoder) -> None:
         """Called once when the model is built, for heads that share the encoder's weights

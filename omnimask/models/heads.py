@@ -38,6 +38,8 @@ class MAEDecoderHead(Head):
     averaged over the ``D_t`` values of each predicted token, then over tokens.
     """
 
+    loss_is_sample_mean = True  # the mean over [B, N_p] tokens, the same N_p in every sample
+
     @dataclass
     class Config:
         dim: int = 512

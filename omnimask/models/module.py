@@ -7,6 +7,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
+from omnimask.models.batch_parts import BatchParts
 from omnimask.models.recipe import Recipe
 from omnimask.models.schedule import param_groups, warmup_cosine
 from omnimask.pipelines.collate import model_inputs
@@ -34,11 +35,14 @@ class MaskedModelingModule(pl.LightningModule):
         self.global_batch_size = global_batch_size
         self.replaced = 0
         """Samples of this rank replaced because they failed to decode (since this process started)."""
-        self.compute_loss = torch.compile(self.model.loss) if recipe.config.trainer.compile else self.model.loss
+        trainer = recipe.config.trainer
+        self.compute_loss = torch.compile(self.model.loss) if trainer.compile else self.model.loss
         """``model.loss``, compiled with ``trainer.compile`` (the weights stay ``self.model``'s)."""
+        self.batch_parts = BatchParts(trainer.cpu_batch_parts if not trainer.compile else 1)
+        """``trainer.cpu_batch_parts``: on the CPU, the loss of a batch's parts at once."""
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        loss = self.compute_loss(model_inputs(batch))
+        loss = self.batch_parts(self.compute_loss, model_inputs(batch), list(self.model.parameters()))
         self.log("train/loss", loss, on_step=True, prog_bar=True, batch_size=batch["tokens"].shape[0])
         self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True, batch_size=1)
         self.replaced += batch.get("replaced", 0)

@@ -80,6 +80,8 @@ class PointMAEDecoderHead(Head):
     added before each, a linear layer to ``S x 3``. Loss: Chamfer distance (squared L2) per group,
     averaged over groups (Point-MAE's ``ChamferDistanceL2``)."""
 
+    loss_is_sample_mean = True  # the mean over [B, N_p] groups, the same N_p in every sample
+
     @dataclass
     class Config:
         dim: int = 384

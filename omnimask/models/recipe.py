@@ -71,6 +71,17 @@ def check_predicted_count(masker: Masker, decoder_masker: Masker, layout: TokenL
         )
 
 
+def check_batch_parts(recipe: "Recipe", head: type) -> None:
+    """``trainer.cpu_batch_parts`` > 1 splits batches by sample: grid batches and a per-sample-mean loss only."""
+    cfg = recipe.config
+    if recipe.tokenizer.variable_length:
+        raise ConfigError("trainer.cpu_batch_parts", f"{type(recipe.tokenizer).__name__} gives padded batches, which do not "
+                          "split by sample; use 1")
+    if not getattr(head, "loss_is_sample_mean", False):
+        raise ConfigError("trainer.cpu_batch_parts", f"head {cfg.model.head.name!r} does not declare its loss a mean of "
+                          "per-sample terms (Head.loss_is_sample_mean), so its parts' losses cannot be combined; use 1")
+
+
 @dataclass
 class Recipe:
     """The built pieces of a :class:`RecipeConfig`."""
@@ -122,7 +133,9 @@ class Recipe:
         building the model: every config error surfaces here, before any job starts."""
         recipe = cls.from_config(cfg)
         registry.check("encoder", cfg.model.encoder, "model.encoder")
-        registry.check("head", cfg.model.head, "model.head")
+        head, _ = registry.check("head", cfg.model.head, "model.head")
+        if cfg.trainer.cpu_batch_parts > 1:
+            check_batch_parts(recipe, head)
         return recipe
 
     def build_model(self) -> MaskedModel:

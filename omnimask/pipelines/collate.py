@@ -114,3 +114,22 @@ def equal_count(mask: torch.Tensor, name: str) -> int:
     if not bool((counts == counts[0]).all()):
         raise ValueError(f"every {name} in a batch must select the same number of tokens, got {counts.tolist()}")
     return int(counts[0])
+
+
+def split_grid_batch(batch: dict[str, Any], parts: int) -> list[dict[str, Any]]:
+    """A grid batch as ``parts`` batches of consecutive samples, sizes differing by at most one (the first
+    ones larger): every tensor and list of the batch's ``B`` samples is sliced, the counts (``num_hidden``,
+    ...) are the same in every part. Slices are views; nothing is copied. Padded batches (``valid``) hold
+    concatenated targets and offset edges and do not split this way: ValueError."""
+    if "valid" in batch:
+        raise ValueError("a padded batch (variable-length tokens) cannot be split into parts by its samples")
+    b = batch["tokens"].shape[0]
+    if not 1 <= parts <= b:
+        raise ValueError(f"cannot split a batch of {b} samples into {parts} parts")
+    sizes = [b // parts + (i < b % parts) for i in range(parts)]
+    per_sample = lambda v: isinstance(v, list) and len(v) == b or isinstance(v, torch.Tensor) and v.ndim > 0 and len(v) == b  # noqa: E731
+    out, start = [], 0
+    for size in sizes:
+        out.append({k: v[start:start + size] if per_sample(v) else v for k, v in batch.items()})
+        start += size
+    return out

@@ -1,0 +1,126 @@
+"""trainer.cpu_batch_parts: a CPU batch's loss computed as parts at once gives the whole batch's loss and
+gradients, deterministically, through the module's training step."""
+
+import pytest
+import torch
+from test_model import fake_batch, tiny_recipe
+
+from omnimask.config import ConfigError, load_recipe
+from omnimask.models.batch_parts import BatchParts, PartThreads
+from omnimask.models.module import MaskedModelingModule
+from omnimask.models.recipe import Recipe
+from omnimask.pipelines.collate import model_inputs, split_grid_batch
+
+
+@pytest.fixture
+def two_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def loss_and_grads(model, loss_fn):
+    model.zero_grad(set_to_none=True)
+    loss = loss_fn()
+    loss.backward()
+    grads = [None if p.grad is None else p.grad.clone() for p in model.parameters()]
+    model.zero_grad(set_to_none=True)
+    return loss.detach(), grads
+
+
+def test_split_grid_batch_slices_every_sample_field_and_keeps_the_counts():
+    batch = fake_batch(tiny_recipe(), n=5)
+    parts = split_grid_batch(batch, 2)
+    assert [p["tokens"].shape[0] for p in parts] == [3, 2]
+    for name in ("tokens", "mask", "target"):
+        assert torch.equal(torch.cat([p[name] for p in parts]), batch[name])
+    assert parts[0]["keys"] + parts[1]["keys"] == batch["keys"]
+    assert all(p["num_hidden"] == batch["num_hidden"] for p in parts)
+    assert parts[1]["tokens"].data_ptr() != batch["tokens"].data_ptr()  # a view at an offset, not a copy
+    with pytest.raises(ValueError, match="cannot split a batch of 5 samples into 6"):
+        split_grid_batch(batch, 6)
+    with pytest.raises(ValueError, match="padded batch"):
+        split_grid_batch({**batch, "valid": batch["mask"]}, 2)
+
+
+def test_parts_give_the_whole_batch_loss_and_gradients_and_the_same_bits_every_run(two_threads):
+    torch.manual_seed(0)
+    model = tiny_recipe().build_model()
+    batch = model_inputs(fake_batch(tiny_recipe(), n=7))  # 7 samples: parts of 4 and 3, weighted by size
+    params = list(model.parameters())
+    whole, whole_grads = loss_and_grads(model, lambda: model.loss(batch))
+    parts = BatchParts(2)
+    assert parts.parts_for(batch, params) == 2
+    split, split_grads = loss_and_grads(model, lambda: parts(model.loss, batch, params))
+    again, again_grads = loss_and_grads(model, lambda: parts(model.loss, batch, params))
+    parts.close()
+    assert torch.allclose(split, whole, rtol=1e-5, atol=1e-7)
+    for a, b in zip(split_grads, whole_grads):
+        assert (a is None) == (b is None)
+        if a is not None:
+            assert torch.allclose(a, b, rtol=1e-4, atol=1e-6)
+    assert torch.equal(split, again)
+    assert all(a is None and b is None or torch.equal(a, b) for a, b in zip(split_grads, again_grads))
+
+
+def test_parts_run_on_threads_with_their_share_of_the_intra_op_threads(two_threads):
+    threads = PartThreads(2, 1)
+    try:
+        seen = threads.map(lambda _: torch.get_num_threads(), [None, None])
+        assert seen == [1, 1]
+        assert torch.get_num_threads() == 2  # the caller keeps its own
+        with pytest.raises(ZeroDivisionError):
+            threads.map(lambda x: 1 / x, [1, 0])
+        assert threads.map(lambda x: x * 2, [3, 4]) == [6, 8]  # still serving after an error
+    finally:
+        threads.close()
+
+
+def test_parts_follow_the_callers_autocast(two_threads):
+    """Autocast is per thread: the parts must compute in the caller's precision."""
+    torch.manual_seed(0)
+    model = tiny_recipe().build_model()
+    batch = model_inputs(fake_batch(tiny_recipe(), n=4))
+    parts = BatchParts(2)
+    dtypes = []
+    handle = model.head.pred.register_forward_hook(lambda m, i, out: dtypes.append(out.dtype))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        parts(model.loss, batch, list(model.parameters()))
+    handle.remove()
+    parts.close()
+    assert dtypes == [torch.bfloat16, torch.bfloat16]
+
+
+def test_one_part_where_the_split_does_not_apply():
+    model = tiny_recipe().build_model()
+    batch = model_inputs(fake_batch(tiny_recipe(), n=4))
+    params = list(model.parameters())
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert BatchParts(2).parts_for(batch, params) == 1  # one intra-op thread: nothing to share
+    finally:
+        torch.set_num_threads(before)
+    assert BatchParts(2).parts_for({**batch, "valid": batch["mask"]}, params) == 1
+    assert BatchParts(8).parts_for(batch, params) <= 4
+
+
+def test_the_module_trains_with_parts_and_the_config_refuses_heads_that_cannot(two_threads):
+    torch.manual_seed(0)
+    module = MaskedModelingModule(tiny_recipe("trainer.cpu_batch_parts=2"), global_batch_size=6)
+    batch = fake_batch(module.recipe, n=6)
+    module.log = lambda *a, **k: None  # no Trainer attached: logging is Lightning's, not under test here
+    module.optimizers = lambda: torch.optim.SGD(module.parameters(), lr=0.1)
+    sizes = []
+    module.compute_loss = lambda b: sizes.append(b["tokens"].shape[0]) or module.model.loss(b)
+    split, split_grads = loss_and_grads(module.model, lambda: module.training_step(batch, 0))
+    whole, whole_grads = loss_and_grads(module.model, lambda: module.model.loss(batch))
+    module.batch_parts.close()
+    assert sorted(sizes) == [3, 3]
+    assert torch.allclose(split, whole, rtol=1e-5, atol=1e-7)
+    assert all(a is None or torch.allclose(a, b, rtol=1e-4, atol=1e-6) for a, b in zip(split_grads, whole_grads))
+    with pytest.raises(ConfigError, match="trainer.cpu_batch_parts.*padded batches"):
+        Recipe.check(load_recipe("esm_mlm_tiny", ["trainer.cpu_batch_parts=2"]))
+    with pytest.raises(ConfigError, match="must be > 0|positive|>= 1"):
+        load_recipe("mae_image_tiny", ["trainer.cpu_batch_parts=0"])
