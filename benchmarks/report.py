@@ -48,6 +48,8 @@ def targets(sections: dict[str, list[dict[str, Any]]]) -> list[list[Any]]:
     if as_run:
         sides = as_run["as_run"]["sides"]
         same = x(as_run["as_run"]["same_setting_speedup"])
+        if "whole_batch_speedup" in as_run["as_run"]:
+            same += f"; with the batch whole, no trainer.cpu_batch_parts: {x(as_run['as_run']['whole_batch_speedup'])}"
         for label, what in (("omnimask", "fp32 eager"), ("omnimask_compiled", "trainer.compile"), ("omnimask_bf16", "bf16-mixed")):
             if label in sides:
                 note = f" (model against model, the plain MAE with the same settings: {same})" if label == "omnimask" else ""

@@ -140,12 +140,16 @@ def adamw(model: Any, recipe: Any, fused: bool, lr: float = 1e-4) -> Any:
 
 
 def prepare_step(name: str, impl: str, batch_size: int, device: str, precision: str, compile: bool,
-                 fused_adamw: bool = True) -> tuple[Any, float]:
+                 fused_adamw: bool = True, batch_parts: int | None = None) -> tuple[Any, float]:
     """One training step of ``impl`` (``"omnimask"`` or ``"plain"``) on a real batch, ready to call
-    (forward, backward and the AdamW update of :func:`adamw`), and its GFLOP (:func:`step_gflop`)."""
+    (forward, backward and the AdamW update of :func:`adamw`), and its GFLOP (:func:`step_gflop`).
+    omnimask's eager step computes the batch in ``batch_parts`` parts on the CPU (None: the recipe's
+    ``trainer.cpu_batch_parts``, as ``omnimask pretrain`` does; :mod:`omnimask.models.batch_parts`)."""
     import torch
 
     from benchmarks.references import reference_for
+    from omnimask.models.batch_parts import BatchParts
+    from omnimask.pipelines.collate import model_inputs
 
     torch.manual_seed(0)
     recipe = build(name, CASES[name][2])
@@ -162,6 +166,10 @@ def prepare_step(name: str, impl: str, batch_size: int, device: str, precision: 
     model.zero_grad(set_to_none=True)
     if compile:
         loss_fn = torch.compile(loss_fn)
+    elif impl != "plain":
+        parts = BatchParts(recipe.config.trainer.cpu_batch_parts if batch_parts is None else batch_parts)
+        inputs, params = model_inputs(batch), list(model.parameters())
+        loss_fn = lambda: parts(model.loss, inputs, params)  # noqa: E731
     opt = adamw(model, recipe, fused_adamw)
     autocast = torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=precision == "bf16")
 
