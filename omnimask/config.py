@@ -187,9 +187,9 @@ class TrainerConfig:
     afresh: x1.05-1.07 on a CPU step of the tiny MAE. See :mod:`omnimask.orchestration.allocator`."""
     cpu_batch_parts: int = 1
     """On the CPU, compute each batch as up to this many parts at once, one thread per part with its share of
-    the intra-op threads (:mod:`omnimask.models.batch_parts`): the same loss and gradients, and x1.08-1.13 for
-    the tiny MAE's step on 2 cores, where small products and Python dispatch leave cores idle; bigger models
-    gain nothing. Needs a head whose loss is a per-sample mean on grid batches. With ``compile`` the
+    the intra-op threads (:mod:`omnimask.models.batch_parts`): the same loss and gradients, and on 2 cores the
+    tiny MAE's step x1.06-1.10 (x1.15-1.23 fed by its loader), where small products and Python dispatch leave
+    cores idle; ViT-B at batch 8 x0.92. Needs a head whose loss is a per-sample mean on grid batches. With ``compile`` the
     compiled loss runs on the whole batch (the parts run eagerly)."""
     preview_samples: int = 8
     """Samples shown in the reconstruction grid written at the end of training."""

@@ -7,6 +7,7 @@ from test_model import fake_batch, tiny_recipe
 
 from omnimask.config import ConfigError, load_recipe
 from omnimask.models.batch_parts import BatchParts, PartThreads
+from omnimask.models.heads import MAEDecoderHead
 from omnimask.models.module import MaskedModelingModule
 from omnimask.models.recipe import Recipe
 from omnimask.pipelines.collate import model_inputs, split_grid_batch
@@ -54,13 +55,15 @@ def test_parts_give_the_whole_batch_loss_and_gradients_and_the_same_bits_every_r
     assert parts.parts_for(batch, params) == 2
     split, split_grads = loss_and_grads(model, lambda: parts(model.loss, batch, params))
     again, again_grads = loss_and_grads(model, lambda: parts(model.loss, batch, params))
-    parts.close()
     assert torch.allclose(split, whole, rtol=1e-5, atol=1e-7)
     for a, b in zip(split_grads, whole_grads):
         assert (a is None) == (b is None)
         if a is not None:
             assert torch.allclose(a, b, rtol=1e-4, atol=1e-6)
     assert torch.equal(split, again)
+    _, halved = loss_and_grads(model, lambda: parts(model.loss, batch, params) * 0.5)  # a loss scaled after the parts
+    assert all(a is None or torch.allclose(h, a * 0.5) for a, h in zip(split_grads, halved))
+    parts.close()
     assert all(a is None and b is None or torch.equal(a, b) for a, b in zip(split_grads, again_grads))
 
 
@@ -106,7 +109,7 @@ def test_one_part_where_the_split_does_not_apply():
     assert BatchParts(8).parts_for(batch, params) <= 4
 
 
-def test_the_module_trains_with_parts_and_the_config_refuses_heads_that_cannot(two_threads):
+def test_the_module_trains_with_parts_and_the_config_refuses_heads_that_cannot(two_threads, monkeypatch):
     torch.manual_seed(0)
     module = MaskedModelingModule(tiny_recipe("trainer.cpu_batch_parts=2"), global_batch_size=6)
     batch = fake_batch(module.recipe, n=6)
@@ -120,6 +123,9 @@ def test_the_module_trains_with_parts_and_the_config_refuses_heads_that_cannot(t
     assert sorted(sizes) == [3, 3]
     assert torch.allclose(split, whole, rtol=1e-5, atol=1e-7)
     assert all(a is None or torch.allclose(a, b, rtol=1e-4, atol=1e-6) for a, b in zip(split_grads, whole_grads))
+    monkeypatch.setattr(MAEDecoderHead, "loss_is_sample_mean", False)  # as a plugin head that does not say
+    with pytest.raises(ConfigError, match="trainer.cpu_batch_parts.*mae_decoder.*does not declare"):
+        MaskedModelingModule(tiny_recipe("trainer.cpu_batch_parts=2"), global_batch_size=6)
     with pytest.raises(ConfigError, match="trainer.cpu_batch_parts.*padded batches"):
         Recipe.check(load_recipe("esm_mlm_tiny", ["trainer.cpu_batch_parts=2"]))
     with pytest.raises(ConfigError, match="must be > 0|positive|>= 1"):

@@ -5,14 +5,15 @@ threads). For a small model that scales poorly: the Python that dispatches each 
 core while the others wait, and small products and element-wise operations split unevenly. With
 ``trainer.cpu_batch_parts`` the batch is cut into groups of samples (:func:`split_grid_batch`); one thread
 per part computes that part's loss and gradients with ``threads // parts`` intra-op threads, so one part's
-dispatch overlaps another's arithmetic. On the 2-core VM the tiny MAE's step runs x1.08-1.13 faster with
-2 parts; ViT-B MAE at batch 8 (x0.98) and the tiny VideoMAE at batch 16 (x0.89) do not gain, so it is a
-recipe's choice, not a default (docs/performance.md, "Batch parts").
+dispatch overlaps another's arithmetic. On a 2-core VM with 2 parts the tiny MAE's step runs x1.04-1.10
+faster (x1.15-1.23 in a run fed by its loader) and the tiny AudioMAE's x1.15; ViT-B MAE at batch 8 runs
+x0.92, so it is a recipe's choice, not a default (docs/performance.md, "A batch in parts at once").
 
 The maths is the whole batch's. The loss must be the mean of equal per-sample terms
 (:attr:`~omnimask.models.base.Head.loss_is_sample_mean`) on a grid batch (same token counts in every
 sample): then the batch's loss is the size-weighted mean of its parts' losses, and its gradients the
-weighted sum of theirs, added in part order, so every run gives the same bits (against the whole batch
+weighted sum of theirs (each part weights its loss by its share of the samples), added in part order, so
+every run gives the same bits (against the whole batch
 they differ by rounding). The step's autograd sees one operation whose backward hands out those
 gradients: gradient clipping, accumulation and DDP's gradient hooks work as for the whole batch.
 A loss that draws random numbers (dropout) would draw them from several threads at once: not
@@ -91,7 +92,10 @@ class _Gradients(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[Optional[torch.Tensor], ...]:
-        return (None, None, *(None if g is None else g * grad_out for g in ctx.grads))
+        grads, ctx.grads = ctx.grads, None  # no reference kept: the parameters take these tensors as their .grad
+        if not bool(grad_out == 1):  # a loss scaled after the step (accumulation, fp16 scaling)
+            grads = [None if g is None else g * grad_out for g in grads]
+        return (None, None, *grads)
 
 
 class BatchParts:
@@ -121,14 +125,14 @@ class BatchParts:
         autocast = torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")
 
         def part(piece: dict[str, Any]) -> tuple[torch.Tensor, tuple[Optional[torch.Tensor], ...]]:
+            """The part's loss and gradients, weighted by its share of the batch's samples."""
             with torch.enable_grad(), torch.autocast("cpu", dtype=autocast[1], enabled=autocast[0]):
-                loss = loss_fn(piece)
+                loss = loss_fn(piece) * (piece["tokens"].shape[0] / batch["tokens"].shape[0])
                 return loss.detach(), torch.autograd.grad(loss, params, allow_unused=True)
 
         results = self._pool(parts).map(part, pieces)
-        weights = [piece["tokens"].shape[0] / batch["tokens"].shape[0] for piece in pieces]
-        loss = sum(w * part_loss for w, (part_loss, _) in zip(weights, results))
-        grads = [weighted_sum(weights, [g[i] for _, g in results]) for i in range(len(params))]
+        loss = sum(part_loss for part_loss, _ in results)
+        grads = [add_in_order([g[i] for _, g in results]) for i in range(len(params))]
         return _Gradients.apply(loss, grads, *params)
 
     def _pool(self, parts: int) -> PartThreads:
@@ -144,10 +148,11 @@ class BatchParts:
             self._threads = None
 
 
-def weighted_sum(weights: Sequence[float], tensors: Sequence[Optional[torch.Tensor]]) -> Optional[torch.Tensor]:
-    """``sum(w * t)`` in order, skipping None (a part whose loss did not use the parameter); None if all are."""
+def add_in_order(tensors: Sequence[Optional[torch.Tensor]]) -> Optional[torch.Tensor]:
+    """The sum, in order, skipping None (a part whose loss did not use the parameter); None if all are. Out of
+    place: a gradient autograd returns may be shared by two parameters, or a broadcast view."""
     total: Optional[torch.Tensor] = None
-    for w, t in zip(weights, tensors):
+    for t in tensors:
         if t is not None:
-            total = t * w if total is None else total.add_(t, alpha=w)
+            total = t if total is None else total + t
     return total

@@ -8,7 +8,7 @@ import pytorch_lightning as pl
 import torch
 
 from omnimask.models.batch_parts import BatchParts
-from omnimask.models.recipe import Recipe
+from omnimask.models.recipe import Recipe, check_batch_parts
 from omnimask.models.schedule import param_groups, warmup_cosine
 from omnimask.pipelines.collate import model_inputs
 from omnimask.pipelines.order import Cursor
@@ -38,6 +38,8 @@ class MaskedModelingModule(pl.LightningModule):
         trainer = recipe.config.trainer
         self.compute_loss = torch.compile(self.model.loss) if trainer.compile else self.model.loss
         """``model.loss``, compiled with ``trainer.compile`` (the weights stay ``self.model``'s)."""
+        if trainer.cpu_batch_parts > 1:
+            check_batch_parts(recipe, type(self.model.head))
         self.batch_parts = BatchParts(trainer.cpu_batch_parts if not trainer.compile else 1)
         """``trainer.cpu_batch_parts``: on the CPU, the loss of a batch's parts at once."""
 

@@ -126,10 +126,12 @@ def split_grid_batch(batch: dict[str, Any], parts: int) -> list[dict[str, Any]]:
     b = batch["tokens"].shape[0]
     if not 1 <= parts <= b:
         raise ValueError(f"cannot split a batch of {b} samples into {parts} parts")
-    sizes = [b // parts + (i < b % parts) for i in range(parts)]
-    per_sample = lambda v: isinstance(v, list) and len(v) == b or isinstance(v, torch.Tensor) and v.ndim > 0 and len(v) == b  # noqa: E731
+
+    def per_sample(v: Any) -> bool:
+        return (isinstance(v, list) or isinstance(v, torch.Tensor) and v.ndim > 0) and len(v) == b
+
     out, start = [], 0
-    for size in sizes:
+    for size in (b // parts + (i < b % parts) for i in range(parts)):
         out.append({k: v[start:start + size] if per_sample(v) else v for k, v in batch.items()})
         start += size
     return out
