@@ -119,7 +119,8 @@ def test_the_module_trains_with_parts_and_the_config_refuses_heads_that_cannot(t
     module.compute_loss = lambda b: sizes.append(b["tokens"].shape[0]) or module.model.loss(b)
     split, split_grads = loss_and_grads(module.model, lambda: module.training_step(batch, 0))
     whole, whole_grads = loss_and_grads(module.model, lambda: module.model.loss(batch))
-    module.batch_parts.close()
+    module.teardown("fit")
+    assert module.batch_parts._threads is None
     assert sorted(sizes) == [3, 3]
     assert torch.allclose(split, whole, rtol=1e-5, atol=1e-7)
     assert all(a is None or torch.allclose(a, b, rtol=1e-4, atol=1e-6) for a, b in zip(split_grads, whole_grads))

@@ -93,6 +93,8 @@ class _Gradients(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[Optional[torch.Tensor], ...]:
         grads, ctx.grads = ctx.grads, None  # no reference kept: the parameters take these tensors as their .grad
+        if grads is None:
+            raise RuntimeError("the batch parts' gradients were handed out already: one backward per step")
         if not bool(grad_out == 1):  # a loss scaled after the step (accumulation, fp16 scaling)
             grads = [None if g is None else g * grad_out for g in grads]
         return (None, None, *grads)

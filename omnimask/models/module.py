@@ -51,6 +51,9 @@ class MaskedModelingModule(pl.LightningModule):
         self.log("data/replaced_samples", float(self.replaced), on_step=True, batch_size=1)
         return loss
 
+    def teardown(self, stage: str) -> None:
+        self.batch_parts.close()  # its threads, if it started any
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Record the data position (epoch, offset into its order) and layout beside the step,
         so that a resume, with any layout, continues with exactly the next samples."""
