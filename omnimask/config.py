@@ -188,7 +188,7 @@ class TrainerConfig:
     cpu_batch_parts: int = 1
     """On the CPU, compute each batch as up to this many parts at once, one thread per part with its share of
     the intra-op threads (:mod:`omnimask.models.batch_parts`): the same loss and gradients, and on 2 cores the
-    tiny MAE's step x1.06-1.10 (x1.15-1.23 fed by its loader), where small products and Python dispatch leave
+    tiny MAE's step x1.04-1.10 (261-295 -> 313-335 samples/s fed by its loader), where small products and Python dispatch leave
     cores idle; ViT-B at batch 8 x0.92. Needs a head whose loss is a per-sample mean on grid batches. With ``compile`` the
     compiled loss runs on the whole batch (the parts run eagerly)."""
     preview_samples: int = 8
