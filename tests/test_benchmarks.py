@@ -40,8 +40,10 @@ def test_benchmark_suite_quick_run_writes_every_section(tmp_path):
     assert {r["dtype"] for r in sections["micro"]} == {"float32", "bfloat16", "uint8", "bool"} and all(
         v > 0 for r in sections["micro"] for k, v in r.items() if k not in ("what", "dtype"))
     report = (tmp_path / "results.md").read_text()
-    for heading in ("## Targets", "## Preprocessing", "## Loader", "## Training step", "## Scaling", "## Micro"):
+    for heading in ("## Targets", "## Preprocessing", "## Loader", "## Training step", "## Scaling", "## Micro",
+                    "### The tiny MAE step read other ways"):
         assert heading in report
+    assert "tiny MAE step on the CPU, fp32, as omnimask pretrain runs it" in report and "model against model" in report
 
 
 @pytest.mark.parametrize("recipe", ["mae_image_tiny", "videomae_tiny", "audiomae_tiny", "pointmae_tiny", "esm_mlm_tiny",
