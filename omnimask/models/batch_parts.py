@@ -7,7 +7,7 @@ core while the others wait, and small products and element-wise operations split
 per part computes that part's loss and gradients with ``threads // parts`` intra-op threads, so one part's
 dispatch overlaps another's arithmetic. On a 2-core VM with 2 parts the tiny MAE's step runs x1.04-1.10
 faster (261-295 -> 313-335 samples/s in a run fed by its loader) and the tiny AudioMAE's x1.15; ViT-B MAE at batch 8 runs
-x0.92, so it is a recipe's choice, not a default (docs/performance.md, "A batch in parts at once").
+x0.92, so it is a recipe's choice, not a default (docs/performance-history.md, "A batch in parts at once").
 
 The maths is the whole batch's. The loss must be the mean of equal per-sample terms
 (:attr:`~omnimask.models.base.Head.loss_is_sample_mean`) on a grid batch (same token counts in every
