@@ -98,11 +98,11 @@ class PlainDecoder(nn.Module):
 class PlainMAE(Reference):
     """``forward(x [B, N, D] float tokens, noise [B, N] or None) -> scalar loss``."""
 
-    def __init__(self, encoder: PlainEncoder, head: PlainDecoder, mask_ratio: float,
+    def __init__(self, encoder: PlainEncoder, head: PlainDecoder, num_visible: int,
                  make_target: Callable[[torch.Tensor], torch.Tensor], prepare: Callable[[torch.Tensor], torch.Tensor]):
         super().__init__()
         self.encoder, self.head = encoder, head
-        self.mask_ratio = mask_ratio
+        self.num_visible = num_visible
         self.make_target = make_target
         self.prepare = prepare
 
@@ -119,7 +119,7 @@ class PlainMAE(Reference):
         """Keep the tokens with the smallest noise: ``x_visible [B, N_v, D]``, ``mask [B, N]`` (1 = hidden),
         ``ids_restore [B, N]``."""
         b, n, d = x.shape
-        keep = int(n * (1 - self.mask_ratio))
+        keep = self.num_visible
         ids_shuffle = torch.argsort(noise, dim=1)
         ids_restore = torch.argsort(ids_shuffle, dim=1)
         ids_keep = ids_shuffle[:, :keep]
@@ -153,11 +153,16 @@ class PlainMAE(Reference):
 
 def plain_mae(recipe: Recipe, model: MaskedModel) -> PlainMAE:
     """The plain MAE of ``model``, a recipe's ``vit`` encoder and ``mae_decoder`` head with a random or tube
-    masker (its ratio is what matters here: the mask is drawn inside), sized and positioned as ``model``."""
+    masker, sized and positioned as ``model``. The mask is drawn inside, with as many visible tokens as the
+    recipe's masker leaves: MAE's ``int(N * (1 - ratio))`` is that count for random masking, but a tube
+    masker hides ``int(ratio * tokens a frame)`` in each frame (VideoMAE's ``TubeMaskingGenerator``), which
+    for ViT-B VideoMAE leaves 160 of 1568 tokens visible, not 156."""
     enc, head = model.encoder, model.head
     encoder = PlainEncoder(recipe.tokenizer.layout.token_dim, enc.blocks, enc.pos_embed)
     decoder = PlainDecoder(enc.dim, head.blocks, recipe.target.dim, head.pos_embed)
-    return PlainMAE(encoder, decoder, recipe.masker.ratio, target_of(recipe), recipe.tokenizer.prepare)
+    layout = recipe.tokenizer.layout
+    num_visible = layout.num_tokens - recipe.masker.num_masked(layout)
+    return PlainMAE(encoder, decoder, num_visible, target_of(recipe), recipe.tokenizer.prepare)
 
 
 def target_of(recipe: Recipe) -> Callable[[torch.Tensor], torch.Tensor]:

@@ -245,15 +245,16 @@ def in_child(args: list[str], timeout: int = 900) -> dict[str, Any]:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def equal_loss(name: str, batch_size: int = 4) -> dict[str, float]:
+def equal_loss(name: str, batch_size: int = 4, overrides: tuple[str, ...] = ()) -> dict[str, float]:
     """Both implementations' loss on the same weights and the same mask, in eval mode (no dropout, batch
-    norm on running statistics: omnimask's Point-MAE normalises over the visible groups only)."""
+    norm on running statistics: omnimask's Point-MAE normalises over the visible groups only);
+    ``overrides``: recipe settings on top of the benchmark's own."""
     import torch
 
     from benchmarks.references import reference_for
 
     torch.manual_seed(0)
-    recipe = build(name, CASES[name][2])
+    recipe = build(name, CASES[name][2] + list(overrides))
     batch = real_batch(recipe, batch_size)
     model = recipe.build_model().eval()
     plain = reference_for(recipe, model).eval()
