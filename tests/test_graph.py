@@ -69,6 +69,22 @@ def test_graphmae_masks_int_ratio_nodes_and_replaces_a_replace_rate_share():
     assert masker.num_masked(TokenLayout((1,), 8)) == 1  # a one-node graph still has a node to predict
 
 
+def test_graphmae_keeps_the_replace_rate_on_small_graphs():
+    """GraphMAE counts the replaced nodes over the whole batch; per graph, a small graph's count is rounded
+    up with the fraction's probability, so the rate holds on average (int() would replace none here)."""
+    masker = GraphMAEMasker(GraphMAEMasker.Config(ratio=0.5, replace_rate=0.1))
+    layout = TokenLayout((12,), 4)
+    tokens = torch.arange(48, dtype=torch.float32).reshape(12, 4)  # distinct rows
+    counts = []
+    for seed in range(400):
+        mask = torch.as_tensor(masker(layout, seed))
+        out, mask_token = masker.corrupt(tokens, mask, seed)
+        counts.append(int((mask & ~mask_token).sum()))
+        assert torch.equal(masker.corrupt(tokens, mask, seed)[0], out)  # seeded
+    assert set(counts) == {0, 1}  # 6 hidden x 0.1 = 0.6: never more than the integer part + 1
+    assert abs(np.mean(counts) - 0.6) < 0.1  # 400 draws: standard error ~0.025
+
+
 def test_edge_masker_hides_undirected_pairs_together():
     masker = EdgeMasker(EdgeMasker.Config(ratio=0.7))
     edges = torch.from_numpy(ring(20))  # 20 pairs, both directions

@@ -18,9 +18,14 @@ from omnimask.seeding import uniform_words
 @register("masker", "graphmae")
 class GraphMAEMasker(Masker):
     """Hides ``int(ratio * N)`` nodes of each graph (at least one), uniformly at random; the encoder
-    sees every node. Of the hidden nodes, ``int(replace_rate * hidden)`` show the features of a
-    random node of the same graph (drawn without replacement), the others are zeroed and get the
-    encoder's learnable [MASK] vector (GraphMAE's ``encoding_mask_noise``)."""
+    sees every node. Of the ``H`` hidden nodes, ``replace_rate * H`` on average show the features of a
+    random node of the same graph (drawn without replacement): the integer part, and one more with
+    the fraction's probability. The others are zeroed and get the encoder's learnable [MASK] vector
+    (GraphMAE's ``encoding_mask_noise``).
+
+    GraphMAE counts ``int(replace_rate * H)`` once over the whole batch. Counted per graph, ``int``
+    would round the rate away on small graphs: with 12 hidden nodes and a rate of 0.1, none would ever
+    be replaced. The seeded rounding keeps the configured rate."""
 
     shows_hidden = True
 
@@ -51,11 +56,11 @@ class GraphMAEMasker(Masker):
         In numpy, with the draws of :func:`~omnimask.seeding.uniform_words` (a few microseconds where a
         seeded Generator and torch indexing of a 20-node graph cost ~0.1 ms a sample in the loader)."""
         x, hidden = tokens.numpy(), np.flatnonzero(np.asarray(mask))
-        num_noise = int(self.cfg.replace_rate * len(hidden))
-        words = uniform_words(len(hidden) + len(x), seed, "graphmae_corrupt")
+        words = uniform_words(len(hidden) + len(x) + 1, seed, "graphmae_corrupt")
+        num_noise = int(self.cfg.replace_rate * len(hidden) + words[-1] / 2**32)  # rounded up with the fraction's probability
         order = np.argsort(words[: len(hidden)], kind="stable")  # which hidden nodes show another's features
         noise, token = hidden[order[:num_noise]], hidden[order[num_noise:]]
-        source = np.argsort(words[len(hidden) :], kind="stable")[:num_noise]  # distinct nodes of the graph
+        source = np.argsort(words[len(hidden) : -1], kind="stable")[:num_noise]  # distinct nodes of the graph
         out = x.copy()
         out[noise] = x[source]
         out[token] = 0
