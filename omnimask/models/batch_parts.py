@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Iterable, Optional, Sequence
 
 import torch
 
@@ -111,14 +111,17 @@ class BatchParts:
         self.parts = parts
         self._threads: Optional[PartThreads] = None
 
-    def parts_for(self, batch: dict[str, Any], params: Sequence[torch.Tensor]) -> int:
-        if "valid" in batch or any(p.device.type != "cpu" for p in params):
+    def parts_for(self, batch: dict[str, Any], params: Iterable[torch.Tensor]) -> int:
+        if self.parts == 1 or "valid" in batch or any(p.device.type != "cpu" for p in params):
             return 1
         return min(self.parts, torch.get_num_threads(), batch["tokens"].shape[0])
 
-    def __call__(self, loss_fn: LossFn, batch: dict[str, Any], params: Sequence[torch.Tensor]) -> torch.Tensor:
+    def __call__(self, loss_fn: LossFn, batch: dict[str, Any], params: Iterable[torch.Tensor]) -> torch.Tensor:
         """The batch's scalar loss; its backward puts the batch's gradients into ``params`` (those with
-        ``requires_grad``)."""
+        ``requires_grad``; an iterable such as ``model.parameters()``, read only when the batch splits)."""
+        if self.parts == 1:  # the default: nothing more to do on a step's hot path
+            return loss_fn(batch)
+        params = list(params)
         parts = self.parts_for(batch, params)
         if parts == 1:
             return loss_fn(batch)

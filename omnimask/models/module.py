@@ -44,7 +44,7 @@ class MaskedModelingModule(pl.LightningModule):
         """``trainer.cpu_batch_parts``: on the CPU, the loss of a batch's parts at once."""
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        loss = self.batch_parts(self.compute_loss, model_inputs(batch), list(self.model.parameters()))
+        loss = self.batch_parts(self.compute_loss, model_inputs(batch), self.model.parameters())
         self.log("train/loss", loss, on_step=True, prog_bar=True, batch_size=batch["tokens"].shape[0])
         self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True, batch_size=1)
         self.replaced += batch.get("replaced", 0)

@@ -24,8 +24,8 @@ class GraphMAEMasker(Masker):
     (GraphMAE's ``encoding_mask_noise``).
 
     GraphMAE counts ``int(replace_rate * H)`` once over the whole batch. Counted per graph, ``int``
-    would round the rate away on small graphs: with 12 hidden nodes and a rate of 0.1, none would ever
-    be replaced. The seeded rounding keeps the configured rate."""
+    would round the rate away on small graphs: with a rate of 0.1, 12 hidden nodes would get 1 replaced
+    node instead of 1.2, and fewer than 10 none. The seeded rounding keeps the configured rate."""
 
     shows_hidden = True
 
