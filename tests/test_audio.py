@@ -39,13 +39,23 @@ def reference_fbank(wave: np.ndarray) -> torch.Tensor:
 
 @pytest.mark.parametrize("seconds", [3.0, 12.5])  # padded, and cut
 def test_fbank_tokens_match_the_reference_filterbank(seconds):
+    """The loader's decoder and the tokenizer give AudioMAE's ``_wav2fbank`` of the whole file: its mean
+    removed over the whole file (here a 12.5 s clip whose second half has another DC offset, so the
+    window's mean is not the file's), then the filterbank, then the first 1024 frames."""
+    from omnimask.modalities.audio.decode import AudioAugmentConfig, AudioDecoder
+
     tok = AudioFbankTokenizer(AudioFbankTokenizer.Config())
     assert tok.layout == TokenLayout((64, 8), 256)
     wave = synth("chirp", seconds, 16000, np.random.default_rng(0)) + 0.05  # a DC offset, removed by both
-    tokens = tok(wave)
+    wave[len(wave) // 2 :] += 0.2
+    flac = io.BytesIO()
+    sf.write(flac, wave, 16000, format="FLAC")
+    decoded, _ = sf.read(io.BytesIO(flac.getvalue()), dtype="float32")
+    decoder = AudioDecoder(AudioAugmentConfig(random_crop=False), 16000, tok.samples_needed)
+    tokens = tok(decoder({"flac": flac.getvalue()}, seed=0))
     assert tokens.shape == (512, 256) and tokens.dtype == torch.float32
-    ref = reference_fbank(wave)
-    assert torch.allclose(tok.spectrogram(tokens[None])[0], ref, atol=1e-5)
+    ref = reference_fbank(decoded)
+    assert torch.allclose(tok.spectrogram(tokens[None])[0], ref, rtol=0, atol=1e-6)
     # patches are time-major with values ordered (time, frequency), as AudioMAE's patchify
     t, f = 5, 3
     assert torch.allclose(tokens[t * 8 + f], ref[16 * t : 16 * t + 16, 16 * f : 16 * f + 16].reshape(-1), atol=1e-5)

@@ -11,7 +11,7 @@ from torch import nn
 
 from omnimask.modalities.base import TokenLayout
 from omnimask.models.base import Encoder, Head, MaskIndex
-from omnimask.models.layers import Block, init_weights, rotary_tables, select_rows
+from omnimask.models.layers import blocks, init_weights, rotary_tables, select_rows
 from omnimask.registry import register
 
 ESM2_SIZES = {  # name: (dim, depth, heads) of the ESM-2 models (Lin et al. 2023)
@@ -47,6 +47,8 @@ class ESMEncoder(Encoder):
         pad_id: int = 1
         """Id of ``<pad>``."""
         vocab_size: int = 33
+        norm_eps: float = 1e-5
+        """LayerNorm epsilon (ESM-2's ``ESM1bLayerNorm`` is torch's LayerNorm: 1e-5)."""
 
     def __init__(self, cfg: Config, layout: TokenLayout):
         super().__init__()
@@ -61,8 +63,8 @@ class ESMEncoder(Encoder):
             cos, sin = rotary_tables(layout.num_tokens, self.dim // self.heads)
             self.register_buffer("rotary_cos", cos, persistent=False)
             self.register_buffer("rotary_sin", sin, persistent=False)
-        self.blocks = nn.ModuleList(Block(self.dim, self.heads, cfg.mlp_ratio) for _ in range(depth))
-        self.norm = nn.LayerNorm(self.dim, eps=1e-6)
+        self.blocks = blocks(self.dim, self.heads, depth, cfg.mlp_ratio, norm_eps=cfg.norm_eps)
+        self.norm = nn.LayerNorm(self.dim, eps=cfg.norm_eps)
         init_weights(self)
         nn.init.normal_(self.embed.weight, std=0.02)
         with torch.no_grad():
@@ -100,12 +102,14 @@ class LMHead(Head):
     class Config:
         tie: bool = True
         """Share the output projection with the encoder's token embedding (ESM)."""
+        norm_eps: float = 1e-5
+        """LayerNorm epsilon (ESM-2's ``RobertaLMHead``: 1e-5)."""
 
     def __init__(self, cfg: Config, layout: TokenLayout, encoder_dim: int, target_dim: int):
         super().__init__()
         self.cfg = cfg
         self.dense = nn.Linear(encoder_dim, encoder_dim)
-        self.norm = nn.LayerNorm(encoder_dim, eps=1e-6)
+        self.norm = nn.LayerNorm(encoder_dim, eps=cfg.norm_eps)
         self.weight = nn.Parameter(torch.empty(target_dim, encoder_dim))
         self.bias = nn.Parameter(torch.zeros(target_dim))
         init_weights(self)

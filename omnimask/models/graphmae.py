@@ -22,8 +22,10 @@ def gnn_layer(kind: str, in_dim: int, out_dim: int, heads: int, attn_drop: float
 
     ``gat``: ``heads`` attention heads of ``out_dim / heads`` concatenated; its edges need a self-loop at
     every node (:func:`with_self_loops`, which :class:`GNN` applies once for all its layers).
-    ``gin``: sum aggregation, then an MLP (linear, batch norm, PReLU, linear); a ``last`` layer of
-    a decoder applies a single linear layer, as GraphMAE's GIN when it is not encoding.
+    ``gin``: sum aggregation (``eps`` 0), then GraphMAE's two-layer MLP (linear ``in -> out``, batch norm,
+    PReLU, linear ``out -> out``). A decoder's (``last``) GIN layer keeps the MLP's hidden width at
+    ``in_dim`` (GraphMAE's one-layer decoder: ``MLP(2, in_dim, num_hidden, out_dim)`` with ``num_hidden`` the
+    encoder's width); GraphMAE's graphs carry a self-loop at every node, so the sum counts each node twice.
     """
     with warnings.catch_warnings():  # PyG's import calls the deprecated torch.jit.script
         warnings.simplefilter("ignore", FutureWarning)
@@ -34,9 +36,8 @@ def gnn_layer(kind: str, in_dim: int, out_dim: int, heads: int, attn_drop: float
             raise ValueError(f"GAT width {out_dim} is not divisible by {heads} heads")
         return GATConv(in_dim, out_dim // heads, heads=heads, dropout=attn_drop, negative_slope=negative_slope,
                        add_self_loops=False)
-    if last:
-        return GINConv(nn.Linear(in_dim, out_dim))
-    return GINConv(nn.Sequential(nn.Linear(in_dim, out_dim), nn.BatchNorm1d(out_dim), nn.PReLU(), nn.Linear(out_dim, out_dim)))
+    hidden = in_dim if last else out_dim
+    return GINConv(nn.Sequential(nn.Linear(in_dim, hidden), nn.BatchNorm1d(hidden), nn.PReLU(), nn.Linear(hidden, out_dim)))
 
 
 def with_self_loops(edges: torch.Tensor, num_nodes: int, loop_free: bool | None = None) -> torch.Tensor:
@@ -55,14 +56,16 @@ def with_self_loops(edges: torch.Tensor, num_nodes: int, loop_free: bool | None 
 class GNN(nn.Module):
     """``depth`` layers ``[T, in_dim] -> [T, out_dim]``: feature dropout before each layer, then the
     layer, batch norm (GIN), PReLU. An ``encoding`` stack activates its last layer too (GraphMAE).
-    GAT layers have ``heads`` heads, the last one ``heads_out``, and see every node's self-loop
-    (:func:`with_self_loops`; ``loop_free``: ``edges`` has none already)."""
+    GAT layers have ``heads`` heads, the last one ``heads_out``. With ``self_loops`` (always for GAT) the
+    layers see a self-loop at every node (:func:`with_self_loops`; ``loop_free``: ``edges`` has none
+    already), as GraphMAE's loaders give every graph (``remove_self_loop().add_self_loop()``)."""
 
     def __init__(self, kind: str, in_dim: int, hidden: int, out_dim: int, depth: int, heads: int, heads_out: int,
-                 in_drop: float, attn_drop: float, negative_slope: float, encoding: bool):
+                 in_drop: float, attn_drop: float, negative_slope: float, encoding: bool, self_loops: bool = True):
         super().__init__()
         dims = [in_dim] + [hidden] * (depth - 1) + [out_dim]
         self.kind = kind
+        self.self_loops = self_loops or kind == "gat"
         self.in_drop = in_drop
         self.layers = nn.ModuleList()
         self.post = nn.ModuleList()
@@ -78,7 +81,7 @@ class GNN(nn.Module):
             self.post.append(nn.Sequential(*post))
 
     def forward(self, x: torch.Tensor, edges: torch.Tensor, loop_free: bool | None = None) -> torch.Tensor:
-        if self.kind == "gat":
+        if self.self_loops:
             edges = with_self_loops(edges, x.shape[0], loop_free)
         for layer, post in zip(self.layers, self.post):
             x = post(layer(F.dropout(x, self.in_drop, self.training), edges))
@@ -113,6 +116,9 @@ class GNNEncoder(Encoder):
         in_drop: float = 0.2
         attn_drop: float = 0.1
         negative_slope: float = 0.2
+        self_loops: bool = True
+        """A self-loop at every node (existing ones replaced), as GraphMAE's loaders give every graph; GAT
+        layers always get them. False: GIN sums over the neighbours and the node itself once."""
 
         def __post_init__(self) -> None:
             if self.depth < 1 or self.dim < 1 or self.heads < 1:
@@ -123,7 +129,7 @@ class GNNEncoder(Encoder):
         self.dim = cfg.dim
         self.mask_token = nn.Parameter(torch.zeros(1, layout.token_dim))
         self.gnn = GNN(cfg.kind, layout.token_dim, cfg.dim, cfg.dim, cfg.depth, cfg.heads, cfg.heads, cfg.in_drop,
-                       cfg.attn_drop, cfg.negative_slope, encoding=True)
+                       cfg.attn_drop, cfg.negative_slope, encoding=True, self_loops=cfg.self_loops)
 
     def forward(self, tokens: torch.Tensor, index: MaskIndex) -> torch.Tensor:
         x, _ = flat_nodes(tokens, index)
@@ -141,8 +147,9 @@ def scaled_cosine_error(pred: torch.Tensor, target: torch.Tensor, gamma: float) 
 @register("head", "graphmae_decoder")
 class GraphMAEDecoderHead(Head):
     """``latent [T, E]`` -> reconstructed features ``[M, F]`` of the hidden nodes (row-major, as the
-    targets): a bias-free linear map, re-mask (hidden rows set to 0 again), one GNN layer on the full
-    graph (every edge) to the feature width, no activation. Loss: scaled cosine error with ``gamma``."""
+    targets): a bias-free linear map, re-mask (hidden rows set to 0 again), feature dropout, one GNN layer
+    on the full graph (every edge) to the feature width, no activation. Loss: scaled cosine error with
+    ``gamma``."""
 
     @dataclass
     class Config:
@@ -153,6 +160,10 @@ class GraphMAEDecoderHead(Head):
         """SCE exponent (GraphMAE's ``alpha_l``: 1-3)."""
         attn_drop: float = 0.1
         negative_slope: float = 0.2
+        in_drop: float = 0.2
+        """Dropout on the decoder layer's input (GraphMAE's decoder gets the encoder's ``feat_drop``)."""
+        self_loops: bool = True
+        """A self-loop at every node, as the encoder's ``self_loops`` (GAT: always)."""
 
         def __post_init__(self) -> None:
             if self.gamma < 1:
@@ -162,8 +173,8 @@ class GraphMAEDecoderHead(Head):
         super().__init__()
         self.gamma = cfg.gamma
         self.to_decoder = nn.Linear(encoder_dim, encoder_dim, bias=False)
-        self.decoder = GNN(cfg.kind, encoder_dim, encoder_dim, target_dim, 1, cfg.heads, cfg.heads, 0.0, cfg.attn_drop,
-                           cfg.negative_slope, encoding=False)
+        self.decoder = GNN(cfg.kind, encoder_dim, encoder_dim, target_dim, 1, cfg.heads, cfg.heads, cfg.in_drop,
+                           cfg.attn_drop, cfg.negative_slope, encoding=False, self_loops=cfg.self_loops)
 
     def forward(self, latent: torch.Tensor, index: MaskIndex) -> torch.Tensor:
         hidden = select_rows(index.mask, index.valid, index.num_valid)

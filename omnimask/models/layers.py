@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -28,17 +30,53 @@ def sincos_pos_embed(grid: tuple[int, ...], dim: int, cls_token: bool = False) -
     for c in reversed(coords):
         out = np.outer(c.reshape(-1), omega)
         parts += [np.sin(out), np.cos(out)]
-    emb = np.concatenate(parts, axis=1)
+    return with_cls_row(np.concatenate(parts, axis=1), cls_token)
+
+
+def sinusoid_table(n: int, dim: int, cls_token: bool = False) -> torch.Tensor:
+    """The 1-D table of "Attention is all you need" as VideoMAE builds it (``get_sinusoid_encoding_table``):
+    ``[(1 if cls) + n, dim]``, channel ``2i`` = ``sin(p / 10000^(2i/d))`` and ``2i + 1`` the cosine of the same
+    angle, interleaved (MAE's 1-D table puts all sines first: the same values in another channel order)."""
+    if dim % 2:
+        raise ValueError(f"embedding dim {dim} must be even")
+    angles = np.arange(n, dtype=np.float64)[:, None] / np.power(10000, 2 * (np.arange(dim) // 2) / dim)
+    angles[:, 0::2], angles[:, 1::2] = np.sin(angles[:, 0::2]), np.cos(angles[:, 1::2])
+    return with_cls_row(angles, cls_token)
+
+
+def with_cls_row(table: np.ndarray, cls_token: bool) -> torch.Tensor:
+    """``table [N, D]`` as float32, with an all-zero cls row first when ``cls_token``."""
     if cls_token:
-        emb = np.concatenate([np.zeros((1, dim)), emb], axis=0)
-    return torch.from_numpy(emb).float()
+        table = np.concatenate([np.zeros((1, table.shape[1])), table], axis=0)
+    return torch.from_numpy(table).float()
 
 
-def position_grid(layout: TokenLayout, positions: str) -> tuple[int, ...]:
-    """The grid positions are encoded on: the token grid (``"grid"``) or the flat token index (``"flat"``)."""
-    if positions not in ("grid", "flat"):
-        raise ValueError(f"positions must be 'grid' or 'flat', got {positions!r}")
-    return layout.grid if positions == "grid" else (layout.num_tokens,)
+Positions = Literal["grid", "flat", "sinusoid", "grid_swapped"]
+
+
+def position_table(layout: TokenLayout, positions: str, dim: int, cls_token: bool = False) -> torch.Tensor:
+    """The fixed position table ``[(1 if cls) + N, dim]`` of a layout's tokens in their raster order.
+
+    - ``grid``: MAE's n-D sin-cos table over the token grid;
+    - ``flat``: MAE's table over the flat token index (1-D, sines then cosines);
+    - ``sinusoid``: VideoMAE's 1-D table over the flat index (:func:`sinusoid_table`, interleaved);
+    - ``grid_swapped``: AudioMAE's. Its ``PatchEmbed_org`` names the (time, frequency) grid
+      ``patch_hw = (frequency, time)``, so the 2-D table is built over the grid with its two axes swapped
+      and its rows are added in the tokens' (time, frequency) raster order: token ``k`` gets the cell
+      ``(k // T, k % T)`` of an ``F x T`` grid, not its own (time, frequency) cell. A quirk of the
+      reference, which its released weights were trained with; ``grid`` is the geometric table.
+    """
+    if positions == "grid":
+        return sincos_pos_embed(layout.grid, dim, cls_token)
+    if positions == "flat":
+        return sincos_pos_embed((layout.num_tokens,), dim, cls_token)
+    if positions == "sinusoid":
+        return sinusoid_table(layout.num_tokens, dim, cls_token)
+    if positions == "grid_swapped":
+        if len(layout.grid) != 2:
+            raise ValueError(f"positions 'grid_swapped' needs a 2-D token grid, got {layout.grid}")
+        return sincos_pos_embed(layout.grid[::-1], dim, cls_token)
+    raise ValueError(f"positions must be grid, flat, sinusoid or grid_swapped, got {positions!r}")
 
 
 def rotary_tables(n: int, head_dim: int, device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -82,23 +120,40 @@ def explicit_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_m
     return scores.softmax(dim=-1) @ v
 
 
+QKVBias = Literal["qkv", "qv", "none"]
+
+
 class Attention(nn.Module):
     """Multi-head self-attention (:func:`attention`). ``[B, N, D] -> [B, N, D]``.
 
-    ``attn_mask [B, 1, 1, N]`` (bool, True = may attend) hides padding keys; ``rotary``
-    (the tables of :func:`rotary_tables`) rotates queries and keys by their positions;
+    ``qkv_bias``: biases on the query, key and value projections (``"qkv"``: timm's ViT, MAE); on the
+    query and value only (``"qv"``: VideoMAE's ``q_bias``/``v_bias``, the key's fixed at zero), or none
+    (``"none"``: Point-MAE). ``attn_mask [B, 1, 1, N]`` (bool, True = may attend) hides padding keys;
+    ``rotary`` (the tables of :func:`rotary_tables`) rotates queries and keys by their positions;
     ``last`` computes the outputs of the last ``last`` rows only (``[B, last, D]``), every
     row still a key and value; ``qkv [B, N, 3D]`` in place of ``x`` (None): the projections
-    ``self.qkv(x)``, made by a caller that has some of them already (:func:`decode_table_queries`).
+    :meth:`project` of ``x``, made by a caller that has some of them already (:func:`decode_table_queries`).
     """
 
-    def __init__(self, dim: int, heads: int):
+    def __init__(self, dim: int, heads: int, *, qkv_bias: QKVBias = "qkv"):
         super().__init__()
         if dim % heads:
             raise ValueError(f"dim {dim} is not divisible by {heads} heads")
+        if qkv_bias not in ("qkv", "qv", "none"):
+            raise ValueError(f"qkv_bias must be 'qkv', 'qv' or 'none', got {qkv_bias!r}")
         self.heads = heads
-        self.qkv = nn.Linear(dim, dim * 3)
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias == "qkv")
+        if qkv_bias == "qv":
+            self.q_bias = nn.Parameter(torch.zeros(dim))
+            self.v_bias = nn.Parameter(torch.zeros(dim))
         self.proj = nn.Linear(dim, dim)
+
+    def project(self, x: torch.Tensor) -> torch.Tensor:
+        """The query, key and value projections ``[..., D] -> [..., 3D]``."""
+        if not hasattr(self, "q_bias"):
+            return self.qkv(x)
+        bias = torch.cat([self.q_bias, torch.zeros_like(self.q_bias), self.v_bias])
+        return F.linear(x, self.qkv.weight, bias)
 
     def forward(
         self,
@@ -109,7 +164,7 @@ class Attention(nn.Module):
         qkv: torch.Tensor | None = None,
     ) -> torch.Tensor:
         if qkv is None:
-            qkv = self.qkv(x)
+            qkv = self.project(x)
         b, n, d = qkv.shape[0], qkv.shape[1], qkv.shape[2] // 3
         # split on the [B, N, 3, H, d] view and transpose each part to [B, H, N, d]: the backward then
         # stacks the three gradients straight into qkv's layout, where a permute of the whole
@@ -123,21 +178,40 @@ class Attention(nn.Module):
         return self.proj(out.transpose(1, 2).reshape(b, q.shape[2], d))
 
 
+def drop_path(x: torch.Tensor, rate: float, training: bool) -> torch.Tensor:
+    """Stochastic depth on a residual branch ``x [B, ...]``: each sample's branch is dropped with
+    probability ``rate`` and the kept ones scaled by ``1 / (1 - rate)`` (timm's ``DropPath``)."""
+    if rate == 0.0 or not training:
+        return x
+    keep = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(1 - rate)
+    return x * keep.div_(1 - rate)
+
+
+def drop_path_rates(rate: float, depth: int) -> list[float]:
+    """Each block's stochastic-depth rate: linear from 0 to ``rate`` over ``depth`` blocks (timm's rule,
+    ``torch.linspace(0, rate, depth)`` as every reference writes it)."""
+    return [float(r) for r in torch.linspace(0, rate, depth)]
+
+
 class Block(nn.Module):
-    """Pre-norm transformer block (timm/MAE layout, LayerNorm eps 1e-6). ``[B, N, D] -> [B, N, D]``;
-    ``attn_mask`` and ``rotary`` go to :class:`Attention`. With ``last`` it returns the last
+    """Pre-norm transformer block (timm/MAE layout). ``[B, N, D] -> [B, N, D]``;
+    ``norm_eps``: the LayerNorms' epsilon (MAE, VideoMAE: 1e-6; torch's default 1e-5: Point-MAE, ESM-2);
+    ``qkv_bias``: see :class:`Attention`; ``drop_path``: stochastic depth on both residual branches
+    (training only). ``attn_mask`` and ``rotary`` go to :class:`Attention`. With ``last`` it returns the last
     ``last`` rows only, ``[B, last, D]``, exactly as ``block(x)[:, -last:]`` but without
     computing the other rows' projections and MLP (a decoder's final block, whose
     visible rows nobody reads). ``qkv [B, N, 3D]``, where given, is ``self.qkv_of(x)`` made by the
     caller (:func:`decode_table_queries`: projections shared between samples)."""
 
-    def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0):
+    def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0, *, norm_eps: float = 1e-6,
+                 qkv_bias: QKVBias = "qkv", drop_path: float = 0.0):
         super().__init__()
-        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
-        self.attn = Attention(dim, heads)
-        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
+        self.attn = Attention(dim, heads, qkv_bias=qkv_bias)
+        self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
         hidden = int(dim * mlp_ratio)
         self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
+        self.drop_path = drop_path
 
     def forward(
         self,
@@ -148,12 +222,19 @@ class Block(nn.Module):
         qkv: torch.Tensor | None = None,
     ) -> torch.Tensor:
         out = self.attn(self.norm1(x) if qkv is None else None, attn_mask, rotary, last, qkv)
-        x = (x if last is None else x[:, x.shape[1] - last :]) + out
-        return x + self.mlp(self.norm2(x))
+        x = (x if last is None else x[:, x.shape[1] - last :]) + drop_path(out, self.drop_path, self.training)
+        return x + drop_path(self.mlp(self.norm2(x)), self.drop_path, self.training)
 
     def qkv_of(self, x: torch.Tensor) -> torch.Tensor:
         """The attention's query, key and value projections of the normalised rows: ``[..., D] -> [..., 3D]``."""
-        return self.attn.qkv(self.norm1(x))
+        return self.attn.project(self.norm1(x))
+
+
+def blocks(dim: int, heads: int, depth: int, mlp_ratio: float = 4.0, *, norm_eps: float = 1e-6,
+           qkv_bias: QKVBias = "qkv", drop_path: float = 0.0) -> nn.ModuleList:
+    """``depth`` :class:`Block` s whose stochastic depth grows linearly to ``drop_path`` (:func:`drop_path_rates`)."""
+    return nn.ModuleList(Block(dim, heads, mlp_ratio, norm_eps=norm_eps, qkv_bias=qkv_bias, drop_path=rate)
+                         for rate in drop_path_rates(drop_path, depth))
 
 
 def decode_queries(

@@ -11,7 +11,7 @@ from torch import nn
 from omnimask.modalities.base import TokenLayout
 from omnimask.modalities.pointcloud.geometry import chamfer_distance
 from omnimask.models.base import Encoder, Head, MaskIndex
-from omnimask.models.layers import Block, decode_queries, gather_tokens, init_weights, predicted_rows
+from omnimask.models.layers import QKVBias, blocks, decode_queries, gather_tokens, init_weights, predicted_rows
 from omnimask.registry import register
 
 
@@ -41,32 +41,58 @@ def require_coords(index: MaskIndex, who: str) -> torch.Tensor:
     return index.coords
 
 
+@dataclass
+class PointTransformerConfig:
+    """What Point-MAE's encoder and decoder share: transformer sizes, LayerNorm epsilon (torch's default
+    1e-5 in Point-MAE), attention biases (``qkv_bias=False`` there) and stochastic depth (``drop_path_rate``
+    0.1 in ``cfgs/pretrain.yaml``, linear from 0 over each stack's blocks)."""
+
+    dim: int = 384
+    depth: int = 12
+    heads: int = 6
+    mlp_ratio: float = 4.0
+    norm_eps: float = 1e-5
+    qkv_bias: QKVBias = "none"
+    drop_path: float = 0.1
+
+
+def point_blocks(cfg: PointTransformerConfig) -> nn.ModuleList:
+    return blocks(cfg.dim, cfg.heads, cfg.depth, cfg.mlp_ratio, norm_eps=cfg.norm_eps, qkv_bias=cfg.qkv_bias,
+                  drop_path=cfg.drop_path)
+
+
 @register("encoder", "pointmae")
 class PointMAEEncoder(Encoder):
-    """Visible groups ``[B, N, S * 3]`` -> ``latent [B, N_v, E]`` (visible groups in ascending order,
+    """Groups ``[B, N, S * 3]`` -> ``latent [B, N_v, E]`` (visible groups in ascending order,
     no cls token). Point-MAE: 12 blocks of 384, 6 heads."""
 
     @dataclass
-    class Config:
-        dim: int = 384
-        depth: int = 12
-        heads: int = 6
-        mlp_ratio: float = 4.0
+    class Config(PointTransformerConfig):
+        embed_all: bool = True
+        """Embed every group, hidden ones included, and keep the visible ones after (Point-MAE's
+        ``MaskTransformer.forward``): in training the mini-PointNet's BatchNorm then takes its statistics
+        over all groups, as the reference's. False embeds the visible groups only: less work, other
+        batch statistics."""
 
     def __init__(self, cfg: Config, layout: TokenLayout):
         super().__init__()
         self.dim = cfg.dim
+        self.embed_all = cfg.embed_all
         self.embed = MiniPointNet(cfg.dim)
         self.pos = position_mlp(cfg.dim)
-        self.blocks = nn.ModuleList(Block(cfg.dim, cfg.heads, cfg.mlp_ratio) for _ in range(cfg.depth))
-        self.norm = nn.LayerNorm(cfg.dim, eps=1e-6)
+        self.blocks = point_blocks(cfg)
+        self.norm = nn.LayerNorm(cfg.dim, eps=cfg.norm_eps)
         init_weights(self)
 
     def forward(self, tokens: torch.Tensor, index: MaskIndex) -> torch.Tensor:
         coords = require_coords(index, "the pointmae encoder")
         b, n_vis = index.ids_keep.shape
-        visible = gather_tokens(tokens, index.ids_keep)  # [B, N_v, S * 3]
-        x = self.embed(visible.reshape(b * n_vis, -1, 3)).reshape(b, n_vis, self.dim)
+        if self.embed_all:
+            x = self.embed(tokens.reshape(b * tokens.shape[1], -1, 3)).reshape(b, -1, self.dim)
+            x = gather_tokens(x, index.ids_keep)  # [B, N_v, E]
+        else:
+            visible = gather_tokens(tokens, index.ids_keep)  # [B, N_v, S * 3]
+            x = self.embed(visible.reshape(b * n_vis, -1, 3)).reshape(b, n_vis, self.dim)
         pos = self.pos(gather_tokens(coords, index.ids_keep))
         for block in self.blocks:
             x = block(x + pos)
@@ -83,19 +109,16 @@ class PointMAEDecoderHead(Head):
     loss_is_sample_mean = True  # the mean over [B, N_p] groups, the same N_p in every sample
 
     @dataclass
-    class Config:
-        dim: int = 384
+    class Config(PointTransformerConfig):
         depth: int = 4
-        heads: int = 6
-        mlp_ratio: float = 4.0
 
     def __init__(self, cfg: Config, layout: TokenLayout, encoder_dim: int, target_dim: int):
         super().__init__()
         self.embed = nn.Identity() if encoder_dim == cfg.dim else nn.Linear(encoder_dim, cfg.dim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, cfg.dim))
         self.pos = position_mlp(cfg.dim)
-        self.blocks = nn.ModuleList(Block(cfg.dim, cfg.heads, cfg.mlp_ratio) for _ in range(cfg.depth))
-        self.norm = nn.LayerNorm(cfg.dim, eps=1e-6)
+        self.blocks = point_blocks(cfg)
+        self.norm = nn.LayerNorm(cfg.dim, eps=cfg.norm_eps)
         self.pred = nn.Linear(cfg.dim, target_dim)
         init_weights(self)
         nn.init.trunc_normal_(self.mask_token, std=0.02)

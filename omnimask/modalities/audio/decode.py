@@ -27,7 +27,10 @@ class AudioAugmentConfig:
 
 
 class AudioDecoder:
-    """``(members, seed) -> float32 [S]``: the waveform, cut to at most ``max_samples``."""
+    """``(members, seed) -> float32 [S]``: the waveform less the whole file's mean, then cut to at most
+    ``max_samples`` (AudioMAE's ``_wav2fbank`` removes the file's mean before its filterbank and cuts
+    frames after it; the filterbank's first frames depend on the first samples only, so cutting the
+    waveform first gives the same frames with a window's worth of work)."""
 
     def __init__(self, augment: AudioAugmentConfig, sample_rate: int, max_samples: int):
         self.aug, self.sample_rate, self.max_samples = augment, sample_rate, max_samples
@@ -41,6 +44,7 @@ class AudioDecoder:
             raise ValueError(f"sample is at {rate} Hz, the tokenizer expects {self.sample_rate} Hz "
                              "(preprocess with -o sample_rate=... to match)")
         wave = wave.mean(axis=1) if wave.shape[1] > 1 else wave[:, 0]
+        wave = wave - wave.mean()
         g = rng(seed, "audio_augment")
         if wave.shape[0] > self.max_samples:
             start = int(g.integers(0, wave.shape[0] - self.max_samples + 1)) if self.aug.random_crop else 0

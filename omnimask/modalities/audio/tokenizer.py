@@ -21,12 +21,13 @@ FRAME_LENGTH_MS = 25.0  # kaldi's default window
 def kaldi_fbank(waveform: torch.Tensor, sample_rate: int, num_mel_bins: int, frame_shift: float) -> torch.Tensor:
     """AudioMAE's filterbank of a mono waveform ``[S]``: ``[frames, num_mel_bins]``.
 
-    The waveform's mean is removed first; the arguments are AudioMAE's
-    (``htk_compat``, hanning window, no energy, no dither), kaldi's defaults
-    otherwise (25 ms frames, pre-emphasis 0.97, ``snip_edges``).
+    The arguments are AudioMAE's (``htk_compat``, hanning window, no energy, no dither), kaldi's
+    defaults otherwise (25 ms frames, pre-emphasis 0.97, ``snip_edges``, each frame's DC offset
+    removed). AudioMAE removes the whole file's mean before; the loader's decoder does that
+    (:class:`~omnimask.modalities.audio.decode.AudioDecoder`), before it cuts the window, so it is not
+    done again here on the window.
     """
-    w = waveform.float()
-    w = (w - w.mean())[None]
+    w = waveform.float()[None]
     return kaldi.fbank(
         w, htk_compat=True, sample_frequency=sample_rate, use_energy=False, window_type="hanning",
         num_mel_bins=num_mel_bins, dither=0.0, frame_shift=frame_shift,

@@ -26,6 +26,9 @@ class PointGroupTokenizer(Tokenizer):
     class Config:
         num_groups: int = 64
         group_size: int = 32
+        skip_near_origin: bool = True
+        """Never pick a centre within ~0.032 of the origin (squared norm <= 1e-3), as the pointnet2 FPS kernel
+        Point-MAE runs does (its quirk, matched by default); false picks among all points."""
 
         def __post_init__(self) -> None:
             if self.num_groups < 1 or self.group_size < 1:
@@ -43,7 +46,8 @@ class PointGroupTokenizer(Tokenizer):
             raise ValueError(f"expected points [P >= {max(self.cfg.num_groups, self.cfg.group_size)}, 3], got {list(points.shape)}")
         if not np.isfinite(points).all():
             raise ValueError("points must be finite: NaN or infinite coordinates cannot be grouped")
-        groups, centers = group_points(torch.from_numpy(points)[None], self.cfg.num_groups, self.cfg.group_size)
+        groups, centers = group_points(torch.from_numpy(points)[None], self.cfg.num_groups, self.cfg.group_size,
+                                       skip_near_origin=self.cfg.skip_near_origin)
         return Tokens(groups[0].reshape(self.cfg.num_groups, -1), coords=centers[0])
 
     def detokenize(self, tokens: torch.Tensor, coords: Optional[torch.Tensor] = None, size: int = 128) -> torch.Tensor:
