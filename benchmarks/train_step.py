@@ -55,13 +55,13 @@ def real_batch(recipe: Any, batch_size: int) -> dict[str, Any]:
     """A batch of the recipe's loader pipeline over a few generated inputs (each seen with several
     epoch seeds, so masks and crops differ)."""
     from omnimask.orchestration.check_plugin import generated_samples
-    from omnimask.pipelines.collate import collate_for
+    from omnimask.pipelines.collate import recipe_collate
     from omnimask.pipelines.loader import SamplePipeline
 
     with tempfile.TemporaryDirectory() as tmp:
         inputs = generated_samples(recipe.config.modality, min(8, batch_size), Path(tmp))
     pipeline = SamplePipeline(recipe, seed=0)
-    return collate_for(recipe.tokenizer)([pipeline(*inputs[i % len(inputs)], i // len(inputs)) for i in range(batch_size)])
+    return recipe_collate(recipe)([pipeline(*inputs[i % len(inputs)], i // len(inputs)) for i in range(batch_size)])
 
 
 def build(name: str, overrides: list[str]) -> Any:

@@ -132,9 +132,23 @@ class Masker(ABC):
     Most maskers hide tokens from the encoder (MAE: it sees the visible ones only).
     A masker with ``shows_hidden`` (BERT, GraphMAE) instead shows the encoder every
     token, the hidden ones corrupted by :meth:`corrupt`.
+
+    A masker whose :attr:`batch_level` is True (GraphMAE's, which counts over the whole
+    batched graph) is not called per sample: the loader's collate calls :meth:`mask_batch`
+    once per batch of variable-length samples, with a seed made from the samples' seeds.
     """
 
     shows_hidden: ClassVar[bool] = False
+
+    @property
+    def batch_level(self) -> bool:
+        """Whether the masker draws its mask over the whole batch (:meth:`mask_batch`) instead of per sample."""
+        return False
+
+    def mask_batch(self, tokens: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """For :attr:`batch_level` maskers: the batch's tokens ``[T, D]`` (every sample's, concatenated) ->
+        ``(mask [T], tokens the encoder sees [T, D], mask_token [T])``; pure and seeded."""
+        raise NotImplementedError(f"{type(self).__name__} masks each sample; it has no batch-level masking")
 
     @abstractmethod
     def num_masked(self, layout: TokenLayout) -> int:

@@ -68,7 +68,7 @@ def check_plugin(name: str, kind: Optional[str] = None, recipe: str = "mae_image
                  samples: int = 6) -> list[str]:
     """Check component ``name`` in ``recipe``; returns report lines, raises on the first broken contract."""
     from omnimask.models.recipe import Recipe
-    from omnimask.pipelines.collate import collate_for
+    from omnimask.pipelines.collate import recipe_collate
     from omnimask.pipelines.loader import SamplePipeline
 
     kind = find_kind(name, kind)
@@ -86,10 +86,11 @@ def check_plugin(name: str, kind: Optional[str] = None, recipe: str = "mae_image
             if not torch.equal(torch.as_tensor(a[field]), torch.as_tensor(b[field])):
                 raise AssertionError(f"{kind} {name!r}: the same sample and seed gave a different {field}: not deterministic")
     layout = built.tokenizer.layout
-    report.append(f"loader: {len(outs)} generated samples tokenized, masked and targeted within the contract "
-                  f"(layout {layout.grid} x {layout.token_dim}; hidden per sample {[int(o['mask'].sum()) for o in outs]}); "
-                  "same seed, same output")
-    batch = collate_for(built.tokenizer)(outs)
+    batch = recipe_collate(built)(outs)
+    hidden = (batch["mask"] & batch["valid"] if "valid" in batch else batch["mask"]).sum(dim=1).tolist()
+    masked = "batch masked as a whole" if built.masker.batch_level else "masked"
+    report.append(f"loader: {len(outs)} generated samples tokenized, {masked} and targeted within the contract "
+                  f"(layout {layout.grid} x {layout.token_dim}; hidden per sample {hidden}); same seed, same output")
     model = built.build_model()
     loss = model.loss(batch)
     if not math.isfinite(float(loss.detach())):

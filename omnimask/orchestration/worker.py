@@ -31,7 +31,7 @@ from omnimask.orchestration.callbacks import FailOnce, LogLastStep, ProgressLog,
 from omnimask.orchestration.logs import setup_logging
 from omnimask.orchestration.pretrain import START_STEP
 from omnimask.orchestration.scratch import use_scratch
-from omnimask.pipelines.collate import collate_for
+from omnimask.pipelines.collate import recipe_collate
 from omnimask.pipelines.loader import build_loader
 from omnimask.pipelines.order import Cursor, Position, mean_displacement
 from omnimask.pipelines.ray_ingest import RayShardBatches
@@ -135,7 +135,7 @@ def train_rank(config: dict[str, Any]) -> None:
     if cfg.data.loader == "ray":
         skip = ray_loader_skip(saved, layout)
         loader = RayShardBatches(
-            ray.train.get_dataset_shard("train"), cfg.data.batch_size, resume_batches=skip, collate_fn=collate_for(recipe.tokenizer)
+            ray.train.get_dataset_shard("train"), cfg.data.batch_size, resume_batches=skip, collate_fn=recipe_collate(recipe)
         )
     else:
         start = Position(saved.get("epoch", 0), saved.get("offset", 0))

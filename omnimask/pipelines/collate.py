@@ -23,17 +23,24 @@ longest sample, and the targets of all samples are concatenated::
 
 Both layouts may also hold ``coords``, ``queries`` (decoder masker) and
 ``mask_token`` (maskers that show the encoder every token).
+
+A masker that counts over the whole batch (``Masker.batch_level``: GraphMAE's) masks here, once the
+batch is known (:class:`BatchMasking`): its samples come without ``mask``, ``target`` and corruption,
+with the seed each would have masked with (``mask_seed``).
 """
 
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
 
-from omnimask.modalities.base import Tokenizer
+from omnimask.contracts import check_corrupt, check_mask, check_target
+from omnimask.modalities.base import Masker, Target, TokenLayout, Tokenizer
+from omnimask.seeding import derive_seed
 
 PER_TOKEN = ("mask", "queries", "coords", "mask_token")
 """Per-token sample fields, batched like the tokens."""
@@ -43,8 +50,41 @@ BOOKKEEPING = ("keys", "replaced")
 """Batch entries for logs and counters that the model does not read."""
 
 
-def collate(samples: list[dict[str, Any]], pad_value: Optional[float] = None) -> dict[str, Any]:
-    """Batch pipeline outputs (see the module docstring); ``pad_value`` None: grid tokens."""
+@dataclass(frozen=True)
+class BatchMasking:
+    """A batch-level masker (``Masker.batch_level``) and the recipe's target, applied to a padded batch."""
+
+    masker: Masker
+    target: Target
+
+    def __call__(self, batch: dict[str, Any], seeds: list[int]) -> None:
+        """Add ``mask`` and ``mask_token`` ``[B, N]`` and the concatenated ``target`` to ``batch``, and corrupt
+        its tokens; the draws come from one seed made of the samples' ``seeds`` (in batch order)."""
+        valid = batch["valid"]
+        flat = batch["tokens"][valid]  # [T, D]: the batch's tokens as one sample, row-major
+        mask, corrupted, flags = self.masker.mask_batch(flat, derive_seed("batch_mask", *seeds))
+        check_mask(self.masker, mask, TokenLayout((flat.shape[0],), flat.shape[1]), "batch-level masker")
+        corrupted, flags = check_corrupt(self.masker, flat, (corrupted, flags))
+        batch["target"] = check_target(self.target, self.target(flat, mask), mask)
+        tokens = batch["tokens"].clone()
+        tokens[valid] = corrupted
+        batch["tokens"] = tokens
+        for name, values in (("mask", mask), ("mask_token", flags)):
+            batch[name] = torch.zeros(valid.shape, dtype=torch.bool)
+            batch[name][valid] = values
+
+
+def recipe_collate(recipe: Any) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
+    """:func:`collate_for` a recipe's samples (``recipe.tokenizer``, ``.masker``, ``.target``), with its
+    :class:`BatchMasking` when its masker masks whole batches."""
+    masking = BatchMasking(recipe.masker, recipe.target) if recipe.masker.batch_level else None
+    return collate_for(recipe.tokenizer, masking)
+
+
+def collate(samples: list[dict[str, Any]], pad_value: Optional[float] = None,
+            batch_masking: Optional[BatchMasking] = None) -> dict[str, Any]:
+    """Batch pipeline outputs (see the module docstring); ``pad_value`` None: grid tokens; ``batch_masking``:
+    masks the (padded) batch after it is made."""
     batch: dict[str, Any] = {
         "keys": [s["key"] for s in samples],
         "replaced": sum(bool(s.get("replaced")) for s in samples),
@@ -69,6 +109,8 @@ def collate(samples: list[dict[str, Any]], pad_value: Optional[float] = None) ->
             if "edge_hidden" in samples[0]:
                 hidden = batch["edge_hidden"] = torch.cat([s["edge_hidden"] for s in samples])
                 batch["encoder_edges"] = edges[:, ~hidden]
+        if batch_masking is not None:
+            batch_masking(batch, [s["mask_seed"] for s in samples])
     add_mask_counts(batch)
     return batch
 
@@ -79,9 +121,13 @@ def model_inputs(batch: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in batch.items() if k not in BOOKKEEPING}
 
 
-def collate_for(tokenizer: Tokenizer) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
-    """The collate function for a tokenizer's samples (picklable, for DataLoader workers)."""
-    return functools.partial(collate, pad_value=tokenizer.pad_value if tokenizer.variable_length else None)
+def collate_for(tokenizer: Tokenizer, batch_masking: Optional[BatchMasking] = None) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
+    """The collate function for a tokenizer's samples (picklable, for DataLoader workers); ``batch_masking``
+    for a recipe whose masker masks whole batches (:func:`recipe_collate`)."""
+    if batch_masking is not None and not tokenizer.variable_length:
+        raise ValueError("batch-level masking needs variable-length (padded) batches")
+    return functools.partial(collate, pad_value=tokenizer.pad_value if tokenizer.variable_length else None,
+                             batch_masking=batch_masking)
 
 
 def pad_stack(tensors: list[torch.Tensor | np.ndarray], value: float) -> torch.Tensor:

@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from omnimask.contracts import ContractError, check_corrupt, check_mask, check_target, check_tokens
 from omnimask.modalities.base import TokenLayout
 from omnimask.models.recipe import Recipe
-from omnimask.pipelines.collate import collate_for
+from omnimask.pipelines.collate import recipe_collate
 from omnimask.pipelines.formats import Sample, ShardFile
 from omnimask.pipelines.manifest import Manifest, check_shard_digest, check_shard_sizes, load_sizes
 from omnimask.pipelines.order import BudgetPlan, FixedPlan, Plan, Position, advance, epoch_order
@@ -94,15 +94,18 @@ class SamplePipeline:
         """A decoded sample -> tokens, mask, target (and what the recipe adds); ``seed(purpose)``."""
         t = check_tokens(self.tokenizer, self.tokenizer(sample))
         tokens, coords = t.values, t.coords
-        layout = TokenLayout((tokens.shape[0],), self.layout.token_dim) if self.tokenizer.variable_length else self.layout
-        mask = check_mask(self.masker, self.masker(layout, seed("mask"), coords), layout)
-        result = {"key": key, "tokens": tokens, "mask": mask}
+        result = {"key": key, "tokens": tokens}
         if coords is not None:
             result["coords"] = coords
         if t.edges is not None:
             result["edges"] = t.edges
             if self.edge_masker is not None:
                 result["edge_hidden"] = self.edge_masker.hide_edges(t.edges, tokens.shape[0], seed("edge_mask"))
+        if self.masker.batch_level:  # masked with the rest of its batch, by the collate (BatchMasking)
+            result["tokens"], result["mask_seed"] = torch.as_tensor(tokens), seed("mask")
+            return result
+        layout = TokenLayout((tokens.shape[0],), self.layout.token_dim) if self.tokenizer.variable_length else self.layout
+        result["mask"] = mask = check_mask(self.masker, self.masker(layout, seed("mask"), coords), layout)
         predicted = mask
         if self.decoder_masker is not None:
             hidden = self.decoder_masker(layout, seed("decoder_mask"), coords)
@@ -371,7 +374,7 @@ def build_loader(
         path, SamplePipeline(recipe, seed, strict), seed, window, rank, world_size, batch_size,
         start=start, epochs=epochs, verify=verify, max_tokens=max_tokens, sort_window=sort_window, repeats=repeats,
     )
-    loader = ShardLoader(BatchStream(stream, collate_for(recipe.tokenizer)), num_workers, prefetch_factor, pin_memory, reuse_buffers)
+    loader = ShardLoader(BatchStream(stream, recipe_collate(recipe)), num_workers, prefetch_factor, pin_memory, reuse_buffers)
     if num_workers > 0:
         atexit.register(stop_workers, weakref.ref(loader))
     return loader

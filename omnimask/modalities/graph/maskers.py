@@ -4,7 +4,7 @@ and MaskGAE's edge masking."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Literal, Optional
 
 import numpy as np
 import torch
@@ -17,15 +17,21 @@ from omnimask.seeding import uniform_words
 
 @register("masker", "graphmae")
 class GraphMAEMasker(Masker):
-    """Hides ``int(ratio * N)`` nodes of each graph (at least one), uniformly at random; the encoder
-    sees every node. Of the ``H`` hidden nodes, ``replace_rate * H`` on average show the features of a
-    random node of the same graph (drawn without replacement): the integer part, and one more with
-    the fraction's probability. The others are zeroed and get the encoder's learnable [MASK] vector
-    (GraphMAE's ``encoding_mask_noise``).
+    """GraphMAE's node masking (``encoding_mask_noise``); the encoder sees every node.
 
-    GraphMAE counts ``int(replace_rate * H)`` once over the whole batch. Counted per graph, ``int``
-    would round the rate away on small graphs: with a rate of 0.1, 12 hidden nodes would get 1 replaced
-    node instead of 1.2, and fewer than 10 none. The seeded rounding keeps the configured rate."""
+    ``count: batch`` (default, as GraphMAE): over the ``T`` nodes of the whole batch (its graphs as one
+    graph), ``int(ratio * T)`` hidden, uniformly at random; of those ``H``, ``int((1 - replace_rate) * H)``
+    are zeroed for the encoder's learnable [MASK] vector and ``int(replace_rate * H)`` show the features of
+    as many distinct random nodes of the batch (any graph's); the one or two that both roundings leave out
+    keep their own features. A graph's mask then depends on the other graphs in its batch
+    (:meth:`mask_batch`, called by the collate). GraphMAE crashes when ``replace_rate > 0`` rounds to no
+    replaced node (its ``perm[-0:]``); here none is replaced.
+
+    ``count: graph``: each graph alone, ``int(ratio * N)`` nodes (at least one), so that a sample's mask
+    depends on its seed only; ``replace_rate * H`` of them on average show a random node of the same graph:
+    the integer part, and one more with the fraction's probability (``int`` per graph would round the rate
+    away on small graphs: with a rate of 0.1, 12 hidden nodes would get 1 replaced node instead of 1.2, and
+    fewer than 10 none); the others get [MASK]."""
 
     shows_hidden = True
 
@@ -33,6 +39,9 @@ class GraphMAEMasker(Masker):
     class Config:
         ratio: float = 0.5
         replace_rate: float = 0.05
+        count: Literal["batch", "graph"] = "batch"
+        """Take the counts over the whole batch (GraphMAE's), or over each graph alone (a sample's mask a
+        function of its own seed, the same in any batch)."""
 
         def __post_init__(self) -> None:
             check_ratio(self.ratio)
@@ -42,9 +51,42 @@ class GraphMAEMasker(Masker):
     def __init__(self, cfg: Config):
         self.cfg = cfg
 
+    @property
+    def batch_level(self) -> bool:
+        return self.cfg.count == "batch"
+
     def num_masked(self, layout: TokenLayout) -> int:
         n = layout.num_tokens
+        if self.batch_level:
+            return int(self.cfg.ratio * n)
         return min(n, max(1, int(self.cfg.ratio * n)))
+
+    def mask_batch(self, tokens: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """GraphMAE's ``encoding_mask_noise`` over the batch's nodes ``[T, F]``: ``(mask [T], corrupted
+        features [T, F], mask_token [T])``. Its three ``randperm`` are argsorts of seeded words."""
+        t = tokens.shape[0]
+        r = self.cfg.replace_rate
+        perm = np.argsort(uniform_words(t, seed, "graphmae_nodes"), kind="stable")
+        num_mask = int(self.cfg.ratio * t)
+        hidden = perm[:num_mask]
+        mask = np.zeros(t, dtype=bool)
+        mask[hidden] = True
+        x = tokens.numpy()
+        out = x.copy()
+        mask_token = np.zeros(t, dtype=bool)
+        if r > 0:
+            num_noise = int(r * num_mask)
+            perm_mask = np.argsort(uniform_words(num_mask, seed, "graphmae_replace"), kind="stable")
+            token = hidden[perm_mask[: int((1 - r) * num_mask)]]
+            noise = hidden[perm_mask[num_mask - num_noise :]] if num_noise else hidden[:0]
+            source = np.argsort(uniform_words(t, seed, "graphmae_sources"), kind="stable")[:num_noise]
+            out[token] = 0
+            out[noise] = x[source]
+        else:
+            token = hidden
+            out[token] = 0
+        mask_token[token] = True
+        return torch.from_numpy(mask), torch.from_numpy(out), torch.from_numpy(mask_token)
 
     def __call__(self, layout: TokenLayout, seed: int, coords: Optional[torch.Tensor] = None) -> np.ndarray:
         return random_mask(layout.num_tokens, self.num_masked(layout), seed)

@@ -51,7 +51,9 @@ def farthest_point_sample(points: torch.Tensor, k: int, start: Optional[torch.Te
     idx[:, 0] = 0 if start is None else start
     dist = torch.full((b, n), float("inf"), dtype=points.dtype, device=points.device)
     if skip_near_origin:
-        dist = dist.masked_fill(points.pow(2).sum(-1) <= NEAR_ORIGIN, float("-inf"))
+        # the kernel's float sum x*x + y*y + z*z, compared with the double 1e-3
+        x, y, z = points.unbind(-1)
+        dist = dist.masked_fill((x * x + y * y + z * z).double() <= NEAR_ORIGIN, float("-inf"))
     rows = torch.arange(b, device=points.device)
     for i in range(1, k):
         last = points[rows, idx[:, i - 1]]  # [B, 3]
@@ -75,7 +77,7 @@ def _fps_numpy(points: np.ndarray, k: int, first: int, rows: Optional[np.ndarray
     idx[0] = last = first
     dist = np.full(len(points), np.inf, dtype=points.dtype)
     if skip_near_origin:  # -inf stays the minimum, so these are never the farthest
-        dist[(x * x + y * y + z * z) <= NEAR_ORIGIN] = -np.inf
+        dist[(x * x + y * y + z * z).astype(np.float64) <= NEAR_ORIGIN] = -np.inf
     scratch, t = np.empty_like(dist), np.empty_like(dist)
     for i in range(k if rows is not None else k - 1):
         d = scratch if rows is None else rows[i]
