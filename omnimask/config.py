@@ -71,6 +71,11 @@ class ModelConfig:
     edge_masker: Optional[ComponentSpec] = None
     """Optional masker over a graph's edges (MaskGAE-style, e.g. ``edge_random``): the encoder
     sees the graph without the edges it hides; the head sees every edge."""
+    init: Optional[str] = None
+    """Start from these weights instead of a random initialisation: a checkpoint in the reference
+    repository's own layout (a released MAE/AudioMAE/VideoMAE/Point-MAE/ESM-2/GraphMAE file, or
+    ``omnimask export --format reference``). The run's log lists the tensors loaded, missing and
+    unexpected; a resumed run continues from its own checkpoint instead."""
 
 
 @dataclass
@@ -318,7 +323,7 @@ def deep_merge(base: dict[str, Any], update: dict[str, Any], path: str = "") -> 
     for key, value in update.items():
         old = out.get(key)
         if path == "model":
-            old, value = _component_dict(old), _component_dict(value)
+            old, value = _component_dict(old, key), _component_dict(value, key)
             if isinstance(old, dict) and isinstance(value, dict) and value.get("name", old.get("name")) != old.get("name"):
                 out[key] = value
                 continue
@@ -329,9 +334,13 @@ def deep_merge(base: dict[str, Any], update: dict[str, Any], path: str = "") -> 
     return out
 
 
-def _component_dict(value: Any) -> Any:
+MODEL_VALUES = ("init",)
+"""Keys of the ``model`` section that are plain values, not components."""
+
+
+def _component_dict(value: Any, key: str = "") -> Any:
     """A component written as a bare name (``masker: random``) as its mapping form."""
-    return {"name": value} if isinstance(value, str) else value
+    return {"name": value} if isinstance(value, str) and key not in MODEL_VALUES else value
 
 
 def apply_override(raw: dict[str, Any], item: str) -> None:
@@ -354,7 +363,7 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
     for i, part in enumerate(parts[:-1]):
         child = node.get(part)
         if i == 1 and parts[0] == "model":
-            child = _component_dict(child)
+            child = _component_dict(child, part)
         if child is not None and not isinstance(child, dict):
             raise ConfigError(".".join(parts[: i + 1]), f"is a value, not a section; cannot set {key}")
         node = child if child is not None else {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytorch_lightning as pl
@@ -12,6 +13,8 @@ from omnimask.models.recipe import Recipe, check_batch_parts
 from omnimask.models.schedule import param_groups, warmup_cosine
 from omnimask.pipelines.collate import model_inputs
 from omnimask.pipelines.order import Cursor
+
+log = logging.getLogger(__name__)
 
 
 class MaskedModelingModule(pl.LightningModule):
@@ -30,6 +33,11 @@ class MaskedModelingModule(pl.LightningModule):
         self.data_layout = data_layout or {}
         self.cursor = cursor
         self.model = recipe.build_model()
+        self.init_report = None
+        if recipe.config.model.init is not None:
+            from omnimask.weights import load_init
+
+            self.init_report = load_init(self.model, recipe, recipe.config.model.init)
         optim = recipe.config.optim
         self.base_lr = optim.lr if optim.lr is not None else optim.blr * global_batch_size / 256
         self.global_batch_size = global_batch_size
@@ -50,6 +58,10 @@ class MaskedModelingModule(pl.LightningModule):
         self.replaced += batch.get("replaced", 0)
         self.log("data/replaced_samples", float(self.replaced), on_step=True, batch_size=1)
         return loss
+
+    def on_fit_start(self) -> None:
+        if self.init_report is not None and self.global_rank == 0 and self.trainer.ckpt_path is None:
+            log.info(self.init_report.summary())  # a resumed run continues from its checkpoint instead
 
     def teardown(self, stage: str) -> None:
         self.batch_parts.close()  # its threads, if it started any

@@ -82,6 +82,20 @@ def check_batch_parts(recipe: "Recipe", head: type) -> None:
                           "per-sample terms (Head.loss_is_sample_mean), so its parts' losses cannot be combined; use 1")
 
 
+def check_init(recipe: "Recipe") -> None:
+    """``model.init`` names a file, and the recipe's model has a reference layout to read it with."""
+    from pathlib import Path
+
+    from omnimask.weights import layout_for
+
+    if not Path(recipe.config.model.init).is_file():
+        raise ConfigError("model.init", f"no such file: {recipe.config.model.init}")
+    try:
+        layout_for(recipe)
+    except ValueError as e:
+        raise ConfigError("model.init", str(e)) from None
+
+
 @dataclass
 class Recipe:
     """The built pieces of a :class:`RecipeConfig`."""
@@ -112,6 +126,9 @@ class Recipe:
                 f"{type(tokenizer).__name__} gives samples different numbers of tokens, which an encoder of the visible "
                 f"tokens cannot batch; use a masker that shows the encoder every token (bert, graphmae), not {m.masker.name!r}",
             )
+        if masker.batch_level and (not tokenizer.variable_length or m.decoder_masker is not None):
+            raise ConfigError("model.masker", f"{m.masker.name!r} masks whole batches, which needs variable-length (padded) "
+                              "samples and no decoder masker; mask each sample instead (graphmae: count: graph)")
         target = registry.build("target", m.target, "model.target", tokenizer=tokenizer)
         augment = from_dict(modality.AugmentConfig, cfg.data.augment, "data.augment")
         decoder_masker = None
@@ -136,6 +153,8 @@ class Recipe:
         head, _ = registry.check("head", cfg.model.head, "model.head")
         if cfg.trainer.cpu_batch_parts > 1:
             check_batch_parts(recipe, head)
+        if cfg.model.init is not None:
+            check_init(recipe)
         return recipe
 
     def build_model(self) -> MaskedModel:

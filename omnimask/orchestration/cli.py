@@ -139,6 +139,17 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 1 if result.problems else 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from omnimask.weights import export_reference
+
+    try:
+        path = export_reference(args.source, args.output)
+    except ValueError as e:  # a recipe no reference repository has
+        raise ArgumentError(str(e)) from None
+    print(f"wrote {path} (load it with the reference repository's code, or start a run from it: model.init={path})")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from omnimask.orchestration.demo import DEMOS, run_demo
 
@@ -237,6 +248,13 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE", help="a parameter of the component")
     cp.add_argument("--samples", type=int, default=6, help="generated samples to run")
     cp.set_defaults(func=cmd_check_plugin)
+
+    ex = sub.add_parser("export", help="write a run's model as a checkpoint of the reference repository (MAE, VideoMAE, ...)")
+    ex.add_argument("source", help="a run directory (its newest checkpoint) or a checkpoint-step*/ folder or file of one")
+    ex.add_argument("--output", required=True, help="folder to write the checkpoint into")
+    ex.add_argument("--format", choices=["reference"], default="reference",
+                    help="reference: the reference repository's own file layout and key names (docs/recipes.md)")
+    ex.set_defaults(func=cmd_export)
 
     dm = sub.add_parser("demo", help="offline end-to-end demo per modality: generated inputs -> shards -> tiny recipe -> reconstructions")
     dm.add_argument("--workdir", default="demo_out", help="where the demo writes its data and runs")

@@ -26,8 +26,9 @@ class ReferenceLayout:
     - ``from_reference(state, recipe) -> state``: the inverse, for the keys it knows; keys of the reference
       that omnimask has no place for are left out (the caller reports them as unexpected).
     - ``wrap(state, recipe) -> object``: the object the reference's training script saves
-      (``torch.save``-able, tensors, str, int, float, lists and dicts only: loadable with
-      ``weights_only=True``).
+      (``torch.save``-able, tensors, str, int, float, lists and dicts only, loadable with
+      ``weights_only=True``; ESM-2's config is an ``argparse.Namespace``, as ESM's loader reads it, which
+      :func:`omnimask.weights.load_reference_file` allows).
     - ``unwrap(obj) -> state``: the reference state dict inside such an object (also accepting the
       forms the released checkpoints have, e.g. a prefix on every key).
     - ``repo``: the reference repository, for messages and docs.
