@@ -72,7 +72,7 @@ def compare(name: str, overrides: Sequence[str] = (), *, batch_size: int = 2, tr
             continue
         grad_rel[k] = relative(p.grad, grads_back[k])
     return {
-        "loss": (float(loss), float(ref_loss)),
+        "loss": (loss.item(), ref_loss.item()),
         "loss_rel": relative(loss, ref_loss),
         "pred_rel": relative(pred.reshape(-1, pred.shape[-1]), ref_pred.reshape(-1, ref_pred.shape[-1])),
         "grad_rel": grad_rel,

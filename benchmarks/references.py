@@ -1,21 +1,21 @@
-"""The plain, paper-style counterpart of a recipe's model: the baseline of the training-step benchmark.
+"""The reference counterpart of a recipe's model: the baseline of the training-step benchmark and of the
+fidelity checks (:mod:`benchmarks.fidelity`).
 
-Each is written the way its paper's code is: the mask drawn inside the model
-where the paper does it there, transformer attention computed explicitly,
-decoders and heads run over every token, the loss weighted or indexed by the
-mask. Each names its
-parameters as omnimask's model does, so ``load_state_dict(model.state_dict())``
-gives it the same weights. :meth:`Reference.args` turns a loader batch into its
-inputs, the way its own data pipeline would give them. With ``same_mask`` it
-passes the batch's own mask instead, and the reference then computes omnimask's
-loss: ``benchmarks.train_step.equal_loss`` checks this for every recipe timed,
-in eval mode, because dropout and batch statistics differ between the two.
+Each is written from its reference repository's code (the file and function each piece follows are in
+its module docstring and in docs/recipes.md), with the reference's own parameter names: MAE and AudioMAE
+(:mod:`benchmarks.reference_mae`), VideoMAE (:mod:`benchmarks.reference_videomae`), Point-MAE, GraphMAE
+and ESM-2 beside them. ``from_model(recipe, model)`` builds one at the recipe's sizes and loads the
+model's weights through the recipe's reference layout (:mod:`omnimask.weights`), the same mapping
+``omnimask export --format reference`` writes, so a wrong key or layout shows up as a difference.
+:meth:`Reference.args` turns a loader batch into its inputs, the way its own data pipeline would
+give them; with ``same_mask`` it passes the batch's own mask (and corruption) instead of drawing one.
 """
 
 from __future__ import annotations
 
+import importlib
 from abc import ABC, abstractmethod
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from torch import nn
 
@@ -23,37 +23,42 @@ from omnimask.models.recipe import MaskedModel, Recipe
 
 
 class Reference(nn.Module, ABC):
-    """``forward(*args(batch)) -> scalar loss``."""
+    """``forward(*args(batch)) -> scalar loss``; ``outputs(*args) -> (loss, predictions of the hidden tokens
+    [M, D_t], rows ordered by sample, then token position)``; ``layout``: the recipe's reference layout."""
+
+    layout: Any
+
+    @classmethod
+    @abstractmethod
+    def from_model(cls, recipe: Recipe, model: MaskedModel) -> "Reference":
+        """The reference model at ``recipe``'s sizes, holding ``model``'s weights."""
 
     @abstractmethod
     def args(self, batch: dict[str, Any], same_mask: bool = False) -> tuple[Any, ...]:
         """The reference's inputs from a loader batch. Without ``same_mask`` the reference draws its own mask
-        where its paper's code does; with it, the batch's mask is used."""
+        where its code does; with it, the batch's mask is used."""
+
+    @abstractmethod
+    def outputs(self, *args: Any) -> tuple[Any, Any]: ...
+
+    def forward(self, *args: Any) -> Any:
+        return self.outputs(*args)[0]
 
 
-def _maker(recipe: Recipe) -> Optional[Callable[[Recipe, MaskedModel], Reference]]:
-    """The constructor of ``recipe``'s plain counterpart, or None for a combination of parts no paper wrote."""
+def _maker(recipe: Recipe) -> Optional[type[Reference]]:
+    """The reference class of ``recipe``'s model, or None for a combination of parts no reference wrote."""
+    from omnimask.weights import family_of
+
     m = recipe.config.model
     if m.decoder_masker is not None or m.edge_masker is not None:
         return None
-    parts = (m.encoder.name, m.head.name, m.masker.name)
-    if parts[:2] == ("vit", "mae_decoder") and parts[2] in ("random", "tube"):
-        from benchmarks.reference_mae import plain_mae
-
-        return plain_mae
-    if parts == ("pointmae", "pointmae_decoder", "random"):
-        from benchmarks.reference_pointmae import PlainPointMAE
-
-        return PlainPointMAE
-    if parts == ("esm", "lm_head", "bert"):
-        from benchmarks.reference_esm import PlainESM
-
-        return PlainESM
-    if parts == ("gnn", "graphmae_decoder", "graphmae"):
-        from benchmarks.reference_graphmae import PlainGraphMAE
-
-        return PlainGraphMAE
-    return None
+    family = family_of(recipe)
+    maskers = {"mae": ("random",), "videomae": ("tube",), "pointmae": ("random", "point_block"), "graphmae": ("graphmae",),
+               "esm": ("bert",)}
+    if family is None or m.masker.name not in maskers[family]:
+        return None
+    module = importlib.import_module(f"benchmarks.reference_{family}")
+    return module.BASELINE
 
 
 def has_reference(recipe: Recipe) -> bool:
@@ -61,11 +66,9 @@ def has_reference(recipe: Recipe) -> bool:
 
 
 def reference_for(recipe: Recipe, model: MaskedModel) -> Reference:
-    """The plain counterpart of ``model`` (built from ``recipe``), sized as it and holding its weights."""
+    """The reference counterpart of ``model`` (built from ``recipe``), sized as it and holding its weights."""
     make = _maker(recipe)
     if make is None:
         m = recipe.config.model
-        raise ValueError(f"no plain counterpart for {m.encoder.name} + {m.head.name} + {m.masker.name}")
-    plain = make(recipe, model)
-    plain.load_state_dict(model.state_dict())
-    return plain
+        raise ValueError(f"no reference counterpart for {m.encoder.name} + {m.head.name} + {m.masker.name}")
+    return make.from_model(recipe, model)

@@ -19,7 +19,7 @@ from omnimask.models.base import MaskIndex
 from omnimask.models.graphmae import scaled_cosine_error
 from omnimask.models.recipe import Recipe
 from omnimask.orchestration.demo.graphs import build_demo_graphs
-from omnimask.pipelines.collate import collate_for
+from omnimask.pipelines.collate import recipe_collate
 from omnimask.pipelines.loader import SamplePipeline
 from omnimask.pipelines.manifest import read_quarantine
 
@@ -50,7 +50,7 @@ def test_node_features_attributes_labels_and_degrees():
 
 
 def test_graphmae_masks_int_ratio_nodes_and_replaces_a_replace_rate_share():
-    masker = GraphMAEMasker(GraphMAEMasker.Config(ratio=0.5, replace_rate=0.25))
+    masker = GraphMAEMasker(GraphMAEMasker.Config(ratio=0.5, replace_rate=0.25, count="graph"))
     layout = TokenLayout((40,), 8)
     tokens = torch.randn(40, 8, generator=torch.Generator().manual_seed(0))
     for seed in range(10):
@@ -72,7 +72,7 @@ def test_graphmae_masks_int_ratio_nodes_and_replaces_a_replace_rate_share():
 def test_graphmae_keeps_the_replace_rate_on_small_graphs():
     """GraphMAE counts the replaced nodes over the whole batch; per graph, a small graph's count is rounded
     up with the fraction's probability, so the rate holds on average (int() would replace none here)."""
-    masker = GraphMAEMasker(GraphMAEMasker.Config(ratio=0.5, replace_rate=0.1))
+    masker = GraphMAEMasker(GraphMAEMasker.Config(ratio=0.5, replace_rate=0.1, count="graph"))
     layout = TokenLayout((12,), 4)
     tokens = torch.arange(48, dtype=torch.float32).reshape(12, 4)  # distinct rows
     counts = []
@@ -83,6 +83,33 @@ def test_graphmae_keeps_the_replace_rate_on_small_graphs():
         assert torch.equal(masker.corrupt(tokens, mask, seed)[0], out)  # seeded
     assert set(counts) == {0, 1}  # 6 hidden x 0.1 = 0.6: never more than the integer part + 1
     assert abs(np.mean(counts) - 0.6) < 0.1  # 400 draws: standard error ~0.025
+
+
+def test_graphmae_masks_a_batch_as_one_graph_by_default():
+    """GraphMAE's ``encoding_mask_noise`` on the batched graph: ``int(0.5 T)`` of the batch's ``T`` nodes,
+    ``int(r H)`` of them showing nodes drawn from the whole batch, ``int((1 - r) H)`` zeroed for [MASK];
+    the draws come from the samples' seeds, so the same samples give the same batch."""
+    recipe = Recipe.from_config(load_recipe("graphmae_tiny", ["model.masker.replace_rate=0.15"]))
+    assert recipe.masker.batch_level
+    samples, batch = graph_batch(recipe, [7, 12, 4, 9])
+    t = 7 + 12 + 4 + 9
+    flat_true = torch.cat([s["tokens"] for s in samples])  # the samples come unmasked
+    assert all("mask" not in s and "target" not in s for s in samples)
+    mask, flags, seen = batch["mask"][batch["valid"]], batch["mask_token"][batch["valid"]], batch["tokens"][batch["valid"]]
+    hidden = int(0.5 * t)
+    assert int(mask.sum()) == hidden and not batch["mask"][~batch["valid"]].any()
+    assert torch.equal(batch["target"], flat_true[mask])
+    assert int(flags.sum()) == int(0.85 * hidden) and not flags[~mask].any() and (seen[flags] == 0).all()
+    noise = mask & ~flags & ~(seen == flat_true).all(dim=1)
+    assert int(noise.sum()) <= int(0.15 * hidden) and torch.equal(seen[~mask], flat_true[~mask])
+    for row in seen[noise]:  # another node's features, from any graph of the batch
+        assert (flat_true == row).all(dim=1).any()
+    _, again = graph_batch(recipe, [7, 12, 4, 9])
+    assert torch.equal(again["mask"], batch["mask"]) and torch.equal(again["tokens"], batch["tokens"])
+    _, other = graph_batch(recipe, [7, 12, 4, 9], seed=1)
+    assert not torch.equal(other["mask"], batch["mask"])
+    counts = {int(graph_batch(recipe, [7, 12, 4, 9], seed=s)[1]["mask"][0].sum()) for s in range(8)}
+    assert len(counts) > 1  # a graph's share depends on the draw over the whole batch
 
 
 def test_edge_masker_hides_undirected_pairs_together():
@@ -108,13 +135,13 @@ def shard_members(root, manifest):
 def graph_batch(recipe, sizes, seed=0):
     pipeline = SamplePipeline(recipe, seed)
     samples = [pipeline(f"g{i}", npz(ring(n), num_nodes=np.array(n)), 0) for i, n in enumerate(sizes)]
-    return samples, collate_for(recipe.tokenizer)(samples)
+    return samples, recipe_collate(recipe)(samples)
 
 
 def test_batches_have_pyg_layout():
     from torch_geometric.data import Batch, Data
 
-    recipe = Recipe.from_config(load_recipe("graphmae_tiny", ["model.edge_masker={name: edge_random}"]))
+    recipe = Recipe.from_config(load_recipe("graphmae_tiny", ["model.edge_masker={name: edge_random}", "model.masker.count=graph"]))
     samples, batch = graph_batch(recipe, [5, 9, 3])
     reference = Batch.from_data_list([Data(x=s["tokens"], edge_index=s["edges"]) for s in samples])
     assert torch.equal(batch["edges"], reference.edge_index)
@@ -142,7 +169,9 @@ def test_remask_zeroes_hidden_rows_before_the_decoder_and_sce_on_known_vectors()
 
 @pytest.mark.parametrize("kind", ["gat", "gin"])
 def test_a_graph_is_encoded_the_same_alone_and_in_a_batch(kind):
-    recipe = Recipe.from_config(load_recipe("graphmae_tiny", [f"model.encoder.kind={kind}", f"model.head.kind={kind}"]))
+    # each graph masked alone: with GraphMAE's batch-level masking its mask depends on the batch
+    recipe = Recipe.from_config(load_recipe("graphmae_tiny", [f"model.encoder.kind={kind}", f"model.head.kind={kind}",
+                                                               "model.masker.count=graph"]))
     model = recipe.build_model().eval()
     _, both = graph_batch(recipe, [7, 12])
     _, alone = graph_batch(recipe, [7])
@@ -152,11 +181,12 @@ def test_a_graph_is_encoded_the_same_alone_and_in_a_batch(kind):
     assert torch.allclose(a, b, atol=1e-5)
 
 
-def test_gat_layers_see_the_self_loops_pyg_gives_them_and_the_encoder_the_edges_not_hidden():
+def test_gat_layers_see_the_self_loops_graphmaes_loader_gives_them_and_the_encoder_the_edges_not_hidden():
     """GAT layers get their self-loops once per stack, from the host's ``loop_free`` check where the graph
-    has none: the same outputs as PyG's ``GATConv`` adding them itself, with a self-loop in the data or
-    without. The collate selects the encoder's edges (``edges`` minus ``edge_hidden``) on the host."""
-    from benchmarks.reference_graphmae import PlainGNN
+    has none: the same outputs as GraphMAE's GAT encoder on the graph its loader makes
+    (``remove_self_loop().add_self_loop()``), with a self-loop in the data or without. The collate selects the
+    encoder's edges (``edges`` minus ``edge_hidden``) on the host."""
+    from benchmarks.reference_graphmae import Graph, ReferenceGraphMAE
 
     recipe = Recipe.from_config(load_recipe("graphmae_tiny", ["model.encoder.kind=gat", "model.head.kind=gat",
                                                               "model.edge_masker={name: edge_random}"]))
@@ -164,12 +194,13 @@ def test_gat_layers_see_the_self_loops_pyg_gives_them_and_the_encoder_the_edges_
     _, batch = graph_batch(recipe, [5, 9, 3])
     assert batch["loop_free"] and torch.equal(batch["encoder_edges"], batch["edges"][:, ~batch["edge_hidden"]])
     assert 0 < batch["encoder_edges"].shape[1] < batch["edges"].shape[1]
-    pyg = PlainGNN(model.encoder.gnn).eval()  # GATConv's own loops: removed and one per node added, in every layer
+    reference = ReferenceGraphMAE.from_model(recipe, model).eval()
     nodes = batch["tokens"][batch["valid"]]
     looped = torch.cat([batch["edges"], torch.tensor([[2, 7], [2, 7]])], dim=1)  # two self-loops in the data
     with torch.no_grad():
         for edges, loop_free in ((batch["edges"], True), (looped, False)):
-            assert torch.allclose(model.encoder.gnn(nodes, edges, loop_free), pyg(nodes, edges), atol=1e-6)
+            graph = Graph(edges[0], edges[1], (len(nodes),)).remove_self_loop().add_self_loop()
+            assert torch.allclose(model.encoder.gnn(nodes, edges, loop_free), reference.encoder(graph, nodes), atol=1e-6)
         index = MaskIndex.from_batch(batch)
         # without the collate's selection the index makes it; a changed edge set changes the output
         unselected = MaskIndex.from_batch({k: v for k, v in batch.items() if k != "encoder_edges"})
@@ -221,7 +252,7 @@ def test_ray_data_rows_of_different_shapes_batch_like_the_torch_loader(graph_dat
     cfg = load_recipe("graphmae_tiny", [f"data.path={root / 'shards'}", "data.loader=ray", "data.batch_size=8",
                                         "trainer.max_steps=2", "model.edge_masker={name: edge_random}"])
     recipe = Recipe.from_config(cfg)
-    batches = RayShardBatches(build_ray_dataset(cfg, world_size=1).iterator(), 8, collate_fn=collate_for(recipe.tokenizer))
+    batches = RayShardBatches(build_ray_dataset(cfg, world_size=1).iterator(), 8, collate_fn=recipe_collate(recipe))
     # the whole (bounded: max_steps batches) stream, not its first batch alone: an abandoned Ray Data iterator keeps a
     # reader thread that touches Ray after the fixture shuts it down, and Ray then ends this process
     batch = list(batches)[0]
