@@ -1,178 +1,394 @@
-"""A straightforward MAE, written the way the paper's code is: the baseline of the training-step benchmark.
+"""MAE and AudioMAE as their reference code computes them: the baseline of the ``mae_image*`` and ``audiomae*``
+recipes (fidelity tests and the training-step benchmark).
 
-The mask is drawn inside the model (``random_masking``: argsort of per-token
-noise), attention is computed explicitly (``softmax(q k^T / sqrt(d)) v``, timm
-0.3.2's ``Attention`` that MAE pins), the decoder runs over every token with the
-visible ones unshuffled back into place, predicts every token, and the loss is
-the per-token MSE weighted by the mask. The target (raw, per-token normalised or
-per-channel normalised pixels) is computed from the float input inside the
-step, over every token.
+Written from the reference repositories' code, with their parameter names, shapes and order of operations
+(not copied); each piece follows:
 
-Parameter names equal :class:`omnimask.models.recipe.MaskedModel`'s for the ViT
-encoder and the MAE decoder head, so ``load_state_dict(model.state_dict())``
-gives the reference the same weights, and with noise that reproduces a batch's
-mask it computes the same loss (``tests/test_benchmarks.py`` checks this).
+- :class:`Mlp`, :class:`Attention`, :class:`Block`: timm 0.3.2 ``timm/models/vision_transformer.py`` (``Mlp``,
+  ``Attention``, ``Block``), the version both repositories pin (``assert timm.__version__ == "0.3.2"``) and
+  build with ``qkv_bias=True, qk_scale=None`` and ``norm_layer=partial(nn.LayerNorm, eps=1e-6)``
+  (``mae_vit_*_dec512d8b``): q, k, v from one Linear laid out ``[3, heads, head_dim]``, the attention matrix
+  materialised, no dropout (rates 0) and no stochastic depth (``drop_path`` 0: ``nn.Identity``).
+- :class:`PatchEmbed`: timm 0.3.2 ``PatchEmbed`` (MAE) and AudioMAE ``util/patch_embed.py`` ``PatchEmbed_org``:
+  a Conv2d with kernel and stride ``p``, output flattened in raster order; ``patch_hw`` as AudioMAE sets it,
+  ``(img_size[1] // p, img_size[0] // p)``.
+- :func:`get_1d_sincos_pos_embed_from_grid`, :func:`get_2d_sincos_pos_embed_from_grid`,
+  :func:`get_2d_sincos_pos_embed_flexible`: ``util/pos_embed.py`` of both repositories (MAE's
+  ``get_2d_sincos_pos_embed`` is the flexible one over a square grid).
+- :class:`MaskedAutoencoderViT`: ``models_mae.py`` ``MaskedAutoencoderViT`` of MAE (``initialize_weights``,
+  ``patchify``, ``unpatchify``, ``random_masking``, ``forward_encoder``, ``forward_decoder``, ``forward_loss``)
+  with AudioMAE's ``audio_exp`` path (``in_chans=1``, ``img_size=(target_length, 128)``, the flexible table over
+  ``patch_hw``, ``patchify`` for one channel, ``decoder_mode=0``: global-attention decoder blocks, the cls row
+  dropped after ``decoder_pred``, ``mask_2d=False``: ``random_masking``).
+
+Deliberate deviations, none of which changes what is computed:
+
+- ``random_masking`` takes optional ``noise`` (``same_mask``: noise whose argsort keeps the batch's visible
+  tokens first, ascending, so the reference computes omnimask's mask); without it, it draws
+  ``torch.rand`` as the reference does.
+- The input is rebuilt from the loader batch's tokens: images ``[B, 3, H, W]`` normalised
+  (``ToTensor`` + ``Normalize``) as the tokenizer's ``prepare`` computes it (the same float values omnimask's
+  encoder gets; ``Normalize``'s ``(x / 255 - mean) / std`` differs from them in the last bit only); a
+  filterbank ``[B, 1, T, F]`` as AudioMAE's dataset returns it, already normalised.
+- The tiny recipes' sizes are not among the reference's ``mae_vit_*`` constructors: the class is built with
+  the recipe's sizes and the constructors' settings (LayerNorm eps 1e-6, ``qkv_bias=True``).
+- AudioMAE's ``unpatchify`` hard-codes a 1024 x 128 input; here it uses the model's own input size.
+- The reference's ``forward`` returns ``(loss, pred, mask)``: :meth:`MaskedAutoencoderViT.run` does;
+  ``forward`` returns the loss alone (what the benchmark times) and :meth:`outputs` the loss and the
+  predictions of the hidden tokens.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
+import numpy as np
 import torch
 from torch import nn
 
 from benchmarks.references import Reference
-from omnimask.models.layers import apply_rotary
-from omnimask.models.recipe import MaskedModel, Recipe
+from omnimask.weights.mae import LAYOUT, in_chans, is_audio, patch_size
+
+NORM_EPS = 1e-6
+"""``partial(nn.LayerNorm, eps=1e-6)`` of every ``mae_vit_*`` constructor."""
+NORM_PIX_EPS = 1e-6
+"""``forward_loss``'s ``(var + 1.e-6) ** .5``."""
 
 
-class ExplicitAttention(nn.Module):
-    """``[B, N, D] -> [B, N, D]`` with the attention matrix materialised (timm 0.3.2; fair-esm's
-    ``MultiheadAttention`` with ``key_padding`` ``[B, N]``, True = padding, and rotary tables)."""
+# ---------------------------------------------------------------- timm 0.3.2 (vision_transformer.py)
 
-    def __init__(self, dim: int, heads: int):
+
+class Mlp(nn.Module):
+    """``fc1 -> GELU -> drop -> fc2 -> drop``. ``[B, N, D] -> [B, N, D]``."""
+
+    def __init__(self, in_features: int, hidden_features: int, *, drop: float = 0.0):
         super().__init__()
-        self.heads = heads
-        self.scale = (dim // heads) ** -0.5
-        self.qkv = nn.Linear(dim, dim * 3)
+        self.fc1 = nn.Linear(in_features, hidden_features)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden_features, in_features)
+        self.drop = nn.Dropout(drop)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention with the attention matrix materialised. ``[B, N, D] -> [B, N, D]``."""
+
+    def __init__(self, dim: int, num_heads: int, *, qkv_bias: bool = True, attn_drop: float = 0.0,
+                 proj_drop: float = 0.0):
+        super().__init__()
+        self.num_heads = num_heads
+        self.scale = (dim // num_heads) ** -0.5
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.attn_drop = nn.Dropout(attn_drop)
         self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
 
-    def forward(self, x: torch.Tensor, key_padding: torch.Tensor | None = None,
-                rotary: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
-        b, n, d = x.shape
-        q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
-        if rotary is not None:
-            q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
-        scores = (q @ k.transpose(-2, -1)) * self.scale
-        if key_padding is not None:
-            scores = scores.masked_fill(key_padding[:, None, None, :], float("-inf"))
-        return self.proj((scores.softmax(dim=-1) @ v).transpose(1, 2).reshape(b, n, d))
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, c = x.shape
+        # [3, B, heads, N, head_dim]: the output of qkv is laid out (q|k|v, head, channel)
+        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]
+        attn = self.attn_drop(((q @ k.transpose(-2, -1)) * self.scale).softmax(dim=-1))
+        return self.proj_drop(self.proj((attn @ v).transpose(1, 2).reshape(b, n, c)))
 
 
-class PlainBlock(nn.Module):
-    """Pre-norm transformer block. ``[B, N, D] -> [B, N, D]``."""
+class Block(nn.Module):
+    """Pre-norm transformer block: ``x + attn(norm1(x))``, then ``x + mlp(norm2(x))``. ``[B, N, D] -> [B, N, D]``."""
 
-    def __init__(self, dim: int, heads: int, hidden: int):
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, *, qkv_bias: bool = True,
+                 norm_eps: float = NORM_EPS):
         super().__init__()
-        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
-        self.attn = ExplicitAttention(dim, heads)
-        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
-        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
+        self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
+        self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias)
+        self.drop_path = nn.Identity()  # drop_path=0.0 in MAE's and AudioMAE's pretraining models
+        self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
 
-    def forward(self, x: torch.Tensor, key_padding: torch.Tensor | None = None,
-                rotary: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x), key_padding, rotary)
-        return x + self.mlp(self.norm2(x))
-
-
-def stack_like(blocks: nn.ModuleList) -> nn.ModuleList:
-    """Plain blocks of the sizes of omnimask's ``blocks`` (:class:`omnimask.models.layers.Block`)."""
-    first = blocks[0]
-    dim, hidden = first.mlp[0].in_features, first.mlp[0].out_features
-    return nn.ModuleList(PlainBlock(dim, first.attn.heads, hidden) for _ in blocks)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.drop_path(self.attn(self.norm1(x)))
+        return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
-class PlainEncoder(nn.Module):
-    def __init__(self, token_dim: int, blocks: nn.ModuleList, pos: torch.Tensor):
+class PatchEmbed(nn.Module):
+    """``[B, C, H, W] -> [B, (H/p) (W/p), E]``: a Conv2d over non-overlapping ``p x p`` patches, tokens in the
+    raster order of its output. ``img_size = (H, W)``; ``patch_hw`` is AudioMAE's ``(W/p, H/p)``."""
+
+    def __init__(self, img_size: tuple[int, int], patch_size: int, in_chans: int, embed_dim: int):
         super().__init__()
-        dim = pos.shape[-1]
-        self.embed = nn.Linear(token_dim, dim)
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
-        self.register_buffer("pos_embed", pos.clone(), persistent=False)
-        self.blocks = stack_like(blocks)
-        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.img_size = img_size
+        self.patch_size = (patch_size, patch_size)
+        self.num_patches = (img_size[1] // patch_size) * (img_size[0] // patch_size)
+        self.patch_hw = (img_size[1] // patch_size, img_size[0] // patch_size)
+        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x).flatten(2).transpose(1, 2)
 
 
-class PlainDecoder(nn.Module):
-    def __init__(self, encoder_dim: int, blocks: nn.ModuleList, target_dim: int, pos: torch.Tensor):
+# ---------------------------------------------------------------- util/pos_embed.py
+
+
+def get_1d_sincos_pos_embed_from_grid(embed_dim: int, pos: np.ndarray) -> np.ndarray:
+    """Positions ``pos`` (any shape, ``M`` values) -> ``[M, embed_dim]``: sines then cosines of
+    ``pos / 10000^(2i / embed_dim)``, computed in float64 (``np.float``)."""
+    omega = 1.0 / 10000 ** (np.arange(embed_dim // 2, dtype=np.float64) / (embed_dim / 2.0))
+    angles = np.einsum("m,d->md", pos.reshape(-1), omega)
+    return np.concatenate([np.sin(angles), np.cos(angles)], axis=1)
+
+
+def get_2d_sincos_pos_embed_from_grid(embed_dim: int, grid: np.ndarray) -> np.ndarray:
+    """``grid [2, 1, h, w]`` (column coordinates first) -> ``[h w, embed_dim]``: the first half of the channels
+    encodes ``grid[0]``, the second ``grid[1]``."""
+    first = get_1d_sincos_pos_embed_from_grid(embed_dim // 2, grid[0])
+    second = get_1d_sincos_pos_embed_from_grid(embed_dim // 2, grid[1])
+    return np.concatenate([first, second], axis=1)
+
+
+def get_2d_sincos_pos_embed_flexible(embed_dim: int, grid_size: tuple[int, int], cls_token: bool = False) -> np.ndarray:
+    """The table ``[(1 if cls_token) + h w, embed_dim]`` over an ``h x w = grid_size`` grid, rows in raster order
+    (row ``r w + c`` encodes column ``c`` in its first half and row ``r`` in its second); the cls row is zero."""
+    h, w = grid_size
+    cols, rows = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))  # column first, as there
+    emb = get_2d_sincos_pos_embed_from_grid(embed_dim, np.stack([cols, rows], axis=0).reshape(2, 1, h, w))
+    if cls_token:
+        emb = np.concatenate([np.zeros([1, embed_dim]), emb], axis=0)
+    return emb
+
+
+# ---------------------------------------------------------------- models_mae.py
+
+
+class MaskedAutoencoderViT(Reference):
+    """MAE (``in_chans=3``, square images) or AudioMAE (``audio_exp``: ``in_chans=1``, ``img_size = (T, F)``).
+
+    ``forward(imgs [B, C, H, W], noise [B, N] or None) -> scalar loss``; :meth:`outputs` also returns the
+    predictions of the hidden tokens ``[M, p*p*C]`` (rows by sample, then token ascending)."""
+
+    layout = LAYOUT
+
+    def __init__(self, *, img_size: tuple[int, int], patch_size: int, in_chans: int, embed_dim: int, depth: int,
+                 num_heads: int, decoder_embed_dim: int, decoder_depth: int, decoder_num_heads: int,
+                 mlp_ratio: float, norm_pix_loss: bool, audio_exp: bool, mask_ratio: float,
+                 prepare: Optional[Callable[[torch.Tensor], torch.Tensor]] = None):
         super().__init__()
-        dim = pos.shape[-1]
-        self.embed = nn.Linear(encoder_dim, dim)
-        self.mask_token = nn.Parameter(torch.zeros(1, 1, dim))
-        self.register_buffer("pos_embed", pos.clone(), persistent=False)
-        self.blocks = stack_like(blocks)
-        self.norm = nn.LayerNorm(dim, eps=1e-6)
-        self.pred = nn.Linear(dim, target_dim)
+        self.audio_exp = audio_exp
+        self.in_chans = in_chans
+        self.mask_ratio = mask_ratio
+        self.norm_pix_loss = norm_pix_loss
+        self.prepare = prepare  # the tokenizer's compact tokens -> float tokens, for args()
 
+        self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim)
+        n = self.patch_embed.num_patches
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, n + 1, embed_dim), requires_grad=False)
+        self.blocks = nn.ModuleList(Block(embed_dim, num_heads, mlp_ratio) for _ in range(depth))
+        self.norm = nn.LayerNorm(embed_dim, eps=NORM_EPS)
 
-class PlainMAE(Reference):
-    """``forward(x [B, N, D] float tokens, noise [B, N] or None) -> scalar loss``."""
+        self.decoder_embed = nn.Linear(embed_dim, decoder_embed_dim, bias=True)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_embed_dim))
+        self.decoder_pos_embed = nn.Parameter(torch.zeros(1, n + 1, decoder_embed_dim), requires_grad=False)
+        self.decoder_blocks = nn.ModuleList(Block(decoder_embed_dim, decoder_num_heads, mlp_ratio)
+                                            for _ in range(decoder_depth))
+        self.decoder_norm = nn.LayerNorm(decoder_embed_dim, eps=NORM_EPS)
+        self.decoder_pred = nn.Linear(decoder_embed_dim, patch_size ** 2 * in_chans, bias=True)
+        self.initialize_weights()
 
-    def __init__(self, encoder: PlainEncoder, head: PlainDecoder, num_visible: int,
-                 make_target: Callable[[torch.Tensor], torch.Tensor], prepare: Callable[[torch.Tensor], torch.Tensor]):
-        super().__init__()
-        self.encoder, self.head = encoder, head
-        self.num_visible = num_visible
-        self.make_target = make_target
-        self.prepare = prepare
+    # ------------------------------------------------------------ construction
+
+    @classmethod
+    def from_model(cls, recipe: Any, model: nn.Module) -> "MaskedAutoencoderViT":
+        """The reference sized as ``recipe`` (a ``vit`` encoder, ``mae_decoder`` head and ``random`` masker over
+        ``image_patches`` or ``audio_fbank`` tokens) holding ``model``'s weights, mapped by
+        :data:`omnimask.weights.mae.LAYOUT` and loaded strictly.
+
+        Built on the meta device, its initialisation skipped (every tensor is then loaded: for ViT-B the two
+        initialisations cost seconds on a CPU), and given copies of ``model``'s tensors, none shared."""
+        with torch.device("meta"):
+            ref = cls(**reference_kwargs(recipe))
+        state = {k: v.clone() for k, v in LAYOUT.to_reference(model.state_dict(), recipe).items()}
+        ref.load_state_dict(state, strict=True, assign=True)
+        ref.layout = LAYOUT
+        return ref
+
+    def initialize_weights(self) -> None:
+        """The fixed tables (``get_2d_sincos_pos_embed`` over the square grid; AudioMAE: the flexible one over
+        ``patch_hw``), then MAE's initialisation: xavier-uniform Linears and patch kernel (as a Linear), zero
+        biases, unit LayerNorms, cls and mask tokens ``N(0, 0.02)``."""
+        if self.audio_exp:
+            grid = self.patch_embed.patch_hw
+        else:
+            side = int(self.patch_embed.num_patches ** 0.5)
+            grid = (side, side)
+        for table in (self.pos_embed, self.decoder_pos_embed):
+            values = get_2d_sincos_pos_embed_flexible(table.shape[-1], grid, cls_token=True)
+            table.data.copy_(torch.from_numpy(values).float().unsqueeze(0))
+        w = self.patch_embed.proj.weight.data
+        nn.init.xavier_uniform_(w.view(w.shape[0], -1))
+        nn.init.normal_(self.cls_token, std=0.02)
+        nn.init.normal_(self.mask_token, std=0.02)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.LayerNorm):
+                nn.init.zeros_(m.bias)
+                nn.init.ones_(m.weight)
+
+    # ------------------------------------------------------------ inputs
 
     def args(self, batch: dict[str, Any], same_mask: bool = False) -> tuple[torch.Tensor, ...]:
-        """Float tokens; with ``same_mask``, noise whose argsort keeps the batch's visible tokens first,
-        ascending, as the loader's mask orders them."""
-        x = self.prepare(batch["tokens"])
+        """``(imgs,)`` rebuilt from the batch's tokens (images ``[B, 3, H, W]`` normalised; AudioMAE: the
+        normalised filterbank ``[B, 1, T, F]``); with ``same_mask``, ``(imgs, noise [B, N])`` whose argsort keeps
+        the batch's visible tokens first, ascending (the order omnimask's ``ids_keep`` has)."""
+        tokens = batch["tokens"]
+        x = self.prepare(tokens) if self.prepare is not None else tokens.float()
+        imgs = self.unpatchify(x)
         if not same_mask:
-            return (x,)
-        n = batch["mask"].shape[1]
-        return x, batch["mask"].float() + torch.arange(n, device=x.device) / (2 * n)
+            return (imgs,)
+        mask = batch["mask"]
+        n = mask.shape[1]
+        hidden = n - int(n * (1 - self.mask_ratio))
+        if int(mask[0].sum()) != hidden:
+            raise ValueError(f"the batch hides {int(mask[0].sum())} of {n} tokens; random_masking hides {hidden}")
+        return imgs, mask.float() + torch.arange(n, device=mask.device) / (2 * n)
 
-    def random_masking(self, x: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Keep the tokens with the smallest noise: ``x_visible [B, N_v, D]``, ``mask [B, N]`` (1 = hidden),
-        ``ids_restore [B, N]``."""
-        b, n, d = x.shape
-        keep = self.num_visible
+    # ------------------------------------------------------------ models_mae.py
+
+    def patchify(self, imgs: torch.Tensor) -> torch.Tensor:
+        """``[B, C, H, W] -> [B, (H/p)(W/p), p*p*C]``, values ordered (row, column, channel)."""
+        p = self.patch_embed.patch_size[0]
+        b, c = imgs.shape[:2]
+        h, w = imgs.shape[2] // p, imgs.shape[3] // p
+        x = imgs.reshape(b, c, h, p, w, p)
+        x = torch.einsum("nchpwq->nhwpqc", x)
+        return x.reshape(b, h * w, p * p * c)
+
+    def unpatchify(self, x: torch.Tensor) -> torch.Tensor:
+        """The inverse of :meth:`patchify`: ``[B, N, p*p*C] -> [B, C, H, W]`` at the model's input size."""
+        p = self.patch_embed.patch_size[0]
+        height, width = self.patch_embed.img_size
+        h, w, c = height // p, width // p, self.in_chans
+        x = x.reshape(x.shape[0], h, w, p, p, c)
+        x = torch.einsum("nhwpqc->nchpwq", x)
+        return x.reshape(x.shape[0], c, h * p, w * p)
+
+    def random_masking(self, x: torch.Tensor, mask_ratio: float, noise: Optional[torch.Tensor] = None
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Keep the ``int(L (1 - mask_ratio))`` tokens of least noise: ``x [B, L, D]`` -> ``(x_masked [B, L_keep, D],
+        mask [B, L] (1 = hidden), ids_restore [B, L])``."""
+        n, length, d = x.shape
+        len_keep = int(length * (1 - mask_ratio))
+        if noise is None:
+            noise = torch.rand(n, length, device=x.device)
         ids_shuffle = torch.argsort(noise, dim=1)
         ids_restore = torch.argsort(ids_shuffle, dim=1)
-        ids_keep = ids_shuffle[:, :keep]
-        visible = torch.gather(x, 1, ids_keep.unsqueeze(-1).expand(-1, -1, d))
-        mask = torch.ones(b, n, device=x.device)
-        mask[:, :keep] = 0
-        return visible, torch.gather(mask, 1, ids_restore), ids_restore
+        ids_keep = ids_shuffle[:, :len_keep]
+        x_masked = torch.gather(x, dim=1, index=ids_keep.unsqueeze(-1).repeat(1, 1, d))
+        mask = torch.ones(n, length, device=x.device)
+        mask[:, :len_keep] = 0
+        mask = torch.gather(mask, dim=1, index=ids_restore)
+        return x_masked, mask, ids_restore
 
-    def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
-        enc, dec = self.encoder, self.head
-        if noise is None:
-            noise = torch.rand(x.shape[:2], device=x.device)
-        h = enc.embed(x) + enc.pos_embed[:, 1:]
-        h, mask, ids_restore = self.random_masking(h, noise)
-        cls = (enc.cls_token + enc.pos_embed[:, :1]).expand(h.shape[0], -1, -1)
-        h = torch.cat([cls, h], dim=1)
-        for block in enc.blocks:
-            h = block(h)
-        h = dec.embed(enc.norm(h))
-        b, n = ids_restore.shape
-        mask_tokens = dec.mask_token.expand(b, n + 1 - h.shape[1], -1)
-        full = torch.cat([h[:, 1:], mask_tokens], dim=1)
-        full = torch.gather(full, 1, ids_restore.unsqueeze(-1).expand(-1, -1, full.shape[-1]))
-        h = torch.cat([h[:, :1], full], dim=1) + dec.pos_embed
-        for block in dec.blocks:
-            h = block(h)
-        pred = dec.pred(dec.norm(h))[:, 1:]
-        loss = (pred - self.make_target(x)).pow(2).mean(dim=-1)
+    def forward_encoder(self, x: torch.Tensor, mask_ratio: float, noise: Optional[torch.Tensor] = None
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``imgs [B, C, H, W]`` -> ``(latent [B, 1 + L_keep, E], mask [B, L], ids_restore [B, L])``."""
+        x = self.patch_embed(x)
+        x = x + self.pos_embed[:, 1:, :]
+        x, mask, ids_restore = self.random_masking(x, mask_ratio, noise)
+        cls_tokens = (self.cls_token + self.pos_embed[:, :1, :]).expand(x.shape[0], -1, -1)
+        x = torch.cat((cls_tokens, x), dim=1)
+        for blk in self.blocks:
+            x = blk(x)
+        return self.norm(x), mask, ids_restore
+
+    def forward_decoder(self, x: torch.Tensor, ids_restore: torch.Tensor) -> torch.Tensor:
+        """``latent [B, 1 + L_keep, E]`` -> predictions of every token ``[B, L, p*p*C]`` (the cls row removed)."""
+        x = self.decoder_embed(x)
+        mask_tokens = self.mask_token.repeat(x.shape[0], ids_restore.shape[1] + 1 - x.shape[1], 1)
+        x_ = torch.cat([x[:, 1:, :], mask_tokens], dim=1)
+        x_ = torch.gather(x_, dim=1, index=ids_restore.unsqueeze(-1).repeat(1, 1, x.shape[2]))
+        x = torch.cat([x[:, :1, :], x_], dim=1)
+        x = x + self.decoder_pos_embed
+        for blk in self.decoder_blocks:
+            x = blk(x)
+        x = self.decoder_pred(self.decoder_norm(x))
+        return x[:, 1:, :]
+
+    def forward_loss(self, imgs: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Mean over the hidden tokens of each token's mean squared error against its (per-token normalised,
+        with ``norm_pix_loss``: unbiased variance, eps 1e-6) patch values."""
+        target = self.patchify(imgs)
+        if self.norm_pix_loss:
+            mean = target.mean(dim=-1, keepdim=True)
+            var = target.var(dim=-1, keepdim=True)
+            target = (target - mean) / (var + NORM_PIX_EPS) ** 0.5
+        loss = ((pred - target) ** 2).mean(dim=-1)
         return (loss * mask).sum() / mask.sum()
 
+    def run(self, imgs: torch.Tensor, noise: Optional[torch.Tensor] = None
+            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The reference's ``forward``: ``(loss, pred [B, L, p*p*C], mask [B, L])``."""
+        latent, mask, ids_restore = self.forward_encoder(imgs, self.mask_ratio, noise)
+        pred = self.forward_decoder(latent, ids_restore)
+        return self.forward_loss(imgs, pred, mask), pred, mask
 
-def plain_mae(recipe: Recipe, model: MaskedModel) -> PlainMAE:
-    """The plain MAE of ``model``, a recipe's ``vit`` encoder and ``mae_decoder`` head with a random or tube
-    masker, sized and positioned as ``model``. The mask is drawn inside, with as many visible tokens as the
-    recipe's masker leaves: MAE's ``int(N * (1 - ratio))`` is that count for random masking, but a tube
-    masker hides ``int(ratio * tokens a frame)`` in each frame (VideoMAE's ``TubeMaskingGenerator``), which
-    for ViT-B VideoMAE leaves 160 of 1568 tokens visible, not 156."""
-    enc, head = model.encoder, model.head
-    encoder = PlainEncoder(recipe.tokenizer.layout.token_dim, enc.blocks, enc.pos_embed)
-    decoder = PlainDecoder(enc.dim, head.blocks, recipe.target.dim, head.pos_embed)
+    def outputs(self, imgs: torch.Tensor, noise: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(loss, pred of the hidden tokens [M, p*p*C])``, rows by sample then token position ascending."""
+        loss, pred, mask = self.run(imgs, noise)
+        return loss, pred[mask.bool()]
+
+    def forward(self, imgs: torch.Tensor, noise: Optional[torch.Tensor] = None) -> torch.Tensor:
+        # outputs(...)[0] without selecting the hidden rows, whose count a compiled step would read back
+        return self.run(imgs, noise)[0]
+
+
+BASELINE = MaskedAutoencoderViT
+"""The reference class :func:`benchmarks.references.reference_for` builds (``from_model``) for the mae_image and
+audiomae recipes."""
+
+
+def reference_kwargs(recipe: Any) -> dict[str, Any]:
+    """``MaskedAutoencoderViT``'s arguments for ``recipe``, as MAE's ``main_pretrain.py`` (images) or AudioMAE's
+    (``in_chans=1, audio_exp=True, img_size=(target_length, num_mel_bins)``) builds it with the recipe's sizes;
+    a ValueError for a recipe the reference cannot compute."""
+    from omnimask import registry
+    from omnimask.models.encoders import VIT_SIZES
+
+    m = recipe.config.model
+    parts = (m.tokenizer.name, m.encoder.name, m.head.name, m.masker.name)
+    if parts[0] not in ("image_patches", "audio_fbank") or parts[1:] != ("vit", "mae_decoder", "random"):
+        raise ValueError(f"MAE's reference computes image_patches/audio_fbank + vit + mae_decoder + random, "
+                         f"got {parts}")
+    if m.decoder_masker is not None:
+        raise ValueError("MAE's reference has no decoder masker")
+    if m.target.name not in ("pixels", "norm_pixels"):
+        raise ValueError(f"MAE's reference has the pixels and norm_pixels (norm_pix_loss) targets, "
+                         f"not {m.target.name!r}")
+    if getattr(recipe.masker, "count", "keep") != "keep":
+        raise ValueError("MAE's random_masking keeps int(L * (1 - mask_ratio)) tokens (masker count: keep)")
+    _, enc = registry.check("encoder", m.encoder, "model.encoder")
+    _, head = registry.check("head", m.head, "model.head")
+    if enc.mlp_ratio != head.mlp_ratio:
+        raise ValueError(f"MAE's reference has one mlp_ratio, the recipe {enc.mlp_ratio} and {head.mlp_ratio}")
+    dim, depth, heads = VIT_SIZES[enc.size]
     layout = recipe.tokenizer.layout
-    num_visible = layout.num_tokens - recipe.masker.num_masked(layout)
-    return PlainMAE(encoder, decoder, num_visible, target_of(recipe), recipe.tokenizer.prepare)
-
-
-def target_of(recipe: Recipe) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The recipe's target computed from float tokens inside the model, as the papers' code does it."""
-    from omnimask.modalities.targets import normalize_per_token
-
-    name, tokenizer, target = recipe.config.model.target.name, recipe.tokenizer, recipe.target
-    if name == "pixels":
-        return lambda x: x
-    if name == "norm_pixels":
-        eps = target.eps
-        return lambda x: normalize_per_token(x, eps)[0]
-    return lambda x: target.finalize(tokenizer.restore(x))  # VideoMAE: un-normalise, then per-channel statistics
+    p = patch_size(recipe)
+    return {
+        "img_size": (layout.grid[0] * p, layout.grid[1] * p),
+        "patch_size": p,
+        "in_chans": in_chans(recipe),
+        "embed_dim": enc.dim or dim,
+        "depth": enc.depth or depth,
+        "num_heads": enc.heads or heads,
+        "decoder_embed_dim": head.dim,
+        "decoder_depth": head.depth,
+        "decoder_num_heads": head.heads,
+        "mlp_ratio": enc.mlp_ratio,
+        "norm_pix_loss": m.target.name == "norm_pixels",
+        "audio_exp": is_audio(recipe),
+        "mask_ratio": recipe.masker.ratio,
+        "prepare": recipe.tokenizer.prepare,
+    }

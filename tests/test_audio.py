@@ -152,6 +152,20 @@ def test_preprocess_audio_accounts_for_every_file_and_resamples(audio_shards):
     assert peak(stored, 16000) == pytest.approx(peak(src, src_rate), abs=2.0)
 
 
+def test_a_stereo_file_keeps_its_first_channel_as_audiomae_reads_it(tmp_path):
+    """AudioMAE's kaldi.fbank reads channel 0 of the file; ``channels=mean`` down-mixes instead (here the
+    two channels cancel out)."""
+    from omnimask.modalities.audio.ingest import AudioIngestConfig, encode_audio_file
+
+    x = synth("chirp", 0.5, 16000, np.random.default_rng(0)).astype(np.float32) * 0.5
+    write_audio(tmp_path / "stereo.wav", np.stack([x, -x], 1), 16000)
+    first = encode_audio_file(tmp_path / "stereo.wav", AudioIngestConfig())
+    wave, _ = sf.read(io.BytesIO(first.payload), dtype="float32")
+    assert np.abs(wave - x).max() < 1e-4 and first.meta["orig_channels"] == 2
+    mixed = encode_audio_file(tmp_path / "stereo.wav", AudioIngestConfig(channels="mean"))
+    assert not sf.read(io.BytesIO(mixed.payload), dtype="float32")[0].any()
+
+
 def test_inspect_stats_computes_the_filterbank_mean_and_std(audio_shards, tmp_path):
     root, _, m = audio_shards
     out = run_cli(["inspect", str(root / "shards"), "--stats", "--recipe", "audiomae_tiny"], tmp_path).stdout

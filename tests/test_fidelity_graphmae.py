@@ -15,7 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from benchmarks.fidelity import compare
+from benchmarks.fidelity import NO_DROPOUT as NO_DROPOUT_BY_ENCODER, compare
 from benchmarks.reference_graphmae import Graph, ReferenceGraphMAE
 from omnimask.models.base import MaskIndex
 from omnimask.weights.graphmae import LAYOUT
@@ -31,7 +31,7 @@ CASES: dict[str, tuple[str, tuple[str, ...], int]] = {
     "graphmae": ("graphmae", ("model.tokenizer.features=degree",), 2),
     "graphmae_node": ("graphmae_node", ("model.tokenizer.features=degree",), 1),
 }
-NO_DROPOUT = ("model.encoder.in_drop=0", "model.encoder.attn_drop=0", "model.head.in_drop=0", "model.head.attn_drop=0")
+NO_DROPOUT = NO_DROPOUT_BY_ENCODER["gnn"]
 
 BIAS_BEFORE_BATCH_NORM = re.compile(r"(encoder\.gnn|head\.decoder)\.layers\.\d+\.nn\.0\.bias|encoder\.gnn\.layers\.\d+\.nn\.3\.bias")
 """GIN's linear biases that feed a BatchNorm (the MLP's inner one; an encoding layer's ``post`` one after the MLP).
@@ -55,7 +55,7 @@ def built(name: str, overrides: tuple[str, ...] = (), batch_size: int = 2) -> tu
 @pytest.mark.parametrize("case", list(CASES))
 def test_loss_predictions_and_gradients_equal_the_reference(case, train):
     name, overrides, batch_size = CASES[case]
-    r = compare(name, overrides + (NO_DROPOUT if train else ()), batch_size=batch_size, train=train)
+    r = compare(name, overrides, batch_size=batch_size, train=train)
     assert r["grad_missing"] == []
     assert len(r["grad_rel"]) > 0
     assert r["loss_rel"] < TOLERANCE, r["loss"]

@@ -10,14 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks.fidelity import compare
+from benchmarks.fidelity import compare, no_dropout
 from benchmarks.reference_pointmae import PlainPointMAE, furthest_point_sample
 from benchmarks.train_step import build, real_batch
 from omnimask.modalities.pointcloud.tokenizer import PointGroupTokenizer
 from omnimask.weights.pointmae import LAYOUT
 
 TOL = 1e-5
-NO_DROP = ("model.encoder.drop_path=0", "model.head.drop_path=0")
 
 BIASES_BEFORE_BATCHNORM = ("encoder.embed.first.0.bias", "encoder.embed.first.3.bias", "encoder.embed.second.0.bias")
 """Conv biases whose output reaches a BatchNorm through affine maps only (``first.3`` through the max-pool, which
@@ -32,7 +31,7 @@ against their weights' gradients instead."""
 def test_loss_predictions_and_gradients_equal_the_reference(name, train):
     # the base mini-PointNet costs ~2 GFLOP a cloud forward, ~6 with the backward: one cloud keeps the file
     # within a minute
-    r = compare(name, NO_DROP if train else (), batch_size=2 if name.endswith("_tiny") else 1, train=train)
+    r = compare(name, batch_size=2 if name.endswith("_tiny") else 1, train=train)
     assert r["loss_rel"] <= TOL, r["loss"]
     assert r["pred_rel"] <= TOL
     assert r["grad_missing"] == []
@@ -51,7 +50,7 @@ def _both_sides(name: str, overrides: tuple[str, ...], *, train: bool, batch_siz
 
 
 def test_biases_before_batchnorm_get_only_rounding_in_training():
-    recipe, batch, model, reference = _both_sides("pointmae_tiny", NO_DROP, train=True)
+    recipe, batch, model, reference = _both_sides("pointmae_tiny", no_dropout("pointmae_tiny"), train=True)
     model.loss(batch).backward()
     reference(*reference.args(batch, same_mask=True)).backward()
     # both embedded every group, so the BatchNorms' running statistics moved alike

@@ -35,6 +35,9 @@ class AudioIngestConfig:
     """FLAC sample format."""
     max_seconds: Optional[float] = None
     """Quarantine longer files (None: keep everything; the loader crops long clips)."""
+    channels: Literal["first", "mean"] = "first"
+    """What a multi-channel file keeps: its first channel, as AudioMAE's filterbank reads it (kaldi.fbank's
+    channel 0), or the average of its channels (a down-mix)."""
 
     def __post_init__(self) -> None:
         if self.sample_rate < 1000:
@@ -98,7 +101,7 @@ def encode_audio_file(path: Path, opts: AudioIngestConfig) -> EncodedSample:
     duration = samples.shape[0] / rate
     if opts.max_seconds is not None and duration > opts.max_seconds:
         raise QuarantineError(f"too long: {duration:.1f}s exceeds max_seconds={opts.max_seconds}")
-    mono = samples.mean(axis=1)
+    mono = samples[:, 0] if opts.channels == "first" else samples.mean(axis=1)
     if rate != opts.sample_rate:
         mono = AF.resample(torch.from_numpy(np.ascontiguousarray(mono)), rate, opts.sample_rate).numpy()
     mono = np.clip(mono, -1.0, 1.0)
