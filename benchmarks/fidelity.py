@@ -51,6 +51,17 @@ def relative(ours: Any, theirs: Any) -> float:
     return diff / scale if scale > 0 else diff
 
 
+def built(name: str, overrides: Sequence[str] = (), batch_size: int = 2, seed: int = 0) -> tuple[Any, Any, dict[str, Any]]:
+    """``(recipe, model, batch)``: recipe ``name`` with ``overrides``, its model and one batch of its own loader
+    pipeline over generated inputs, after ``torch.manual_seed(seed)``."""
+    from benchmarks.train_step import build, real_batch
+
+    torch.manual_seed(seed)
+    recipe = build(name, list(overrides))
+    batch = real_batch(recipe, batch_size)
+    return recipe, recipe.build_model(), batch
+
+
 def compare(name: str, overrides: Sequence[str] = (), *, batch_size: int = 2, train: bool = False,
             seed: int = 0) -> dict[str, Any]:
     """Loss, predictions of the hidden tokens and every parameter's gradient of ``name`` (with ``overrides``)
@@ -60,16 +71,12 @@ def compare(name: str, overrides: Sequence[str] = (), *, batch_size: int = 2, tr
     Returns ``{"loss": (ours, theirs), "loss_rel", "pred_rel", "grad_rel": {omnimask name: rel},
     "grad_missing": [omnimask parameters the reference gave no gradient for]}``.
     """
-    import torch
 
     from benchmarks.references import reference_for
-    from benchmarks.train_step import build, real_batch
     from omnimask.models.base import MaskIndex
 
-    torch.manual_seed(seed)
-    recipe = build(name, list(no_dropout(name, overrides) if train else overrides))
-    batch = real_batch(recipe, batch_size)
-    model = recipe.build_model().train(train)
+    recipe, model, batch = built(name, no_dropout(name, overrides) if train else overrides, batch_size, seed)
+    model.train(train)
     reference = reference_for(recipe, model).train(train)
     layout = reference.layout
 

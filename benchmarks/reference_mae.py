@@ -4,7 +4,7 @@ recipes (fidelity tests and the training-step benchmark).
 Written from the reference repositories' code, with their parameter names, shapes and order of operations
 (not copied); each piece follows:
 
-- :class:`Mlp`, :class:`Attention`, :class:`Block`: timm 0.3.2 ``timm/models/vision_transformer.py`` (``Mlp``,
+- ``Mlp``, ``Attention`` (:mod:`benchmarks.reference_timm`), :class:`Block`: timm 0.3.2 ``timm/models/vision_transformer.py`` (``Mlp``,
   ``Attention``, ``Block``), the version both repositories pin (``assert timm.__version__ == "0.3.2"``) and
   build with ``qkv_bias=True, qk_scale=None`` and ``norm_layer=partial(nn.LayerNorm, eps=1e-6)``
   (``mae_vit_*_dec512d8b``): q, k, v from one Linear laid out ``[3, heads, head_dim]``, the attention matrix
@@ -46,6 +46,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from benchmarks.reference_timm import Attention, Mlp
 from benchmarks.references import Reference
 from omnimask.weights.mae import LAYOUT, in_chans, is_audio, patch_size
 
@@ -56,42 +57,6 @@ NORM_PIX_EPS = 1e-6
 
 
 # ---------------------------------------------------------------- timm 0.3.2 (vision_transformer.py)
-
-
-class Mlp(nn.Module):
-    """``fc1 -> GELU -> drop -> fc2 -> drop``. ``[B, N, D] -> [B, N, D]``."""
-
-    def __init__(self, in_features: int, hidden_features: int, *, drop: float = 0.0):
-        super().__init__()
-        self.fc1 = nn.Linear(in_features, hidden_features)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden_features, in_features)
-        self.drop = nn.Dropout(drop)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
-
-
-class Attention(nn.Module):
-    """Multi-head self-attention with the attention matrix materialised. ``[B, N, D] -> [B, N, D]``."""
-
-    def __init__(self, dim: int, num_heads: int, *, qkv_bias: bool = True, attn_drop: float = 0.0,
-                 proj_drop: float = 0.0):
-        super().__init__()
-        self.num_heads = num_heads
-        self.scale = (dim // num_heads) ** -0.5
-        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
-        self.attn_drop = nn.Dropout(attn_drop)
-        self.proj = nn.Linear(dim, dim)
-        self.proj_drop = nn.Dropout(proj_drop)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, n, c = x.shape
-        # [3, B, heads, N, head_dim]: the output of qkv is laid out (q|k|v, head, channel)
-        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv[0], qkv[1], qkv[2]
-        attn = self.attn_drop(((q @ k.transpose(-2, -1)) * self.scale).softmax(dim=-1))
-        return self.proj_drop(self.proj((attn @ v).transpose(1, 2).reshape(b, n, c)))
 
 
 class Block(nn.Module):

@@ -53,6 +53,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from benchmarks.reference_timm import Attention, DropPath, Mlp
 from benchmarks.references import Reference
 from omnimask.weights.pointmae import LAYOUT
 
@@ -77,58 +78,6 @@ class Encoder(nn.Module):
         return torch.max(feature, dim=2, keepdim=False)[0].reshape(bs, g, self.encoder_channel)
 
 
-class Mlp(nn.Module):
-    """``fc1``, GELU, dropout, ``fc2``, dropout: ``[..., D] -> [..., D]``."""
-
-    def __init__(self, *, in_features: int, hidden_features: int, drop: float = 0.0):
-        super().__init__()
-        self.fc1 = nn.Linear(in_features, hidden_features)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden_features, in_features)
-        self.drop = nn.Dropout(drop)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
-
-
-class Attention(nn.Module):
-    """Multi-head self-attention computed explicitly: ``[B, N, C] -> [B, N, C]``; q, k, v laid out as
-    ``[3, heads, head_dim]`` along ``qkv``'s output."""
-
-    def __init__(self, dim: int, *, num_heads: int, qkv_bias: bool = False, attn_drop: float = 0.0,
-                 proj_drop: float = 0.0):
-        super().__init__()
-        self.num_heads = num_heads
-        self.scale = (dim // num_heads) ** -0.5
-        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
-        self.attn_drop = nn.Dropout(attn_drop)
-        self.proj = nn.Linear(dim, dim)
-        self.proj_drop = nn.Dropout(proj_drop)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, n, c = x.shape
-        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv[0], qkv[1], qkv[2]  # [B, H, N, d]
-        attn = self.attn_drop(((q @ k.transpose(-2, -1)) * self.scale).softmax(dim=-1))
-        return self.proj_drop(self.proj((attn @ v).transpose(1, 2).reshape(b, n, c)))
-
-
-class DropPath(nn.Module):
-    """Stochastic depth (timm): in training, each sample's branch ``[B, ...]`` is zeroed with probability
-    ``drop_prob`` and the others scaled by ``1 / (1 - drop_prob)``."""
-
-    def __init__(self, drop_prob: float):
-        super().__init__()
-        self.drop_prob = drop_prob
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.drop_prob == 0.0 or not self.training:
-            return x
-        keep_prob = 1 - self.drop_prob
-        random_tensor = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep_prob)
-        return x * random_tensor.div_(keep_prob)
-
-
 class Block(nn.Module):
     """Pre-norm transformer block: ``x + drop_path(attn(norm1(x)))``, then the same with the MLP."""
 
@@ -138,8 +87,8 @@ class Block(nn.Module):
         self.norm1 = nn.LayerNorm(dim)
         self.drop_path = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
         self.norm2 = nn.LayerNorm(dim)
-        self.mlp = Mlp(in_features=dim, hidden_features=int(dim * mlp_ratio), drop=drop)
-        self.attn = Attention(dim, num_heads=num_heads, qkv_bias=qkv_bias, attn_drop=attn_drop, proj_drop=drop)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=drop)
+        self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias, attn_drop=attn_drop, proj_drop=drop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.drop_path(self.attn(self.norm1(x)))

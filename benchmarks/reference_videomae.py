@@ -65,6 +65,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from benchmarks import reference_timm
+from benchmarks.reference_timm import DropPath
 from benchmarks.references import Reference
 from omnimask.models.recipe import MaskedModel, Recipe
 
@@ -84,37 +86,8 @@ def get_sinusoid_encoding_table(n_position: int, d_hid: int) -> torch.Tensor:
     return torch.tensor(table, dtype=torch.float).unsqueeze(0)
 
 
-def drop_path(x: torch.Tensor, drop_prob: float = 0.0, training: bool = False) -> torch.Tensor:
-    """Stochastic depth per sample (timm): ``x [B, ...]`` zeroed for a random ``drop_prob`` share of the samples,
-    the others scaled by ``1 / (1 - drop_prob)``."""
-    if drop_prob == 0.0 or not training:
-        return x
-    keep_prob = 1 - drop_prob
-    shape = (x.shape[0],) + (1,) * (x.ndim - 1)
-    random_tensor = (keep_prob + torch.rand(shape, dtype=x.dtype, device=x.device)).floor_()
-    return x.div(keep_prob) * random_tensor
-
-
-class DropPath(nn.Module):
-    """:func:`drop_path` in training mode. ``[B, ...] -> [B, ...]``."""
-
-    def __init__(self, drop_prob: float):
-        super().__init__()
-        self.drop_prob = drop_prob
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return drop_path(x, self.drop_prob, self.training)
-
-
-class Mlp(nn.Module):
-    """``fc1``, activation, ``fc2``, dropout (none between the two Linears). ``[B, N, D] -> [B, N, D]``."""
-
-    def __init__(self, in_features: int, hidden_features: int, *, drop: float = 0.0):
-        super().__init__()
-        self.fc1 = nn.Linear(in_features, hidden_features)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden_features, in_features)
-        self.drop = nn.Dropout(drop)
+class Mlp(reference_timm.Mlp):
+    """VideoMAE's ``Mlp``: timm's, without the dropout between the two Linears. ``[B, N, D] -> [B, N, D]``."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.drop(self.fc2(self.act(self.fc1(x))))

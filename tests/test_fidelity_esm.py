@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import torch
 
-from benchmarks.fidelity import compare
+from benchmarks.fidelity import built, compare
 from omnimask.weights.esm import LAYOUT, inv_freq
 
 TOLERANCE = 1e-5  # relative, float32 on both sides
@@ -27,16 +27,6 @@ CASES = {
     "esm_mlm_tiny": {"overrides": (), "batch_size": 2},
     "esm_mlm": {"overrides": ("data.augment.max_residues=62",), "batch_size": 1},
 }
-
-
-def built(name: str, overrides: tuple[str, ...] = (), batch_size: int = 2) -> tuple[Any, Any, dict[str, Any]]:
-    """``(recipe, model, batch)`` as :func:`benchmarks.fidelity.compare` makes them (seed 0)."""
-    from benchmarks.train_step import build, real_batch
-
-    torch.manual_seed(0)
-    recipe = build(name, list(overrides))
-    batch = real_batch(recipe, batch_size)
-    return recipe, recipe.build_model(), batch
 
 
 @pytest.mark.parametrize("train", [False, True], ids=["eval", "train"])

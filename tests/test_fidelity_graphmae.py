@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import io
 import re
-from typing import Any
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from benchmarks.fidelity import NO_DROPOUT as NO_DROPOUT_BY_ENCODER, compare
+from benchmarks.fidelity import NO_DROPOUT as NO_DROPOUT_BY_ENCODER, built, compare
 from benchmarks.reference_graphmae import Graph, ReferenceGraphMAE
 from omnimask.models.base import MaskIndex
 from omnimask.weights.graphmae import LAYOUT
@@ -39,16 +38,6 @@ In train mode the batch mean takes them out again: their exact gradient is zero,
 rounding of it (1e-17 of the largest gradient in float64, up to 1e-8 in float32), which a relative figure
 compares only while both sides round alike: :func:`test_train_mode_gradients_equal_in_float64` bounds them
 against the model's largest gradient instead."""
-
-
-def built(name: str, overrides: tuple[str, ...] = (), batch_size: int = 2) -> tuple[Any, Any, dict[str, Any]]:
-    """``(recipe, model, batch)`` as :func:`benchmarks.fidelity.compare` makes them (seed 0)."""
-    from benchmarks.train_step import build, real_batch
-
-    torch.manual_seed(0)
-    recipe = build(name, list(overrides))
-    batch = real_batch(recipe, batch_size)
-    return recipe, recipe.build_model(), batch
 
 
 @pytest.mark.parametrize("train", [False, True], ids=["eval", "train"])

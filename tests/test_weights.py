@@ -90,3 +90,11 @@ def test_init_reports_what_the_file_lacks_and_what_it_has_extra(tmp_path):
 def test_init_is_checked_when_the_recipe_loads(tmp_path):
     with pytest.raises(ConfigError, match="model.init.*no such file"):
         Recipe.check(load_recipe("mae_image_tiny", [f"model.init={tmp_path / 'missing.pth'}"]))
+
+
+def test_export_refuses_a_model_the_reference_code_would_compute_differently(tmp_path, capsys):
+    """AudioMAE adds its own (swapped) position table: weights trained with the geometric one would give other
+    outputs in its code, so the export says so instead of writing a file that loads but computes wrongly."""
+    fake_run(tmp_path, "audiomae_tiny", ["model.encoder.positions=grid", "model.head.positions=grid"])
+    assert main(["export", str(tmp_path / "run"), "--output", str(tmp_path / "out")]) == 2
+    assert "positions is 'grid'" in capsys.readouterr().err and not (tmp_path / "out").exists()

@@ -87,7 +87,7 @@ def export_reference(source: str | Path, output: str | Path) -> Path:
     layout = layout_for(recipe)
     try:
         reference = layout.to_reference(state, recipe)
-    except KeyError as e:  # a setting the reference's model does not have (a cls token in VideoMAE)
+    except (KeyError, ValueError) as e:  # a setting the reference's model does not have (a cls token in VideoMAE)
         raise ValueError(f"this run's model has no equivalent in {layout.repo}'s layout: {e}") from None
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)

@@ -127,9 +127,21 @@ def _rename_inner(rest: str, table: dict[str, str]) -> str:
     return rest
 
 
+def check_positions(recipe: Any) -> None:
+    """The reference's model adds its own fixed tables (MAE: ``grid``; AudioMAE: ``grid_swapped``): weights
+    trained with other positions would compute something else there."""
+    expected = "grid_swapped" if is_audio(recipe) else "grid"
+    for part in ("encoder", "head"):
+        got = getattr(recipe.config.model, part).params.get("positions", "grid")
+        if got != expected:
+            raise ValueError(f"model.{part}.positions is {got!r}; {'AudioMAE' if is_audio(recipe) else 'MAE'} adds "
+                             f"the {expected!r} table, so these weights would compute something else there")
+
+
 def to_reference(state: State, recipe: Any) -> State:
     """omnimask's ``MaskedModel.state_dict()`` -> ``MaskedAutoencoderViT.state_dict()`` (module docstring),
     the two position tables computed as the reference's ``initialize_weights`` does."""
+    check_positions(recipe)
     out: State = {}
     unplaced = []
     for key, value in state.items():
