@@ -110,7 +110,7 @@ def collate(samples: list[dict[str, Any]], pad_value: Optional[float] = None,
                 hidden = batch["edge_hidden"] = torch.cat([s["edge_hidden"] for s in samples])
                 batch["encoder_edges"] = edges[:, ~hidden]
         if batch_masking is not None:
-            batch_masking(batch, [s["mask_seed"] for s in samples])
+            batch_masking(batch, [int(s["mask_seed"]) for s in samples])  # a 0-d tensor after Ray Data
     add_mask_counts(batch)
     return batch
 
