@@ -143,14 +143,15 @@ class Attention(nn.Module):
             raise ValueError(f"qkv_bias must be 'qkv', 'qv' or 'none', got {qkv_bias!r}")
         self.heads = heads
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias == "qkv")
-        if qkv_bias == "qv":
+        self.qv_bias = qkv_bias == "qv"
+        if self.qv_bias:
             self.q_bias = nn.Parameter(torch.zeros(dim))
             self.v_bias = nn.Parameter(torch.zeros(dim))
         self.proj = nn.Linear(dim, dim)
 
     def project(self, x: torch.Tensor) -> torch.Tensor:
         """The query, key and value projections ``[..., D] -> [..., 3D]``."""
-        if not hasattr(self, "q_bias"):
+        if not self.qv_bias:  # a plain flag: hasattr on a Module raises and catches an AttributeError every call
             return self.qkv(x)
         bias = torch.cat([self.q_bias, torch.zeros_like(self.q_bias), self.v_bias])
         return F.linear(x, self.qkv.weight, bias)
