@@ -9,7 +9,7 @@ reference wraps that state dict in its checkpoint file (MAE: ``{"model": state_d
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
@@ -38,5 +38,13 @@ class ReferenceLayout:
     repo: str
     to_reference: Callable[[State, Any], State]
     from_reference: Callable[[State, Any], State]
-    wrap: Callable[[State, Any], Any] = field(default=lambda state, recipe: {"model": state})
-    unwrap: Callable[[Any], State] = field(default=lambda obj: obj["model"] if "model" in obj else obj)
+    wrap: Callable[[State, Any], Any]
+    unwrap: Callable[[Any], State]
+
+
+def without_ddp_prefix(state: dict[str, Any]) -> State:
+    """``state`` with the ``module.`` prefix removed where every key has it (a model saved through
+    (Distributed)DataParallel, as the references' scripts sometimes do)."""
+    if state and all(k.startswith("module.") for k in state):
+        return {k[len("module."):]: v for k, v in state.items()}
+    return dict(state)

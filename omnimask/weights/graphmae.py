@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from omnimask.weights.base import ReferenceLayout, State
+from omnimask.weights.base import ReferenceLayout, State, without_ddp_prefix
 
 Pairs = list[tuple[str, str]]
 """``(omnimask name, GraphMAE name)``: a whole key, or a module prefix of keys (``name.`` + the rest)."""
@@ -120,9 +120,7 @@ def unwrap(obj: Any) -> State:
         if key in obj and isinstance(obj[key], dict):
             obj = obj[key]
             break
-    if obj and all(k.startswith("module.") for k in obj):
-        obj = {k[len("module."):]: v for k, v in obj.items()}
-    return dict(obj)
+    return without_ddp_prefix(obj)
 
 
 LAYOUT = ReferenceLayout(name="graphmae", repo="THUDM/GraphMAE", to_reference=to_reference,

@@ -48,7 +48,7 @@ from typing import Any
 
 import torch
 
-from omnimask.weights.base import ReferenceLayout, State
+from omnimask.weights.base import ReferenceLayout, State, without_ddp_prefix
 
 # omnimask's block key suffix -> the reference's (timm 0.3.2's Mlp names its Linears)
 _BLOCK_INNER = {"mlp.0.": "mlp.fc1.", "mlp.2.": "mlp.fc2."}
@@ -217,9 +217,7 @@ def unwrap(obj: Any) -> State:
     state = obj["model"] if isinstance(obj, dict) and "model" in obj else obj
     if not isinstance(state, dict):
         raise TypeError(f"expected a state dict or {{'model': state_dict}}, got {type(state).__name__}")
-    if state and all(k.startswith("module.") for k in state):
-        state = {k[len("module."):]: v for k, v in state.items()}
-    return dict(state)
+    return without_ddp_prefix(state)
 
 
 LAYOUT = ReferenceLayout(

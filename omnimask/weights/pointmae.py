@@ -34,7 +34,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from omnimask.weights.base import ReferenceLayout, State
+from omnimask.weights.base import ReferenceLayout, State, without_ddp_prefix
 
 _BLOCK = {"norm1": "norm1", "attn.qkv": "attn.qkv", "attn.proj": "attn.proj", "norm2": "norm2",
           "mlp.0": "mlp.fc1", "mlp.2": "mlp.fc2"}
@@ -113,7 +113,7 @@ def unwrap(obj: Any) -> State:
         obj = obj["model"]
     elif isinstance(obj, dict) and obj.get("base_model") is not None:
         obj = obj["base_model"]
-    return {k.removeprefix("module."): v for k, v in obj.items()}
+    return without_ddp_prefix(obj)
 
 
 LAYOUT = ReferenceLayout(
