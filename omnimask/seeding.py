@@ -15,7 +15,8 @@ import numpy as np
 
 
 def _text(parts: tuple[object, ...]) -> bytes:
-    return "\x1f".join(str(p) for p in parts).encode()
+    # surrogateescape: a file name that is not UTF-8 (Python's str of it holds surrogates) seeds by its bytes
+    return "\x1f".join(str(p) for p in parts).encode("utf-8", "surrogateescape")
 
 
 def derive_seed(*parts: object) -> int:

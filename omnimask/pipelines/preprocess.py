@@ -207,9 +207,9 @@ def _plan_digest(modality: str, fmt: str, samples_per_shard: int, options: dict[
         for path in paths:
             try:
                 st = os.stat(path)
-                h.update(f"{f.source}/{path.name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+                h.update(os.fsencode(f"{f.source}/{path.name}\0{st.st_size}\0{st.st_mtime_ns}\n"))
             except OSError:  # a broken link: quarantined later, still part of the job
-                h.update(f"{f.source}/{path.name}\0missing\n".encode())
+                h.update(os.fsencode(f"{f.source}/{path.name}\0missing\n"))
     return h.hexdigest()
 
 
