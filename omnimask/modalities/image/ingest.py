@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from omnimask.modalities.base import EncodedSample, QuarantineError
@@ -35,6 +36,23 @@ class ImageIngestConfig:
             raise ValueError(f"jpeg_quality must be in [1, 100], got {self.jpeg_quality}")
 
 
+def check_jpeg(data: bytes) -> None:
+    """Decode a JPEG with libjpeg-turbo through torchvision, as the loader does, which refuses the damage
+    Pillow decodes past with a warning (entropy data cut short, bytes before a marker): an image the
+    loader could not read is quarantined here, not kept."""
+    from torchvision.io import decode_jpeg
+
+    try:
+        decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8))
+    except RuntimeError as e:
+        raise QuarantineError(f"corrupt JPEG data: {str(e).rsplit(', ', 1)[-1]}") from None
+
+
+def passes_through(img: Image.Image, opts: ImageIngestConfig) -> bool:
+    """Whether ``img`` (opened, not decoded) is stored as it is: upright, RGB or grey, not to be resized."""
+    return img.getexif().get(0x0112, 1) == 1 and img.mode in ("RGB", "L") and (opts.resize is None or min(img.size) <= opts.resize)
+
+
 def encode_image_file(path: Path, opts: ImageIngestConfig) -> EncodedSample:
     """Validate ``path`` by decoding it fully; pass the original bytes through when
     nothing needs changing, else re-encode (JPEG for photos, PNG for PNG sources)."""
@@ -53,7 +71,10 @@ def encode_image_file(path: Path, opts: ImageIngestConfig) -> EncodedSample:
                 raise QuarantineError(f"image too large: {width}x{height} exceeds max_pixels={opts.max_pixels}")
             if min(width, height) < opts.min_side:
                 raise QuarantineError(f"image too small: {width}x{height} (min_side={opts.min_side})")
-            img.load()
+            if fmt in ("JPEG", "MPO"):
+                check_jpeg(data)
+            if not (fmt == "JPEG" and passes_through(img, opts)):  # checked by check_jpeg: no second decode
+                img.load()
     except QuarantineError:
         raise
     except UnidentifiedImageError:
