@@ -105,14 +105,14 @@ def scaling_section(quick: bool) -> list[dict[str, Any]]:
     from benchmarks import preprocess, train_scaling
 
     rows = [{"kind": "preprocess", **r} for r in preprocess.scaling([1, 2], 60 if quick else 2400)]
-    rows += [{"kind": "train", **r} for r in train_scaling.run("mae_image_tiny", 4 if quick else 40)]
+    rows += [{"kind": "train", **r} for r in train_scaling.run("mae_image_tiny", 4 if quick else 40, inputs=96 if quick else None)]
     return rows
 
 
 def micro_section(quick: bool) -> list[dict[str, Any]]:
     from benchmarks import micro
 
-    return micro.run(repeat=3 if quick else 20)
+    return micro.run(repeat=1 if quick else 20)
 
 
 RUNNERS: dict[str, Callable[[bool], list[dict[str, Any]]]] = {

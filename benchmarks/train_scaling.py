@@ -22,7 +22,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
-def run(recipe: str = "mae_image_tiny", steps: int = 40, workers: tuple[int, ...] = (1, 2)) -> list[dict[str, Any]]:
+def run(recipe: str = "mae_image_tiny", steps: int = 40, workers: tuple[int, ...] = (1, 2), inputs: int | None = None) -> list[dict[str, Any]]:
+    """Steps a second with each number of Ray Train ``workers``, on the recipe's demo inputs (``inputs`` of them;
+    default: the demo's count)."""
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     from omnimask.config import load_recipe
     from omnimask.orchestration.demo import DEMOS
@@ -35,7 +37,7 @@ def run(recipe: str = "mae_image_tiny", steps: int = 40, workers: tuple[int, ...
         cfg0 = load_recipe(recipe)
         demo = DEMOS[cfg0.modality]
         raw, shards = Path(tmp) / "raw", Path(tmp) / "shards"
-        demo.build(raw, demo.count)
+        demo.build(raw, inputs or demo.count)
         with ray_session():
             preprocess(cfg0.modality, raw, shards, samples_per_shard=demo.samples_per_shard)
             for n in workers:
