@@ -31,7 +31,7 @@ def test_plugins_lists_the_example_package_with_its_origin_and_parameters(tmp_pa
     # a modality's preprocess options and augmentation keys, each with its default and help
     assert "-o resize: Optional[int] = None  -- Downscale so that the short side" in out
     assert "data.augment.scale: tuple[float, float] = (0.2, 1.0)  -- Crop area" in out
-    assert "-o max_nodes: Optional[int] = None" in out and "data.augment.max_residues: int = 1022" in out
+    assert "-o max_nodes: int | None = 5000000" in out and "data.augment.max_residues: int = 1022" in out
 
 
 def test_options_lists_every_recipe_key_with_its_help(tmp_path):

@@ -11,6 +11,10 @@ no object arrays); a member is never inflated past its declared size. Anything e
 (another writer's header spelling, zip64, bytes around the archive, truncated or
 corrupt data) goes to ``np.load(..., allow_pickle=False)``, which reads it or raises
 its own error: the result and the errors are NumPy's.
+
+:func:`read_npy_header` and :func:`read_npz_directory` read what a payload declares (shapes,
+dtypes, a zip directory's uncompressed sizes) without reading or inflating its data: what an
+ingest checks against its memory limits before it loads an untrusted file.
 """
 
 from __future__ import annotations
@@ -19,10 +23,14 @@ import io
 import math
 import re
 import struct
+import tokenize
+import zipfile
 import zlib
-from typing import Optional
+from dataclasses import dataclass
+from typing import BinaryIO, Optional
 
 import numpy as np
+import numpy.lib.format as npformat
 
 _MAGIC = b"\x93NUMPY"
 _DIM = r"(?:0|[1-9][0-9]*)"
@@ -138,3 +146,66 @@ def _parse_npz(view: memoryview) -> Optional[dict[str, np.ndarray]]:
             return None
         arrays[key] = array
     return arrays if pos == end else None
+
+
+@dataclass(frozen=True)
+class NpyHeader:
+    """What an ``.npy`` header declares: the array's ``shape`` and ``dtype``, and ``offset``, the bytes
+    from the magic to the data (so the data take ``offset + nbytes`` bytes of a well-formed payload)."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    offset: int
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the declared data (a Python int: a lying header's product does not overflow)."""
+        return math.prod(self.shape) * self.dtype.itemsize
+
+
+@dataclass(frozen=True)
+class NpzMember:
+    """One member of an ``.npz`` as the archive declares it: ``name`` (as ``np.load`` names it),
+    ``size`` (its uncompressed bytes, from the zip directory) and ``header`` (None where the member is not
+    an ``.npy``: ``np.load`` then gives its bytes)."""
+
+    name: str
+    size: int
+    header: NpyHeader | None
+
+
+def read_npy_header(stream: BinaryIO) -> NpyHeader | None:
+    """The header of the ``.npy`` that starts at ``stream``'s position, or None where no ``.npy`` magic is
+    there. Reads the header only (at most ~10 kB, NumPy's limit), parsed by NumPy's own reader; raises
+    ValueError on a header ``np.load`` refuses or one declaring a negative dimension (which ``np.load``
+    refuses only when it allocates). A 3.0 header (UTF-8 field names) is read as 2.0's latin-1: its shape and
+    itemsize are the same."""
+    start = stream.tell()
+    magic = stream.read(len(_MAGIC) + 2)
+    if len(magic) < len(_MAGIC) + 2 or magic[: len(_MAGIC)] != _MAGIC:
+        return None
+    if (magic[-2], magic[-1]) not in ((1, 0), (2, 0), (3, 0)):
+        raise ValueError(f"unsupported .npy format version {magic[-2]}.{magic[-1]}")
+    reader = npformat.read_array_header_1_0 if magic[-2] == 1 else npformat.read_array_header_2_0
+    try:
+        shape, _, dtype = reader(stream, max_header_size=_MAX_HEADER)
+    except tokenize.TokenError as e:  # NumPy tokenizes a header to read old spellings: a broken one raises this
+        raise ValueError(f"unparsable .npy header: {e}") from None
+    if any(d < 0 for d in shape):
+        raise ValueError(f".npy header declares a negative dimension: shape {shape}")
+    return NpyHeader(tuple(shape), dtype, stream.tell() - start)
+
+
+def read_npz_directory(data: bytes) -> list[NpzMember]:
+    """The members of an ``.npz`` payload as its zip directory and their ``.npy`` headers declare them,
+    inflating no more than each member's header (a few hundred bytes; zipfile inflates a few kB at a time):
+    what an ingest checks before it lets ``load_npz`` inflate anything. Raises zipfile's and NumPy's errors
+    on what ``np.load`` would refuse (not a zip, encrypted members, a local name that differs, a bad header)."""
+    members = []
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        for info in archive.infolist():
+            with archive.open(info) as member:
+                header = read_npy_header(member)
+            name = info.filename.removesuffix(".npy")  # as np.load names it
+            members.append(NpzMember(name, info.file_size, header))
+    return members
