@@ -87,3 +87,21 @@ def test_node_link_json_without_one_edge_list_is_quarantined(tmp_path, data, rea
     (tmp_path / "g.json").write_text(json.dumps(data))
     with pytest.raises(QuarantineError, match=reason):
         read_networkx_file(tmp_path / "g.json", "json")
+
+
+@pytest.mark.parametrize("edit, reason", [
+    (lambda d: (d / "DS_A.txt").write_text("1, 2\n2, 9\n"), "DS_A.txt names node 9, outside the 3 nodes"),
+    (lambda d: (d / "DS_A.txt").write_text("1, 2\n2\n"), "unparsable DS_A.txt"),
+    (lambda d: (d / "DS_A.txt").write_text("1, 2, 3\n"), "must hold two node ids a line"),
+    (lambda d: (d / "DS_graph_indicator.txt").write_text("2\n1\n1\n"), "not sorted by graph id"),
+    (lambda d: (d / "DS_graph_indicator.txt").write_bytes(b"\xff\n1\n1\n"), "unparsable DS_graph_indicator.txt"),
+])
+def test_a_broken_tu_folder_is_quarantined_with_what_is_wrong(tmp_path, edit, reason):
+    """What the fuzzer's mutants of a TU folder turned up as bare numpy errors (an IndexError, a UnicodeDecodeError)."""
+    d = tmp_path / "DS"
+    d.mkdir()
+    (d / "DS_A.txt").write_text("1, 2\n2, 3\n")
+    (d / "DS_graph_indicator.txt").write_text("1\n1\n1\n")
+    edit(d)
+    with pytest.raises(QuarantineError, match=reason):
+        list(read_tu_folder(d))

@@ -248,6 +248,8 @@ def read_pyav(file: BinaryIO, opts: AudioIngestConfig) -> Decoded:
         if not container.streams.audio:
             raise NotDecodable("no audio stream")
         stream = container.streams.audio[0]
+        if stream.codec_context is None:
+            raise NotDecodable("the audio stream's codec has no decoder")
         rate = checked_rate(stream.codec_context.sample_rate or stream.rate)
         budget = DecodeBudget(opts, rate, max(1, stream.codec_context.channels))
         declared = declared_frames(container, stream, rate)

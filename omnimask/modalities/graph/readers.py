@@ -147,15 +147,27 @@ def read_tu_folder(path: Path) -> Iterator[tuple[str, Graph]]:
         f = path / f"{prefix}_{suffix}.txt"
         if not f.exists():
             return None
-        return np.loadtxt(f, delimiter=",", dtype=dtype, ndmin=2 if suffix in ("A", "node_attributes", "edge_attributes") else 1)
+        try:
+            return np.loadtxt(f, delimiter=",", dtype=dtype, ndmin=2 if suffix in ("A", "node_attributes", "edge_attributes") else 1)
+        except (ValueError, UnicodeDecodeError) as e:  # numpy's reason names the row and column
+            raise QuarantineError(f"unparsable {f.name}: {e}") from None
 
     edges = table("A", np.int64)
     edges -= 1  # 1-based node ids over the whole dataset (in place: the edge list is the folder's largest array)
     indicator = table("graph_indicator", np.int64)
     graph_labels, node_labels = table("graph_labels", np.int64), table("node_labels", np.int64)
     node_attr, edge_attr = table("node_attributes", np.float32), table("edge_attributes", np.float32)
+    if indicator is None or indicator.size == 0:
+        raise QuarantineError(f"{prefix}_graph_indicator.txt lists no nodes")
+    if edges.size == 0:
+        edges = edges.reshape(0, 2)
+    if edges.shape[1] != 2:
+        raise QuarantineError(f"{prefix}_A.txt must hold two node ids a line, it has {edges.shape[1]}")
+    if edges.size and (edges.min() < 0 or edges.max() >= indicator.size):
+        raise QuarantineError(f"{prefix}_A.txt names node {int(edges.min() if edges.min() < 0 else edges.max()) + 1}, "
+                              f"outside the {indicator.size} nodes (1-based) of {prefix}_graph_indicator.txt")
     if (np.diff(indicator) < 0).any():
-        raise ValueError(f"{prefix}_graph_indicator.txt is not sorted by graph id")
+        raise QuarantineError(f"{prefix}_graph_indicator.txt is not sorted by graph id")
     num_graphs = int(indicator.max())
     starts = np.searchsorted(indicator, np.arange(1, num_graphs + 2))
     # edges grouped by the graph of their source node, in file order within a graph: one sort, not a scan of
