@@ -16,6 +16,8 @@ from omnimask.modalities.protein.decode import ProteinAugmentConfig, ProteinDeco
 from omnimask.pipelines.formats import iter_shard
 from omnimask.pipelines.manifest import read_quarantine
 from omnimask.pipelines.preprocess import preprocess
+from omnimask.pipelines.units import MAX_BAD_RECORDS, write_unit
+from peak_rss import peak_rss_growth
 
 
 def samples(out: Path, manifest) -> dict[str, tuple[dict, dict]]:
@@ -125,3 +127,24 @@ def test_graph_files_and_a_tu_folder(ray_local, tmp_path):
     one = GraphDecoder()(got["tu/MINI#3"][1], 0)
     assert one.num_nodes == 1 and one.edge_index.shape == (2, 0) and one.y.tolist() == [1] and one.x.tolist() == [[1.0]]
     assert got["tu/MINI#1"][0]["label"] == "tu" and got["tu/MINI#1"][0]["y"] == [0]
+
+
+def test_a_file_of_millions_of_bad_records_is_cut_off_after_max_bad_records(tmp_path):
+    """3.9 KB of gzip holding 2M empty FASTA records: a reason for each would take ~0.8 GB in the task (and as
+    much again in the driver). After MAX_BAD_RECORDS the rest of the file is one quarantine entry."""
+    bomb = tmp_path / "many.fa.gz"
+    with gzip.open(bomb, "wb", compresslevel=9) as f:
+        for _ in range(20):
+            f.write(b">\n" * 100_000)
+        f.write(b">good\nMKV\n")
+    assert bomb.stat().st_size < 10_000
+    unit = {"index": 0, "first": 0, "inputs": [{"path": str(bomb), "source": "many.fa.gz", "label": None}]}
+    report = write_unit(unit, "protein", "webdataset", {}, tmp_path, [], 256)
+    assert report["num_inputs"] == MAX_BAD_RECORDS + 1 == len(report["quarantine"]) and not report["shards"]
+    last = report["quarantine"][-1]
+    assert last["source"] == f"many.fa.gz (after {MAX_BAD_RECORDS} records)" and "the rest of the file" in last["reason"]
+    (tmp_path / "again").mkdir()
+    growth = peak_rss_growth(setup="from pathlib import Path\nfrom omnimask.pipelines.units import write_unit", body=f"""
+        write_unit({unit!r}, "protein", "webdataset", {{}}, Path({str(tmp_path / "again")!r}), [], 256)
+    """)
+    assert growth < 64e6, growth / 1e6

@@ -24,6 +24,10 @@ from omnimask.pipelines.manifest import file_sha256, write_atomic
 from omnimask.pipelines.sources import InputFile
 
 UNIT_PREFIX = ".unit-"
+MAX_BAD_RECORDS = 10_000
+"""Quarantined records of one input after which the rest of it is quarantined unread, as one entry: a file of
+millions of bad records (3.9 KB of gzip holds 2M empty FASTA records) would otherwise hold a reason for each in
+the task's memory (~400 bytes each) and in the quarantine list. A file that bad is not data of its modality."""
 
 
 class UnitTask:
@@ -94,7 +98,7 @@ def write_unit(
     for offset, item in enumerate(unit["inputs"]):
         f = InputFile(**item)
         position = unit["first"] + offset
-        done = 0
+        done = bad = 0
         try:
             many = mod.holds_many(Path(f.path))
             if not (os.path.isfile(f.path) or mod.is_dataset_folder(Path(f.path))):
@@ -104,6 +108,10 @@ def write_unit(
                 done += 1
                 if isinstance(result, QuarantineError):
                     quarantine.append({"source": source, "reason": str(result)})
+                    bad += 1
+                    if bad == MAX_BAD_RECORDS:
+                        raise QuarantineError(f"{bad:,} of its records were quarantined (MAX_BAD_RECORDS): the rest of the "
+                                              "file is quarantined unread")
                     continue
                 key = f"{position:09d}-{done - 1:08d}" if many else f"{position:09d}"
                 roller.add(key, _members(result, key, source, f.label, label_index), result.size)
