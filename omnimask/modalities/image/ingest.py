@@ -37,9 +37,10 @@ class ImageIngestConfig:
 
 
 def check_jpeg(data: bytes) -> None:
-    """Decode a JPEG with libjpeg-turbo through torchvision, as the loader does, which refuses the damage
-    Pillow decodes past with a warning (entropy data cut short, bytes before a marker): an image the
-    loader could not read is quarantined here, not kept."""
+    """Decode a JPEG stored as it is with libjpeg-turbo through torchvision, as the loader does, which refuses
+    the damage Pillow decodes past with a warning (entropy data cut short, bytes before a marker): an image the
+    loader could not read is quarantined here, not kept. (A JPEG that is re-encoded, resized or turned upright,
+    is stored as Pillow decodes it.)"""
     from torchvision.io import decode_jpeg
 
     try:
@@ -71,10 +72,10 @@ def encode_image_file(path: Path, opts: ImageIngestConfig) -> EncodedSample:
                 raise QuarantineError(f"image too large: {width}x{height} exceeds max_pixels={opts.max_pixels}")
             if min(width, height) < opts.min_side:
                 raise QuarantineError(f"image too small: {width}x{height} (min_side={opts.min_side})")
-            if fmt in ("JPEG", "MPO"):
-                check_jpeg(data)
-            if not (fmt == "JPEG" and passes_through(img, opts)):  # checked by check_jpeg: no second decode
-                img.load()
+            if fmt == "JPEG" and passes_through(img, opts):
+                check_jpeg(data)  # these bytes are what the loader decodes: decoded here as it will, once
+            else:
+                img.load()  # re-encoded below from Pillow's decoding
     except QuarantineError:
         raise
     except UnidentifiedImageError:
