@@ -186,6 +186,10 @@ def read_npy_header(stream: BinaryIO) -> NpyHeader | None:
         return None
     if (magic[-2], magic[-1]) not in ((1, 0), (2, 0), (3, 0)):
         raise ValueError(f"unsupported .npy format version {magic[-2]}.{magic[-1]}")
+    fast = _plain_header(stream, version=magic[-2])  # NumPy's own spelling, without its tokenizer (~50 us)
+    if fast is not None:
+        return NpyHeader(fast[0], fast[1], stream.tell() - start)
+    stream.seek(start + len(_MAGIC) + 2)
     reader = npformat.read_array_header_1_0 if magic[-2] == 1 else npformat.read_array_header_2_0
     try:
         shape, _, dtype = reader(stream, max_header_size=_MAX_HEADER)
@@ -194,6 +198,26 @@ def read_npy_header(stream: BinaryIO) -> NpyHeader | None:
     if any(d < 0 for d in shape):
         raise ValueError(f".npy header declares a negative dimension: shape {shape}")
     return NpyHeader(tuple(shape), dtype, stream.tell() - start)
+
+
+def _plain_header(stream: BinaryIO, *, version: int) -> tuple[tuple[int, ...], np.dtype] | None:
+    """``(shape, dtype)`` of a header in the spelling NumPy writes (:data:`_HEADER`), read from just after the
+    version bytes; None for anything else (the caller seeks back and lets NumPy's reader decide)."""
+    width = 2 if version == 1 else 4
+    raw = stream.read(width)
+    if len(raw) < width:
+        return None
+    length = int.from_bytes(raw, "little")
+    if length > _MAX_HEADER:
+        return None
+    try:
+        match = _HEADER.fullmatch(stream.read(length).decode("utf-8" if version == 3 else "latin1"))
+        dtype = np.dtype(match.group(1)) if match else None
+    except (UnicodeDecodeError, TypeError, ValueError):
+        return None
+    if match is None or dtype is None or dtype.hasobject or dtype.subdtype is not None:
+        return None
+    return tuple(int(d) for d in match.group(3).split(",") if d), dtype
 
 
 def read_npz_directory(data: bytes) -> list[NpzMember]:
