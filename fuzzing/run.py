@@ -114,8 +114,6 @@ class Checker:
     """Runs mutants through the unit code and the loader of one modality, in this process."""
 
     def __init__(self, modality: str, work: Path, max_seconds: float):
-        import dataclasses as dc
-
         from omnimask import registry
         from omnimask.config import load_recipe
         from omnimask.models.recipe import Recipe
@@ -123,7 +121,7 @@ class Checker:
         from omnimask.pipelines.loader import SamplePipeline
 
         self.modality, self.work, self.max_seconds = modality, work, max_seconds
-        self.options = dc.asdict(registry.lookup("modality", modality)().IngestConfig())
+        self.options = dataclasses.asdict(registry.lookup("modality", modality)().IngestConfig())
         self.pipeline = SamplePipeline(Recipe.check(load_recipe(DEMOS[modality].recipe)), seed=0, strict=True)
         self.last_reasons: list[str] = []
         """The quarantine reasons of the last mutant run."""
