@@ -4,7 +4,7 @@ three sides in turn in one process, fp32 eager on the CPU (``python -m benchmark
 Which attention is faster depends on the CPU: on an AMX Xeon the fused kernel won in fp32 (on its own, as a
 micro benchmark); on an AVX2-only EPYC the two were within 1% of each other over the whole step, either way
 round from run to run (docs/performance.md). Run it on a new machine before changing
-:func:`omnimask.models.layers.attention`."""
+:func:`omnimask.components.layers.attention`."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ from typing import Any, Callable
 
 import torch
 
-import omnimask.models.layers as layers
+import omnimask.components.layers as layers
 from benchmarks.references import reference_for
 from benchmarks.train_step import adamw, build, real_batch, steps_in_turn
-from omnimask.models.layers import explicit_attention
+from omnimask.components.layers import explicit_attention
 
 
 def main(steps: int = 45, batch_size: int = 64) -> dict[str, float]:

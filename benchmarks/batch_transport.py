@@ -6,7 +6,7 @@ The image loader of the MAE ViT-B recipe (the JPEGs of ``benchmarks.loader_image
 turn (:func:`~benchmarks.common.throughputs_in_turn`):
 
 - ``reused``: ``build_loader`` as ``omnimask pretrain`` runs it; each worker packs a batch into one of its
-  reused segments (:mod:`omnimask.pipelines.shared_batch`);
+  reused segments (:mod:`omnimask.data.shared_batch`);
 - ``fresh``: the same loader with ``reuse_buffers=False``: one new segment a batch, as a DataLoader makes
   for every tensor it hands over (torch allocates every page of it before the batch is copied in);
 - ``decode``: decode + crop + flip alone, the baseline of the tokenize+mask+target share.
@@ -28,7 +28,7 @@ from benchmarks.loader_image import image_shards  # noqa: E402
 
 def measure(images: int, workers: tuple[int, ...], batches: int, rounds: int, repeat: int, batch_size: int = 64) -> list[dict]:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    from omnimask.pipelines.loader import build_loader
+    from omnimask.data.loader import build_loader
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -10,8 +10,8 @@ from typing import Any, Callable, Iterator
 from torch.utils.data import DataLoader
 
 from benchmarks.turns import take_turns
-from omnimask.models.recipe import Recipe
-from omnimask.pipelines.loader import SamplePipeline, ShardStream
+from omnimask.core.recipe import Recipe
+from omnimask.data.loader import SamplePipeline, ShardStream
 
 
 def endless(loader: DataLoader) -> Iterator[Any]:

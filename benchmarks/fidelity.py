@@ -35,7 +35,7 @@ dropout masks from different random streams, so those are off."""
 
 def no_dropout(name: str, overrides: Sequence[str] = ()) -> tuple[str, ...]:
     """``overrides`` plus those turning off the dropout of recipe ``name``'s model (:data:`NO_DROPOUT`)."""
-    from omnimask.config import load_recipe
+    from omnimask.core.config import load_recipe
 
     return (*overrides, *NO_DROPOUT[load_recipe(name, list(overrides)).model.encoder.name])
 
@@ -73,7 +73,7 @@ def compare(name: str, overrides: Sequence[str] = (), *, batch_size: int = 2, tr
     """
 
     from benchmarks.references import reference_for
-    from omnimask.models.base import MaskIndex
+    from omnimask.core.networks import MaskIndex
 
     recipe, model, batch = built(name, no_dropout(name, overrides) if train else overrides, batch_size, seed)
     model.train(train)

@@ -72,8 +72,8 @@ def loader_run(recipe: Any, shards: Path, batch_size: int, workers: int, steps: 
 
     import torch
 
-    from omnimask.pipelines.collate import model_inputs
-    from omnimask.pipelines.loader import build_loader
+    from omnimask.core.collate import model_inputs
+    from omnimask.data.loader import build_loader
 
     cuda = device.startswith("cuda")
     model = recipe.build_model().to(device)
@@ -129,9 +129,9 @@ def loader_run(recipe: Any, shards: Path, batch_size: int, workers: int, steps: 
 def check(name: str, tiny: bool, steps: int, workers: int, device: str, executor: str, repeats: int, compile: bool,
           tmp: Path) -> dict[str, Any]:
     from benchmarks import train_step
-    from omnimask.config import load_recipe
-    from omnimask.models.recipe import Recipe
-    from omnimask.pipelines.preprocess import preprocess
+    from omnimask.core.config import load_recipe
+    from omnimask.core.recipe import Recipe
+    from omnimask.data.preprocess import preprocess
 
     batch_size, count, seconds = CASES[name]
     if tiny:
@@ -194,7 +194,7 @@ def main() -> None:
         executor = "processes"
     print(f"device: {card}; torch {torch.__version__}; {os.cpu_count()} CPUs; preprocessing on {executor}", flush=True)
     if executor == "ray":
-        from omnimask.orchestration.ray_env import ray_session
+        from omnimask.data.ray_env import ray_session
     rows = []
     with tempfile.TemporaryDirectory() as tmp, ray_session() if executor == "ray" else nullcontext():
         for name in args.recipes:

@@ -16,7 +16,7 @@ from PIL import Image
 
 
 def build_jpegs(root: Path, n: int, seed: int = 0) -> None:
-    from omnimask.orchestration.demo import load_photos
+    from omnimask.components.photos import load_photos
 
     g = np.random.default_rng(seed)
     photos = load_photos()
@@ -43,7 +43,7 @@ def build_inputs(modality: str, raw: Path, count: int, seconds: Optional[float] 
         build_jpegs(raw, count)
         return sorted(raw.rglob("*.jpg"))
     if modality == "graph":
-        from omnimask.orchestration.demo.graphs import demo_graph, plain
+        from omnimask.modalities.graph.examples import demo_graph, plain
 
         for i in range(count):
             graph = plain(demo_graph(i, g))
@@ -51,7 +51,7 @@ def build_inputs(modality: str, raw: Path, count: int, seconds: Optional[float] 
             np.savez(raw / f"g{i:05d}.npz", edge_index=np.concatenate([edges, edges[::-1]], axis=1),
                      num_nodes=np.array(graph.number_of_nodes()))
     elif modality == "protein":
-        from omnimask.orchestration.demo.proteins import FREQUENCIES, RESIDUES
+        from omnimask.modalities.protein.examples import FREQUENCIES, RESIDUES
 
         p = FREQUENCIES / FREQUENCIES.sum()
         for k in range(count):
@@ -60,8 +60,8 @@ def build_inputs(modality: str, raw: Path, count: int, seconds: Optional[float] 
                 for i, n in enumerate(lengths):
                     f.write(f">seq{k}_{i}\n" + "".join(g.choice(list(RESIDUES), n, p=p)) + "\n")
     elif modality == "video":
-        from omnimask.orchestration.demo.images import load_photos
-        from omnimask.orchestration.demo.videos import moving_clip, write_video
+        from omnimask.components.photos import load_photos
+        from omnimask.modalities.video.examples import moving_clip, write_video
 
         photos = load_photos()
         names = sorted(photos)
@@ -69,12 +69,12 @@ def build_inputs(modality: str, raw: Path, count: int, seconds: Optional[float] 
             write_video(raw / f"clip{i:04d}.mp4", moving_clip(photos[names[i % len(names)]], int(30 * seconds), 256, g),
                         fps=30, gop=60, reproducible=False)  # 3x faster; bytes may differ between runs
     elif modality == "pointcloud":
-        from omnimask.orchestration.demo.shapes import KINDS, primitive, write_ply
+        from omnimask.modalities.pointcloud.examples import KINDS, primitive, write_ply
 
         for i in range(count):
             write_ply(raw / f"shape{i:04d}.ply", primitive(KINDS[i % len(KINDS)], g, 8192))
     else:
-        from omnimask.orchestration.demo.sounds import synth, write_audio
+        from omnimask.modalities.audio.examples import synth, write_audio
 
         kinds = ["tone", "chirp", "notes", "bursts"]
         for i in range(count):

@@ -37,11 +37,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import decode_only_loader, throughputs_in_turn  # noqa: E402
 from benchmarks.inputs import build_jpegs  # noqa: E402
 
-from omnimask.pipelines.formats import iter_shard  # noqa: E402
-from omnimask.pipelines.collate import collate  # noqa: E402
-from omnimask.pipelines.loader import BatchStream, SamplePipeline, ShardLoader, loader_worker  # noqa: E402
-from omnimask.pipelines.manifest import Manifest  # noqa: E402
-from omnimask.models.recipe import Recipe  # noqa: E402
+from omnimask.io.formats import iter_shard  # noqa: E402
+from omnimask.core.collate import collate  # noqa: E402
+from omnimask.data.loader import BatchStream, SamplePipeline, ShardLoader, loader_worker  # noqa: E402
+from omnimask.io.manifest import Manifest  # noqa: E402
+from omnimask.core.recipe import Recipe  # noqa: E402
 
 
 class SequentialStream:
@@ -69,8 +69,8 @@ class SequentialStream:
 def image_shards(root: Path, images: int) -> tuple[Path, Path, Recipe]:
     """``images`` JPEGs under ``root/raw``, preprocessed into ``root/shards`` (passthrough), and the MAE ViT-B
     recipe over them."""
-    from omnimask.config import load_recipe
-    from omnimask.pipelines.preprocess import preprocess
+    from omnimask.core.config import load_recipe
+    from omnimask.data.preprocess import preprocess
 
     raw, shards = root / "raw", root / "shards"
     build_jpegs(raw, images)
@@ -87,7 +87,7 @@ def measure(images: int = 1024, workers: tuple[int, ...] = (1, 2), batches: int 
     import torchvision.transforms as T
     from torchvision.datasets import ImageFolder
 
-    from omnimask.pipelines.loader import build_loader
+    from omnimask.data.loader import build_loader
 
     with tempfile.TemporaryDirectory() as tmp:
         raw, shards, recipe = image_shards(Path(tmp), images)

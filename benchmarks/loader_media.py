@@ -136,7 +136,7 @@ class ReadMaskGraphs(Dataset):
     def __getitem__(self, i: int):  # type: ignore[no-untyped-def]
         from torch_geometric.data import Data
 
-        from omnimask.modalities.base import TokenLayout
+        from omnimask.core.interfaces import TokenLayout
         from omnimask.modalities.graph.readers import graph_from_arrays
         from omnimask.modalities.graph.tokenizer import node_features
 
@@ -162,7 +162,7 @@ class InMemoryProteins(Dataset):
         return len(self.seqs)
 
     def __getitem__(self, i: int) -> dict:
-        from omnimask.modalities.base import TokenLayout
+        from omnimask.core.interfaces import TokenLayout
 
         seq = self.seqs[i]
         if len(seq) > 1022:
@@ -176,7 +176,7 @@ class InMemoryProteins(Dataset):
 
 def prepare(modality: str, args: argparse.Namespace, tmp: Path) -> tuple[list[Path], Path]:
     """Write the raw inputs and preprocess them into shards (call with Ray running, or it starts one)."""
-    from omnimask.pipelines.preprocess import preprocess
+    from omnimask.data.preprocess import preprocess
 
     raw, shards = tmp / modality / "raw", tmp / modality / "shards"
     raw.mkdir(parents=True)
@@ -192,9 +192,9 @@ def bench(modality: str, args: argparse.Namespace, files: list[Path], shards: Pa
     """Time the three loaders over :func:`prepare`'s inputs. Run it with Ray stopped: loader workers are
     forked from this process, and forking a Ray driver (its core worker's threads and sockets) has crashed
     the raylet here."""
-    from omnimask.config import load_recipe
-    from omnimask.models.recipe import Recipe
-    from omnimask.pipelines.loader import build_loader
+    from omnimask.core.config import load_recipe
+    from omnimask.core.recipe import Recipe
+    from omnimask.data.loader import build_loader
 
     recipe_name, overrides, baseline, base_name, base_collate = {
         "video": ("videomae", [], lambda r: DecodeAllVideo(files, 16, 4, 224), "decode-all", None),
@@ -242,7 +242,7 @@ def pyg_batch(items: list) -> dict:  # type: ignore[type-arg]
 
 
 def pad_proteins(items: list[dict]) -> dict:
-    from omnimask.pipelines.collate import collate
+    from omnimask.core.collate import collate
 
     return collate(items, pad_value=1.0)
 
@@ -262,7 +262,7 @@ def main() -> None:
     if "video" in args.modality and args.batch_size % args.repeats:
         ap.error(f"--repeats {args.repeats} must divide --batch-size {args.batch_size}")
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    from omnimask.orchestration.ray_env import ray_session
+    from omnimask.data.ray_env import ray_session
 
     results = []
     with tempfile.TemporaryDirectory() as tmp:

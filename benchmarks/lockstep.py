@@ -40,7 +40,7 @@ REPLY_TIMEOUT = 900.0
 def serve(spec: dict[str, Any]) -> None:
     """The side's process: set up, say ``ready``, then answer each ``step`` line on stdin with the step's
     seconds and page faults (a JSON line), until stdin closes."""
-    from omnimask.orchestration.allocator import retain_freed_memory
+    from omnimask.train.allocator import retain_freed_memory
 
     retained = retain_freed_memory(spec.get("retain_mb", 0))
     step, gflop = prepare_step(spec["recipe"], spec["impl"], spec["batch_size"], "cpu", spec.get("precision", "32"),
@@ -114,7 +114,7 @@ def as_run(recipe: str = "mae_image_tiny", steps: int = 40, batch_size: int | No
     """omnimask's step as ``omnimask pretrain`` runs it against the plain MAE as MAE's script runs it (see the
     module's docstring), each ratio against the latter. With ``bf16-mixed`` too
     where the CPU multiplies bf16 in hardware (elsewhere a bf16 step takes seconds: emulated products)."""
-    from omnimask.orchestration.worker import cpu_has_bf16
+    from omnimask.train.worker import cpu_has_bf16
 
     retain = build(recipe, CASES[recipe][2]).config.trainer.retain_freed_memory_mb
     base = {"recipe": recipe, "batch_size": batch_size or CASES[recipe][0]}

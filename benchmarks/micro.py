@@ -67,7 +67,7 @@ def attention_rows(repeat: int) -> list[dict[str, Any]]:
 def last_rows(repeat: int) -> dict[str, Any]:
     import torch
 
-    from omnimask.models.layers import Block
+    from omnimask.components.layers import Block
 
     block = Block(128, 4)
     x = torch.randn(64, 65, 128, requires_grad=True)
@@ -79,8 +79,8 @@ def last_rows(repeat: int) -> dict[str, Any]:
 def adamw_rows(repeat: int) -> dict[str, Any]:
     import torch
 
-    from omnimask.config import load_recipe
-    from omnimask.models.recipe import Recipe
+    from omnimask.core.config import load_recipe
+    from omnimask.core.recipe import Recipe
 
     model = Recipe.from_config(load_recipe("mae_image_tiny")).build_model()
     params = list(model.parameters())
@@ -148,11 +148,11 @@ def loader_stage_rows(samples: int) -> list[dict[str, Any]]:
     import torch
 
     from benchmarks.inputs import build_jpegs
-    from omnimask.config import load_recipe
-    from omnimask.contracts import check_mask, check_target, check_tokens
-    from omnimask.models.recipe import Recipe
-    from omnimask.pipelines.loader import SamplePipeline
-    from omnimask.seeding import derive_seed, uniform_words
+    from omnimask.core.config import load_recipe
+    from omnimask.core.contracts import check_mask, check_target, check_tokens
+    from omnimask.core.recipe import Recipe
+    from omnimask.data.loader import SamplePipeline
+    from omnimask.core.seeding import derive_seed, uniform_words
 
     recipe = Recipe.from_config(load_recipe("mae_image"))
     pipeline, layout = SamplePipeline(recipe, 0), recipe.tokenizer.layout

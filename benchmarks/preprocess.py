@@ -47,10 +47,10 @@ def shardwriter_loop(modality: str, raw: Path, out: Path, options: dict[str, Any
     """The baseline: list, encode and write every record in this process with ``webdataset.ShardWriter``."""
     import webdataset as wds
 
-    from omnimask import registry
-    from omnimask.config import from_dict
-    from omnimask.modalities.base import QuarantineError
-    from omnimask.pipelines.sources import list_inputs
+    from omnimask.core import registry
+    from omnimask.core.config import from_dict
+    from omnimask.core.interfaces import QuarantineError
+    from omnimask.data.sources import list_inputs
 
     mod = registry.lookup("modality", modality)()
     opts = from_dict(mod.IngestConfig, options, "preprocess")
@@ -73,7 +73,7 @@ def shardwriter_loop(modality: str, raw: Path, out: Path, options: dict[str, Any
 
 def measure(modality: str, tmp: Path, scale: float = 1.0) -> dict[str, Any]:
     """One modality, both ways, inside a running Ray session."""
-    from omnimask.pipelines.preprocess import preprocess
+    from omnimask.data.preprocess import preprocess
 
     count, options, per_shard = CASES[modality]
     raw = tmp / modality / "raw"
@@ -100,7 +100,7 @@ def measure(modality: str, tmp: Path, scale: float = 1.0) -> dict[str, Any]:
 
 def warm_up(tmp: Path) -> dict[str, float]:
     """Start Ray (when it is not running) and run a 2-image job: the fixed costs every job's figures leave out."""
-    from omnimask.pipelines.preprocess import preprocess
+    from omnimask.data.preprocess import preprocess
 
     raw = tmp / "warm-up"
     raw.mkdir()
@@ -112,7 +112,7 @@ def warm_up(tmp: Path) -> dict[str, float]:
 
 def run(modalities: list[str], scale: float, cpus: int) -> list[dict[str, Any]]:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    from omnimask.orchestration.ray_env import ray_session
+    from omnimask.data.ray_env import ray_session
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp, ray_session(num_cpus=cpus):
@@ -131,8 +131,8 @@ def run(modalities: list[str], scale: float, cpus: int) -> list[dict[str, Any]]:
 def scaling(cpu_counts: list[int], images: int) -> list[dict[str, Any]]:
     """The image job (resize to 256) on a fresh Ray instance per CPU count, after the warm-up job."""
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    from omnimask.orchestration.ray_env import ray_session
-    from omnimask.pipelines.preprocess import preprocess
+    from omnimask.data.ray_env import ray_session
+    from omnimask.data.preprocess import preprocess
 
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:

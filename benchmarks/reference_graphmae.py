@@ -332,7 +332,7 @@ class ReferenceGraphMAE(Reference):
     @classmethod
     def from_model(cls, recipe: Any, model: nn.Module) -> "ReferenceGraphMAE":
         """The reference sized as ``recipe``'s model, holding its weights (mapped by :data:`LAYOUT`)."""
-        from omnimask import registry
+        from omnimask.core import registry
         from omnimask.weights.graphmae import LAYOUT
 
         enc = registry.check("encoder", recipe.config.model.encoder, "model.encoder")[1]

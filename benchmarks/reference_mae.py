@@ -319,8 +319,8 @@ def reference_kwargs(recipe: Any) -> dict[str, Any]:
     """``MaskedAutoencoderViT``'s arguments for ``recipe``, as MAE's ``main_pretrain.py`` (images) or AudioMAE's
     (``in_chans=1, audio_exp=True, img_size=(target_length, num_mel_bins)``) builds it with the recipe's sizes;
     a ValueError for a recipe the reference cannot compute."""
-    from omnimask import registry
-    from omnimask.models.encoders import VIT_SIZES
+    from omnimask.core import registry
+    from omnimask.components.encoders import VIT_SIZES
 
     m = recipe.config.model
     parts = (m.tokenizer.name, m.encoder.name, m.head.name, m.masker.name)

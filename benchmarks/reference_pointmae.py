@@ -235,7 +235,7 @@ class PlainPointMAE(Reference):
     def from_model(cls, recipe: Any, model: nn.Module) -> "PlainPointMAE":
         """The reference sized as ``recipe`` (tokenizer, masker, encoder, head), holding ``model``'s weights
         (:data:`omnimask.weights.pointmae.LAYOUT`, loaded strictly)."""
-        from omnimask import registry
+        from omnimask.core import registry
 
         m = recipe.config.model
         _, enc = registry.check("encoder", m.encoder, "model.encoder")

@@ -68,7 +68,7 @@ from torch import nn
 from benchmarks import reference_timm
 from benchmarks.reference_timm import DropPath
 from benchmarks.references import Reference
-from omnimask.models.recipe import MaskedModel, Recipe
+from omnimask.core.recipe import MaskedModel, Recipe
 
 IMAGENET_DEFAULT_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_DEFAULT_STD = (0.229, 0.224, 0.225)
@@ -312,8 +312,8 @@ class VideoMAEReference(Reference, PretrainVisionTransformer):
     @classmethod
     def from_model(cls, recipe: Recipe, model: MaskedModel) -> "VideoMAEReference":
         """The reference sized as ``recipe``, holding ``model``'s weights (through the VideoMAE layout, strictly)."""
-        from omnimask import registry
-        from omnimask.models.encoders import VIT_SIZES
+        from omnimask.core import registry
+        from omnimask.components.encoders import VIT_SIZES
         from omnimask.weights.videomae import LAYOUT
 
         m, tok = recipe.config.model, recipe.tokenizer

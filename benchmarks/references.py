@@ -19,7 +19,7 @@ from typing import Any, Optional
 
 from torch import nn
 
-from omnimask.models.recipe import MaskedModel, Recipe
+from omnimask.core.recipe import MaskedModel, Recipe
 
 
 class Reference(nn.Module, ABC):

@@ -45,7 +45,7 @@ MEDIA = ("video", "audio", "pointcloud", "graph", "protein")
 def machine() -> dict[str, Any]:
     import torch
 
-    from omnimask.orchestration.worker import cpu_has_bf16
+    from omnimask.train.worker import cpu_has_bf16
 
     cpu = platform.processor()
     try:
@@ -71,7 +71,7 @@ def loader_section(quick: bool) -> list[dict[str, Any]]:
     rows = loader_image.measure(48 if quick else 1024, (1,), 2 if quick else 60, 8 if quick else 64, 2 if quick else 6)
     args = Namespace(clips=6 if quick else 48, seconds=2.0 if quick else None, workers=[1], batches=1 if quick else 10,
                      batch_size=2 if quick else 8, repeats=2 if quick else 4)
-    from omnimask.orchestration.ray_env import ray_session
+    from omnimask.data.ray_env import ray_session
 
     with tempfile.TemporaryDirectory() as tmp:
         with ray_session():
@@ -83,7 +83,7 @@ def loader_section(quick: bool) -> list[dict[str, Any]]:
 
 def train_section(quick: bool) -> list[dict[str, Any]]:
     from benchmarks import lockstep, train_step
-    from omnimask.orchestration.worker import cpu_has_bf16
+    from omnimask.train.worker import cpu_has_bf16
 
     if quick:
         return train_step.run(["mae_image_tiny", "esm_mlm_tiny"], batch_size=8, steps=2) + [

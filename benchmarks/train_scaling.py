@@ -26,18 +26,19 @@ def run(recipe: str = "mae_image_tiny", steps: int = 40, workers: tuple[int, ...
     """Steps a second with each number of Ray Train ``workers``, on the recipe's demo inputs (``inputs`` of them;
     default: the demo's count)."""
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    from omnimask.config import load_recipe
-    from omnimask.orchestration.demo import DEMOS
-    from omnimask.orchestration.pretrain import pretrain
-    from omnimask.orchestration.ray_env import ray_session
-    from omnimask.pipelines.preprocess import preprocess
+    from omnimask.cli.demo import DEMOS
+    from omnimask.core import registry
+    from omnimask.core.config import load_recipe
+    from omnimask.train.pretrain import pretrain
+    from omnimask.data.ray_env import ray_session
+    from omnimask.data.preprocess import preprocess
 
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         cfg0 = load_recipe(recipe)
         demo = DEMOS[cfg0.modality]
         raw, shards = Path(tmp) / "raw", Path(tmp) / "shards"
-        demo.build(raw, inputs or demo.count)
+        registry.lookup("modality", cfg0.modality)().example_inputs(raw, inputs or demo.count)
         with ray_session():
             preprocess(cfg0.modality, raw, shards, samples_per_shard=demo.samples_per_shard)
             for n in workers:

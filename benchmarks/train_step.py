@@ -5,7 +5,7 @@
 A step is forward, backward and the AdamW update on one real batch (made from
 generated inputs by the recipe's own loader pipeline, then kept in memory: the
 loader has its own benchmark). omnimask's side is the recipe's
-:class:`~omnimask.models.recipe.MaskedModel` fed the loader's compact batch;
+:class:`~omnimask.core.recipe.MaskedModel` fed the loader's compact batch;
 the baseline is the model as its paper's code writes it
 (:func:`benchmarks.references.reference_for`: MAE, VideoMAE and AudioMAE in
 :mod:`benchmarks.reference_mae`, Point-MAE, ESM-2 and GraphMAE beside it), with
@@ -54,9 +54,9 @@ CASES: dict[str, tuple[int, int, list[str]]] = {
 def real_batch(recipe: Any, batch_size: int) -> dict[str, Any]:
     """A batch of the recipe's loader pipeline over a few generated inputs (each seen with several
     epoch seeds, so masks and crops differ)."""
-    from omnimask.orchestration.check_plugin import generated_samples
-    from omnimask.pipelines.collate import recipe_collate
-    from omnimask.pipelines.loader import SamplePipeline
+    from omnimask.cli.check_plugin import generated_samples
+    from omnimask.core.collate import recipe_collate
+    from omnimask.data.loader import SamplePipeline
 
     with tempfile.TemporaryDirectory() as tmp:
         inputs = generated_samples(recipe.config.modality, min(8, batch_size), Path(tmp))
@@ -65,8 +65,8 @@ def real_batch(recipe: Any, batch_size: int) -> dict[str, Any]:
 
 
 def build(name: str, overrides: list[str]) -> Any:
-    from omnimask.config import load_recipe
-    from omnimask.models.recipe import Recipe
+    from omnimask.core.config import load_recipe
+    from omnimask.core.recipe import Recipe
 
     return Recipe.from_config(load_recipe(name, overrides))
 
@@ -133,7 +133,7 @@ def adamw(model: Any, recipe: Any, fused: bool, lr: float = 1e-4) -> Any:
     betas=(0.9, 0.95))``), which on the CPU is a loop of a dozen small operations per parameter tensor."""
     import torch
 
-    from omnimask.models.schedule import param_groups
+    from omnimask.train.schedule import param_groups
 
     optim = recipe.config.optim
     return torch.optim.AdamW(param_groups(model, optim.weight_decay), lr=lr, betas=optim.betas, fused=fused or None)
@@ -144,12 +144,12 @@ def prepare_step(name: str, impl: str, batch_size: int, device: str, precision: 
     """One training step of ``impl`` (``"omnimask"`` or ``"plain"``) on a real batch, ready to call
     (forward, backward and the AdamW update of :func:`adamw`), and its GFLOP (:func:`step_gflop`).
     omnimask's eager step computes the batch in ``batch_parts`` parts on the CPU (None: the recipe's
-    ``trainer.cpu_batch_parts``, as ``omnimask pretrain`` does; :mod:`omnimask.models.batch_parts`)."""
+    ``trainer.cpu_batch_parts``, as ``omnimask pretrain`` does; :mod:`omnimask.train.batch_parts`)."""
     import torch
 
     from benchmarks.references import reference_for
-    from omnimask.models.batch_parts import BatchParts
-    from omnimask.pipelines.collate import model_inputs
+    from omnimask.train.batch_parts import BatchParts
+    from omnimask.core.collate import model_inputs
 
     torch.manual_seed(0)
     recipe = build(name, CASES[name][2])
@@ -186,11 +186,11 @@ def prepare_step(name: str, impl: str, batch_size: int, device: str, precision: 
 def measure_one(name: str, impl: str, batch_size: int, steps: int, device: str, precision: str, compile: bool,
                 retain_mb: int = 0) -> dict[str, Any]:
     """Time ``steps`` steps after two warm-up steps (compilation included in the warm-up) in this process;
-    ``retain_mb`` > 0 applies :func:`~omnimask.orchestration.allocator.retain_freed_memory` first (0: glibc's
+    ``retain_mb`` > 0 applies :func:`~omnimask.train.allocator.retain_freed_memory` first (0: glibc's
     defaults, as a plain script runs)."""
     import torch
 
-    from omnimask.orchestration.allocator import retain_freed_memory
+    from omnimask.train.allocator import retain_freed_memory
 
     retained = retain_freed_memory(retain_mb)
     step, gflop = prepare_step(name, impl, batch_size, device, precision, compile)

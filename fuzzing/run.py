@@ -70,12 +70,11 @@ class Outcome:
 
 def corpus(modality: str, root: Path) -> list[Path]:
     """The inputs the demo of ``modality`` writes (good ones and its few broken ones), as preprocess lists them."""
-    from omnimask import registry
-    from omnimask.orchestration.demo import DEMOS
-    from omnimask.pipelines.sources import list_inputs
+    from omnimask.core import registry
+    from omnimask.data.sources import list_inputs
 
-    DEMOS[modality].build(root, SEED_INPUTS)
     mod = registry.lookup("modality", modality)()
+    mod.example_inputs(root, SEED_INPUTS)
     return [Path(f.path) for f in list_inputs(root, mod.is_dataset_folder)]
 
 
@@ -83,7 +82,7 @@ def make_mutant(modality: str, seeds: list[Path], seed: int, index: int, out: Pa
     """Mutant ``index`` of ``modality``: a seed input picked and mutated by a generator of ``(seed, index)``
     alone, written under ``out/<index>/`` (a folder input is copied and one of its files mutated)."""
     from fuzzing.mutations import mutate
-    from omnimask.seeding import rng
+    from omnimask.core.seeding import rng
 
     g = rng("fuzz", modality, seed, index)
     origin = seeds[int(g.integers(0, len(seeds)))]
@@ -114,11 +113,11 @@ class Checker:
     """Runs mutants through the unit code and the loader of one modality, in this process."""
 
     def __init__(self, modality: str, work: Path, max_seconds: float):
-        from omnimask import registry
-        from omnimask.config import load_recipe
-        from omnimask.models.recipe import Recipe
-        from omnimask.orchestration.demo import DEMOS
-        from omnimask.pipelines.loader import SamplePipeline
+        from omnimask.core import registry
+        from omnimask.core.config import load_recipe
+        from omnimask.core.recipe import Recipe
+        from omnimask.cli.demo import DEMOS
+        from omnimask.data.loader import SamplePipeline
 
         self.modality, self.work, self.max_seconds = modality, work, max_seconds
         self.options = dataclasses.asdict(registry.lookup("modality", modality)().IngestConfig())
@@ -127,9 +126,9 @@ class Checker:
         """The quarantine reasons of the last mutant run."""
 
     def run(self, mutant: Mutant) -> Outcome:
-        from omnimask.pipelines.formats import iter_tar
-        from omnimask.pipelines.sources import InputFile
-        from omnimask.pipelines.units import write_unit
+        from omnimask.io.formats import iter_tar
+        from omnimask.data.sources import InputFile
+        from omnimask.data.units import write_unit
 
         shards = self.work / "shards" / f"{mutant.index:06d}"
         shards.mkdir(parents=True, exist_ok=True)
@@ -262,7 +261,7 @@ def table(results: list[dict[str, Any]]) -> str:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    from omnimask.orchestration.demo import DEMOS
+    from omnimask.cli.demo import DEMOS
 
     p = argparse.ArgumentParser(prog="python -m fuzzing.run", description=__doc__.split("\n\n")[0])
     p.add_argument("--modality", nargs="+", default=sorted(DEMOS), choices=sorted(DEMOS))

@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from omnimask.orchestration.scratch import temp_dir_for_processes
+from omnimask.data.scratch import temp_dir_for_processes
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # no ~/.ray/auth_token from test clusters
 
 
-OMNIMASK = [sys.executable, "-m", "omnimask.orchestration.cli"]
+OMNIMASK = [sys.executable, "-m", "omnimask.cli.main"]
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -138,7 +138,7 @@ def ray_local():
 
 def preprocessed(tmp_path_factory, modality: str, make_folder, samples_per_shard: int = 4):
     """``(root, counts, manifest)``: a folder made by ``make_folder(root / "raw")``, preprocessed into ``root / "shards"``."""
-    from omnimask.pipelines.preprocess import preprocess
+    from omnimask.data.preprocess import preprocess
 
     root = tmp_path_factory.mktemp(modality)
     counts = make_folder(root / "raw")
@@ -148,7 +148,7 @@ def preprocessed(tmp_path_factory, modality: str, make_folder, samples_per_shard
 @pytest.fixture(scope="session")
 def image_dataset(tmp_path_factory):
     """A preprocessed WebDataset shard directory over a mixed folder (session-wide, read-only)."""
-    from omnimask.pipelines.preprocess import preprocess
+    from omnimask.data.preprocess import preprocess
 
     root = tmp_path_factory.mktemp("images")
     counts = make_image_folder(root / "raw", n_good=30)

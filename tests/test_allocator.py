@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from omnimask.config import ConfigError, load_recipe
-from omnimask.orchestration.allocator import retain_freed_memory
+from omnimask.core.config import ConfigError, load_recipe
+from omnimask.train.allocator import retain_freed_memory
 
 # A step-like pattern: allocate and touch 80 MB in two 40 MB blocks, free it all, again. Blocks above
 # 32 MB, glibc's largest self-tuned mmap threshold on 64-bit, are mapped afresh every time by default;
@@ -19,7 +19,7 @@ BLOCK_BYTES = 40 * 2**20
 FAULTS = """
 import json, resource, sys
 import torch
-from omnimask.orchestration.allocator import retain_freed_memory
+from omnimask.train.allocator import retain_freed_memory
 applied = retain_freed_memory(int(sys.argv[1]))
 def step():
     blocks = [torch.ones(int(sys.argv[2])) for _ in range(2)]  # float32: BLOCK_BYTES // 4 each

@@ -14,16 +14,16 @@ from PIL import Image
 from torchaudio.compliance import kaldi
 
 from conftest import OMNIMASK, preprocessed, pretrain_briefly, run_cli
-from omnimask.config import load_recipe
+from omnimask.core.config import load_recipe
 from omnimask.modalities.audio.decode import AudioAugmentConfig, AudioDecoder
 from omnimask.modalities.audio.maskers import TimeFrequencyMasker
 from omnimask.modalities.audio.tokenizer import AudioFbankTokenizer
-from omnimask.modalities.base import TokenLayout
-from omnimask.models.recipe import MaskedModel, Recipe
-from omnimask.orchestration.demo.sounds import synth, write_audio
-from omnimask.pipelines.formats import iter_shard
-from omnimask.pipelines.loader import build_loader
-from omnimask.pipelines.manifest import read_quarantine
+from omnimask.core.interfaces import TokenLayout
+from omnimask.core.recipe import MaskedModel, Recipe
+from omnimask.modalities.audio.examples import synth, write_audio
+from omnimask.io.formats import iter_shard
+from omnimask.data.loader import build_loader
+from omnimask.io.manifest import read_quarantine
 
 
 def reference_fbank(wave: np.ndarray) -> torch.Tensor:

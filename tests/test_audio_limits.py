@@ -13,13 +13,13 @@ import pytest
 import soundfile as sf
 from peak_rss import peak_rss_growth
 
-from omnimask.config import ConfigError, from_dict
+from omnimask.core.config import ConfigError, from_dict
 from omnimask.modalities.audio.ingest import AudioIngestConfig, encode_audio_file
-from omnimask.modalities.base import QuarantineError
-from omnimask.orchestration.demo.sounds import synth, write_audio
-from omnimask.pipelines.formats import iter_shard
-from omnimask.pipelines.manifest import read_quarantine
-from omnimask.pipelines.preprocess import preprocess
+from omnimask.core.interfaces import QuarantineError
+from omnimask.modalities.audio.examples import synth, write_audio
+from omnimask.io.formats import iter_shard
+from omnimask.io.manifest import read_quarantine
+from omnimask.data.preprocess import preprocess
 
 MB = 1 << 20
 
@@ -86,7 +86,7 @@ def ingest_in_fresh_process(path: Path, tmp_path: Path, **options) -> tuple[int,
     setup = f"""
         from pathlib import Path
         from omnimask.modalities.audio.ingest import AudioIngestConfig, encode_audio_file
-        from omnimask.modalities.base import QuarantineError
+        from omnimask.core.interfaces import QuarantineError
         opts = AudioIngestConfig(**{options!r})
         encode_audio_file(Path({str(warm)!r}), opts)
     """

@@ -5,12 +5,12 @@ import pytest
 import torch
 from test_model import fake_batch, tiny_recipe
 
-from omnimask.config import ConfigError, load_recipe
-from omnimask.models.batch_parts import BatchParts, PartThreads
-from omnimask.models.heads import MAEDecoderHead
-from omnimask.models.module import MaskedModelingModule
-from omnimask.models.recipe import Recipe
-from omnimask.pipelines.collate import model_inputs, split_grid_batch
+from omnimask.core.config import ConfigError, load_recipe
+from omnimask.train.batch_parts import BatchParts, PartThreads
+from omnimask.components.heads import MAEDecoderHead
+from omnimask.train.module import MaskedModelingModule
+from omnimask.core.recipe import Recipe
+from omnimask.core.collate import model_inputs, split_grid_batch
 
 
 @pytest.fixture

@@ -118,7 +118,7 @@ def test_attention_ab_times_both_attentions_on_the_same_step(monkeypatch):
     import torch.nn.functional as F
 
     import benchmarks.attention_ab as ab
-    from omnimask.models.layers import attention, explicit_attention
+    from omnimask.components.layers import attention, explicit_attention
 
     q, k, v = (torch.randn(2, 3, 17, 8) for _ in range(3))
     keep = torch.rand(2, 1, 1, 17) > 0.3

@@ -12,7 +12,7 @@ from PIL import Image
 
 from conftest import OMNIMASK, logged_losses, make_image_folder
 from conftest import run_cli as run
-from omnimask.orchestration.scratch import temp_dir_for_processes
+from omnimask.data.scratch import temp_dir_for_processes
 
 
 def test_preprocess_then_pretrain_through_the_cli(tmp_path):
@@ -108,7 +108,7 @@ def test_submit_to_an_address_where_nothing_listens_is_a_one_line_error(tmp_path
 
 def test_submit_sets_ray_address_variables_aside_only_while_it_connects(monkeypatch):
     """(test_jobs checks that the job then reaches --address with a dead RAY_ADDRESS set.)"""
-    from omnimask.orchestration.submit import address_variables_set_aside
+    from omnimask.cli.submit import address_variables_set_aside
 
     monkeypatch.setenv("RAY_ADDRESS", "http://10.0.0.1:8265")
     monkeypatch.delenv("RAY_API_SERVER_ADDRESS", raising=False)
@@ -118,7 +118,7 @@ def test_submit_sets_ray_address_variables_aside_only_while_it_connects(monkeypa
 
 
 def test_a_resumed_run_reports_the_steps_this_invocation_trained():
-    from omnimask.orchestration.cli import trained_steps
+    from omnimask.cli.main import trained_steps
 
     assert trained_steps(40, 0) == "trained 40 steps"
     assert trained_steps(40, 20) == "trained steps 21-40 (20 steps, resumed from step 20)"

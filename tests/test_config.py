@@ -3,8 +3,8 @@ import os
 import pytest
 import yaml
 
-from omnimask.config import ConfigError, load_recipe, to_dict
-from omnimask.models.recipe import Recipe
+from omnimask.core.config import ConfigError, load_recipe, to_dict
+from omnimask.core.recipe import Recipe
 
 
 def test_shipped_recipes_load_and_build(tmp_path):
@@ -87,7 +87,7 @@ def test_merging_keeps_non_component_sections_and_switching_a_component_drops_it
 
 
 def test_precision_resolves_per_device_and_warns_of_emulated_bf16_on_the_cpu(caplog):
-    from omnimask.orchestration.worker import cpu_has_bf16, resolve_precision
+    from omnimask.train.worker import cpu_has_bf16, resolve_precision
 
     auto = load_recipe("mae_image_tiny")
     assert resolve_precision(auto, "gpu") == "bf16-mixed" and resolve_precision(auto, "cpu") == "32-true"
@@ -116,14 +116,14 @@ def test_an_installed_wheel_finds_the_built_in_recipes_by_name(tmp_path):
                    check=True, capture_output=True, timeout=300)
     wheel = next((tmp_path / "dist").glob("omnimask-*.whl"))
     subprocess.run([*pip, "install", "--no-deps", "--target", str(site), str(wheel)], check=True, capture_output=True, timeout=300)
-    code = ("import json, omnimask, omnimask.config as c; print(json.dumps({'package': omnimask.__file__, "
-            "'modality': c.load_recipe('mae_image').modality, 'recipes': sorted(p.stem for p in c.RECIPES_DIR.glob('*.yaml'))}))")
+    code = ("import json, omnimask, omnimask.core.config as c; print(json.dumps({'package': omnimask.__file__, "
+            "'modality': c.load_recipe('mae_image').modality, 'recipes': sorted(c.recipe_files())}))")
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120,
                          env={**os.environ, "PYTHONPATH": str(site)})
     assert out.returncode == 0, out.stderr
     found = json.loads(out.stdout)
     assert Path(found["package"]).is_relative_to(site) and found["modality"] == "image"
-    assert found["recipes"] == sorted(p.stem for p in (repo / "omnimask" / "configs").glob("*.yaml"))
+    assert found["recipes"] == sorted(p.stem for p in (repo / "omnimask" / "modalities").glob("*/recipes/*.yaml"))
 
 
 def test_a_run_config_written_before_a_key_was_removed_still_loads(tmp_path, caplog):
@@ -131,7 +131,7 @@ def test_a_run_config_written_before_a_key_was_removed_still_loads(tmp_path, cap
     old = to_dict(load_recipe("mae_image_tiny"))
     old["trainer"]["accelerator"] = "auto"
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(old))
-    with caplog.at_level("WARNING", logger="omnimask.config"):
+    with caplog.at_level("WARNING", logger="omnimask.core.config"):
         cfg = load_recipe(tmp_path / "config.yaml")
     assert to_dict(cfg) == to_dict(load_recipe("mae_image_tiny"))
     assert "ignoring trainer.accelerator: omnimask no longer has it" in caplog.text

@@ -5,7 +5,7 @@ import gzip
 
 import pytest
 
-from omnimask.modalities.base import QuarantineError
+from omnimask.core.interfaces import QuarantineError
 from omnimask.modalities.protein.fasta import clean_sequence, iter_fasta, not_ascii_reason, open_fasta, readable
 from omnimask.modalities.protein.ingest import ProteinIngestConfig, encode_fasta
 

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from benchmarks.fidelity import NO_DROPOUT as NO_DROPOUT_BY_ENCODER, built, compare
 from benchmarks.reference_graphmae import Graph, ReferenceGraphMAE
-from omnimask.models.base import MaskIndex
+from omnimask.core.networks import MaskIndex
 from omnimask.weights.graphmae import LAYOUT
 
 TOLERANCE = 1e-5  # relative, float32 on both sides

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from benchmarks.fidelity import compare, relative
 from benchmarks.reference_videomae import VideoMAEReference, get_sinusoid_encoding_table
 from benchmarks.train_step import build, real_batch
-from omnimask.models.base import MaskIndex
+from omnimask.core.networks import MaskIndex
 from omnimask.weights.videomae import LAYOUT, patch_embed_to_conv
 
 TOLERANCE = 1e-5

@@ -8,8 +8,8 @@ import pytest
 
 from fuzzing.mutations import MUTATIONS, mutate
 from fuzzing.run import LONG, SHORT, Checker, Mutant, fuzz, table
-from omnimask.orchestration.demo import DEMOS
-from omnimask.seeding import rng
+from omnimask.cli.demo import DEMOS
+from omnimask.core.seeding import rng
 
 LONG_RUN = os.environ.get("OMNIMASK_FUZZ_LONG", "") not in ("", "0")
 

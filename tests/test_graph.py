@@ -9,19 +9,19 @@ import pytest
 import torch
 
 from conftest import pretrain_briefly, preprocessed, run_cli
-from omnimask.config import ConfigError, load_recipe
-from omnimask.modalities.base import TokenLayout
+from omnimask.core.config import ConfigError, load_recipe
+from omnimask.core.interfaces import TokenLayout
 from omnimask.modalities.graph.decode import GraphDecoder
 from omnimask.modalities.graph.maskers import EdgeMasker, GraphMAEMasker
 from omnimask.modalities.graph.readers import Graph
 from omnimask.modalities.graph.tokenizer import node_features
-from omnimask.models.base import MaskIndex
-from omnimask.models.graphmae import scaled_cosine_error
-from omnimask.models.recipe import Recipe
-from omnimask.orchestration.demo.graphs import build_demo_graphs
-from omnimask.pipelines.collate import recipe_collate
-from omnimask.pipelines.loader import SamplePipeline
-from omnimask.pipelines.manifest import read_quarantine
+from omnimask.core.networks import MaskIndex
+from omnimask.modalities.graph.model import scaled_cosine_error
+from omnimask.core.recipe import Recipe
+from omnimask.modalities.graph.examples import build_demo_graphs
+from omnimask.core.collate import recipe_collate
+from omnimask.data.loader import SamplePipeline
+from omnimask.io.manifest import read_quarantine
 
 
 def ring(n: int) -> np.ndarray:
@@ -129,7 +129,7 @@ def test_edge_masker_hides_undirected_pairs_together():
 
 
 def shard_members(root, manifest):
-    from omnimask.pipelines.formats import iter_shard
+    from omnimask.io.formats import iter_shard
 
     for shard in manifest.shards:
         for _, members in iter_shard(manifest.format, root / shard.path):
@@ -250,7 +250,7 @@ def test_inspect_stats_suggests_the_node_features(graph_dataset, tmp_path):
 def test_ray_data_rows_of_different_shapes_batch_like_the_torch_loader(graph_dataset, ray_local, tmp_path):
     """data.loader=ray: nodes and edges of different sizes travel as Ray's variable-shaped tensors and are
     batched by the same collate as the torch loader's (two-rank DDP over Ray Data: tests/test_train_ray.py)."""
-    from omnimask.pipelines.ray_ingest import RayShardBatches, build_ray_dataset
+    from omnimask.data.ray_ingest import RayShardBatches, build_ray_dataset
 
     root, _, _ = graph_dataset
     cfg = load_recipe("graphmae_tiny", [f"data.path={root / 'shards'}", "data.loader=ray", "data.batch_size=8",

@@ -8,7 +8,7 @@ import networkx as nx
 import numpy as np
 import pytest
 
-from omnimask.modalities.base import QuarantineError
+from omnimask.core.interfaces import QuarantineError
 from omnimask.modalities.graph.readers import is_tu_folder, read_networkx_file, read_npz, read_tu_folder
 
 

@@ -8,7 +8,7 @@ from PIL import Image
 
 from omnimask.modalities.image import decode as image_decode
 from omnimask.modalities.image.decode import ImageAugmentConfig, ImageDecoder, random_resized_crop_box
-from omnimask.seeding import rng
+from omnimask.core.seeding import rng
 
 
 def photo(width: int, height: int, mode: str = "RGB", fmt: str = "JPEG") -> bytes:
@@ -91,8 +91,8 @@ def test_torchvision_is_imported_by_the_jpeg_decoder_not_by_registering_the_moda
     import subprocess
     import sys
 
-    code = ("import sys\nfrom omnimask import registry\nfrom omnimask.pipelines import preprocess\n"
-            "from omnimask.orchestration import cli\n"
+    code = ("import sys\nfrom omnimask.core import registry\nfrom omnimask.pipelines import preprocess\n"
+            "from omnimask.cli import main as cli\n"
             "for name in ('image', 'video', 'audio', 'pointcloud', 'graph', 'protein'): registry.lookup('modality', name)\n"
             "print('torchvision' in sys.modules)\n"
             "from omnimask.modalities.image.decode import ImageAugmentConfig, ImageDecoder\n"

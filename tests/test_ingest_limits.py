@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 from peak_rss import peak_rss_growth
 
-from omnimask.modalities.base import QuarantineError
+from omnimask.core.interfaces import QuarantineError
 from omnimask.modalities.graph.ingest import TEXT_PARSE_FACTOR, GraphIngestConfig, encode_graph_input
 from omnimask.modalities.pointcloud.ingest import PointCloudIngestConfig, encode_point_file
 from omnimask.modalities.pointcloud.readers import TEXT_PARSE_FACTOR as POINT_TEXT_FACTOR
-from omnimask.pipelines.manifest import read_quarantine
-from omnimask.pipelines.preprocess import preprocess
+from omnimask.io.manifest import read_quarantine
+from omnimask.data.preprocess import preprocess
 
 MB = 1 << 20
 BOMB_NODES = 100_000_000  # x [N, 4] float32: 1.6 GB inflated
@@ -60,7 +60,7 @@ def graph_reason(path: Path, **options) -> str | None:
 
 
 def limit_reason(what: str, value: int, option: str, limit: int) -> str:
-    """The start of :func:`omnimask.modalities.limits.over_limit`'s reason."""
+    """The start of :func:`omnimask.core.limits.over_limit`'s reason."""
     return f"{what} {value:,} exceeds {option}={limit:,} "
 
 
@@ -69,7 +69,7 @@ def test_npz_bomb_is_quarantined_from_its_headers_in_bounded_memory(bomb):
     assert reason is not None and reason.startswith(limit_reason("node count (rows of x)", BOMB_NODES, "max_nodes", 5_000_000)), reason
     assert "`-o max_nodes=N`" in reason
     grown = peak_rss_growth(
-        setup="from pathlib import Path\nfrom omnimask.modalities.base import QuarantineError\n"
+        setup="from pathlib import Path\nfrom omnimask.core.interfaces import QuarantineError\n"
               "from omnimask.modalities.graph.ingest import GraphIngestConfig, encode_graph_input",
         body=f"try:\n    list(encode_graph_input(Path({str(bomb)!r}), GraphIngestConfig()))\nexcept QuarantineError:\n    pass",
     )

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import make_image_folder
-from omnimask.orchestration.submit import submit_job
+from omnimask.cli.submit import submit_job
 
 BIN = Path(sys.executable).parent
 
@@ -113,7 +113,7 @@ def test_pretrain_job_through_the_jobs_sdk(head, shards, tmp_path):
 def test_omnimask_submit_streams_logs_and_returns_status(head, shards, tmp_path):
     """--address wins over a RAY_ADDRESS left set (which the Jobs SDK alone would prefer): here a dead one."""
     env = dict(os.environ, RAY_AUTH_MODE="disabled", RAY_ADDRESS=f"http://127.0.0.1:{free_port()}")
-    cmd = [sys.executable, "-m", "omnimask.orchestration.cli", "submit", "mae_image_tiny", *overrides(shards, tmp_path),
+    cmd = [sys.executable, "-m", "omnimask.cli.main", "submit", "mae_image_tiny", *overrides(shards, tmp_path),
            "--name", "cli", "--address", head, "--timeout", "300"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -169,7 +169,7 @@ def test_omnimask_submit_that_loses_the_cluster_names_the_job_in_one_line(head, 
     proxy = Proxy(int(head.rsplit(":", 1)[1]))
     address = f"http://127.0.0.1:{proxy.port}"
     env = dict(os.environ, RAY_AUTH_MODE="disabled")
-    cmd = [sys.executable, "-m", "omnimask.orchestration.cli", "submit", "mae_image_tiny", *overrides(shards, tmp_path),
+    cmd = [sys.executable, "-m", "omnimask.cli.main", "submit", "mae_image_tiny", *overrides(shards, tmp_path),
            "--name", "lost", "--address", address]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:

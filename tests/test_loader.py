@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from omnimask.config import load_recipe
-from omnimask.models.recipe import MaskedModel, Recipe
-from omnimask.pipelines.loader import SamplePipeline, ShardStream, build_loader
+from omnimask.core.config import load_recipe
+from omnimask.core.recipe import MaskedModel, Recipe
+from omnimask.data.loader import SamplePipeline, ShardStream, build_loader
 
 OVERRIDES = ["model.tokenizer.image_size=32", "model.encoder.depth=1", "model.head.depth=1"]
 
@@ -52,9 +52,9 @@ def test_a_loader_alive_at_exit_stops_its_workers_before_they_are_terminated(ima
     leave a pymp-* folder in the temporary directory. build_loader asks them to finish first."""
     script = (
         "import sys\n"
-        "from omnimask.config import load_recipe\n"
-        "from omnimask.models.recipe import Recipe\n"
-        "from omnimask.pipelines.loader import build_loader\n"
+        "from omnimask.core.config import load_recipe\n"
+        "from omnimask.core.recipe import Recipe\n"
+        "from omnimask.data.loader import build_loader\n"
         f"recipe = Recipe.from_config(load_recipe('mae_image_tiny', {OVERRIDES!r}))\n"
         "loader = build_loader(recipe, sys.argv[1], batch_size=5, num_workers=2, seed=0)\n"
         "assert next(iter(loader))['tokens'].shape[0] == 5\n"
@@ -71,7 +71,7 @@ def test_a_loader_alive_at_exit_stops_its_workers_before_they_are_terminated(ima
 def test_every_rank_and_worker_layout_covers_the_epoch_with_equal_batches(image_dataset, monkeypatch):
     """Each layout sees every sample of an epoch once, plus only the padding of the last step,
     and every rank gets the same number of batches, whatever the shard sizes."""
-    import omnimask.pipelines.loader as loader_mod
+    import omnimask.data.loader as loader_mod
 
     n = image_dataset["manifest"].num_samples  # 30, in shards of uneven sizes
     batch = 4
@@ -103,7 +103,7 @@ def test_global_order_does_not_depend_on_the_layout(image_dataset):
 
 
 def test_a_stream_started_at_a_position_continues_the_same_order(image_dataset):
-    from omnimask.pipelines.order import Position, advance
+    from omnimask.data.order import Position, advance
 
     full = keys_of(stream(image_dataset, world=1, batch=4, epochs=3))
     start = advance(Position(), 5, 4, 30)
@@ -114,7 +114,7 @@ def test_a_stream_started_at_a_position_continues_the_same_order(image_dataset):
 
 def test_shuffle_window_keeps_reads_local(image_dataset):
     """window=1: consecutive samples come from one shard at a time (shards of this set are 3 or 8 samples)."""
-    from omnimask.pipelines.order import epoch_order
+    from omnimask.data.order import epoch_order
 
     counts = [s.num_samples for s in image_dataset["manifest"].shards]
     order = epoch_order(counts, seed=0, epoch=0, window=1)
@@ -123,7 +123,7 @@ def test_shuffle_window_keeps_reads_local(image_dataset):
     wide = epoch_order(counts, seed=0, epoch=0, window=len(counts))
     assert int((wide[1:, 0] != wide[:-1, 0]).sum()) > 2 * len(counts)
     assert sorted(map(tuple, order.tolist())) == sorted(map(tuple, wide.tolist()))
-    from omnimask.pipelines.order import mean_displacement
+    from omnimask.data.order import mean_displacement
 
     full = mean_displacement(counts, 0, 0, len(counts))  # one window: a uniform shuffle of all 30
     assert 0.2 * 30 < full < 0.5 * 30  # a uniform permutation moves a sample n/3 on average
@@ -165,8 +165,8 @@ def test_ray_ingest_pipeline_gives_the_torch_loader_samples(image_dataset):
     """data.loader=ray runs the same SamplePipeline: same tokens, masks and targets per (key, epoch)."""
     import json as _json
 
-    from omnimask.config import to_dict
-    from omnimask.pipelines.ray_ingest import read_window_rows, run_pipeline, window_units
+    from omnimask.core.config import to_dict
+    from omnimask.data.ray_ingest import read_window_rows, run_pipeline, window_units
 
     cfg = load_recipe("mae_image_tiny", OVERRIDES)
     m = image_dataset["manifest"]
@@ -190,8 +190,8 @@ def write_dataset_with_a_corrupt_sample(root):
     from PIL import Image
 
     from conftest import photo_like
-    from omnimask.pipelines.formats import TarShardWriter
-    from omnimask.pipelines.manifest import Manifest, ShardInfo, file_sha256
+    from omnimask.io.formats import TarShardWriter
+    from omnimask.io.manifest import Manifest, ShardInfo, file_sha256
 
     root.mkdir()
     g = np.random.default_rng(0)
@@ -227,7 +227,7 @@ def test_a_sample_that_fails_to_decode_is_replaced_and_counted(tmp_path):
 
 
 def test_replace_failures_keeps_counts_even_when_the_stream_starts_bad():
-    from omnimask.pipelines.loader import Failure, replace_failures
+    from omnimask.data.loader import Failure, replace_failures
 
     a, b, bad = {"key": "a"}, {"key": "b"}, Failure("k", "ValueError: broken")
     out = list(replace_failures(iter([bad, bad, a, bad, b])))
@@ -275,8 +275,8 @@ def test_verify_shards_refuses_a_modified_shard(image_dataset, tmp_path):
 def test_decoders_give_one_sample_per_view_seed():
     """``decode_views``: a decoder without ``views`` is called once per seed; one whose ``views`` returns
     another count breaks its contract (it would shift every later batch off its step)."""
-    from omnimask.contracts import ContractError
-    from omnimask.pipelines.loader import decode_views
+    from omnimask.core.contracts import ContractError
+    from omnimask.data.loader import decode_views
 
     class Short:
         def __call__(self, members, seed):

@@ -4,11 +4,11 @@ import sys
 import numpy as np
 import pytest
 
-from omnimask.config import ComponentSpec, ConfigError
-from omnimask.modalities.base import TokenLayout
+from omnimask.core.config import ComponentSpec, ConfigError
+from omnimask.core.interfaces import TokenLayout
 from omnimask.modalities.image.maskers import BlockMasker, block_mask
-from omnimask.modalities.maskers import RandomMasker
-from omnimask import registry
+from omnimask.components.maskers import RandomMasker
+from omnimask.core import registry
 
 LAYOUT = TokenLayout(grid=(14, 14), token_dim=768)
 
@@ -49,9 +49,9 @@ def test_maskers_are_deterministic_and_seed_dependent():
 
 def test_same_seed_same_mask_in_another_process():
     code = (
-        "from omnimask.modalities.base import TokenLayout;"
+        "from omnimask.core.interfaces import TokenLayout;"
         "from omnimask.modalities.image.maskers import BlockMasker;"
-        "from omnimask.modalities.maskers import RandomMasker;"
+        "from omnimask.components.maskers import RandomMasker;"
         "L=TokenLayout((14,14),768);"
         "print(''.join('1' if v else '0' for v in RandomMasker(RandomMasker.Config())(L,123).tolist()));"
         "print(''.join('1' if v else '0' for v in BlockMasker(BlockMasker.Config())(L,123).tolist()))"

@@ -5,11 +5,12 @@ import torch
 
 from conftest import photo_like
 
-from omnimask.config import load_recipe
-from omnimask.models.base import MaskIndex
-from omnimask.models.layers import sincos_pos_embed, split_ids
-from omnimask.models.recipe import Recipe
-from omnimask.pipelines.collate import collate
+from omnimask.core.config import load_recipe
+from omnimask.core.networks import MaskIndex
+from omnimask.components.layers import sincos_pos_embed
+from omnimask.core.indexing import split_ids
+from omnimask.core.recipe import Recipe
+from omnimask.core.collate import collate
 
 TINY = ["model.tokenizer.image_size=32", "model.encoder.depth=2", "model.head.depth=1"]
 
@@ -118,7 +119,7 @@ def test_sincos_matches_mae_channel_for_channel():
 
 
 def test_weight_decay_groups_follow_mae():
-    from omnimask.models.schedule import param_groups
+    from omnimask.train.schedule import param_groups
 
     model = tiny_recipe().build_model()
     decay, no_decay = param_groups(model, 0.05)
@@ -130,7 +131,7 @@ def test_weight_decay_groups_follow_mae():
 
 
 def test_a_block_computing_the_last_rows_only_equals_the_full_block():
-    from omnimask.models.layers import Block, rotary_tables
+    from omnimask.components.layers import Block, rotary_tables
 
     torch.manual_seed(0)
     block = Block(32, 4)
@@ -148,7 +149,7 @@ def test_a_block_computing_the_last_rows_only_equals_the_full_block():
 def test_decoding_table_queries_equals_decoding_their_rows_and_shares_the_gradients():
     """MAE's first decoder block projects each query position once: outputs and gradients (of the
     context, the table and every weight) equal decoding the gathered rows, each projected per sample."""
-    from omnimask.models.layers import Block, decode_queries, decode_table_queries
+    from omnimask.components.layers import Block, decode_queries, decode_table_queries
 
     torch.manual_seed(0)
     blocks = torch.nn.ModuleList(Block(32, 4) for _ in range(2)).double()
@@ -170,7 +171,7 @@ def test_table_queries_in_bf16_keep_the_precision_of_per_sample_rows():
     256) are as close to float64 as those of per-sample rows: the lookup sums them in float32, not bf16."""
     import copy
 
-    from omnimask.models.layers import Block, decode_queries, decode_table_queries
+    from omnimask.components.layers import Block, decode_queries, decode_table_queries
 
     torch.manual_seed(0)
     blocks = torch.nn.ModuleList(Block(64, 4) for _ in range(2))
@@ -197,7 +198,7 @@ def test_table_queries_in_bf16_keep_the_precision_of_per_sample_rows():
 def test_explicit_cpu_attention_in_bf16_matches_the_fused_kernel():
     import torch.nn.functional as F
 
-    from omnimask.models.layers import attention
+    from omnimask.components.layers import attention
 
     torch.manual_seed(0)
     q, k, v = (torch.randn(2, 3, 9, 16) for _ in range(3))
@@ -216,7 +217,7 @@ def test_the_model_reads_no_bookkeeping_entry_of_a_batch():
     torch.compile does not guard on them and recompile for every batch: the loss must not need them."""
     from benchmarks.train_step import real_batch
 
-    from omnimask.pipelines.collate import BOOKKEEPING, model_inputs
+    from omnimask.core.collate import BOOKKEEPING, model_inputs
 
     for name in ("mae_image_tiny", "esm_mlm_tiny"):
         recipe = Recipe.from_config(load_recipe(name))
@@ -237,8 +238,8 @@ def test_trainer_compile_compiles_the_loss_once_and_matches_eager(tmp_path, monk
     second step: a dict they were cached in changed under the first step's guards)."""
     import torch._dynamo
 
-    from omnimask.models.module import MaskedModelingModule
-    from omnimask.pipelines.collate import model_inputs
+    from omnimask.train.module import MaskedModelingModule
+    from omnimask.core.collate import model_inputs
 
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path))  # compile for real, not from an earlier run's cache
     torch._dynamo.reset()
@@ -262,7 +263,7 @@ def test_trainer_compile_compiles_the_loss_once_and_matches_eager(tmp_path, monk
 
 
 def test_select_rows_with_a_count_equals_boolean_indexing():
-    from omnimask.models.layers import select_rows
+    from omnimask.core.indexing import select_rows
 
     g = torch.Generator().manual_seed(0)
     x = torch.randn(3, 7, 5, generator=g)
@@ -273,7 +274,7 @@ def test_select_rows_with_a_count_equals_boolean_indexing():
 
 
 def test_gather_tokens_picks_each_samples_rows_and_adds_their_gradients_back():
-    from omnimask.models.layers import gather_tokens
+    from omnimask.core.indexing import gather_tokens
 
     g = torch.Generator().manual_seed(0)
     x = torch.randn(3, 7, 5, generator=g, requires_grad=True)
@@ -298,7 +299,7 @@ def test_padded_recipes_trace_into_one_graph_without_a_device_read_back():
     import torch._dynamo
 
     from benchmarks.train_step import real_batch
-    from omnimask.pipelines.collate import model_inputs
+    from omnimask.core.collate import model_inputs
 
     gat = ["model.encoder.kind=gat", "model.head.kind=gat", "model.edge_masker={name: edge_random}"]
     for name, overrides in (("esm_mlm_tiny", []), ("graphmae_tiny", []), ("graphmae_tiny", gat)):

@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 
 from conftest import OMNIMASK
-from omnimask.orchestration.demo import DEMOS
-from omnimask.pipelines.formats import iter_shard
-from omnimask.pipelines.manifest import MANIFEST, QUARANTINE, Manifest, read_quarantine
-from omnimask.pipelines.preprocess import preprocess
+from omnimask.cli.demo import DEMOS
+from omnimask.core import registry
+from omnimask.io.formats import iter_shard
+from omnimask.io.manifest import MANIFEST, QUARANTINE, Manifest, read_quarantine
+from omnimask.data.preprocess import preprocess
 
 ODD = b"-\xff\xfe"  # not UTF-8 in any position
 
@@ -37,7 +38,7 @@ def file_of(root: Path, source: str) -> bytes:
 @pytest.mark.parametrize("modality", sorted(DEMOS))
 def test_every_modality_ingests_files_whose_names_are_not_utf8(tmp_path, modality):
     src, out = tmp_path / "in", tmp_path / "out"
-    DEMOS[modality].build(src, 4)
+    registry.lookup("modality", modality)().example_inputs(src, 4)
     listed = sum(len(files) for _, _, files in os.walk(src))
     rename_everything(src)
     m = preprocess(modality, src, out, samples_per_shard=64, executor="processes", num_cpus=1)
@@ -62,7 +63,7 @@ def test_the_cli_prints_names_that_are_not_utf8_escaped(tmp_path):
     import subprocess
 
     src, out = tmp_path / "in", os.path.join(os.fsencode(tmp_path), b"out" + ODD)
-    DEMOS["image"].build(src, 2)
+    registry.lookup("modality", "image")().example_inputs(src, 2)
     rename_everything(src)
     env = dict(os.environ, RAY_AUTH_MODE="disabled", LC_ALL="C.UTF-8", PYTHONIOENCODING="utf-8")
     proc = subprocess.run([*OMNIMASK, "preprocess", "image", "--input", str(src), "--output", out, "--executor", "processes",

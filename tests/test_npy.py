@@ -9,7 +9,7 @@ import zlib
 import numpy as np
 import pytest
 
-from omnimask.pipelines.npy import _parse_npy, _parse_npz, load_npy, load_npz
+from omnimask.io.npy import _parse_npy, _parse_npz, load_npy, load_npz
 
 ARRAYS = [
     np.arange(12, dtype=np.float32).reshape(3, 4),

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from conftest import OMNIMASK, logged_losses, run_cli
-from omnimask.config import load_recipe
-from omnimask.contracts import ContractError
-from omnimask.models.recipe import Recipe
-from omnimask.pipelines.loader import build_loader
+from omnimask.core.config import load_recipe
+from omnimask.core.contracts import ContractError
+from omnimask.core.recipe import Recipe
+from omnimask.data.loader import build_loader
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_RECIPE = ROOT / "examples" / "ringmask" / "ring_sobel_tiny.yaml"
@@ -25,7 +25,7 @@ def test_plugins_lists_the_example_package_with_its_origin_and_parameters(tmp_pa
     assert "ring                 omnimask_ringmask.masks:RingMasker  [omnimask-ringmask 0.1.0 (entry point omnimask.maskers)]" in out
     assert "sobel                omnimask_ringmask.targets:SobelTarget  [omnimask-ringmask 0.1.0 (entry point omnimask.targets)]" in out
     assert "min_radius: float = 0.15  -- Smallest ring radius" in out
-    assert "random               omnimask.modalities.maskers:RandomMasker  [omnimask]" in out  # built-ins too
+    assert "random               omnimask.components.maskers:RandomMasker  [omnimask]" in out  # built-ins too
     for kind in ("tokenizers:", "maskers:", "targets:", "encoders:", "heads:", "modalities:"):
         assert kind in out
     # a modality's preprocess options and augmentation keys, each with its default and help
@@ -59,7 +59,7 @@ def test_example_plugin_trains_through_the_cli(image_dataset, tmp_path):
 
 
 def test_a_plugin_parameter_is_checked_like_any_other():
-    from omnimask.config import ConfigError
+    from omnimask.core.config import ConfigError
 
     with pytest.raises(ConfigError, match=r"model\.masker\.min_radus: unknown key \(did you mean 'min_radius'\?\)"):
         Recipe.from_config(load_recipe(EXAMPLE_RECIPE, ["model.masker.min_radus=0.2"]))

@@ -7,17 +7,17 @@ import torch
 from PIL import Image
 
 from conftest import pretrain_briefly, run_cli
-from omnimask.config import load_recipe
-from omnimask.modalities.base import TokenLayout
-from omnimask.modalities.maskers import RandomMasker
+from omnimask.core.config import load_recipe
+from omnimask.core.interfaces import TokenLayout
+from omnimask.components.maskers import RandomMasker
 from omnimask.modalities.pointcloud.geometry import chamfer_distance, farthest_point_sample
 from omnimask.modalities.pointcloud.maskers import PointBlockMasker
 from omnimask.modalities.pointcloud.tokenizer import PointGroupTokenizer
-from omnimask.models.base import MaskIndex
-from omnimask.models.recipe import Recipe
-from omnimask.orchestration.demo.shapes import build_demo_shapes, primitive
-from omnimask.pipelines.loader import build_loader
-from omnimask.pipelines.manifest import read_quarantine
+from omnimask.core.networks import MaskIndex
+from omnimask.core.recipe import Recipe
+from omnimask.modalities.pointcloud.examples import build_demo_shapes, primitive
+from omnimask.data.loader import build_loader
+from omnimask.io.manifest import read_quarantine
 
 LAYOUT = TokenLayout((64,), 96)
 

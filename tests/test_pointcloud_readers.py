@@ -6,7 +6,7 @@ import re
 import numpy as np
 import pytest
 
-from omnimask.modalities.base import QuarantineError
+from omnimask.core.interfaces import QuarantineError
 from omnimask.modalities.pointcloud.readers import read_point_file
 
 PTS = np.array([[0.0, 0.0, 0.0], [1.0, 0.5, -2.0], [3.25, -1.0, 4.0]], dtype=np.float32)

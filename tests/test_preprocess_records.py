@@ -13,10 +13,10 @@ import numpy as np
 from omnimask.modalities.graph.decode import GraphDecoder
 from omnimask.modalities.pointcloud.decode import PointCloudAugmentConfig, PointCloudDecoder
 from omnimask.modalities.protein.decode import ProteinAugmentConfig, ProteinDecoder
-from omnimask.pipelines.formats import iter_shard
-from omnimask.pipelines.manifest import read_quarantine
-from omnimask.pipelines.preprocess import preprocess
-from omnimask.pipelines.units import MAX_BAD_RECORDS, write_unit
+from omnimask.io.formats import iter_shard
+from omnimask.io.manifest import read_quarantine
+from omnimask.data.preprocess import preprocess
+from omnimask.data.units import MAX_BAD_RECORDS, write_unit
 from peak_rss import peak_rss_growth
 
 
@@ -144,7 +144,7 @@ def test_a_file_of_millions_of_bad_records_is_cut_off_after_max_bad_records(tmp_
     last = report["quarantine"][-1]
     assert last["source"] == f"many.fa.gz (after {MAX_BAD_RECORDS} records)" and "the rest of the file" in last["reason"]
     (tmp_path / "again").mkdir()
-    growth = peak_rss_growth(setup="from pathlib import Path\nfrom omnimask.pipelines.units import write_unit", body=f"""
+    growth = peak_rss_growth(setup="from pathlib import Path\nfrom omnimask.data.units import write_unit", body=f"""
         write_unit({unit!r}, "protein", "webdataset", {{}}, Path({str(tmp_path / "again")!r}), [], 256)
     """)
     assert growth < 64e6, growth / 1e6

@@ -2,9 +2,9 @@
 
 import pytest
 
-from omnimask.config import ConfigError, load_recipe
-from omnimask.orchestration.pretrain import pretrain
-from omnimask.pipelines.preprocess import preprocess
+from omnimask.core.config import ConfigError, load_recipe
+from omnimask.train.pretrain import pretrain
+from omnimask.data.preprocess import preprocess
 
 
 def test_a_dataset_of_another_modality_fails_before_the_run(image_dataset, tmp_path):

@@ -10,17 +10,17 @@ import torch
 import torch.nn.functional as F
 
 from conftest import pretrain_briefly, preprocessed, run_cli
-from omnimask.config import ConfigError, load_recipe
-from omnimask.modalities.base import TokenLayout
+from omnimask.core.config import ConfigError, load_recipe
+from omnimask.core.interfaces import TokenLayout
 from omnimask.modalities.protein import alphabet
 from omnimask.modalities.protein.maskers import BertMasker
-from omnimask.models.base import MaskIndex
-from omnimask.models.layers import apply_rotary, rotary_tables
-from omnimask.models.recipe import Recipe
-from omnimask.orchestration.demo.proteins import build_demo_proteins
-from omnimask.pipelines.collate import collate_for
-from omnimask.pipelines.loader import SamplePipeline
-from omnimask.pipelines.manifest import read_quarantine
+from omnimask.core.networks import MaskIndex
+from omnimask.components.layers import apply_rotary, rotary_tables
+from omnimask.core.recipe import Recipe
+from omnimask.modalities.protein.examples import build_demo_proteins
+from omnimask.core.collate import collate_for
+from omnimask.data.loader import SamplePipeline
+from omnimask.io.manifest import read_quarantine
 
 BERT = BertMasker(BertMasker.Config())
 
@@ -132,7 +132,7 @@ def test_fasta_files_are_accounted_for_and_esm_mlm_tiny_pretrains_through_the_cl
 def test_bad_bytes_quarantine_one_record_and_every_record_is_accounted_for(tmp_path):
     """One Latin-1 byte in a header and one in a sequence cost one record each; a binary file and a file
     without records are one quarantined input each; the manifest counts every record once."""
-    from omnimask.pipelines.preprocess import preprocess
+    from omnimask.data.preprocess import preprocess
 
     raw = tmp_path / "raw"
     raw.mkdir()
@@ -154,13 +154,13 @@ def test_bad_bytes_quarantine_one_record_and_every_record_is_accounted_for(tmp_p
 
 
 def residues_in_shard_order(root, manifest):
-    from omnimask.pipelines.formats import iter_shard
+    from omnimask.io.formats import iter_shard
 
     return [members["seq"].decode() for shard in manifest.shards for _, members in iter_shard(manifest.format, root / shard.path)]
 
 
 def test_token_budget_batches_cover_the_epoch_within_the_budget():
-    from omnimask.pipelines.order import budget_batches
+    from omnimask.data.order import budget_batches
 
     g = np.random.default_rng(0)
     tokens = g.integers(10, 1000, 2000)
@@ -181,7 +181,7 @@ def test_token_budget_batches_cover_the_epoch_within_the_budget():
 
 
 def test_budget_plan_positions_advance_over_epochs_of_different_lengths():
-    from omnimask.pipelines.order import BudgetPlan, Position, advance
+    from omnimask.data.order import BudgetPlan, Position, advance
 
     tokens = np.random.default_rng(2).integers(5, 300, 90)
     plan = BudgetPlan([30, 25, 35], tokens, seed=0, window=2, world_size=2, max_tokens=1200, sort_window=40)
@@ -194,8 +194,8 @@ def test_budget_plan_positions_advance_over_epochs_of_different_lengths():
 
 
 def budget_stream(root, rank=0, world=1, start=None, epochs=1, max_tokens=1500):
-    from omnimask.pipelines.loader import ShardStream
-    from omnimask.pipelines.order import Position
+    from omnimask.data.loader import ShardStream
+    from omnimask.data.order import Position
 
     recipe = Recipe.from_config(load_recipe("esm_mlm_tiny"))
     return ShardStream(root / "shards", SamplePipeline(recipe, 0), 0, 2, rank, world, start=start or Position(), epochs=epochs,
@@ -203,7 +203,7 @@ def budget_stream(root, rank=0, world=1, start=None, epochs=1, max_tokens=1500):
 
 
 def test_a_loader_worker_sends_the_same_padded_batches_in_one_shared_segment_each(protein_dataset):
-    from omnimask.pipelines.loader import build_loader
+    from omnimask.data.loader import build_loader
 
     root, _, _ = protein_dataset
     stream, collate = budget_stream(root)
@@ -219,7 +219,7 @@ def test_a_loader_worker_sends_the_same_padded_batches_in_one_shared_segment_eac
 
 
 def test_loader_fills_batches_to_the_token_budget_and_resumes_exactly(protein_dataset):
-    from omnimask.pipelines.order import advance
+    from omnimask.data.order import advance
 
     root, _, manifest = protein_dataset
     stream, collate = budget_stream(root)

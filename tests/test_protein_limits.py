@@ -7,14 +7,14 @@ import gzip
 import pytest
 from peak_rss import peak_rss_growth
 
-from omnimask.modalities.base import QuarantineError
+from omnimask.core.interfaces import QuarantineError
 from omnimask.modalities.protein import fasta
 from omnimask.modalities.protein.ingest import (
     MAX_LENGTH,
     ProteinIngestConfig,
     encode_fasta,
 )
-from omnimask.pipelines.manifest import read_quarantine
+from omnimask.io.manifest import read_quarantine
 
 MB = 1 << 20
 BOMB_MB = 200
@@ -71,7 +71,7 @@ def test_a_gzip_bomb_record_is_quarantined_by_default_and_the_next_record_kept(b
 
 
 def test_a_bomb_through_preprocess_every_record_accounted_for(bombs, tmp_path):
-    from omnimask.pipelines.preprocess import preprocess
+    from omnimask.data.preprocess import preprocess
 
     raw = tmp_path / "raw"
     raw.mkdir()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from omnimask.orchestration.scratch import run_scratch, temp_dir_for_processes, use_scratch
+from omnimask.data.scratch import run_scratch, temp_dir_for_processes, use_scratch
 
 
 @pytest.fixture

@@ -5,10 +5,10 @@ import time
 import torch
 from torch.multiprocessing.reductions import StorageWeakRef
 
-from omnimask.config import load_recipe
-from omnimask.models.recipe import Recipe
-from omnimask.pipelines.loader import build_loader
-from omnimask.pipelines.shared_batch import ALIGN, TAG, BufferPool, Recycler, ReleaseBoard, in_one_buffer
+from omnimask.core.config import load_recipe
+from omnimask.core.recipe import Recipe
+from omnimask.data.loader import build_loader
+from omnimask.data.shared_batch import ALIGN, TAG, BufferPool, Recycler, ReleaseBoard, in_one_buffer
 
 
 def a_batch(seed: int, rows: int = 3) -> dict:

@@ -7,9 +7,9 @@ import tarfile
 import numpy as np
 import pytest
 
-from omnimask.pipelines.formats import TarShardWriter
-from omnimask.pipelines.tar_index import UnsafeShardError, _grouped, _plain_members, _tarfile_members
-from omnimask.pipelines.tar_index import index_tar as index_open_tar
+from omnimask.io.formats import TarShardWriter
+from omnimask.io.tar_index import UnsafeShardError, _grouped, _plain_members, _tarfile_members
+from omnimask.io.tar_index import index_tar as index_open_tar
 
 
 def index_tar(path):
@@ -90,7 +90,7 @@ def test_unsafe_names_are_refused(tmp_path, name):
 
 
 def test_a_member_without_an_extension_is_refused_as_the_streaming_reader_refuses_it(tmp_path):
-    from omnimask.pipelines.formats import iter_tar
+    from omnimask.io.formats import iter_tar
 
     path = write_tar(tmp_path / "noext.tar", [("a.jpg", b"1"), ("README", b"2")])
     with pytest.raises(ValueError, match="no extension"):

@@ -6,10 +6,10 @@ import json
 import pytest
 
 from conftest import logged_losses, make_image_folder
-from omnimask.config import load_recipe
-from omnimask.orchestration.pretrain import RunExistsError, pretrain
-from omnimask.orchestration.scratch import temp_dir_for_processes
-from omnimask.pipelines.preprocess import preprocess
+from omnimask.core.config import load_recipe
+from omnimask.train.pretrain import RunExistsError, pretrain
+from omnimask.data.scratch import temp_dir_for_processes
+from omnimask.data.preprocess import preprocess
 
 TINY = [
     "model.tokenizer.image_size=32", "model.encoder.depth=1", "model.head.depth=1",
@@ -121,10 +121,10 @@ def test_ray_data_loader_shuffles_windows_of_shards_like_the_torch_loader(shards
     every sample comes once an epoch."""
     from collections import Counter
 
-    from omnimask.pipelines.formats import iter_shard
-    from omnimask.pipelines.manifest import Manifest
-    from omnimask.pipelines.order import epoch_order
-    from omnimask.pipelines.ray_ingest import build_ray_dataset, read_window_rows, window_units
+    from omnimask.io.formats import iter_shard
+    from omnimask.io.manifest import Manifest
+    from omnimask.data.order import epoch_order
+    from omnimask.data.ray_ingest import build_ray_dataset, read_window_rows, window_units
 
     cfg = load_recipe("mae_image_tiny", [*TINY, f"data.path={shards}", "data.loader=ray", "data.shuffle_window=3",
                                          "trainer.max_steps=2"])
@@ -143,8 +143,8 @@ def test_ray_data_loader_shuffles_windows_of_shards_like_the_torch_loader(shards
 def test_ray_data_loader_checks_shard_sizes_and_with_verify_shards_their_digests(shards, tmp_path):
     import shutil
 
-    from omnimask.pipelines.manifest import Manifest
-    from omnimask.pipelines.ray_ingest import build_ray_dataset
+    from omnimask.io.manifest import Manifest
+    from omnimask.data.ray_ingest import build_ray_dataset
 
     copy = tmp_path / "shards"
     shutil.copytree(shards, copy)
@@ -222,10 +222,10 @@ def test_elastic_resume_covers_the_epoch_exactly(shards, tmp_path, workers_tmp, 
 
 def test_trainer_leaves_out_rays_placement_group_cleaner(ray_local):
     """Ray Train 2.60's cleaner removes a live run's placement group when the State API misses an answer
-    (omnimask.orchestration.ray_trainer); the trainer omnimask runs keeps Ray's other callbacks."""
+    (omnimask.train.ray_trainer); the trainer omnimask runs keeps Ray's other callbacks."""
     import ray.train
 
-    from omnimask.orchestration.ray_trainer import Trainer
+    from omnimask.train.ray_trainer import Trainer
 
     names = [type(c).__name__ for c in Trainer(lambda config: None, scaling_config=ray.train.ScalingConfig(num_workers=1))
              ._create_default_callbacks()]

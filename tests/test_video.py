@@ -13,23 +13,23 @@ import torch
 from PIL import Image
 
 from conftest import preprocessed, pretrain_briefly
-from omnimask.config import load_recipe
-from omnimask.modalities.base import TokenLayout
-from omnimask.modalities.targets import ChannelNormPixelTarget
+from omnimask.core.config import load_recipe
+from omnimask.core.interfaces import TokenLayout
+from omnimask.components.targets import ChannelNormPixelTarget
 from omnimask.modalities.video.decode import (VideoAugmentConfig, VideoDecoder, decode_frames, frame_indices,
                                               multi_scale_crop_box)
 from omnimask.modalities.video.maskers import RunningCellMasker, TubeMasker
 from omnimask.modalities.video.tokenizer import VideoTubeletTokenizer
-from omnimask.models.base import MaskIndex
-from omnimask.models.recipe import MaskedModel, Recipe
-from omnimask.orchestration.demo.images import load_photos
-from omnimask.orchestration.demo.sounds import synth, write_audio
-from omnimask.orchestration.demo.videos import moving_clip, write_video
-from omnimask.pipelines.formats import iter_shard
-from omnimask.pipelines.loader import build_loader
-from omnimask.pipelines.manifest import read_quarantine
-from omnimask.pipelines.preprocess import preprocess
-from omnimask.seeding import rng
+from omnimask.core.networks import MaskIndex
+from omnimask.core.recipe import MaskedModel, Recipe
+from omnimask.components.photos import load_photos
+from omnimask.modalities.audio.examples import synth, write_audio
+from omnimask.modalities.video.examples import moving_clip, write_video
+from omnimask.io.formats import iter_shard
+from omnimask.data.loader import build_loader
+from omnimask.io.manifest import read_quarantine
+from omnimask.data.preprocess import preprocess
+from omnimask.core.seeding import rng
 
 GRID = TokenLayout(grid=(8, 14, 14), token_dim=1536)
 
@@ -228,7 +228,7 @@ def test_ingest_reencodes_unseekable_containers_and_odd_sizes(tmp_path):
 
 
 def test_dual_masking_that_cannot_batch_fails_at_load():
-    from omnimask.config import ConfigError
+    from omnimask.core.config import ConfigError
 
     with pytest.raises(ConfigError, match="model.decoder_masker: .*varies between samples"):
         Recipe.from_config(load_recipe("videomae_tiny", ["model.decoder_masker.name=running_cell", "model.tokenizer.num_frames=6"]))
@@ -353,7 +353,7 @@ def test_dual_masking_model_predicts_only_hidden_decoder_visible_tokens(video_sh
 def test_videomae_tiny_pretrains_through_the_cli(video_shards, tmp_path):
     """With two views a clip read (``data.repeats=2``): the checkpoint's data position counts clips read,
     and says so."""
-    from omnimask.orchestration.worker import checkpoint_data_state
+    from omnimask.train.worker import checkpoint_data_state
 
     root, _, _ = video_shards
     run_dir = pretrain_briefly("videomae_tiny", root / "shards", tmp_path, batch_size=10, overrides=("data.repeats=2",))
@@ -366,7 +366,7 @@ def test_videomae_tiny_pretrains_through_the_cli(video_shards, tmp_path):
 
 
 def test_a_tokenizer_the_modality_cannot_feed_fails_at_load():
-    from omnimask.config import ConfigError
+    from omnimask.core.config import ConfigError
 
     with pytest.raises(ConfigError, match="model.tokenizer: the image modality needs ImagePatchTokenizer, got VideoTubeletTokenizer"):
         Recipe.from_config(load_recipe("mae_image_tiny", ["model.tokenizer.name=video_tubelets"]))

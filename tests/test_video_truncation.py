@@ -9,11 +9,11 @@ import av
 import numpy as np
 import pytest
 
-from omnimask.modalities.base import QuarantineError
+from omnimask.core.interfaces import QuarantineError
 from omnimask.modalities.video.ingest import VideoIngestConfig, encode_video_file
-from omnimask.orchestration.demo.videos import write_video
-from omnimask.pipelines.manifest import read_quarantine
-from omnimask.pipelines.preprocess import preprocess
+from omnimask.modalities.video.examples import write_video
+from omnimask.io.manifest import read_quarantine
+from omnimask.data.preprocess import preprocess
 
 FRAMES, FPS = 50, 25  # a 2 s clip
 CLIPS = {"clip.mkv": None, "vp8.webm": "libvpx", "vp9.webm": "libvpx-vp9", "clip.ts": None}

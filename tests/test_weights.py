@@ -7,9 +7,9 @@ import pytest
 import torch
 import yaml
 
-from omnimask.config import ConfigError, load_recipe, to_dict
-from omnimask.models.recipe import Recipe
-from omnimask.orchestration.cli import main
+from omnimask.core.config import ConfigError, load_recipe, to_dict
+from omnimask.core.recipe import Recipe
+from omnimask.cli.main import main
 
 RECIPES = ["mae_image_tiny", "audiomae_tiny", "videomae_tiny", "pointmae_tiny", "graphmae_tiny", "esm_mlm_tiny"]
 
@@ -32,7 +32,7 @@ def fake_run(tmp_path, name: str, overrides: list[str] = ()) -> tuple[Recipe, di
 @pytest.mark.parametrize("name", RECIPES)
 def test_export_then_init_gives_the_same_weights_and_loss(tmp_path, capsys, name):
     from benchmarks.train_step import real_batch
-    from omnimask.models.module import MaskedModelingModule
+    from omnimask.train.module import MaskedModelingModule
 
     recipe, state = fake_run(tmp_path, name)
     assert main(["export", str(tmp_path / "run"), "--output", str(tmp_path / "out")]) == 0
@@ -87,9 +87,11 @@ def test_init_reports_what_the_file_lacks_and_what_it_has_extra(tmp_path):
     assert "missing (kept as initialised)" in report.summary() and "unexpected (ignored): head.weight" in report.summary()
 
 
-def test_init_is_checked_when_the_recipe_loads(tmp_path):
+def test_init_is_checked_before_a_run_starts(tmp_path):
+    from omnimask.train.pretrain import check_recipe
+
     with pytest.raises(ConfigError, match="model.init.*no such file"):
-        Recipe.check(load_recipe("mae_image_tiny", [f"model.init={tmp_path / 'missing.pth'}"]))
+        check_recipe(load_recipe("mae_image_tiny", [f"model.init={tmp_path / 'missing.pth'}"]))
 
 
 def test_export_refuses_a_model_the_reference_code_would_compute_differently(tmp_path, capsys):

@@ -1,9 +1,6 @@
-"""Modalities: ingest, decoding, tokenizers, maskers and targets, one sub-package each.
+"""One folder per modality: its ingest, decoding, tokenizer, maskers, model (where it has its own
+encoder or head), example-input generator, recipes and a README. Nothing here is imported until a
+recipe names it (see :data:`omnimask.core.registry.BUILTINS`): an image run never loads PyAV or torchaudio.
 
-Shared pieces that fit any token layout live here: ``maskers.py`` (random),
-``targets.py`` (pixels, norm_pixels, channel_norm_pixels) and ``pixels.py`` (what
-the image and video tokenizers share). Importing this package registers them all.
-"""
-
-from omnimask.modalities import maskers, targets  # noqa: F401
-from omnimask.modalities import audio, graph, image, pointcloud, protein, video  # noqa: F401
+``base`` and ``targets`` are the old import paths of :mod:`omnimask.core.interfaces` and
+:mod:`omnimask.components.targets`, kept for plugins."""

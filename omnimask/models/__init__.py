@@ -1,3 +1,3 @@
-"""Encoders, heads, the recipe model and its Lightning module. Importing registers the built-ins."""
+"""Old import paths kept for plugins: ``omnimask.models.base`` (now :mod:`omnimask.core.networks`).
 
-from omnimask.models import encoders, esm, graphmae, heads, point_mae  # noqa: F401
+Encoders and heads live in :mod:`omnimask.components` (shared) and ``omnimask.modalities.<name>.model``."""

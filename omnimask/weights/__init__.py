@@ -19,6 +19,7 @@ from typing import Any
 import torch
 import yaml
 
+from omnimask.core.config import ConfigError
 from omnimask.weights.base import ReferenceLayout, State
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,16 @@ def family_of(recipe: Any) -> str | None:
         return "videomae" if recipe.config.modality == "video" else "mae"
     return {("pointmae", "pointmae_decoder"): "pointmae", ("gnn", "graphmae_decoder"): "graphmae",
             ("esm", "lm_head"): "esm"}.get(parts)
+
+
+def check_init(recipe: Any) -> None:
+    """``model.init`` names a file, and the recipe's model has a reference layout to read it with."""
+    if not Path(recipe.config.model.init).is_file():
+        raise ConfigError("model.init", f"no such file: {recipe.config.model.init}")
+    try:
+        layout_for(recipe)
+    except ValueError as e:
+        raise ConfigError("model.init", str(e)) from None
 
 
 def layout_for(recipe: Any) -> ReferenceLayout:
@@ -73,8 +84,8 @@ def model_state(checkpoint: Path) -> State:
 
 def load_run(source: str | Path) -> tuple[Any, State, Path]:
     """A run's recipe (built from its saved config), its model's weights and the checkpoint read."""
-    from omnimask.config import from_dict, RecipeConfig
-    from omnimask.models.recipe import Recipe
+    from omnimask.core.config import from_dict, RecipeConfig
+    from omnimask.core.recipe import Recipe
 
     ckpt, config = find_checkpoint(source)
     recipe = Recipe.from_config(from_dict(RecipeConfig, yaml.safe_load(config.read_text())))

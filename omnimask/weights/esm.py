@@ -75,7 +75,7 @@ _RELEASED_PREFIX = re.compile(r"^(encoder\.sentence_encoder\.|encoder\.)")  # as
 
 def configs(recipe: Any) -> tuple[Any, Any]:
     """The recipe's encoder and head ``Config``s, validated and with their defaults filled in."""
-    from omnimask import registry
+    from omnimask.core import registry
 
     m = recipe.config.model
     if m.encoder.name != "esm" or m.head.name != "lm_head":
@@ -85,7 +85,7 @@ def configs(recipe: Any) -> tuple[Any, Any]:
 
 def sizes(recipe: Any) -> tuple[int, int, int]:
     """``(dim, depth, heads)`` of the recipe's ESM encoder (its size's, with the config's overrides)."""
-    from omnimask.models.esm import ESM2_SIZES
+    from omnimask.modalities.protein.model import ESM2_SIZES
 
     enc = configs(recipe)[0]
     dim, depth, heads = ESM2_SIZES[enc.size]

@@ -38,7 +38,7 @@ _GIN_MLP = ("linears.0", "norms.0", "activations.0", "linears.1")
 
 
 def _configs(recipe: Any) -> tuple[Any, Any]:
-    from omnimask import registry
+    from omnimask.core import registry
 
     model = recipe.config.model
     return (registry.check("encoder", model.encoder, "model.encoder")[1],

@@ -105,7 +105,7 @@ def reference_pos_embed(recipe: Any, dim: int) -> torch.Tensor:
     """The fixed table ``[1, 1 + N, dim]`` the reference persists (cls row zero), row ``1 + k`` added to the
     token ``k`` of the Conv2d's raster order: the 2-D sin-cos table of :func:`reference_grid` flattened
     row-major, columns encoded in the first half of the channels and rows in the second."""
-    from omnimask.models.layers import sincos_pos_embed
+    from omnimask.components.layers import sincos_pos_embed
 
     return sincos_pos_embed(reference_grid(recipe), dim, cls_token=True)[None]
 

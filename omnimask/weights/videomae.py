@@ -66,7 +66,7 @@ def _tubelet(recipe: Any) -> tuple[int, int]:
 
 def _qkv_bias(recipe: Any, side: str) -> str:
     """The attention-bias layout (``"qkv"``, ``"qv"`` or ``"none"``) of omnimask's ``side`` (encoder or head)."""
-    from omnimask import registry
+    from omnimask.core import registry
 
     m = recipe.config.model
     _, cfg = registry.check(side, m.encoder if side == "encoder" else m.head)

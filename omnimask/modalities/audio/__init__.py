@@ -5,12 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Optional
 
-from omnimask.modalities.audio import maskers  # noqa: F401  (registers "time_freq")
 from omnimask.modalities.audio.decode import AudioAugmentConfig, AudioDecoder
 from omnimask.modalities.audio.ingest import AudioIngestConfig, encode_audio_file
 from omnimask.modalities.audio.tokenizer import AudioFbankTokenizer
-from omnimask.modalities.base import Modality, Tokenizer
-from omnimask.registry import register
+from omnimask.core.interfaces import Modality, Tokenizer
+from omnimask.core.registry import register
 
 
 @register("modality", "audio")
@@ -31,3 +30,8 @@ class AudioModality(Modality):
         from omnimask.modalities.audio.stats import fbank_stats
 
         return fbank_stats(root, tokenizer_params, max_samples)
+
+    def example_inputs(self, out: Path, count: int, *, seed: int = 0) -> int:
+        from omnimask.modalities.audio.examples import build_demo_sounds
+
+        return build_demo_sounds(out, count, seed=seed)

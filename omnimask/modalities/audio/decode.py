@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import soundfile as sf
 
-from omnimask.seeding import rng
+from omnimask.core.seeding import rng
 
 
 @dataclass

@@ -30,8 +30,8 @@ import soundfile as sf
 import torch
 import torchaudio.transforms as T
 
-from omnimask.modalities.base import EncodedSample, QuarantineError
-from omnimask.modalities.limits import over_limit
+from omnimask.core.interfaces import EncodedSample, QuarantineError
+from omnimask.core.limits import over_limit
 
 SOUNDFILE_EXTS = {"wav", "wave", "flac", "ogg", "oga", "aiff", "aif"}
 

@@ -7,11 +7,11 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
-from omnimask.config import from_dict
+from omnimask.core.config import from_dict
 from omnimask.modalities.audio.decode import AudioAugmentConfig, AudioDecoder
 from omnimask.modalities.audio.tokenizer import AudioFbankTokenizer
-from omnimask.pipelines.formats import iter_shard
-from omnimask.pipelines.manifest import Manifest
+from omnimask.io.formats import iter_shard
+from omnimask.io.manifest import Manifest
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from torchaudio.compliance import kaldi
 
-from omnimask.modalities.base import TokenLayout, Tokenizer
-from omnimask.registry import register
+from omnimask.core.interfaces import TokenLayout, Tokenizer
+from omnimask.core.registry import register
 
 AUDIOSET_MEAN = -4.2677393
 AUDIOSET_STD = 4.5689974

@@ -2,20 +2,19 @@
 dataset folders, each graph validated (``readers.py``, ``ingest.py``), the loader's decoding, the node
 tokenizer with attribute, one-hot label or degree features (``tokenizer.py``), and GraphMAE's node
 masker and MaskGAE's edge masker (``maskers.py``). The GNN encoders and the decoder head are in
-:mod:`omnimask.models.graphmae`."""
+:mod:`omnimask.modalities.graph.model`."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
-from omnimask.modalities.base import EncodedSample, Modality, QuarantineError, Tokenizer
+from omnimask.core.interfaces import EncodedSample, Modality, QuarantineError, Tokenizer
 from omnimask.modalities.graph.decode import GraphAugmentConfig, GraphDecoder
 from omnimask.modalities.graph.ingest import GraphIngestConfig, encode_graph_input
-from omnimask.modalities.graph.maskers import EdgeMasker, GraphMAEMasker  # noqa: F401  (registers them)
 from omnimask.modalities.graph.readers import is_tu_folder
 from omnimask.modalities.graph.tokenizer import GraphFeatureTokenizer
-from omnimask.registry import register
+from omnimask.core.registry import register
 
 
 @register("modality", "graph")
@@ -43,3 +42,8 @@ class GraphModality(Modality):
         from omnimask.modalities.graph.stats import graph_stats
 
         return graph_stats(root, max_samples)
+
+    def example_inputs(self, out: Path, count: int, *, seed: int = 0) -> int:
+        from omnimask.modalities.graph.examples import build_demo_graphs
+
+        return build_demo_graphs(out, count, seed=seed)

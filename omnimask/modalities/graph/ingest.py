@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from omnimask.modalities.base import EncodedSample, QuarantineError
+from omnimask.core.interfaces import EncodedSample, QuarantineError
 from omnimask.modalities.graph.readers import Graph, is_tu_folder, read_networkx_file, read_npz, read_tu_folder
-from omnimask.modalities.limits import over_limit
-from omnimask.pipelines.npy import NpzMember, read_npz_directory
+from omnimask.core.limits import over_limit
+from omnimask.io.npy import NpzMember, read_npz_directory
 
 GRAPH_EXTS = {"npz", "json", "graphml", "gml"}
 

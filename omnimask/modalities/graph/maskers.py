@@ -9,10 +9,10 @@ from typing import Literal, Optional
 import numpy as np
 import torch
 
-from omnimask.modalities.base import Masker, TokenLayout
-from omnimask.modalities.maskers import check_ratio, random_mask
-from omnimask.registry import register
-from omnimask.seeding import uniform_words
+from omnimask.core.interfaces import Masker, TokenLayout
+from omnimask.components.maskers import check_ratio, random_mask
+from omnimask.core.registry import register
+from omnimask.core.seeding import uniform_words
 
 
 @register("masker", "graphmae")
@@ -95,7 +95,7 @@ class GraphMAEMasker(Masker):
         """Node features ``[N, F]`` (on the CPU) with the hidden rows replaced (zeros or another node's
         features), and ``mask_token [N]``: the zeroed rows, which get the [MASK] vector.
 
-        In numpy, with the draws of :func:`~omnimask.seeding.uniform_words` (a few microseconds where a
+        In numpy, with the draws of :func:`~omnimask.core.seeding.uniform_words` (a few microseconds where a
         seeded Generator and torch indexing of a 20-node graph cost ~0.1 ms a sample in the loader)."""
         x, hidden = tokens.numpy(), np.flatnonzero(np.asarray(mask))
         words = uniform_words(len(hidden) + len(x) + 1, seed, "graphmae_corrupt")

@@ -11,8 +11,8 @@ from typing import Iterator, Optional
 
 import numpy as np
 
-from omnimask.modalities.base import QuarantineError
-from omnimask.pipelines.npy import load_npz
+from omnimask.core.interfaces import QuarantineError
+from omnimask.io.npy import load_npz
 
 
 @dataclass

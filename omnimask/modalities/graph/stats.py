@@ -8,8 +8,8 @@ from typing import Any, Optional
 import numpy as np
 
 from omnimask.modalities.graph.readers import read_npz
-from omnimask.pipelines.formats import iter_shard
-from omnimask.pipelines.manifest import Manifest
+from omnimask.io.formats import iter_shard
+from omnimask.io.manifest import Manifest
 
 
 def graph_stats(root: Path, max_samples: Optional[int] = None) -> dict[str, Any]:

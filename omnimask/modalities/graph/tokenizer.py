@@ -8,9 +8,9 @@ from typing import Literal
 import numpy as np
 import torch
 
-from omnimask.modalities.base import TokenLayout, Tokenizer, Tokens
+from omnimask.core.interfaces import TokenLayout, Tokenizer, Tokens
 from omnimask.modalities.graph.readers import Graph
-from omnimask.registry import register
+from omnimask.core.registry import register
 
 
 def node_features(graph: Graph, kind: str, dim: int) -> np.ndarray:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from omnimask.modalities.base import Modality, Tokenizer
-from omnimask.modalities.image import maskers  # noqa: F401  (registers "block")
+from pathlib import Path
+
+from omnimask.core.interfaces import Modality, Tokenizer
 from omnimask.modalities.image.decode import ImageAugmentConfig, ImageDecoder
 from omnimask.modalities.image.ingest import ImageIngestConfig, encode_image_file
 from omnimask.modalities.image.tokenizer import ImagePatchTokenizer
-from omnimask.registry import register
+from omnimask.core.registry import register
 
 
 @register("modality", "image")
@@ -23,3 +24,8 @@ class ImageModality(Modality):
 
     def decoder(self, augment: ImageAugmentConfig, tokenizer: Tokenizer) -> ImageDecoder:
         return ImageDecoder(augment, tokenizer.image_size)
+
+    def example_inputs(self, out: Path, count: int, *, seed: int = 0) -> int:
+        from omnimask.modalities.image.examples import build_demo_images
+
+        return build_demo_images(out, count, seed=seed)

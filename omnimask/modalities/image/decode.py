@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from omnimask.modalities.pixels import crop_resize
-from omnimask.seeding import rng
+from omnimask.components.pixels import crop_resize
+from omnimask.core.seeding import rng
 
 MAX_DECODE_PIXELS = 178_956_970  # Pillow's own bomb limit (2 x MAX_IMAGE_PIXELS)
 

@@ -11,7 +11,7 @@ from typing import Optional
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from omnimask.modalities.base import EncodedSample, QuarantineError
+from omnimask.core.interfaces import EncodedSample, QuarantineError
 
 FORMATS = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "WEBP": "jpg"}  # MPO: multi-picture JPEGs of cameras
 

@@ -9,10 +9,10 @@ from typing import Optional
 import numpy as np
 import torch
 
-from omnimask.modalities.base import Masker, TokenLayout
-from omnimask.modalities.maskers import check_ratio
-from omnimask.registry import register
-from omnimask.seeding import rng
+from omnimask.core.interfaces import Masker, TokenLayout
+from omnimask.components.maskers import check_ratio
+from omnimask.core.registry import register
+from omnimask.core.seeding import rng
 
 
 def block_mask(

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from omnimask.modalities.pointcloud.geometry import normalize_unit_sphere
-from omnimask.pipelines.npy import load_npy
-from omnimask.seeding import rng
+from omnimask.io.npy import load_npy
+from omnimask.core.seeding import rng
 
 
 @dataclass

@@ -16,9 +16,9 @@ from typing import Optional
 
 import numpy as np
 
-from omnimask.modalities.base import EncodedSample, QuarantineError
+from omnimask.core.interfaces import EncodedSample, QuarantineError
 from omnimask.modalities.pointcloud.readers import PointLimits, read_point_file
-from omnimask.seeding import derive_seed, rng
+from omnimask.core.seeding import derive_seed, rng
 
 MAX_INPUT_POINTS = 10_000_000
 """Default ``max_input_points``: 10x a large indoor or LiDAR scan (ScanNet and S3DIS rooms hold 1e5-1e6

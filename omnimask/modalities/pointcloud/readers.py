@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from omnimask.modalities.base import QuarantineError
-from omnimask.modalities.limits import over_limit
-from omnimask.pipelines.npy import load_npy, read_npy_header
+from omnimask.core.interfaces import QuarantineError
+from omnimask.core.limits import over_limit
+from omnimask.io.npy import load_npy, read_npy_header
 
 PLY_TYPES = {
     "char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1", "short": "i2", "int16": "i2", "ushort": "u2",

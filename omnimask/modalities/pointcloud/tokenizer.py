@@ -9,9 +9,9 @@ from typing import Optional
 import numpy as np
 import torch
 
-from omnimask.modalities.base import TokenLayout, Tokenizer, Tokens
+from omnimask.core.interfaces import TokenLayout, Tokenizer, Tokens
 from omnimask.modalities.pointcloud.geometry import group_points
-from omnimask.registry import register
+from omnimask.core.registry import register
 
 
 @register("tokenizer", "point_groups")

@@ -1,19 +1,18 @@
 """Protein modality (ESM-style masked LM): FASTA ingest (one sample per record, validated against the
 ESM alphabet, duplicates reported), the loader's sequence decoding (random crop), the ESM tokenizer
 (``tokenizer.py``, alphabet in ``alphabet.py``) and BERT's 80/10/10 masker (``maskers.py``). The
-transformer and the masked-LM head are in :mod:`omnimask.models.esm`."""
+transformer and the masked-LM head are in :mod:`omnimask.modalities.protein.model`."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Iterator
 
-from omnimask.modalities.base import EncodedSample, Modality, QuarantineError, Tokenizer
+from omnimask.core.interfaces import EncodedSample, Modality, QuarantineError, Tokenizer
 from omnimask.modalities.protein.decode import ProteinAugmentConfig, ProteinDecoder
 from omnimask.modalities.protein.ingest import ProteinIngestConfig, encode_fasta
-from omnimask.modalities.protein.maskers import BertMasker  # noqa: F401  (registers the masker)
 from omnimask.modalities.protein.tokenizer import ESMTokenizer
-from omnimask.registry import register
+from omnimask.core.registry import register
 
 
 @register("modality", "protein")
@@ -33,3 +32,8 @@ class ProteinModality(Modality):
 
     def decoder(self, augment: ProteinAugmentConfig, tokenizer: Tokenizer) -> ProteinDecoder:
         return ProteinDecoder(augment)
+
+    def example_inputs(self, out: Path, count: int, *, seed: int = 0) -> int:
+        from omnimask.modalities.protein.examples import build_demo_proteins
+
+        return build_demo_proteins(out, count, seed=seed)

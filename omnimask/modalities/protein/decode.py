@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from omnimask.seeding import rng
+from omnimask.core.seeding import rng
 
 
 @dataclass

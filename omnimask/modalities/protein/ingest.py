@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Literal, Optional
 
-from omnimask.modalities.base import EncodedSample, QuarantineError
-from omnimask.modalities.limits import over_limit
+from omnimask.core.interfaces import EncodedSample, QuarantineError
+from omnimask.core.limits import over_limit
 from omnimask.modalities.protein.fasta import FastaRecord, clean_sequence, iter_fasta, not_ascii_reason, open_fasta, readable
 
 MAX_LENGTH = 100_000

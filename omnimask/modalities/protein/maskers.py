@@ -9,11 +9,11 @@ from typing import Optional
 import numpy as np
 import torch
 
-from omnimask.modalities.base import Masker, TokenLayout
-from omnimask.modalities.maskers import check_ratio, random_mask
+from omnimask.core.interfaces import Masker, TokenLayout
+from omnimask.components.maskers import check_ratio, random_mask
 from omnimask.modalities.protein import alphabet
-from omnimask.registry import register
-from omnimask.seeding import uniform_words
+from omnimask.core.registry import register
+from omnimask.core.seeding import uniform_words
 
 
 @register("masker", "bert")
@@ -62,7 +62,7 @@ class BertMasker(Masker):
     def corrupt(self, tokens: torch.Tensor, mask: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Token ids ``[N, 1]`` (on the CPU) with the hidden ones replaced (``<mask>`` or a random residue, or
         kept), and ``mask_token [N]``: where ``<mask>`` was put. In numpy, with the draws of
-        :func:`~omnimask.seeding.uniform_words` (a seeded Generator and torch indexing cost ~0.15 ms a sequence)."""
+        :func:`~omnimask.core.seeding.uniform_words` (a seeded Generator and torch indexing cost ~0.15 ms a sequence)."""
         x, hidden = tokens.numpy(), np.flatnonzero(np.asarray(mask))
         words = uniform_words(2 * len(hidden), seed, "bert_corrupt")
         fate = words[: len(hidden)] / 2.0**32  # uniform in [0, 1), one per hidden token

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import torch
 
-from omnimask.modalities.base import TokenLayout, Tokenizer
+from omnimask.core.interfaces import TokenLayout, Tokenizer
 from omnimask.modalities.protein import alphabet
-from omnimask.registry import register
+from omnimask.core.registry import register
 
 
 @register("tokenizer", "esm")

@@ -3,12 +3,13 @@ VideoMAE V2's running-cell decoder masking."""
 
 from __future__ import annotations
 
-from omnimask.modalities.base import Modality, Tokenizer
-from omnimask.modalities.video import maskers  # noqa: F401  (registers "tube", "running_cell")
+from pathlib import Path
+
+from omnimask.core.interfaces import Modality, Tokenizer
 from omnimask.modalities.video.decode import VideoAugmentConfig, VideoDecoder
 from omnimask.modalities.video.ingest import VideoIngestConfig, encode_video_file
 from omnimask.modalities.video.tokenizer import VideoTubeletTokenizer
-from omnimask.registry import register
+from omnimask.core.registry import register
 
 
 @register("modality", "video")
@@ -24,3 +25,8 @@ class VideoModality(Modality):
 
     def decoder(self, augment: VideoAugmentConfig, tokenizer: Tokenizer) -> VideoDecoder:
         return VideoDecoder(augment, tokenizer.num_frames, tokenizer.image_size)
+
+    def example_inputs(self, out: Path, count: int, *, seed: int = 0) -> int:
+        from omnimask.modalities.video.examples import build_demo_videos
+
+        return build_demo_videos(out, count, seed=seed)

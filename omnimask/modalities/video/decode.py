@@ -22,8 +22,8 @@ import av
 import numpy as np
 import torch
 
-from omnimask.modalities.pixels import crop_resize
-from omnimask.seeding import rng
+from omnimask.components.pixels import crop_resize
+from omnimask.core.seeding import rng
 
 VIDEO_EXTS = ("mp4", "webm", "mkv", "avi", "mov")
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import av
 
-from omnimask.modalities.base import EncodedSample, QuarantineError
+from omnimask.core.interfaces import EncodedSample, QuarantineError
 from omnimask.modalities.video.decode import VIDEO_EXTS
 
 CONTAINER_EXT = {"mov,mp4,m4a,3gp,3g2,mj2": "mp4", "matroska,webm": "mkv", "avi": "avi"}

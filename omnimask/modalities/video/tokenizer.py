@@ -8,9 +8,9 @@ from typing import Optional
 import numpy as np
 import torch
 
-from omnimask.modalities.base import TokenLayout
-from omnimask.modalities.pixels import IMAGENET_MEAN, IMAGENET_STD, PixelTokenizer, check_frame
-from omnimask.registry import register
+from omnimask.core.interfaces import TokenLayout
+from omnimask.components.pixels import IMAGENET_MEAN, IMAGENET_STD, PixelTokenizer, check_frame
+from omnimask.core.registry import register
 
 
 @register("tokenizer", "video_tubelets")
