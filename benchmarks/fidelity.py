@@ -62,6 +62,22 @@ def built(name: str, overrides: Sequence[str] = (), batch_size: int = 2, seed: i
     return recipe, recipe.build_model(), batch
 
 
+def check_default_loss(recipe: Any) -> None:
+    """The references compute their method's loss, the head's default: a ValueError for a recipe whose
+    ``model.loss`` is another (a name or parameters the default does not have)."""
+    import dataclasses
+
+    from omnimask.core import registry
+    from omnimask.core.recipe import loss_spec
+
+    cfg = recipe.config
+    if cfg.model.loss is None:
+        return
+    default = loss_spec(dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, loss=None)))
+    if registry.check("loss", cfg.model.loss, "model.loss") != registry.check("loss", default, "model.loss"):
+        raise ValueError(f"the reference computes the head's default loss {default}, not model.loss {cfg.model.loss}")
+
+
 def compare(name: str, overrides: Sequence[str] = (), *, batch_size: int = 2, train: bool = False,
             seed: int = 0) -> dict[str, Any]:
     """Loss, predictions of the hidden tokens and every parameter's gradient of ``name`` (with ``overrides``)
@@ -76,6 +92,7 @@ def compare(name: str, overrides: Sequence[str] = (), *, batch_size: int = 2, tr
     from omnimask.core.networks import MaskIndex
 
     recipe, model, batch = built(name, no_dropout(name, overrides) if train else overrides, batch_size, seed)
+    check_default_loss(recipe)
     model.train(train)
     reference = reference_for(recipe, model).train(train)
     layout = reference.layout
@@ -83,7 +100,7 @@ def compare(name: str, overrides: Sequence[str] = (), *, batch_size: int = 2, tr
     index = MaskIndex.from_batch(batch)
     pred = model(batch["tokens"], index)
     target = model.target.finalize(model.compact_target(batch, index))
-    loss = model.head.loss(pred, target)
+    loss = model.loss_fn(pred, target)
     loss.backward()
     ref_loss, ref_pred = reference.outputs(*reference.args(batch, same_mask=True))
     ref_loss.backward()

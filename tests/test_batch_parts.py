@@ -7,7 +7,7 @@ from test_model import fake_batch, tiny_recipe
 
 from omnimask.core.config import ConfigError, load_recipe
 from omnimask.train.batch_parts import BatchParts, PartThreads
-from omnimask.components.heads import MAEDecoderHead
+from omnimask.components.losses import MSELoss
 from omnimask.train.module import MaskedModelingModule
 from omnimask.core.recipe import Recipe
 from omnimask.core.collate import model_inputs, split_grid_batch
@@ -121,8 +121,8 @@ def test_the_module_trains_with_parts_and_the_config_refuses_heads_that_cannot(t
     assert sorted(sizes) == [3, 3]
     assert torch.allclose(split, whole, rtol=1e-5, atol=1e-7)
     assert all(a is None or torch.allclose(a, b, rtol=1e-4, atol=1e-6) for a, b in zip(split_grads, whole_grads))
-    monkeypatch.setattr(MAEDecoderHead, "loss_is_sample_mean", False)  # as a plugin head that does not say
-    with pytest.raises(ConfigError, match="trainer.cpu_batch_parts.*mae_decoder.*does not declare"):
+    monkeypatch.setattr(MSELoss, "is_sample_mean", False)  # as a plugin loss that does not say
+    with pytest.raises(ConfigError, match="trainer.cpu_batch_parts.*loss 'mse' .*mae_decoder.*does not declare"):
         MaskedModelingModule(tiny_recipe("trainer.cpu_batch_parts=2"), global_batch_size=6)
     with pytest.raises(ConfigError, match="trainer.cpu_batch_parts.*padded batches"):
         Recipe.check(load_recipe("esm_mlm_tiny", ["trainer.cpu_batch_parts=2"]))

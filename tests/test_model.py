@@ -54,7 +54,7 @@ def test_encoder_never_sees_hidden_tokens_and_loss_covers_hidden_only():
     pred = model.head(model.encoder(prepared, index), index)
     assert pred.shape == batch["target"].shape == (4, 12, 192)
     target = recipe.target.finalize(batch["target"])
-    loss = model.head.loss(pred, target)
+    loss = model.loss_fn(pred, target)
     assert torch.allclose(loss, model.loss(batch))
     loss.backward()
     grad_per_token = prepared.grad.abs().sum(-1)

@@ -74,7 +74,7 @@ def test_chamfer_head_loss_and_shapes():
     pred = model(tokens, index)
     assert pred.shape == (2, 19, 48)
     target = torch.stack([recipe.target(tokens[i], mask[i]) for i in range(2)])
-    loss = model.head.loss(pred, recipe.target.finalize(target))
+    loss = model.loss_fn(pred, recipe.target.finalize(target))
     manual = chamfer_distance(pred.reshape(-1, 16, 3), target.reshape(-1, 16, 3)).mean()
     assert torch.allclose(loss, manual)
     with pytest.raises(ValueError, match="needs token coordinates"):

@@ -80,8 +80,8 @@ def dataclass_fields(config_cls: type) -> tuple[Field, ...]:
     for f in dataclasses.fields(config_cls):
         if f.default is not dataclasses.MISSING:
             default = repr(f.default)
-        elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
-            default = repr(f.default_factory())  # type: ignore[misc]
+        elif f.default_factory is not dataclasses.MISSING:
+            default = repr(f.default_factory())
         else:
             default = "required"
         out.append(Field(f.name, type_label(hints.get(f.name, f.type)), default, helps.get(f.name, "")))
@@ -156,10 +156,10 @@ def components_named(name: str, kind: Optional[str] = None) -> list[Component]:
 def kind_of(cls: Any) -> Optional[str]:
     """The kind whose base class (``Masker``, ``Encoder``, ...) ``cls`` derives from; None for none."""
     from omnimask.core.interfaces import Masker, Modality, Target, Tokenizer
-    from omnimask.core.networks import Encoder, Head
+    from omnimask.core.networks import Encoder, Head, Loss
 
     bases = {"tokenizer": Tokenizer, "masker": Masker, "target": Target, "encoder": Encoder, "head": Head,
-             "modality": Modality}
+             "loss": Loss, "modality": Modality}
     if not inspect.isclass(cls):
         return None
     return next((k for k, base in bases.items() if issubclass(cls, base)), None)
@@ -172,7 +172,7 @@ def describe(items: list[Component], verbose: bool = True) -> str:
         group = [c for c in items if c.kind == kind]
         if not group:
             continue
-        lines.append("modalities:" if kind == "modality" else f"{kind}s:")
+        lines.append(f"{registry.PLURALS[kind]}:")
         for c in group:
             if c.error:
                 lines.append(f"  {c.name:<20} BROKEN  from {c.origin}: {c.error}")
@@ -192,7 +192,7 @@ def config_sections(section: Optional[str] = None) -> str:
 
     hints = _resolved_hints(RecipeConfig)
     sections = {f.name: hints[f.name] for f in dataclasses.fields(RecipeConfig) if dataclasses.is_dataclass(hints.get(f.name))}
-    line = lambda prefix, f: f"  {prefix}{f.name}: {f.type} = {f.default}" + (f"  -- {f.help}" if f.help else "")  # noqa: E731
+    line = lambda prefix, f: f"  {prefix}{f.name}: {f.type} = {f.default}" + (f"  -- {f.help}" if f.help else "")  # noqa: E731  (a one-line format for the lists below)
     lines = []
     if section in (None, "recipe"):
         lines.append("recipe (top level; `base: other.yaml` starts from another recipe and overrides it):")

@@ -1,4 +1,4 @@
-"""MAE decoder head and its loss."""
+"""MAE decoder head."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from omnimask.core.config import ComponentSpec
 from omnimask.core.interfaces import TokenLayout
 from omnimask.core.networks import Head, MaskIndex
 from omnimask.components.layers import (
@@ -35,11 +36,11 @@ class MAEDecoderHead(Head):
     masker it is VideoMAE V2's: queries at the decoder-visible positions only,
     of which the hidden ones are predicted. Only predicted positions go through
     the final projection, and the first block projects each query position once
-    per batch (:func:`~omnimask.components.layers.decode_table_queries`). Loss: MSE
+    per batch (:func:`~omnimask.components.layers.decode_table_queries`). Default loss: ``mse``,
     averaged over the ``D_t`` values of each predicted token, then over tokens.
     """
 
-    loss_is_sample_mean = True  # the mean over [B, N_p] tokens, the same N_p in every sample
+    default_loss = ComponentSpec("mse")
 
     @dataclass
     class Config:
@@ -85,6 +86,3 @@ class MAEDecoderHead(Head):
         query_table = self.mask_token[0] + positions  # [N, D]: the query row at each position
         queries = decode_table_queries(self.blocks, context, query_table, index.ids_query)
         return self.pred(self.norm(predicted_rows(queries, index.pick)))
-
-    def loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return (pred.float() - target.float()).pow(2).mean(dim=-1).mean()

@@ -64,13 +64,17 @@ class ComponentSpec:
 
 @dataclass
 class ModelConfig:
-    """The four modules of a masked-modeling method, plus the tokenizer."""
+    """The four modules of a masked-modeling method (masker, target, encoder, head), the tokenizer and the loss."""
 
     tokenizer: ComponentSpec
     masker: ComponentSpec
     target: ComponentSpec
     encoder: ComponentSpec
     head: ComponentSpec
+    loss: Optional[ComponentSpec] = None
+    """The loss of the head's predictions against the targets (``mse``, ``l1``, ``smooth_l1``, ``chamfer``,
+    ``sce``, ``cross_entropy``: ``omnimask plugins --kind loss``). None: the head's own default (MAE's
+    ``mse``, Point-MAE's ``chamfer``, GraphMAE's ``sce`` with ``model.head.gamma``, ESM's ``cross_entropy``)."""
     decoder_masker: Optional[ComponentSpec] = None
     """Optional second masker for the decoder (VideoMAE V2's dual masking, e.g. ``running_cell``):
     the head predicts, and the loss covers, only the hidden tokens this masker leaves visible."""
@@ -195,12 +199,12 @@ class TrainerConfig:
     retain_freed_memory_mb: int = 1024
     """Each training process keeps up to this much freed host memory for reuse rather than returning it to
     the kernel (glibc only; 0: the C library's defaults), so that steps stop page-faulting their buffers
-    afresh: x1.05-1.07 on a CPU step of the tiny MAE. See :mod:`omnimask.train.allocator`."""
+    afresh, which speeds up a small model's CPU step. See :mod:`omnimask.train.allocator`."""
     cpu_batch_parts: int = 1
     """On the CPU, compute each batch as up to this many parts at once, one thread per part with its share of
-    the intra-op threads (:mod:`omnimask.train.batch_parts`): the same loss and gradients, and on 2 cores the
-    tiny MAE's step x1.04-1.10 (261-295 -> 313-335 samples/s fed by its loader), where small products and Python dispatch leave
-    cores idle; ViT-B at batch 8 x0.92. Needs a head whose loss is a per-sample mean on grid batches. With ``compile`` the
+    the intra-op threads (:mod:`omnimask.train.batch_parts`): the same loss and gradients, and on 2 cores a faster
+    step for a small model such as the tiny MAE, where small products and Python dispatch leave cores idle; slower
+    for ViT-B at batch 8. Needs a head whose loss is a per-sample mean on grid batches. With ``compile`` the
     compiled loss runs on the whole batch (the parts run eagerly)."""
     preview_samples: int = 8
     """Samples shown in the reconstruction grid written at the end of training."""

@@ -1,4 +1,4 @@
-"""Encoder and Head interfaces (the other two of the four modules)."""
+"""Encoder, Head and Loss interfaces: the model-side pieces of a recipe."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any, ClassVar, Optional
 import torch
 from torch import nn
 
+from omnimask.core.config import ComponentSpec
 from omnimask.core.indexing import split_ids
 
 
@@ -117,15 +118,23 @@ class Encoder(nn.Module, ABC):
 
 
 class Head(nn.Module, ABC):
-    """Decoder and loss: ``latent [B, L, E]`` -> predictions ``[B, N_p, D_t]`` for the tokens
+    """Decoder: ``latent [B, L, E]`` -> predictions ``[B, N_p, D_t]`` for the tokens
     at ``index.ids_predict`` (the hidden tokens, or with a decoder masker the hidden
     tokens the decoder sees). In padded batches: ``[M, D_t]`` for the ``M`` hidden tokens
-    in row-major order (``index.mask``), as the targets are concatenated."""
+    in row-major order (``index.mask``), as the targets are concatenated. The predictions
+    go to the recipe's :class:`Loss` (``model.loss``, by default the head's :attr:`default_loss`)."""
 
-    loss_is_sample_mean: ClassVar[bool] = False
-    """Whether :meth:`loss` on a grid batch is the mean of equal per-sample terms (every sample predicts the
-    same number of tokens and each counts alike), so that a batch's loss is the size-weighted mean of its
-    parts' losses: what ``trainer.cpu_batch_parts`` (:mod:`omnimask.train.batch_parts`) needs."""
+    default_loss: ClassVar[Optional[ComponentSpec]] = None
+    """The loss (registry name and parameters) a recipe without ``model.loss`` trains this head with:
+    its reference method's. None: the recipe must name one."""
+
+    @classmethod
+    def loss_for(cls, cfg: Any) -> Optional[ComponentSpec]:
+        """The default loss of this head built with ``cfg`` (its validated ``Config``; None for a head
+        without one): a copy of :attr:`default_loss`. A head whose config sets a loss parameter (GraphMAE's
+        ``gamma``, where its recipes set it) overrides this to pass it on."""
+        spec = cls.default_loss
+        return None if spec is None else ComponentSpec(spec.name, dict(spec.params))
 
     def bind(self, encoder: Encoder) -> None:
         """Called once when the model is built, for heads that share the encoder's weights
@@ -134,6 +143,21 @@ class Head(nn.Module, ABC):
     @abstractmethod
     def forward(self, latent: torch.Tensor, index: MaskIndex) -> torch.Tensor: ...
 
+
+class Loss(nn.Module, ABC):
+    """Scalar loss of a head's predictions and the finalized targets, over the predicted tokens only.
+
+    Grid batches: ``pred [B, N_p, D_t]`` and ``target [B, N_p, D_t]``; padded batches: ``[M, D_t]`` and
+    ``[M, D_t]`` for the ``M`` hidden tokens in row-major order. Class-id targets (``token_ids``) have no
+    ``D_t``: ``target [B, N_p]`` / ``[M]`` against logits ``pred [B, N_p, V]`` / ``[M, V]``. Built from
+    ``model.loss`` (registry kind ``loss``), or from the head's :attr:`Head.default_loss`.
+    """
+
+    is_sample_mean: ClassVar[bool] = False
+    """Whether the loss of a grid batch is the mean of equal per-sample terms: every sample predicts the same
+    number of tokens (grid batches do) and each sample's terms count alike, whatever the targets hold. Then a
+    batch's loss is the size-weighted mean of its parts' losses, which ``trainer.cpu_batch_parts``
+    (:mod:`omnimask.train.batch_parts`) needs; a loss that does not declare it is refused there."""
+
     @abstractmethod
-    def loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Scalar loss of predictions and targets ``[B, N_p, D_t]`` or ``[M, D_t]`` (predicted tokens only)."""
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor: ...

@@ -1,8 +1,8 @@
-"""A recipe composes tokenizer, masker, target, encoder and head from a config.
+"""A recipe composes tokenizer, masker, target, encoder, head and loss from a config.
 
 The data-side pieces (tokenizer, masker, target) run in loader workers; the
-model-side pieces (encoder, head) form :class:`MaskedModel`. Swapping a masker
-or a target is a config change: nothing here knows which one it holds.
+model-side pieces (encoder, head, loss) form :class:`MaskedModel`. Swapping a masker,
+a target or a loss is a config change: nothing here knows which one it holds.
 """
 
 from __future__ import annotations
@@ -14,26 +14,27 @@ import torch
 from torch import nn
 
 from omnimask.core import registry
-from omnimask.core.config import ConfigError, RecipeConfig, from_dict
+from omnimask.core.config import ComponentSpec, ConfigError, RecipeConfig, from_dict
 from omnimask.core.contracts import check_prediction
 from omnimask.core.interfaces import Masker, Modality, Target, TokenLayout, Tokenizer
-from omnimask.core.networks import Encoder, Head, MaskIndex
+from omnimask.core.networks import Encoder, Head, Loss, MaskIndex
 from omnimask.core.indexing import gather_tokens
 
 
 class MaskedModel(nn.Module):
-    """Encoder + head over compact tokens.
+    """Encoder + head over compact tokens, and the loss of the head's predictions.
 
     ``forward(tokens [B, N, D], index)`` -> ``pred [B, N_p, D_t]`` (see :class:`MaskIndex`);
-    ``loss(batch)`` finalizes the batch's compact targets and applies the head's loss.
+    ``loss(batch)`` finalizes the batch's compact targets and applies ``loss_fn`` (the recipe's :class:`Loss`).
     """
 
-    def __init__(self, tokenizer: Tokenizer, target: Target, encoder: Encoder, head: Head):
+    def __init__(self, *, tokenizer: Tokenizer, target: Target, encoder: Encoder, head: Head, loss: Loss):
         super().__init__()
         self.tokenizer = tokenizer
         self.target = target
         self.encoder = encoder
         self.head = head
+        self.loss_fn = loss  # not `loss`: that is the batch-to-scalar method below
 
     def forward(self, tokens: torch.Tensor, index: MaskIndex) -> torch.Tensor:
         latent = self.encoder(self.tokenizer.prepare(tokens), index)
@@ -44,7 +45,7 @@ class MaskedModel(nn.Module):
         pred = self(batch["tokens"], index)
         target = self.target.finalize(self.compact_target(batch, index))
         check_prediction(self.head, self.target, pred, target)
-        return self.head.loss(pred, target)
+        return self.loss_fn(pred, target)
 
     @staticmethod
     def compact_target(batch: dict[str, Any], index: MaskIndex | None = None) -> torch.Tensor:
@@ -71,15 +72,31 @@ def check_predicted_count(masker: Masker, decoder_masker: Masker, layout: TokenL
         )
 
 
-def check_batch_parts(recipe: "Recipe", head: type) -> None:
-    """``trainer.cpu_batch_parts`` > 1 splits batches by sample: grid batches and a per-sample-mean loss only."""
-    cfg = recipe.config
+def loss_spec(cfg: RecipeConfig) -> ComponentSpec:
+    """The recipe's loss: ``model.loss``, else the head's default (:meth:`Head.loss_for` its validated config)."""
+    if cfg.model.loss is not None:
+        return cfg.model.loss
+    head, head_cfg = registry.check("head", cfg.model.head, "model.head")
+    spec = head.loss_for(head_cfg) if hasattr(head, "loss_for") else None
+    if spec is None:
+        raise ConfigError("model.loss", f"head {cfg.model.head.name!r} declares no default loss (Head.default_loss); "
+                          "name one in model.loss (`omnimask plugins --kind loss` lists them)")
+    return spec
+
+
+def check_batch_parts(recipe: "Recipe", loss: Optional[type] = None) -> None:
+    """``trainer.cpu_batch_parts`` > 1 splits batches by sample: grid batches and a per-sample-mean loss only.
+    ``loss``: the built loss's class (default: the class the recipe names)."""
     if recipe.tokenizer.variable_length:
         raise ConfigError("trainer.cpu_batch_parts", f"{type(recipe.tokenizer).__name__} gives padded batches, which do not "
                           "split by sample; use 1")
-    if not getattr(head, "loss_is_sample_mean", False):
-        raise ConfigError("trainer.cpu_batch_parts", f"head {cfg.model.head.name!r} does not declare its loss a mean of "
-                          "per-sample terms (Head.loss_is_sample_mean), so its parts' losses cannot be combined; use 1")
+    spec = loss_spec(recipe.config)
+    if loss is None:
+        loss = registry.lookup("loss", spec.name, "model.loss.name")
+    if not getattr(loss, "is_sample_mean", False):
+        which = "model.loss" if recipe.config.model.loss is not None else f"head {recipe.config.model.head.name!r}'s default"
+        raise ConfigError("trainer.cpu_batch_parts", f"loss {spec.name!r} ({which}) does not declare itself a mean of "
+                          "per-sample terms (Loss.is_sample_mean), so its parts' losses cannot be combined; use 1")
 
 
 @dataclass
@@ -132,14 +149,15 @@ class Recipe:
 
     @classmethod
     def check(cls, cfg: RecipeConfig) -> "Recipe":
-        """Build the data-side pieces and validate the encoder and head parameters without
+        """Build the data-side pieces and validate the encoder, head and loss parameters without
         building the model: every config error surfaces here, before any job starts
         (``model.init`` is checked by :func:`omnimask.weights.check_init`, which reads weight files)."""
         recipe = cls.from_config(cfg)
         registry.check("encoder", cfg.model.encoder, "model.encoder")
-        head, _ = registry.check("head", cfg.model.head, "model.head")
+        registry.check("head", cfg.model.head, "model.head")
+        loss, _ = registry.check("loss", loss_spec(cfg), "model.loss")
         if cfg.trainer.cpu_batch_parts > 1:
-            check_batch_parts(recipe, head)
+            check_batch_parts(recipe, loss)
         return recipe
 
     def build_model(self) -> MaskedModel:
@@ -150,4 +168,5 @@ class Recipe:
             "head", m.head, "model.head", layout=layout, encoder_dim=encoder.dim, target_dim=self.target.dim
         )
         head.bind(encoder)
-        return MaskedModel(self.tokenizer, self.target, encoder, head)
+        loss = registry.build("loss", loss_spec(self.config), "model.loss")
+        return MaskedModel(tokenizer=self.tokenizer, target=self.target, encoder=encoder, head=head, loss=loss)

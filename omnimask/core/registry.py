@@ -1,6 +1,6 @@
 """Named registries for the pluggable pieces.
 
-Each kind of piece (tokenizer, masker, target, encoder, head, modality) has a
+Each kind of piece (tokenizer, masker, target, encoder, head, loss, modality) has a
 registry. A component class declares its parameters as a nested ``Config``
 dataclass; :func:`build` validates a config section against it (with key-path
 errors) and constructs the component::
@@ -32,8 +32,10 @@ from typing import Any, Callable, Optional, TypeVar
 
 from omnimask.core.config import ComponentSpec, ConfigError, suggest, from_dict
 
-KINDS = ("tokenizer", "masker", "target", "encoder", "head", "modality")
-ENTRY_POINT_GROUPS = {kind: f"omnimask.{kind}s" if kind != "modality" else "omnimask.modalities" for kind in KINDS}
+KINDS = ("tokenizer", "masker", "target", "encoder", "head", "loss", "modality")
+PLURALS = {kind: {"loss": "losses", "modality": "modalities"}.get(kind, f"{kind}s") for kind in KINDS}
+"""Each kind's plural, as listings and entry-point groups spell it."""
+ENTRY_POINT_GROUPS = {kind: f"omnimask.{PLURALS[kind]}" for kind in KINDS}
 _REGISTRY: dict[str, dict[str, type]] = {kind: {} for kind in KINDS}
 
 _C, _M = "omnimask.components", "omnimask.modalities"
@@ -51,6 +53,8 @@ BUILTINS: dict[str, dict[str, str]] = {
                 "esm": f"{_M}.protein.model"},
     "head": {"mae_decoder": f"{_C}.heads", "pointmae_decoder": f"{_M}.pointcloud.model",
              "graphmae_decoder": f"{_M}.graph.model", "lm_head": f"{_M}.protein.model"},
+    "loss": {**{name: f"{_C}.losses" for name in ("mse", "l1", "smooth_l1", "cross_entropy")},
+             "chamfer": f"{_M}.pointcloud.model", "sce": f"{_M}.graph.model"},
     "modality": {name: f"{_M}.{name}" for name in ("image", "video", "audio", "pointcloud", "graph", "protein")},
 }
 """The module that registers each built-in component, by kind and name (imported on first lookup)."""

@@ -5,12 +5,12 @@ threads). For a small model that scales poorly: the Python that dispatches each 
 core while the others wait, and small products and element-wise operations split unevenly. With
 ``trainer.cpu_batch_parts`` the batch is cut into groups of samples (:func:`split_grid_batch`); one thread
 per part computes that part's loss and gradients with ``threads // parts`` intra-op threads, so one part's
-dispatch overlaps another's arithmetic. On a 2-core VM with 2 parts the tiny MAE's step runs x1.04-1.10
-faster (261-295 -> 313-335 samples/s in a run fed by its loader) and the tiny AudioMAE's x1.15; ViT-B MAE at batch 8 runs
-x0.92, so it is a recipe's choice, not a default (docs/performance-history.md, "A batch in parts at once").
+dispatch overlaps another's arithmetic. On a 2-core VM with 2 parts the tiny MAE's and the tiny AudioMAE's
+steps run faster; ViT-B MAE at batch 8, whose large products already keep the cores busy, runs slower, so it
+is a recipe's choice, not a default (docs/performance-history.md, "A batch in parts at once").
 
 The maths is the whole batch's. The loss must be the mean of equal per-sample terms
-(:attr:`~omnimask.core.networks.Head.loss_is_sample_mean`) on a grid batch (same token counts in every
+(:attr:`~omnimask.core.networks.Loss.is_sample_mean`) on a grid batch (same token counts in every
 sample): then the batch's loss is the size-weighted mean of its parts' losses, and its gradients the
 weighted sum of theirs (each part weights its loss by its share of the samples), added in part order, so
 every run gives the same bits (against the whole batch

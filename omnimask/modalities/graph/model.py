@@ -11,8 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from omnimask.core.config import ComponentSpec
 from omnimask.core.interfaces import TokenLayout
-from omnimask.core.networks import Encoder, Head, MaskIndex
+from omnimask.core.networks import Encoder, Head, Loss, MaskIndex
 from omnimask.core.indexing import select_rows
 from omnimask.core.registry import register
 
@@ -144,12 +145,38 @@ def scaled_cosine_error(pred: torch.Tensor, target: torch.Tensor, gamma: float) 
     return (1 - cos).pow(gamma).mean()
 
 
+@register("loss", "sce")
+class ScaledCosineLoss(Loss):
+    """GraphMAE's scaled cosine error ``mean((1 - cos(pred, target)) ** gamma)`` over the predicted rows
+    (``sce_loss``): ``pred, target [M, F]`` (or ``[B, N_p, F]``) -> scalar, in float32."""
+
+    is_sample_mean = True  # a mean over the [B, N_p] tokens of a grid batch, each of equal weight
+
+    @dataclass
+    class Config:
+        gamma: float = 3.0
+        """The exponent (GraphMAE's ``alpha_l``: 1-3); ``model.head.gamma`` where ``model.loss`` is not set."""
+
+        def __post_init__(self) -> None:
+            if self.gamma < 1:
+                raise ValueError(f"gamma must be >= 1, got {self.gamma}")
+
+    def __init__(self, cfg: Config):
+        super().__init__()
+        self.gamma = cfg.gamma
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return scaled_cosine_error(pred, target, self.gamma)
+
+
 @register("head", "graphmae_decoder")
 class GraphMAEDecoderHead(Head):
     """``latent [T, E]`` -> reconstructed features ``[M, F]`` of the hidden nodes (row-major, as the
     targets): a bias-free linear map, re-mask (hidden rows set to 0 again), feature dropout, one GNN layer
-    on the full graph (every edge) to the feature width, no activation. Loss: scaled cosine error with
-    ``gamma``."""
+    on the full graph (every edge) to the feature width, no activation. Default loss: ``sce`` with the
+    head's ``gamma``."""
+
+    default_loss = ComponentSpec("sce")
 
     @dataclass
     class Config:
@@ -157,7 +184,8 @@ class GraphMAEDecoderHead(Head):
         heads: int = 1
         """GAT heads of the decoder layer (concatenated; GraphMAE: 1)."""
         gamma: float = 3.0
-        """SCE exponent (GraphMAE's ``alpha_l``: 1-3)."""
+        """SCE exponent (GraphMAE's ``alpha_l``: 1-3) of the default loss (``sce``); ``model.loss`` replaces
+        that loss, this value with it."""
         attn_drop: float = 0.1
         negative_slope: float = 0.2
         in_drop: float = 0.2
@@ -166,12 +194,11 @@ class GraphMAEDecoderHead(Head):
         """A self-loop at every node, as the encoder's ``self_loops`` (GAT: always)."""
 
         def __post_init__(self) -> None:
-            if self.gamma < 1:
-                raise ValueError(f"gamma must be >= 1, got {self.gamma}")
+            ScaledCosineLoss.Config(gamma=self.gamma)  # the loss's bounds, checked where the recipe sets it
 
     def __init__(self, cfg: Config, layout: TokenLayout, encoder_dim: int, target_dim: int):
         super().__init__()
-        self.gamma = cfg.gamma
+        self.gamma = cfg.gamma  # the default loss's exponent; the loss in use is MaskedModel.loss_fn
         self.to_decoder = nn.Linear(encoder_dim, encoder_dim, bias=False)
         self.decoder = GNN(cfg.kind, encoder_dim, encoder_dim, target_dim, 1, cfg.heads, cfg.heads, cfg.in_drop,
                            cfg.attn_drop, cfg.negative_slope, encoding=False, self_loops=cfg.self_loops)
@@ -181,5 +208,6 @@ class GraphMAEDecoderHead(Head):
         h = self.to_decoder(latent).masked_fill(hidden[:, None], 0.0)
         return select_rows(self.decoder(h, index.edges, index.loop_free)[None], hidden[None], index.num_masked)
 
-    def loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return scaled_cosine_error(pred, target, self.gamma)
+    @classmethod
+    def loss_for(cls, cfg: Config) -> ComponentSpec:
+        return ComponentSpec("sce", {"gamma": cfg.gamma})  # GraphMAE's recipes set the exponent on the head

@@ -1,5 +1,5 @@
-"""Point-MAE's encoder and decoder head: a mini-PointNet embeds each group, an MLP embeds its centre,
-and the positions are added before every transformer block."""
+"""Point-MAE's encoder, decoder head and Chamfer loss: a mini-PointNet embeds each group, an MLP embeds its
+centre, and the positions are added before every transformer block."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from omnimask.core.config import ComponentSpec
 from omnimask.core.interfaces import TokenLayout
 from omnimask.modalities.pointcloud.geometry import chamfer_distance
-from omnimask.core.networks import Encoder, Head, MaskIndex
+from omnimask.core.networks import Encoder, Head, Loss, MaskIndex
 from omnimask.components.layers import QKVBias, blocks, decode_queries, init_weights
 from omnimask.core.indexing import gather_tokens, predicted_rows
 from omnimask.core.registry import register
@@ -104,10 +105,9 @@ class PointMAEEncoder(Encoder):
 class PointMAEDecoderHead(Head):
     """``latent [B, N_v, E]`` -> predicted groups ``[B, N_p, S * 3]`` (re-centred coordinates) for the
     tokens at ``index.ids_predict``: mask tokens at the query centres, ``depth`` blocks with positions
-    added before each, a linear layer to ``S x 3``. Loss: Chamfer distance (squared L2) per group,
-    averaged over groups (Point-MAE's ``ChamferDistanceL2``)."""
+    added before each, a linear layer to ``S x 3``. Default loss: ``chamfer``."""
 
-    loss_is_sample_mean = True  # the mean over [B, N_p] groups, the same N_p in every sample
+    default_loss = ComponentSpec("chamfer")
 
     @dataclass
     class Config(PointTransformerConfig):
@@ -131,5 +131,13 @@ class PointMAEDecoderHead(Head):
         pos = self.pos(torch.cat([gather_tokens(coords, index.ids_keep), gather_tokens(coords, index.ids_query)], dim=1))
         return self.pred(self.norm(predicted_rows(decode_queries(self.blocks, x, n_query, pos), index.pick)))
 
-    def loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+
+@register("loss", "chamfer")
+class ChamferLoss(Loss):
+    """Chamfer distance (squared L2) per group, averaged over groups (Point-MAE's ``ChamferDistanceL2``):
+    ``pred, target [B, N_p, S * 3]`` (or ``[M, S * 3]``), each row a group of ``S`` points -> scalar."""
+
+    is_sample_mean = True  # the mean over [B, N_p] groups of equal weight, the same N_p in every sample
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return chamfer_distance(pred.reshape(-1, pred.shape[-1] // 3, 3), target.reshape(-1, target.shape[-1] // 3, 3)).mean()

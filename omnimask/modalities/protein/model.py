@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from omnimask.core.config import ComponentSpec
 from omnimask.core.interfaces import TokenLayout
 from omnimask.core.networks import Encoder, Head, MaskIndex
 from omnimask.components.layers import blocks, init_weights, rotary_tables
@@ -97,7 +98,9 @@ class LMHead(Head):
     """Masked-LM head (ESM's ``RobertaLMHead``): ``latent [B, N, E]`` -> logits ``[M, V]`` at the hidden
     positions (``index.mask``, row-major): linear, GELU, LayerNorm, then a projection to the
     vocabulary whose weight is the encoder's token embedding (``tie: true``) plus a bias.
-    Loss: cross-entropy against the true ids."""
+    Default loss: ``cross_entropy`` against the true ids."""
+
+    default_loss = ComponentSpec("cross_entropy")
 
     @dataclass
     class Config:
@@ -128,6 +131,3 @@ class LMHead(Head):
     def forward(self, latent: torch.Tensor, index: MaskIndex) -> torch.Tensor:
         x = select_rows(latent, index.mask, index.num_masked)  # [M, E]
         return F.linear(self.norm(F.gelu(self.dense(x))), self.weight, self.bias)
-
-    def loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(pred.float(), target)
