@@ -288,3 +288,44 @@ def test_decoders_give_one_sample_per_view_seed():
     assert decode_views(lambda members, seed: 2 * seed, {}, [1, 5]) == [2, 10]
     with pytest.raises(ContractError, match=r"Short\.views returned 1 samples for 2 seeds"):
         decode_views(Short(), {}, [1, 5])
+
+
+def batch_keys(loader, n: int) -> list[list[str]]:
+    it = iter(loader)
+    return [list(next(it)["keys"]) for _ in range(n)]
+
+
+def test_the_loader_owns_its_position_and_a_new_loader_continues_from_its_state(image_dataset):
+    """``state_dict`` after 7 trained steps (whatever the loader prefetched) -> a loader of another layout
+    (two ranks of batch 2 instead of one of 4) continues with exactly the samples of step 8 on."""
+    one = build_loader(recipe(), image_dataset["shards"], batch_size=4, num_workers=0, seed=0, window=2)
+    trained = {"steps": 0}
+    one.follow(lambda: trained["steps"])
+    full = [k for batch in batch_keys(one, 12) for k in batch]  # read well ahead of training
+    trained["steps"] = 7
+    state = one.state_dict()
+    assert state == {"loader": "torch", "world_size": 1, "num_workers": 0, "batch_size": 4, "max_tokens": None,
+                     "repeats": 1, "seed": 0, "epoch": 0, "offset": 28}
+    ranks = [build_loader(recipe(), image_dataset["shards"], batch_size=2, num_workers=0, seed=0, window=2, rank=r,
+                          world_size=2) for r in (0, 1)]
+    for r in ranks:
+        r.load_state_dict(state, step=7)
+    two = [batch_keys(r, 5) for r in ranks]
+    merged = [k for step in range(5) for r in (0, 1) for k in two[r][step]]
+    # the epoch has 30 samples: step 8 is padded with the epoch's first two, then epoch 1 begins
+    assert merged[:2] == full[28:30] and merged[4:] == full[32:48]
+    assert ranks[0].state_dict()["offset"] == 28  # nothing trained since the resume: still the same position
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"seed": 1}, "taken with seed=1, this run has 0.*every epoch's order is drawn from it"),
+    ({"max_tokens": 4096}, "max_tokens=4096, this run has None.*counts batches of that budget"),
+    ({"loader": "ray"}, "loader='ray', this run has 'torch'.*a count of batches"),
+])
+def test_a_resume_the_position_cannot_carry_over_to_is_refused(image_dataset, change, message):
+    loader = build_loader(recipe(), image_dataset["shards"], batch_size=4, num_workers=0, seed=0, window=2)
+    with pytest.raises(ValueError, match=message):
+        loader.load_state_dict({**loader.state_dict(), **change}, step=3)
+    next(iter(loader))
+    with pytest.raises(RuntimeError, match="after the loader started iterating"):
+        loader.load_state_dict(loader.state_dict(), step=3)

@@ -25,6 +25,7 @@ from typing import Optional, Sequence
 
 from omnimask.core import registry
 from omnimask.core.config import load_recipe
+from omnimask.core.run_dir import RunDir
 from omnimask.core.logs import format_loss
 
 __all__ = ["DEMOS", "run_demo"]
@@ -98,12 +99,13 @@ def _run_one(name: str, demo: Demo, root: Path, steps: Optional[int], num_inputs
         overrides.append(f"trainer.max_steps={steps}")
     shutil.rmtree(runs_dir / "demo", ignore_errors=True)
     result = pretrain(load_recipe(demo.recipe, overrides), name="demo")
+    run = RunDir(result.run_dir)
     return result.run_dir, [
         f"{name} ({demo.recipe})",
         f"  dataset        {shards}: {manifest.num_samples} samples in {len(manifest.shards)} shards, "
         f"{manifest.num_quarantined} quarantined (see quarantine.jsonl)",
         f"  training       {result.steps} steps in {result.seconds:.0f}s, loss {format_loss(result.first_loss)} -> "
         f"{format_loss(result.last_loss)}",
-        *([f"  reconstruction {result.run_dir / 'reconstruction.png'}  (original | masked | reconstruction)"] if demo.picture else []),
-        f"  checkpoints    {result.run_dir}/checkpoint-step*/ (Ray Train); metrics {result.run_dir / 'metrics.csv'}",
+        *([f"  reconstruction {run.preview}  (original | masked | reconstruction)"] if demo.picture else []),
+        f"  checkpoints    {result.run_dir}/checkpoint-step*/ (Ray Train); metrics {run.metrics}",
     ]

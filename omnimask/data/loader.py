@@ -33,7 +33,7 @@ from omnimask.core.recipe import Recipe
 from omnimask.core.collate import recipe_collate
 from omnimask.io.formats import Sample, ShardFile
 from omnimask.io.manifest import Manifest, check_shard_digest, check_shard_sizes, load_sizes
-from omnimask.data.order import BudgetPlan, FixedPlan, Plan, Position, advance, epoch_order
+from omnimask.data.order import BudgetPlan, Cursor, FixedPlan, Plan, Position, StepFollower, advance, check_resume, epoch_order
 from omnimask.data.shared_batch import BufferPool, ReleaseBoard, Recycler, in_one_buffer
 from omnimask.core.seeding import derive_seed
 
@@ -61,7 +61,8 @@ class SamplePipeline:
 
     ``tokens`` and ``mask`` stay as the tokenizer and masker gave them, numpy arrays or
     tensors (collate makes tensors of whole batches): in a loader worker, each crossing
-    between numpy and torch costs ~25 us right after a decode (``python -m benchmarks.micro``).
+    between numpy and torch has a cost of its own, high right after a decode has flushed the caches
+    (``python -m benchmarks.micro``).
     Targets, ``corrupt`` and the decoder-masker combination get tensors.
     """
 
@@ -127,7 +128,7 @@ class SamplePipeline:
         ``repeats`` failures (:class:`Failure`) for :func:`replace_failures`; with ``strict`` it raises
         instead. A component that breaks its contract (:mod:`omnimask.core.contracts`) always raises."""
         try:
-            return self.views(key, members, epoch, repeats)  # type: ignore[return-value]
+            return self.views(key, members, epoch, repeats)  # type: ignore[return-value]  # list is invariant; nothing appends to it
         except ContractError:
             raise  # a broken component fails for every sample: replacing them would hide it
         except Exception as e:
@@ -247,7 +248,7 @@ class ShardStream(IterableDataset):
         self.rank, self.world_size, self.batch_size = rank, world_size, batch_size
         self.start, self.epochs = start, epochs
         self.verify = verify
-        self.repeats = repeats
+        self.repeats, self.max_tokens = repeats, max_tokens
         self.plan: Plan = FixedPlan(self.epoch_len, batch_size // repeats, world_size)
         if max_tokens is not None:
             tokens = np.vectorize(pipeline.tokenizer.num_tokens, otypes=[np.int64])(load_sizes(self.root, self.manifest))
@@ -341,10 +342,43 @@ class ShardLoader(DataLoader):
             pin_memory=pin_memory,
         )
 
-    def __iter__(self) -> Iterator[dict[str, Any]]:  # type: ignore[override]
+        self.steps = StepFollower()
+        self._iterated = False
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:  # type: ignore[override]  # DataLoader's names its own iterator class
+        self._iterated = True
         if self.recycler is None:
             return super().__iter__()
         return self.recycler.iterate(super().__iter__)
+
+    def follow(self, steps: Callable[[], int]) -> None:
+        """Take the trained step count from ``steps`` (the trainer's ``global_step``) for :meth:`state_dict`."""
+        self.steps.follow(steps)
+
+    def layout(self) -> dict[str, Any]:
+        """What a resume compares (:func:`~omnimask.data.order.check_resume`) and reports."""
+        s = self.dataset.stream
+        return {"loader": "torch", "world_size": s.world_size, "num_workers": self.num_workers, "batch_size": s.batch_size,
+                "max_tokens": s.max_tokens, "repeats": s.repeats, "seed": s.seed}
+
+    def state_dict(self) -> dict[str, Any]:
+        """The layout and the data position ``(epoch, offset)`` after the trained steps: the first sample of the
+        next step, whatever the loader has prefetched. Lightning stores it in the checkpoint and restores it
+        before iterating; the module also keeps it as ``omnimask_data``, which ``omnimask`` tools read."""
+        s = self.dataset.stream
+        pos = Cursor(s.start, self.steps.start_step, s.plan).at(self.steps.trained_steps())
+        return {**self.layout(), "epoch": pos.epoch, "offset": pos.offset}
+
+    def load_state_dict(self, state: dict[str, Any], step: Optional[int] = None) -> None:
+        """Continue after ``step`` trained steps (default: the loader's own count, :meth:`follow`) from a
+        :meth:`state_dict`: with any number of ranks, loader workers or batch size, the next step starts at the
+        saved position. A state of another loader, seed or token budget is refused with the reason."""
+        if self._iterated:
+            raise RuntimeError("load_state_dict after the loader started iterating: its workers already have their order")
+        check_resume(state, self.layout())
+        s = self.dataset.stream
+        s.start = Position(state.get("epoch", 0), state.get("offset", 0))
+        self.steps.start_step = step if step is not None else self.steps.trained_steps()
 
 
 def build_loader(

@@ -27,7 +27,7 @@ so a resume with another layout continues exactly too.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Union
+from typing import Any, Callable, Union
 
 import numpy as np
 
@@ -165,6 +165,40 @@ class Cursor:
 
     def at(self, step: int) -> Position:
         return advance(self.start, step - self.start_step, self.plan.step_size, self.plan.epoch_len)
+
+
+class StepFollower:
+    """What a loader's ``state_dict`` needs from training: how many steps were trained. A loader runs ahead of
+    training (prefetching), so it cannot count this itself; the training loop hands it a function
+    (``loader.follow(lambda: trainer.global_step)``), else the position is where the loader started."""
+
+    def __init__(self) -> None:
+        self.start_step = 0
+        self._steps: Callable[[], int] | None = None
+
+    def follow(self, steps: Callable[[], int]) -> None:
+        self._steps = steps
+
+    def trained_steps(self) -> int:
+        return self._steps() if self._steps is not None else self.start_step
+
+
+RESUME_MUST_MATCH = {
+    "loader": "data.loader: the torch loader's position is an offset into the epoch's order, the Ray Data loader's a "
+              "count of batches",
+    "seed": "seed: every epoch's order is drawn from it",
+    "max_tokens": "data.max_tokens: with a token budget the position counts batches of that budget",
+}
+"""The layout keys a checkpoint's data state must share with the run that resumes from it, and why."""
+
+
+def check_resume(saved: dict[str, Any], current: dict[str, Any]) -> None:
+    """Refuse, with the key and the reason, a resume the saved data state cannot carry over to. Keys absent from
+    ``saved`` (checkpoints written before they were recorded) pass; ranks, workers and batch size may change."""
+    for key, why in RESUME_MUST_MATCH.items():
+        if key in saved and saved[key] != current[key]:
+            raise ValueError(f"cannot resume: the checkpoint's data position was taken with {key}={saved[key]!r}, "
+                             f"this run has {current[key]!r}; resume with the same value ({why})")
 
 
 def step_positions(pos: Position, step_size: int, epoch_len: int) -> np.ndarray:

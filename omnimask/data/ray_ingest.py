@@ -34,7 +34,7 @@ import json
 import logging
 import math
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 import torch
@@ -43,7 +43,7 @@ from omnimask.core.config import RecipeConfig, from_dict, to_dict
 from omnimask.io.formats import ShardFile
 from omnimask.core.collate import collate
 from omnimask.data.loader import replace_failures
-from omnimask.data.order import shard_windows, window_order
+from omnimask.data.order import StepFollower, check_resume, shard_windows, window_order
 from omnimask.io.manifest import Manifest, ShardInfo, check_shard_digest, check_shard_sizes
 
 
@@ -54,7 +54,7 @@ def build_ray_dataset(cfg: RecipeConfig, world_size: int) -> Any:
     """The run's streaming dataset: enough epochs for ``trainer.max_steps`` on ``world_size`` ranks."""
     import ray.data
 
-    root = Path(cfg.data.path).resolve()  # type: ignore[arg-type]
+    root = Path(cfg.data.path).resolve()  # type: ignore[arg-type]  # checked non-None by pretrain.check_dataset
     manifest = Manifest.load(root)
     if not manifest.num_samples:
         raise ValueError(manifest.no_samples(root))
@@ -141,18 +141,47 @@ def column(arrays: list[np.ndarray]) -> np.ndarray:
 
 
 class RayShardBatches:
-    """Batches from a worker's dataset shard, in the torch loader's layout; skips ``resume_batches``."""
+    """Batches from a worker's dataset shard, in the torch loader's layout.
+
+    Its position is a count of batches: Ray Data decides which windows a rank receives, so a resume continues
+    with as many samples trained in total, not with the same ones (docs/ARCHITECTURE.md)."""
 
     def __init__(
         self,
         shard: Any,
         batch_size: int,
-        resume_batches: int = 0,
+        *,
+        world_size: int = 1,
+        seed: int = 0,
         prefetch_batches: int = 2,
         collate_fn: Callable[[list[dict[str, Any]]], dict[str, Any]] = collate,
     ):
         self.shard, self.batch_size, self.collate = shard, batch_size, collate_fn
-        self.resume_batches, self.prefetch_batches = resume_batches, prefetch_batches
+        self.world_size, self.seed, self.prefetch_batches = world_size, seed, prefetch_batches
+        self.resume_batches = 0
+        """Batches of this rank's shard skipped after a resume."""
+        self.steps = StepFollower()
+
+    def follow(self, steps: Callable[[], int]) -> None:
+        """Take the trained step count from ``steps`` (the trainer's ``global_step``) for :meth:`state_dict`."""
+        self.steps.follow(steps)
+
+    def layout(self) -> dict[str, Any]:
+        return {"loader": "ray", "world_size": self.world_size, "batch_size": self.batch_size, "max_tokens": None,
+                "seed": self.seed}
+
+    def state_dict(self) -> dict[str, Any]:
+        """The layout; the position is the trained step count, which the checkpoint holds."""
+        return self.layout()
+
+    def load_state_dict(self, state: dict[str, Any], step: Optional[int] = None) -> None:
+        """Skip as many batches as make up the samples of ``step`` trained steps of the saved layout (any world
+        or batch size); a torch-loader state or another seed is refused with the reason."""
+        check_resume(state, self.layout())
+        step = step if step is not None else self.steps.trained_steps()
+        self.steps.start_step = step
+        samples = step * state.get("world_size", self.world_size) * state.get("batch_size", self.batch_size)
+        self.resume_batches = samples // (self.world_size * self.batch_size)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         batches = self.shard.iter_batches(

@@ -14,6 +14,7 @@ import pytorch_lightning as pl
 import torch
 from torchvision.utils import save_image
 
+from omnimask.core.run_dir import CHECKPOINT_FILE, checkpoint_dir_name
 from omnimask.train.preview import reconstruction_grid
 
 log = logging.getLogger("omnimask.train")
@@ -127,7 +128,6 @@ class RayTrainReport(pl.Callback):
     ranks make none (Lightning writes on rank 0 only), so a worker that Ray ends when a run fails
     leaves no folder behind. :meth:`discard_staging` removes rank 0's."""
 
-    CHECKPOINT_NAME = "checkpoint.ckpt"
 
     def __init__(self, ckpt_every: int):
         self.ckpt_every = ckpt_every
@@ -145,9 +145,9 @@ class RayTrainReport(pl.Callback):
             self.staging = Path(tempfile.mkdtemp(prefix="omnimask-ckpt-"))
         # the other ranks pass a path too: the call is collective, but only rank 0 writes
         tmp = (self.staging or Path("omnimask-ckpt-rank0-only")) / f"step{step:07d}"
-        trainer.save_checkpoint(tmp / self.CHECKPOINT_NAME, weights_only=False)  # rank 0 writes, all ranks wait
+        trainer.save_checkpoint(tmp / CHECKPOINT_FILE, weights_only=False)  # rank 0 writes, all ranks wait
         checkpoint = ray.train.Checkpoint.from_directory(tmp) if trainer.is_global_zero else None
-        ray.train.report(metrics, checkpoint=checkpoint, checkpoint_dir_name=f"checkpoint-step{step:07d}")
+        ray.train.report(metrics, checkpoint=checkpoint, checkpoint_dir_name=checkpoint_dir_name(step))
         if trainer.is_global_zero:
             shutil.rmtree(tmp, ignore_errors=True)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Callable, Optional
 
 import pytorch_lightning as pl
 import torch
@@ -12,7 +12,6 @@ from omnimask.train.batch_parts import BatchParts
 from omnimask.core.recipe import Recipe, check_batch_parts
 from omnimask.train.schedule import param_groups, warmup_cosine
 from omnimask.core.collate import model_inputs
-from omnimask.data.order import Cursor
 
 log = logging.getLogger(__name__)
 
@@ -26,12 +25,12 @@ class MaskedModelingModule(pl.LightningModule):
     """
 
     def __init__(
-        self, recipe: Recipe, global_batch_size: int, data_layout: dict[str, Any] | None = None, cursor: Cursor | None = None
+        self, recipe: Recipe, global_batch_size: int, data_state: Optional[Callable[[], dict[str, Any]]] = None
     ):
         super().__init__()
         self.recipe = recipe
-        self.data_layout = data_layout or {}
-        self.cursor = cursor
+        self.data_state = data_state
+        """The loader's ``state_dict`` (its layout and position after the trained steps), kept in checkpoints."""
         self.model = recipe.build_model()
         self.init_report = None
         if recipe.config.model.init is not None:
@@ -47,7 +46,7 @@ class MaskedModelingModule(pl.LightningModule):
         self.compute_loss = torch.compile(self.model.loss) if trainer.compile else self.model.loss
         """``model.loss``, compiled with ``trainer.compile`` (the weights stay ``self.model``'s)."""
         if trainer.cpu_batch_parts > 1:
-            check_batch_parts(recipe, type(self.model.head))
+            check_batch_parts(recipe, type(self.model.loss_fn))
         self.batch_parts = BatchParts(trainer.cpu_batch_parts if not trainer.compile else 1)
         """``trainer.cpu_batch_parts``: on the CPU, the loss of a batch's parts at once."""
 
@@ -67,16 +66,14 @@ class MaskedModelingModule(pl.LightningModule):
         self.batch_parts.close()  # its threads, if it started any
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Record the data position (epoch, offset into its order) and layout beside the step,
-        so that a resume, with any layout, continues with exactly the next samples."""
-        checkpoint["omnimask_data"] = dict(self.data_layout)
-        if self.cursor is not None:
-            pos = self.cursor.at(self.trainer.global_step)
-            checkpoint["omnimask_data"].update(epoch=pos.epoch, offset=pos.offset)
+        """Keep what the loader says of its position beside the step (``omnimask_data``): the worker hands it
+        back to the loader on resume, and ``omnimask`` tools read it without Lightning's loop state."""
+        if self.data_state is not None:
+            checkpoint["omnimask_data"] = self.data_state()
 
     def fused_optimizer(self) -> bool:
-        """AdamW's fused kernel (one kernel for all parameters instead of a dozen per tensor: 6.4 -> 1.4 ms a
-        step for the tiny MAE on the CPU, ``python -m benchmarks.micro``) where it applies: fp32 parameters on the CPU or a GPU, and no
+        """AdamW's fused kernel (one kernel for all parameters instead of a dozen per tensor, ``python -m
+        benchmarks.micro`` compares them) where it applies: fp32 parameters on the CPU or a GPU, and no
         fp16 gradient scaler (Lightning cannot clip gradients that the fused step unscales itself)."""
         params = list(self.model.parameters())
         return (
@@ -89,6 +86,6 @@ class MaskedModelingModule(pl.LightningModule):
         total = self.recipe.config.trainer.max_steps
         opt = torch.optim.AdamW(param_groups(self.model, optim.weight_decay), lr=self.base_lr, betas=optim.betas,
                                 fused=self.fused_optimizer())
-        scale = lambda step: warmup_cosine(step, 1.0, optim.warmup_steps, total, optim.min_lr / self.base_lr)  # noqa: E731
+        scale = lambda step: warmup_cosine(step, 1.0, optim.warmup_steps, total, optim.min_lr / self.base_lr)  # noqa: E731  (a one-line schedule reads better inline)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, scale)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

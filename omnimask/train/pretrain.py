@@ -6,20 +6,11 @@
 Train run). Ray Train persists checkpoints to ``run.storage`` (default
 ``run.dir``) under the run's name, restarts failed workers from the latest one
 up to ``run.max_failures`` times, and continues the run from it on ``--resume``.
-
-Run directory layout (``runs/NAME/``)::
-
-    config.yaml                        the resolved recipe
-    checkpoint-stepNNNNNNN/            Ray Train checkpoints (checkpoint.ckpt inside), newest trainer.keep_checkpoints
-    metrics.csv, tensorboard/          per-step metrics (train/loss, train/lr)
-    reconstruction.png                 original | masked | reconstruction for a few samples
-    summary.json                       steps, first/last loss, time, the steps resumed/started at, per-rank weight digests
-    trace-rank{R}.jsonl                with data.trace=true: step, rank, index, key of every sample
+The run's folder and its files: :class:`omnimask.core.run_dir.RunDir`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -30,6 +21,7 @@ import yaml
 
 from omnimask.core.config import ConfigError, RecipeConfig, builtin_recipes, drop_removed_keys, load_recipe, to_dict
 from omnimask.core.recipe import Recipe
+from omnimask.core.run_dir import RunDir
 from omnimask.weights import check_init
 from omnimask.data.ray_env import ray_session
 from omnimask.io.manifest import MANIFEST, Manifest
@@ -85,7 +77,7 @@ def resumed_config(cfg: RecipeConfig, name: Optional[str], overrides: list[str])
     a key not given again keeps the run's value. ``cfg``, the recipe with the same overrides, locates the run; a
     run that does not exist is left to :func:`pretrain` to report."""
     check_resume_name(cfg, name, True)
-    saved = Path(cfg.run.dir).resolve() / run_name(cfg, name) / "config.yaml"
+    saved = RunDir(Path(cfg.run.dir).resolve() / run_name(cfg, name)).config
     if not saved.is_file():
         return cfg
     resumed = load_recipe(saved, overrides)
@@ -116,27 +108,21 @@ def check_dataset(cfg: RecipeConfig) -> Path:
     return data_path
 
 
-FAILED = ".failed"
-"""Written into a run's folder when :func:`pretrain` ends with an error (the error, one line)."""
-START_STEP = ".start-step"
-"""The step a :func:`pretrain` call's first attempt started at, written by its rank 0 (``summary.started_at_step``)."""
-
-
-def failed_before_checkpoint(run_dir: Path, cfg: RecipeConfig) -> bool:
-    """Whether the run in ``run_dir`` failed (its :data:`FAILED` mark) without a summary or a checkpoint, so that
+def failed_before_checkpoint(run: RunDir, cfg: RecipeConfig) -> bool:
+    """Whether the run failed without a summary or a checkpoint (:meth:`RunDir.failed_before_checkpoint`), so that
     starting it again loses nothing (a config error in a worker, a dataset that failed to load). A run still going
     has no mark, and one killed outright leaves none: both stay refused. Only where the checkpoints are kept in
     the run's folder (no ``run.storage``): elsewhere this cannot be told cheaply."""
-    return (cfg.run.storage is None and (run_dir / FAILED).exists() and not (run_dir / "summary.json").exists()
-            and not any(run_dir.glob("checkpoint-step*")))
+    return cfg.run.storage is None and run.failed_before_checkpoint()
 
 
 def prepare_run_dir(cfg: RecipeConfig, name: str, resume: bool) -> Path:
     """The run's folder, ``run.dir/NAME``, checked against ``resume`` and holding the run's ``config.yaml``. A run of
     that name that failed before its first checkpoint is moved aside to ``NAME.failed-TIME`` and started again."""
     run_dir = Path(cfg.run.dir).resolve() / name
-    if (run_dir / "config.yaml").exists() and not resume:
-        if not failed_before_checkpoint(run_dir, cfg):
+    run = RunDir(run_dir)
+    if run.config.exists() and not resume:
+        if not failed_before_checkpoint(run, cfg):
             raise RunExistsError(f"run {name!r} already exists at {run_dir}: pass --resume to continue it, or another --name")
         aside = run_dir.with_name(f"{name}.failed-{time.strftime('%Y%m%d-%H%M%S')}")
         while aside.exists():  # a second failed start within the same second
@@ -144,15 +130,14 @@ def prepare_run_dir(cfg: RecipeConfig, name: str, resume: bool) -> Path:
         run_dir.rename(aside)
         log.warning("run %r failed before its first checkpoint: starting it again (the earlier attempt's files are in %s)",
                     name, aside)
-    if resume and not (run_dir / "config.yaml").exists():
+    if resume and not run.config.exists():
         raise FileNotFoundError(f"nothing to resume: no run {name!r} at {run_dir}")
     run_dir.mkdir(parents=True, exist_ok=True)
     if resume:
-        saved = drop_removed_keys(yaml.safe_load((run_dir / "config.yaml").read_text()) or {})
+        saved = drop_removed_keys(yaml.safe_load(run.config.read_text()) or {})
         warn_config_changes(saved, to_dict(cfg), name)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    for stale in ("summary.json", FAILED, START_STEP):  # an earlier call's must not pass for this one's
-        (run_dir / stale).unlink(missing_ok=True)
+    run.config.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    run.clear_call_marks()
     return run_dir
 
 
@@ -166,7 +151,7 @@ def check_recipe(cfg: RecipeConfig) -> Recipe:
 
 def pretrain(cfg: RecipeConfig, name: Optional[str] = None, resume: bool = False, ray_address: Optional[str] = None) -> RunResult:
     """Train ``cfg`` on Ray Train; returns the run directory and its summary. A call that fails marks the run
-    (:data:`FAILED`)."""
+    (:attr:`RunDir.failed_mark`)."""
     check_resume_name(cfg, name, resume)
     cfg.data.path = str(check_dataset(cfg))
     check_recipe(cfg)  # config errors fail here, not in every worker
@@ -176,12 +161,12 @@ def pretrain(cfg: RecipeConfig, name: Optional[str] = None, resume: bool = False
     try:
         checkpoint = fit(cfg, name, run_dir, ray_address)
     except BaseException as e:
-        (run_dir / FAILED).write_text(f"{type(e).__name__}: {e}".splitlines()[0] + "\n")
+        RunDir(run_dir).mark_failed(e)
         raise
-    if not (run_dir / "summary.json").is_file():
-        raise FileNotFoundError(f"the run ended but its rank 0 left no {run_dir / 'summary.json'}: on a cluster, rank 0 "
+    summary = RunDir(run_dir).read_summary()
+    if summary is None:
+        raise FileNotFoundError(f"the run ended but its rank 0 left no {RunDir(run_dir).summary}: on a cluster, rank 0 "
                                 "writes the run directory on its own node, so run.dir must be a path every node shares")
-    summary = json.loads((run_dir / "summary.json").read_text())
     log.info("run %s finished: %d steps, latest checkpoint %s", name, summary["steps"], checkpoint)
     return RunResult(run_dir, summary["steps"], summary["first_loss"], summary["last_loss"], time.perf_counter() - started, summary)
 

@@ -10,9 +10,7 @@ step had consumed.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
-import json
 import logging
 import shutil
 import tempfile
@@ -26,14 +24,14 @@ import torch
 from omnimask.core.config import RecipeConfig, from_dict
 from omnimask.train.module import MaskedModelingModule
 from omnimask.core.recipe import Recipe
+from omnimask.core.run_dir import CHECKPOINT_FILE, RunDir
 from omnimask.train.allocator import retain_freed_memory
 from omnimask.train.callbacks import FailOnce, LogLastStep, ProgressLog, RayTrainReport, ReconstructionPreview, SampleTrace
 from omnimask.core.logs import setup_logging
-from omnimask.train.pretrain import START_STEP
 from omnimask.data.scratch import use_scratch
 from omnimask.core.collate import recipe_collate
 from omnimask.data.loader import build_loader
-from omnimask.data.order import Cursor, Position, mean_displacement
+from omnimask.data.order import mean_displacement
 from omnimask.data.ray_ingest import RayShardBatches
 
 log = logging.getLogger("omnimask.train")
@@ -41,8 +39,8 @@ log = logging.getLogger("omnimask.train")
 
 def resolve_precision(cfg: RecipeConfig, accelerator: str) -> str:
     """``trainer.precision``, ``auto`` resolved (bf16 autocast on a GPU, fp32 on the CPU). Warns when bf16 is asked
-    of a CPU without bf16 instructions (AVX512-BF16 or AMX), where each bf16 matrix product is emulated: ~20x
-    slower than fp32 (a ``[1088, 192] x [192, 768]`` product, 306 vs 16 ms, on an AVX2-only EPYC)."""
+    of a CPU without bf16 instructions (AVX512-BF16 or AMX), where each bf16 matrix product is emulated, an order
+    of magnitude slower than fp32."""
     precision = cfg.trainer.precision if cfg.trainer.precision != "auto" else ("bf16-mixed" if accelerator == "gpu" else "32-true")
     if accelerator == "cpu" and precision.startswith("bf16") and not cpu_has_bf16():
         log.warning("trainer.precision=%s on a CPU without AVX512-BF16 or AMX: bf16 matrix products are emulated there, "
@@ -70,10 +68,20 @@ def checkpoint_data_state(path: Path) -> dict[str, Any]:
     return {"step": int(state["global_step"]), **state.get("omnimask_data", {})}
 
 
-def ray_loader_skip(saved: dict[str, Any], layout: dict[str, Any]) -> int:
-    """``data.loader=ray``: batches per rank to skip after a resume (same number of samples in total)."""
-    return saved["step"] * saved.get("world_size", layout["world_size"]) * saved.get("batch_size", layout["batch_size"]) // (
-        layout["world_size"] * layout["batch_size"]
+def build_rank_loader(cfg: RecipeConfig, recipe: Recipe, *, rank: int, world: int, pin_memory: bool) -> Any:
+    """This rank's loader of ``cfg.data``: the torch loader over the shards, or this rank's share of the Ray
+    Data pipeline; either has ``state_dict``/``load_state_dict`` and ``follow`` (its position)."""
+    import ray.train
+
+    if cfg.data.loader == "ray":
+        return RayShardBatches(ray.train.get_dataset_shard("train"), cfg.data.batch_size, world_size=world, seed=cfg.seed,
+                               collate_fn=recipe_collate(recipe))
+    d = cfg.data
+    return build_loader(
+        recipe, d.path,  # type: ignore[arg-type]  # set by pretrain.check_dataset before any worker starts
+        batch_size=d.batch_size, num_workers=d.num_workers, seed=cfg.seed, window=d.shuffle_window,
+        rank=rank, world_size=world, prefetch_factor=d.prefetch_factor, pin_memory=d.pin_memory and pin_memory,
+        strict=d.strict, verify=d.verify_shards, max_tokens=d.max_tokens, sort_window=d.sort_window, repeats=d.repeats,
     )
 
 
@@ -101,81 +109,47 @@ def train_rank(config: dict[str, Any]) -> None:
     accelerator = "gpu" if config["use_gpu"] else "cpu"
     pl.seed_everything(cfg.seed, workers=False, verbose=False)
 
-    layout = {
-        "loader": cfg.data.loader,
-        "world_size": world,
-        "num_workers": cfg.data.num_workers,
-        "batch_size": cfg.data.batch_size,
-        "max_tokens": cfg.data.max_tokens,
-        "repeats": cfg.data.repeats,
-        "seed": cfg.seed,
-    }
     ckpt_path: Optional[Path] = None
     saved: dict[str, Any] = {"step": 0}
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
-            local = Path(tempfile.mkdtemp(prefix="omnimask-restore-")) / RayTrainReport.CHECKPOINT_NAME
-            local.write_bytes((Path(d) / RayTrainReport.CHECKPOINT_NAME).read_bytes())
+            local = Path(tempfile.mkdtemp(prefix="omnimask-restore-")) / CHECKPOINT_FILE
+            local.write_bytes((Path(d) / CHECKPOINT_FILE).read_bytes())
         ckpt_path = local
         saved = checkpoint_data_state(local)
-        if saved.get("max_tokens", layout["max_tokens"]) != layout["max_tokens"]:
-            raise ValueError(f"the checkpoint's data position counts batches of data.max_tokens={saved.get('max_tokens')}; "
-                             f"resume with the same value (not {layout['max_tokens']})")
         if rank == 0:
             log.info("resuming from %s at step %d (data epoch %s, offset %s)", checkpoint.path, saved["step"],
                      saved.get("epoch"), saved.get("offset"))
 
-    start_mark = run_dir / START_STEP  # where this pretrain call started: its first attempt's step
+    run = RunDir(run_dir)
+    start_mark = run.start_mark  # where this pretrain call started: its first attempt's step
     if rank == 0 and not start_mark.exists():
         start_mark.write_text(f"{saved['step']}\n")
     recipe = Recipe.from_config(cfg)
-    loader: Any
-    cursor, shuffle = None, None
-    if cfg.data.loader == "ray":
-        skip = ray_loader_skip(saved, layout)
-        loader = RayShardBatches(
-            ray.train.get_dataset_shard("train"), cfg.data.batch_size, resume_batches=skip, collate_fn=recipe_collate(recipe)
-        )
-    else:
-        start = Position(saved.get("epoch", 0), saved.get("offset", 0))
-        loader = build_loader(
-            recipe,
-            cfg.data.path,  # type: ignore[arg-type]
-            batch_size=cfg.data.batch_size,
-            num_workers=cfg.data.num_workers,
-            seed=cfg.seed,
-            window=cfg.data.shuffle_window,
-            rank=rank,
-            world_size=world,
-            prefetch_factor=cfg.data.prefetch_factor,
-            pin_memory=cfg.data.pin_memory and accelerator == "gpu",
-            start=start,
-            strict=cfg.data.strict,
-            verify=cfg.data.verify_shards,
-            max_tokens=cfg.data.max_tokens,
-            sort_window=cfg.data.sort_window,
-            repeats=cfg.data.repeats,
-        )
+    loader = build_rank_loader(cfg, recipe, rank=rank, world=world, pin_memory=accelerator == "gpu")
+    if checkpoint is not None:
+        loader.load_state_dict(saved, step=saved["step"])  # refuses a resume the position cannot carry over to
+    shuffle = None
+    if cfg.data.loader == "torch":
         stream = loader.dataset.stream
-        cursor = Cursor(start, saved["step"], stream.plan)
-        shuffle = mean_displacement(stream.counts, cfg.seed, start.epoch, cfg.data.shuffle_window)
+        shuffle = mean_displacement(stream.counts, cfg.seed, stream.start.epoch, cfg.data.shuffle_window)
         if rank == 0:
             log.info("epoch order: %d samples, windows of %d shards, mean displacement %.0f samples (%.0f%% of the epoch)",
                      stream.epoch_len, cfg.data.shuffle_window, shuffle, 100 * shuffle / max(1, stream.epoch_len))
-    module = MaskedModelingModule(recipe, global_batch_size=cfg.data.batch_size * world, data_layout=layout, cursor=cursor)
+    module = MaskedModelingModule(recipe, global_batch_size=cfg.data.batch_size * world, data_state=loader.state_dict)
     progress = ProgressLog(cfg.trainer.log_every_n_steps, world)
     report = RayTrainReport(cfg.trainer.checkpoint_every_n_steps)
     callbacks: list[pl.Callback] = [
         progress,
         LogLastStep(),
         report,
-        ReconstructionPreview(run_dir / "reconstruction.png", cfg.trainer.preview_samples),
+        ReconstructionPreview(run.preview, cfg.trainer.preview_samples),
     ]
     if cfg.data.trace:
-        callbacks.append(SampleTrace(run_dir / f"trace-rank{rank}.jsonl", rank))
+        callbacks.append(SampleTrace(run.trace(rank), rank))
     if cfg.trainer.fail_at_step is not None:
-        callbacks.append(FailOnce(cfg.trainer.fail_at_step, run_dir / ".injected-failure"))
+        callbacks.append(FailOnce(cfg.trainer.fail_at_step, run.injected_failure))
     from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
     trainer = pl.Trainer(
@@ -184,7 +158,7 @@ def train_rank(config: dict[str, Any]) -> None:
         devices="auto",
         strategy=RayDDPStrategy(find_unused_parameters=False),
         plugins=[RayLightningEnvironment()],
-        precision=resolve_precision(cfg, accelerator),  # type: ignore[arg-type]
+        precision=resolve_precision(cfg, accelerator),  # type: ignore[arg-type]  # one of Lightning's precision names, typed str
         logger=[
             CSVLogger(run_dir, name="", version=""),
             TensorBoardLogger(run_dir, name="", version="tensorboard", default_hp_metric=False),
@@ -199,6 +173,7 @@ def train_rank(config: dict[str, Any]) -> None:
         default_root_dir=run_dir,
     )
     trainer = prepare_trainer(trainer)
+    loader.follow(lambda: trainer.global_step)
     if rank == 0:
         n_params = sum(p.numel() for p in module.model.parameters())
         log.info(
@@ -224,10 +199,10 @@ def train_rank(config: dict[str, Any]) -> None:
             "seconds": round(time.perf_counter() - started, 3),
             "resumed_from_step": saved["step"] if checkpoint is not None else None,
             "started_at_step": int(start_mark.read_text()),
-            "data_position": dataclasses.asdict(cursor.at(trainer.global_step)) if cursor else None,
-            "shuffle_mean_displacement": shuffle if cursor else None,
+            "data_position": {k: v for k, v in loader.state_dict().items() if k in ("epoch", "offset")} or None,
+            "shuffle_mean_displacement": shuffle,
             "weights_digest_per_rank": digests,
         }
-        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        run.write_summary(summary)
         if len(set(digests)) != 1:
             log.error("ranks ended with different weights: %s", digests)

@@ -20,11 +20,10 @@ import torch
 import yaml
 
 from omnimask.core.config import ConfigError
+from omnimask.core.run_dir import CHECKPOINT_FILE, RunDir
 from omnimask.weights.base import ReferenceLayout, State
 
 log = logging.getLogger(__name__)
-
-CHECKPOINT_FILE = "checkpoint.ckpt"
 
 
 def family_of(recipe: Any) -> str | None:
@@ -61,15 +60,15 @@ def find_checkpoint(source: str | Path) -> tuple[Path, Path]:
     """``(checkpoint file, config.yaml)`` of a run directory (its newest ``checkpoint-step*``), a checkpoint
     folder of a run, or a ``checkpoint.ckpt`` inside one."""
     path = Path(source)
-    if path.is_dir() and (path / "config.yaml").is_file():
-        steps = sorted(path.glob("checkpoint-step*/" + CHECKPOINT_FILE))
+    if path.is_dir() and RunDir(path).config.is_file():
+        steps = RunDir(path).checkpoints()
         if not steps:
             raise FileNotFoundError(f"run {path} has no checkpoint yet (no checkpoint-step*/{CHECKPOINT_FILE})")
-        return steps[-1], path / "config.yaml"
+        return steps[-1], RunDir(path).config
     ckpt = path / CHECKPOINT_FILE if path.is_dir() else path
     if not ckpt.is_file():
         raise FileNotFoundError(f"{source} is neither a run directory (with config.yaml) nor a checkpoint")
-    config = ckpt.parent.parent / "config.yaml"
+    config = RunDir(ckpt.parent.parent).config
     if not config.is_file():
         raise FileNotFoundError(f"no config.yaml beside the checkpoint's folder ({config}): pass the run directory")
     return ckpt, config
