@@ -91,7 +91,7 @@ def test_torchvision_is_imported_by_the_jpeg_decoder_not_by_registering_the_moda
     import subprocess
     import sys
 
-    code = ("import sys\nfrom omnimask.core import registry\nfrom omnimask.pipelines import preprocess\n"
+    code = ("import sys\nfrom omnimask.core import registry\nfrom omnimask.data import preprocess\n"
             "from omnimask.cli import main as cli\n"
             "for name in ('image', 'video', 'audio', 'pointcloud', 'graph', 'protein'): registry.lookup('modality', name)\n"
             "print('torchvision' in sys.modules)\n"

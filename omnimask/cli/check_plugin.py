@@ -1,10 +1,12 @@
-"""``omnimask check-plugin NAME``: a component run against its contract on generated input.
+"""``omnimask check-plugin NAME``: a component (or a modality) run against its contract on generated input.
 
-The component takes its slot in a recipe (the masker slot for a masker, ...), the
-recipe's modality demo writes a few real input files, they are ingested and run
+The component takes its slot in a recipe (the masker slot for a masker, ..., the recipe's
+``modality`` for a modality), the modality writes a few real input files
+(:meth:`~omnimask.core.interfaces.Modality.example_inputs`), they are ingested and run
 through the loader pipeline (every output checked by :mod:`omnimask.core.contracts`,
 twice, to see that the same seed gives the same result), batched, and the model
-takes one forward and backward pass on the batch.
+takes one forward and backward pass on the batch. A masker or a target is also run on
+token grids of other sizes than the recipe's, since recipes differ in their grids.
 """
 
 from __future__ import annotations
@@ -19,17 +21,17 @@ import torch
 
 from omnimask.core import registry
 from omnimask.core.config import ConfigError, load_recipe
-from omnimask.core.interfaces import QuarantineError
+from omnimask.core.interfaces import EncodedSample, QuarantineError, TokenLayout
 
 SLOTS = {"tokenizer": "model.tokenizer", "masker": "model.masker", "target": "model.target", "encoder": "model.encoder",
-         "head": "model.head"}
+         "head": "model.head", "loss": "model.loss", "modality": "modality"}
 
 
 def find_kind(name: str, kind: Optional[str]) -> str:
     """The kind of component ``name`` is (given, or the one registry that holds it)."""
     if kind is not None:
         if kind not in SLOTS:
-            raise ConfigError("kind", f"check-plugin checks {sorted(SLOTS)}; a modality is checked through a recipe that uses it")
+            raise ConfigError("kind", f"check-plugin checks {sorted(SLOTS)}")
         return kind
     if ":" in name:
         raise ConfigError("kind", f"{name!r} is a dotted path: say which kind it is with --kind")
@@ -56,13 +58,66 @@ def generated_samples(modality: str, count: int, workdir: Path) -> list[tuple[st
         try:
             for _, result in mod.encode_records(Path(item.path), mod.IngestConfig()):
                 if not isinstance(result, QuarantineError):
-                    members = {result.ext: result.payload, "json": json.dumps(result.meta).encode()}
-                    samples.append((f"{len(samples):09d}", members))
+                    samples.append((f"{len(samples):09d}", shard_members(mod, result)))
         except QuarantineError:
-            continue  # the demos write a few broken files on purpose
+            continue  # example inputs include a few broken files on purpose
         if len(samples) >= count:
             break
+    if not samples:
+        raise AssertionError(f"modality {modality!r}: none of its example inputs in {workdir} was kept by its ingest")
     return samples[:count]
+
+
+def shard_members(modality: Any, sample: Any) -> dict[str, bytes]:
+    """What a shard stores of one ingested sample, checked as the preprocessing job needs it."""
+    who = f"modality {modality.name!r}" if hasattr(modality, "name") else type(modality).__name__
+    if not isinstance(sample, EncodedSample):
+        raise AssertionError(f"{who}: its ingest gave {type(sample).__name__}; expected an EncodedSample")
+    if not (isinstance(sample.ext, str) and sample.ext.isascii() and sample.ext.replace(".", "").isalnum()
+            and sample.ext != "json"):
+        raise AssertionError(f"{who}: its ingest gave extension {sample.ext!r}; expected a short ASCII extension, not json")
+    if not isinstance(sample.payload, bytes) or not sample.payload:
+        raise AssertionError(f"{who}: its ingest gave a {type(sample.payload).__name__} payload; expected non-empty bytes")
+    try:
+        meta = json.dumps(sample.meta, allow_nan=False).encode()
+    except (TypeError, ValueError) as e:
+        raise AssertionError(f"{who}: its ingest gave metadata that is not JSON: {e}") from None
+    return {sample.ext: sample.payload, "json": meta}
+
+
+def other_layouts(layout: TokenLayout) -> list[TokenLayout]:
+    """Token grids of the same rank as ``layout``'s, smaller, larger and uneven: what other recipes and inputs
+    give a masker or a target (a masker that only works on the recipe's grid fails here, not in someone's run)."""
+    grids = {tuple(max(2, n // 2) for n in layout.grid), tuple(n * 2 for n in layout.grid),
+             tuple(n + 1 + i for i, n in enumerate(layout.grid))}
+    return [TokenLayout(grid, layout.token_dim) for grid in sorted(grids - {layout.grid})]
+
+
+def check_on_other_layouts(kind: str, name: str, built: Any, structured: bool) -> str:
+    """A masker's or a target's contract and determinism on :func:`other_layouts` (not where the tokens carry
+    coordinates or edges, ``structured``, which random tokens cannot stand for); the report line."""
+    from omnimask.core.contracts import check_mask, check_target
+
+    masker, target = built.masker, built.target
+    if structured or masker.batch_level:
+        return f"{kind} {name!r}: the recipe's tokens carry coordinates or edges, so only its own inputs are used"
+    layouts = other_layouts(built.tokenizer.layout)
+    for layout in layouts:
+        for seed in (0, 1, 2):
+            try:
+                mask = masker(layout, seed)
+            except Exception as e:
+                if kind == "masker":
+                    raise AssertionError(f"masker {name!r} failed on a {layout.grid} grid (seed {seed}): "
+                                         f"{type(e).__name__}: {e}") from e
+                return f"{kind} {name!r}: the recipe's masker does not take other grids; only its own inputs are used"
+            mask = torch.as_tensor(check_mask(masker, mask, layout))
+            if not torch.equal(mask, torch.as_tensor(masker(layout, seed))):
+                raise AssertionError(f"masker {name!r} on a {layout.grid} grid: the same seed gave another mask")
+            tokens = torch.randint(0, 255, (layout.num_tokens, layout.token_dim), generator=torch.Generator().manual_seed(seed),
+                                   dtype=torch.uint8)
+            check_target(target, target(tokens, mask), mask)
+    return f"{kind} {name!r} on other grids {[layout.grid for layout in layouts]}: within the contract, same seed, same output"
 
 
 def check_plugin(name: str, kind: Optional[str] = None, recipe: str = "mae_image_tiny", params: tuple[str, ...] = (),
@@ -74,7 +129,10 @@ def check_plugin(name: str, kind: Optional[str] = None, recipe: str = "mae_image
 
     kind = find_kind(name, kind)
     slot = SLOTS[kind]
-    cfg = load_recipe(recipe, [f"{slot}={{name: '{name}'}}", *(f"{slot}.{p}" for p in params)])
+    if kind == "modality":  # its parameters are the augmentation's
+        cfg = load_recipe(recipe, [f"modality={name}", *(f"data.augment.{p}" for p in params)])
+    else:
+        cfg = load_recipe(recipe, [f"{slot}={{name: '{name}'}}", *(f"{slot}.{p}" for p in params)])
     built = check_recipe(cfg)
     report = [f"{kind} {name!r} in recipe {recipe} ({cfg.modality}): config OK"]
     with tempfile.TemporaryDirectory() as tmp:
@@ -92,6 +150,8 @@ def check_plugin(name: str, kind: Optional[str] = None, recipe: str = "mae_image
     masked = "batch masked as a whole" if built.masker.batch_level else "masked"
     report.append(f"loader: {len(outs)} generated samples tokenized, {masked} and targeted within the contract "
                   f"(layout {layout.grid} x {layout.token_dim}; hidden per sample {hidden}); same seed, same output")
+    if kind in ("masker", "target") and not built.tokenizer.variable_length:
+        report.append(check_on_other_layouts(kind, name, built, structured=bool({"coords", "edges"} & set(outs[0]))))
     model = built.build_model()
     loss = model.loss(batch)
     if not math.isfinite(float(loss.detach())):

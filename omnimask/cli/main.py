@@ -9,6 +9,7 @@ from typing import Optional
 
 import yaml
 
+from omnimask.core import registry
 from omnimask.core.config import ArgumentError, ConfigError, load_recipe, to_dict
 from omnimask.core.logs import format_loss, setup_logging
 from omnimask.cli.submit import ClusterUnreachable
@@ -121,8 +122,6 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     if args.stats:
         from pathlib import Path
 
-        from omnimask.core import registry
-
         recipe = load_recipe(args.recipe) if args.recipe else None
         if recipe is not None and recipe.modality != result.manifest.modality:
             raise ArgumentError(f"--recipe {args.recipe} is for {recipe.modality}; {args.directory} holds {result.manifest.modality} samples")
@@ -134,7 +133,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             print(f"omnimask inspect: {e}", file=sys.stderr)
             return 2
         print(f"stats        {stats['summary']}")
-        value = lambda v: f"{v:.7g}" if isinstance(v, float) else v  # noqa: E731
+        value = lambda v: f"{v:.7g}" if isinstance(v, float) else v  # noqa: E731  (a one-line format, used on the next line)
         print("             use: " + " ".join(f"model.tokenizer.{k}={value(v)}" for k, v in stats["overrides"].items()))
     return 1 if result.problems else 0
 
@@ -231,8 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
     sb.add_argument("--timeout", type=float, default=None, help="stop the job after this many seconds")
     sb.set_defaults(func=cmd_submit)
 
-    pl = sub.add_parser("plugins", help="list tokenizers, maskers, targets, encoders, heads and modalities: origin and parameters")
-    pl.add_argument("--kind", choices=["tokenizer", "masker", "target", "encoder", "head", "modality"], default=None)
+    pl = sub.add_parser("plugins", help="list tokenizers, maskers, targets, encoders, heads, losses and modalities: origin and parameters")
+    pl.add_argument("--kind", choices=list(registry.KINDS), default=None)
     pl.add_argument("--name", default=None, help="only components of this name, or the class at this dotted path (module:Class)")
     pl.add_argument("--brief", action="store_true", help="one line per component, without parameters")
     pl.set_defaults(func=cmd_plugins)
@@ -241,11 +240,13 @@ def build_parser() -> argparse.ArgumentParser:
     op.add_argument("section", nargs="?", default=None, choices=["recipe", "model", "data", "optim", "trainer", "scaling", "run"])
     op.set_defaults(func=cmd_options)
 
-    cp = sub.add_parser("check-plugin", help="run a component against its contract on generated input, in a recipe")
+    cp = sub.add_parser("check-plugin", help="run a component or a modality against its contract on generated input, in a recipe")
     cp.add_argument("name", help="registered name (or module:Class with --kind)")
-    cp.add_argument("--kind", choices=["tokenizer", "masker", "target", "encoder", "head"], default=None)
-    cp.add_argument("--recipe", default="mae_image_tiny", help="recipe whose slot the component takes (its modality gives the input)")
-    cp.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE", help="a parameter of the component")
+    cp.add_argument("--kind", choices=list(registry.KINDS), default=None)
+    cp.add_argument("--recipe", default="mae_image_tiny",
+                    help="recipe whose slot the component takes (its modality gives the input); for a modality, a recipe for it")
+    cp.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE",
+                    help="a parameter of the component (of a modality: of its data.augment section)")
     cp.add_argument("--samples", type=int, default=6, help="generated samples to run")
     cp.set_defaults(func=cmd_check_plugin)
 

@@ -110,6 +110,9 @@ def check_prediction(head: Any, target: Any, pred: torch.Tensor, final_target: t
     if not isinstance(pred, torch.Tensor):
         raise ContractError(f"head {component_name(head)} returned {type(pred).__name__}; expected a tensor")
     classes = not final_target.is_floating_point()
+    if not classes and final_target.shape[-1] != target.dim:
+        raise ContractError(f"target {component_name(target)}'s finalize gave {final_target.shape[-1]} values per token; "
+                            f"its dim says {target.dim} (the head is built to predict dim values)")
     expected = [*final_target.shape, target.dim] if classes else list(final_target.shape)
     if list(pred.shape) != expected:
         raise ContractError(
