@@ -22,8 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import decode_only_loader, throughputs_in_turn  # noqa: E402
-from benchmarks.loader_image import image_shards  # noqa: E402
+from benchmarks.common import decode_only_loader, throughputs_in_turn
+from benchmarks.loader_image import image_shards
 
 
 def measure(images: int, workers: tuple[int, ...], batches: int, rounds: int, repeat: int, batch_size: int = 64) -> list[dict]:

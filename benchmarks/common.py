@@ -65,6 +65,6 @@ def collate_samples(samples: list[dict[str, Any]]) -> dict[str, Any]:
 def decode_only_loader(recipe: Recipe, shards: Path, batch_size: int, workers: int) -> DataLoader:
     """The decode + augment baseline: ``recipe``'s loader decoder alone over ``shards`` in the same order,
     batches of decoded samples as lists (:func:`collate_samples`)."""
-    return DataLoader(ShardStream(shards, DecodeOnly(recipe, 0), seed=0, batch_size=batch_size),  # type: ignore[arg-type]
+    return DataLoader(ShardStream(shards, DecodeOnly(recipe, 0), seed=0, batch_size=batch_size),
                       collate_fn=collate_samples, drop_last=True, batch_size=batch_size, num_workers=workers,
                       persistent_workers=workers > 0, prefetch_factor=4 if workers else None)

@@ -42,7 +42,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.inputs import build_inputs  # noqa: E402
+from benchmarks.inputs import build_inputs
 
 # recipe: (batch size on the GPU, inputs written, clip seconds)
 CASES = {"mae_image": (128, 2048, None), "videomae": (16, 48, 4.0)}
@@ -187,7 +187,7 @@ def main() -> None:
         sys.exit("no CUDA device: run with --device cpu for a smoke run")
     card = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
     try:
-        import ray  # noqa: F401
+        import ray  # noqa: F401  (only whether Ray imports)
 
         executor = "ray"
     except ImportError:

@@ -34,14 +34,14 @@ from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import decode_only_loader, throughputs_in_turn  # noqa: E402
-from benchmarks.inputs import build_jpegs  # noqa: E402
+from benchmarks.common import decode_only_loader, throughputs_in_turn
+from benchmarks.inputs import build_jpegs
 
-from omnimask.io.formats import iter_shard  # noqa: E402
-from omnimask.core.collate import collate  # noqa: E402
-from omnimask.data.loader import BatchStream, SamplePipeline, ShardLoader, loader_worker  # noqa: E402
-from omnimask.io.manifest import Manifest  # noqa: E402
-from omnimask.core.recipe import Recipe  # noqa: E402
+from omnimask.io.formats import iter_shard
+from omnimask.core.collate import collate
+from omnimask.data.loader import BatchStream, SamplePipeline, ShardLoader, loader_worker
+from omnimask.io.manifest import Manifest
+from omnimask.core.recipe import Recipe
 
 
 class SequentialStream:
@@ -103,7 +103,7 @@ def measure(images: int = 1024, workers: tuple[int, ...] = (1, 2), batches: int 
             folder = DataLoader(ImageFolder(str(raw), transform=baseline_tf), shuffle=True, drop_last=True, **common)
             ours = build_loader(recipe, shards, batch_size, n, seed=0)
             decode_only = decode_only_loader(recipe, shards, batch_size, n)
-            sequential = ShardLoader(BatchStream(SequentialStream(shards, SamplePipeline(recipe, 0), batch_size), collate),  # type: ignore[arg-type]
+            sequential = ShardLoader(BatchStream(SequentialStream(shards, SamplePipeline(recipe, 0), batch_size), collate),  # type: ignore[arg-type]  # has the iter_batches BatchStream calls
                                      n, prefetch_factor=4, pin_memory=False)
             row: dict = {"modality": "image", "workers": n, "reference": "imagefolder"}
             loaders = {"imagefolder": folder, "omnimask-decode": decode_only, "omnimask": ours, "omnimask-sequential": sequential}

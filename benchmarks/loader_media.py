@@ -46,15 +46,19 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+if TYPE_CHECKING:  # for the annotations only: at run time omnimask is imported once the path below is set
+    from omnimask.core.recipe import Recipe
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import decode_only_loader, throughputs_in_turn  # noqa: E402
-from benchmarks.inputs import build_inputs  # noqa: E402
+from benchmarks.common import decode_only_loader, throughputs_in_turn
+from benchmarks.inputs import build_inputs
 
 
 class DecodeAllVideo(Dataset):
@@ -127,13 +131,13 @@ class ReadGroupPoints(Dataset):
 class ReadMaskGraphs(Dataset):
     """Reference-style graph item: ``np.load`` the raw NPZ, one-hot degree features, GraphMAE's masking."""
 
-    def __init__(self, files: list[Path], recipe):  # type: ignore[no-untyped-def]
+    def __init__(self, files: list[Path], recipe: Recipe) -> None:
         self.files, self.recipe = files, recipe
 
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, i: int):  # type: ignore[no-untyped-def]
+    def __getitem__(self, i: int) -> Any:
         from torch_geometric.data import Data
 
         from omnimask.core.interfaces import TokenLayout
@@ -151,7 +155,7 @@ class ReadMaskGraphs(Dataset):
 class InMemoryProteins(Dataset):
     """fairseq-style: every sequence in memory; per item encode, crop to 1022 residues, BERT-mask."""
 
-    def __init__(self, fasta: Path, recipe):  # type: ignore[no-untyped-def]
+    def __init__(self, fasta: Path, recipe: Recipe) -> None:
         from omnimask.modalities.protein.fasta import iter_fasta, open_fasta
 
         with open_fasta(fasta) as stream:
@@ -234,7 +238,7 @@ def bench(modality: str, args: argparse.Namespace, files: list[Path], shards: Pa
     return results
 
 
-def pyg_batch(items: list) -> dict:  # type: ignore[type-arg]
+def pyg_batch(items: list[Any]) -> dict[str, Any]:
     from torch_geometric.data import Batch
 
     batch = Batch.from_data_list(items)

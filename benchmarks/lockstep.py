@@ -86,8 +86,8 @@ def in_turn(sides: dict[str, dict[str, Any]], steps: int, warmup: int = 3) -> di
         ready = {label: read_reply(proc, label, errors[label]) for label, proc in procs.items()}
 
         def step(label: str) -> dict[str, Any]:
-            procs[label].stdin.write("step\n")  # type: ignore[union-attr]
-            procs[label].stdin.flush()  # type: ignore[union-attr]
+            procs[label].stdin.write("step\n")  # type: ignore[union-attr]  # started with stdin=PIPE
+            procs[label].stdin.flush()  # type: ignore[union-attr]  # started with stdin=PIPE
             return read_reply(procs[label], label, errors[label])
 
         replies = take_turns({label: functools.partial(step, label) for label in sides}, steps, warmup)

@@ -1,4 +1,4 @@
-"""Micro-benchmarks behind the training-step choices in ``models/layers.py`` and ``models/module.py``.
+"""Micro-benchmarks behind the training-step choices in ``components/layers.py`` and ``train/module.py``.
 
     python -m benchmarks.micro [--repeat 20]
 
@@ -59,7 +59,7 @@ def attention_rows(repeat: int) -> list[dict[str, Any]]:
             row: dict[str, Any] = {"what": f"attention fwd+bwd {label}", "dtype": str(dtype).replace("torch.", "")}
             for name, fn in (("fused", F.scaled_dot_product_attention), ("explicit", explicit)):
                 q, k, v = (torch.randn(*shape, dtype=dtype, requires_grad=True) for _ in range(3))
-                row[name] = median_ms(lambda: fn(q, k, v).sum().backward(), repeat)  # noqa: B023
+                row[name] = median_ms(lambda: fn(q, k, v).sum().backward(), repeat)  # noqa: B023  (called within this iteration)
             rows.append(row)
     return rows
 

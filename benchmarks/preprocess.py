@@ -30,7 +30,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.inputs import build_inputs  # noqa: E402
+from benchmarks.inputs import build_inputs
 
 # modality: (inputs at scale 1, ingest options, samples per shard)
 CASES: dict[str, tuple[int, dict[str, Any], int]] = {
@@ -66,7 +66,7 @@ def shardwriter_loop(modality: str, raw: Path, out: Path, options: dict[str, Any
                     sink.write({"__key__": f"{written:09d}", result.ext: result.payload,
                                 "json": json.dumps({"source": f.source, **result.meta}).encode()})
                     written += 1
-            except Exception:  # noqa: BLE001 - the baseline counts a failed file and goes on
+            except Exception:  # noqa: BLE001  (the baseline counts a failed file and goes on)
                 bad += 1
     return {"samples": written, "failed": bad}
 

@@ -36,7 +36,7 @@ from typing import Any, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.report import markdown  # noqa: E402
+from benchmarks.report import markdown
 
 SECTIONS = ("preprocess", "loader", "train", "scaling", "micro")
 MEDIA = ("video", "audio", "pointcloud", "graph", "protein")

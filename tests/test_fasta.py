@@ -62,7 +62,7 @@ def test_text_before_the_first_header_is_not_fasta(tmp_path):
 
 def fasta_file(path, records, compress=False):
     """Write ``records`` (``(header, sequence)`` as bytes) as FASTA, 60 letters a line; returns ``path``."""
-    lines = lambda seq: b"".join(seq[i : i + 60] + b"\n" for i in range(0, len(seq), 60))  # noqa: E731
+    lines = lambda seq: b"".join(seq[i : i + 60] + b"\n" for i in range(0, len(seq), 60))  # noqa: E731  (a one-line helper for the next line)
     data = b"".join(b">" + head + b"\n" + lines(seq) for head, seq in records)
     path.write_bytes(gzip.compress(data) if compress else data)
     return path

@@ -63,7 +63,7 @@ def test_rotary_attention_depends_on_relative_positions_only():
     g = torch.Generator().manual_seed(0)
     q, k = torch.randn(16, generator=g), torch.randn(16, generator=g)
     cos, sin = rotary_tables(40, 16)
-    rot = lambda x, i: apply_rotary(x[None], cos[i : i + 1], sin[i : i + 1])[0]  # noqa: E731
+    rot = lambda x, i: apply_rotary(x[None], cos[i : i + 1], sin[i : i + 1])[0]  # noqa: E731  (a one-line helper for the asserts below)
     base = rot(q, 3) @ rot(k, 10)
     assert torch.allclose(base, rot(q, 20) @ rot(k, 27), atol=1e-5)
     assert not torch.allclose(base, rot(q, 3) @ rot(k, 11), atol=1e-3)

@@ -22,14 +22,14 @@ def by_tarfile(path):
     try:
         with open(path, "rb") as f:
             return _grouped(_tarfile_members(f, path), str(path))
-    except Exception as e:  # noqa: BLE001 - compared by type and message
+    except Exception as e:  # noqa: BLE001  (any error: compared by type and message)
         return type(e), str(e)
 
 
 def by_index_tar(path):
     try:
         return index_tar(path)
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:  # noqa: BLE001  (any error: compared with by_tarfile's)
         return type(e), str(e)
 
 

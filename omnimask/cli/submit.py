@@ -39,8 +39,8 @@ def pretrain_entrypoint(config: str, overrides: list[str], name: Optional[str], 
 def root_cause(e: BaseException) -> str:
     """The innermost exception of ``e``'s chain, as text: ``Connection refused`` rather than the restatements of
     the layers above it (requests, urllib3, Ray)."""
-    while (e.__cause__ or e.__context__) is not None:
-        e = e.__cause__ or e.__context__  # type: ignore[assignment]
+    while (inner := e.__cause__ or e.__context__) is not None:
+        e = inner
     if isinstance(e, OSError) and e.errno and e.errno > 0:
         return os.strerror(e.errno)  # asyncio words a refused connection its own way ("Connect call failed ...")
     return e.strerror if isinstance(e, OSError) and e.strerror else str(e)

@@ -102,10 +102,8 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torc
     ``attn_mask`` (bool, True = may attend) broadcasts to ``[B, H, N_q, N]``.
 
     Fused ``scaled_dot_product_attention`` everywhere except bf16/fp16 on the CPU,
-    where its flash kernel's backward is 4-6x slower than the explicit product
-    (forward + backward of ``[64, 4, 65, 32]``: 25.9 ms fused vs 4.5 ms explicit in
-    bf16; 6.1 vs 8.5 ms in fp32, where the fused kernel wins; torch 2.14, AMX CPU,
-    ``python -m benchmarks.micro``).
+    where its flash kernel's backward is several times slower than the explicit product
+    (in fp32 the fused kernel wins); ``python -m benchmarks.micro`` measures both.
     """
     if q.device.type == "cpu" and q.dtype in (torch.bfloat16, torch.float16):
         return explicit_attention(q, k, v, attn_mask)
@@ -169,7 +167,7 @@ class Attention(nn.Module):
         b, n, d = qkv.shape[0], qkv.shape[1], qkv.shape[2] // 3
         # split on the [B, N, 3, H, d] view and transpose each part to [B, H, N, d]: the backward then
         # stacks the three gradients straight into qkv's layout, where a permute of the whole
-        # (timm's) stacks them head-major and copies them back (0.5-1 ms a block of the tiny MAE)
+        # (timm's) stacks them head-major and copies them back: one more copy of the gradient in every block
         q, k, v = (t.transpose(1, 2) for t in qkv.reshape(b, n, 3, self.heads, d // self.heads).unbind(2))
         if rotary is not None:
             q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)

@@ -163,7 +163,7 @@ class TokenIdTarget(HiddenTokensTarget):
 
     @property
     def dim(self) -> int:
-        return int(self.tokenizer.vocab_size)  # type: ignore[attr-defined]
+        return int(self.tokenizer.vocab_size)  # type: ignore[attr-defined]  # no part of Tokenizer: __init__ checked this one has it
 
     def finalize(self, target: torch.Tensor) -> torch.Tensor:
         return target.long().squeeze(-1)

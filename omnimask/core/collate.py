@@ -134,7 +134,7 @@ def pad_stack(tensors: list[torch.Tensor | np.ndarray], value: float) -> torch.T
     """``[N_i, ...]`` tensors (or arrays) -> ``[B, max N_i, ...]``, filled with ``value`` after each one's rows."""
     tensors = [torch.as_tensor(t) for t in tensors]
     first = tensors[0]
-    # empty + fill_: torch.full with a float value for an integer dtype takes a slow path (~2 ms for 100k bytes)
+    # empty + fill_: torch.full with a float value for an integer dtype takes a slow, element-by-element path
     out = torch.empty((len(tensors), max(t.shape[0] for t in tensors), *first.shape[1:]), dtype=first.dtype).fill_(value)
     for i, t in enumerate(tensors):
         out[i, : t.shape[0]] = t

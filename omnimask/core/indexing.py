@@ -10,8 +10,8 @@ def gather_tokens(x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     """``x[b, ids[b, i]]``: ``[B, N, ...]`` and ``[B, M]`` -> ``[B, M, ...]``.
 
     Whole rows picked by ``index_select`` over the flattened batch (row ``b * N + i``), not
-    ``torch.gather`` with the index expanded over ``D``, which indexes every value on its own:
-    on the CPU 0.05-0.09 ms against 0.9-1.0 ms for ``[64, 64, 192]`` tokens, and a backward that adds
+    ``torch.gather`` with the index expanded over ``D``, which indexes every value on its own: on the
+    CPU an order of magnitude faster for the tiny MAE's tokens, and a backward that adds
     rows (``index_add``) rather than values (``scatter_add``). ``x`` broadcast over the batch
     (``expand``ed, stride 0) is read once, not copied ``B`` times."""
     b, n = ids.shape[0], x.shape[1]

@@ -111,7 +111,7 @@ def preprocess(
         write_atomic(out / DUPLICATES, "".join(json.dumps(d) + "\n" for d in duplicates).encode())
     manifest = Manifest(
         modality=modality,
-        format=fmt,  # type: ignore[arg-type]
+        format=fmt,  # type: ignore[arg-type]  # a str, checked against SHARD_SUFFIX's keys above
         num_inputs=sum(r["num_inputs"] for r in reports),
         num_samples=sum(s.num_samples for s in shards),
         num_quarantined=len(quarantine),
@@ -153,7 +153,7 @@ def write_sizes(out: Path, per_shard: list[Optional[list[int]]]) -> Optional[dic
         (out / SIZES).unlink(missing_ok=True)
         return None
     buf = io.BytesIO()
-    np.save(buf, np.array([v for s in per_shard for v in s], dtype=np.int64))  # type: ignore[union-attr]
+    np.save(buf, np.array([v for s in per_shard for v in s], dtype=np.int64))  # type: ignore[union-attr]  # no None: returned above
     write_atomic(out / SIZES, buf.getvalue())
     return {"path": SIZES, "sha256": file_sha256(out / SIZES)}
 

@@ -3,9 +3,9 @@
 A DataLoader worker hands each tensor of a batch to the main process through a shared-memory
 segment of its own: the worker creates it (torch allocates and zeroes every page of it up front),
 fills it, sends its file descriptor, and the main process maps it; both unmap it when the batch is
-dropped. On the 2-core machine of ``docs/performance.md`` that costs ~0.4 ms a tensor, and ~9 ms for
-the 9.6 MB of a ViT-B image batch of 64 (~140 us a sample, a tenth of its decoding), some of it
-on the main process's side too, the one that drives the training step.
+dropped. On a machine with few cores that is a noticeable share of the loader's work for every tensor,
+more for a large batch (every page is zeroed and mapped again), and some of it is on the main process's
+side too, the one that drives the training step.
 
 So the worker puts the whole batch into one segment (:func:`pack`), and reuses segments:
 
@@ -134,7 +134,7 @@ class BufferPool:
         """A free slot whose segment holds ``need`` bytes, else a free slot (its segment to be made or
         grown), else None."""
         free = [i for i, cell in enumerate(self.cells) if cell == 0]
-        fits = [i for i in free if self.buffers[i] is not None and self.buffers[i].numel() >= need]  # type: ignore[union-attr]
+        fits = [i for i in free if (buffer := self.buffers[i]) is not None and buffer.numel() >= need]
         return (fits or free or [None])[0]
 
 

@@ -136,7 +136,7 @@ def write_unit(
 
 
 def _members(enc: EncodedSample, key: str, source: str, label: Optional[str], label_index: dict[str, int]) -> dict[str, bytes]:
-    meta = {"key": key, "source": source, "label": label, "label_index": label_index.get(label, -1), **enc.meta}  # type: ignore[arg-type]
+    meta = {"key": key, "source": source, "label": label, "label_index": label_index.get(label, -1), **enc.meta}  # type: ignore[arg-type]  # a None label is no key: -1
     return {enc.ext: enc.payload, "json": json.dumps(meta).encode()}
 
 

@@ -24,7 +24,8 @@ from typing import Iterator, Protocol
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from omnimask.io.tar_index import UnsafeShardError, check_member, index_tar, split_member_name  # noqa: F401 - UnsafeShardError: re-exported
+from omnimask.io.tar_index import UnsafeShardError as UnsafeShardError  # re-exported: the redundant alias says so
+from omnimask.io.tar_index import check_member, index_tar, split_member_name
 
 Sample = tuple[str, dict[str, bytes]]
 SHARD_SUFFIX = {"webdataset": ".tar", "parquet": ".parquet"}
@@ -113,7 +114,7 @@ def iter_tar(path: Path) -> Iterator[Sample]:
                 if key is not None:
                     yield key, members
                 key, members = member_key, {}
-            members[ext] = tar.extractfile(info).read()  # type: ignore[union-attr]
+            members[ext] = tar.extractfile(info).read()  # type: ignore[union-attr]  # check_member passed only regular files: never None
     if key is not None:
         yield key, members
 

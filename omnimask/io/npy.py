@@ -2,8 +2,8 @@
 
 ``np.load`` of a small payload spends most of its time outside the data: it parses
 the ``.npy`` header with ``ast.literal_eval`` (a Python compile per array) and opens
-an ``.npz`` with :mod:`zipfile`. For a graph of 20 nodes that was ~0.3 ms of the
-loader's ~0.7 ms a sample. These readers parse the layout NumPy writes (a header
+an ``.npz`` with :mod:`zipfile`. For a small graph that was a large share of the
+loader's time a sample. These readers parse the layout NumPy writes (a header
 dictionary in NumPy's own spelling; an ``.npz`` of stored or deflated ``.npy``
 members) directly and check what NumPy and :mod:`zipfile` check (format version,
 header size, sizes, CRC-32 of every member, the local names against the directory's,
@@ -186,7 +186,7 @@ def read_npy_header(stream: BinaryIO) -> NpyHeader | None:
         return None
     if (magic[-2], magic[-1]) not in ((1, 0), (2, 0), (3, 0)):
         raise ValueError(f"unsupported .npy format version {magic[-2]}.{magic[-1]}")
-    fast = _plain_header(stream, version=magic[-2])  # NumPy's own spelling, without its tokenizer (~50 us)
+    fast = _plain_header(stream, version=magic[-2])  # NumPy's own spelling, without its tokenizer (which compiles Python)
     if fast is not None:
         return NpyHeader(fast[0], fast[1], stream.tell() - start)
     stream.seek(start + len(_MAGIC) + 2)

@@ -1,9 +1,9 @@
 """The member index of a tar shard, ``[(key, {ext: (data offset, size)})]``, read from its headers.
 
 :class:`~omnimask.io.formats.ShardFile` indexes a shard when the loader first opens it.
-``tarfile`` parses every field of every header into a ``TarInfo``: with the safety checks, 44 us
-of a ~0.3 ms graph sample (two members) through the loader; 16 us here (one-off timing over the
-loader benchmark's graph shards).
+``tarfile`` parses every field of every header into a ``TarInfo``: with the safety checks, a
+noticeable share of a small sample's time through the loader (a graph: two members), and several
+times what reading only the fields needed takes here.
 The fast path here reads the plain headers that tar writers produce (regular files, octal
 numbers, a correct checksum, UTF-8 names) and takes from them what ``tarfile`` takes: name
 (with the ustar prefix), size, where the data starts; it checks what ``tarfile`` checks of them.

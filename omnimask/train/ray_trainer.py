@@ -34,5 +34,5 @@ class Trainer(TorchTrainer):
         kept = [c for c in callbacks if not isinstance(c, PlacementGroupCleanerCallback)]
         if len(kept) == len(callbacks):
             log.warning("Ray Train no longer adds a PlacementGroupCleanerCallback: omnimask's workaround for it "
-                        "(omnimask/orchestration/ray_trainer.py) does nothing with this Ray version")
+                        "(omnimask/train/ray_trainer.py) does nothing with this Ray version")
         return kept

@@ -95,8 +95,8 @@ class GraphMAEMasker(Masker):
         """Node features ``[N, F]`` (on the CPU) with the hidden rows replaced (zeros or another node's
         features), and ``mask_token [N]``: the zeroed rows, which get the [MASK] vector.
 
-        In numpy, with the draws of :func:`~omnimask.core.seeding.uniform_words` (a few microseconds where a
-        seeded Generator and torch indexing of a 20-node graph cost ~0.1 ms a sample in the loader)."""
+        In numpy, with the draws of :func:`~omnimask.core.seeding.uniform_words`: for a small graph far cheaper
+        than a seeded Generator and torch indexing, whose per-call overheads the loader would pay on every sample."""
         x, hidden = tokens.numpy(), np.flatnonzero(np.asarray(mask))
         words = uniform_words(len(hidden) + len(x) + 1, seed, "graphmae_corrupt")
         num_noise = int(self.cfg.replace_rate * len(hidden) + words[-1] / 2**32)  # rounded up with the fraction's probability

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Any, Iterator, Optional
 
 import numpy as np
 
@@ -78,7 +78,7 @@ def graph_from_arrays(arrays: dict[str, np.ndarray]) -> Graph:
     return Graph(arrays["edge_index"], n, x, labels, arrays.get("edge_attr"), arrays.get("y"))
 
 
-def from_networkx(g) -> Graph:  # type: ignore[no-untyped-def]
+def from_networkx(g: Any) -> Graph:
     """Nodes in their networkx order; node attribute ``x`` (a list) becomes features, a numeric
     ``node_label`` (or ``label``; GML uses ``label`` for node names) node labels; graph attribute ``y`` the label."""
     nodes = list(g.nodes)
@@ -114,7 +114,7 @@ def node_link_edges_key(data: object) -> str:
     return found[0]
 
 
-def read_node_link_json(path: Path):  # type: ignore[no-untyped-def]
+def read_node_link_json(path: Path) -> Any:
     """The networkx graph of a node-link ``.json`` file, with its edges under ``edges`` or ``links``."""
     import networkx as nx
 

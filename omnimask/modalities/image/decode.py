@@ -4,13 +4,13 @@ The crop is chosen on the header's size before decoding. Then one of two paths:
 
 - an RGB JPEG whose crop is under twice the output size (ImageNet-sized pictures at 224 px, almost every
   sample) is decoded by libjpeg-turbo through ``torchvision.io.decode_jpeg`` and cropped and resized by
-  torch's vectorised uint8 antialiased resize (the filters Pillow uses, to within rounding); this took the
-  image loader from x1.5 to x2 over torchvision's ImageFolder (``python -m benchmarks.loader_image``);
+  torch's vectorised uint8 antialiased resize (the filters Pillow uses, to within rounding): the main reason
+  the image loader outruns torchvision's ImageFolder (``python -m benchmarks.loader_image`` compares them);
 - a JPEG whose crop is at least twice the output size is decoded at reduced scale (libjpeg DCT scaling
   through Pillow's ``draft``), and everything else (PNG, greyscale or CMYK JPEGs, Lanczos or nearest
   resampling) through Pillow, the crop and resize in one ``Image.resize(box=...)`` call.
 
-torchvision is imported by the decoder, not with this module: importing it costs ~1.7 s (it pulls in
+torchvision is imported by the decoder, not with this module: importing it is slow (it pulls in
 ``torch._dynamo``), which every process that registers the modalities would pay, preprocessing workers
 and CLI commands included, though only a loader decoding JPEGs uses it.
 """
@@ -132,7 +132,7 @@ class ImageDecoder:
             w, h = img.size
             img.draft("RGB", (math.ceil(w / reduce), math.ceil(h / reduce)))
             sx, sy = img.size[0] / w, img.size[1] / h
-            left, top, cw, ch = left * sx, top * sy, cw * sx, ch * sy  # type: ignore[assignment]
+            left, top, cw, ch = left * sx, top * sy, cw * sx, ch * sy  # type: ignore[assignment]  # the box in the reduced image, in float pixels as Pillow takes them
         if img.mode != "RGB":
             img = img.convert("RGB")
         out = img.resize((self.size, self.size), self.resample, box=(left, top, left + cw, top + ch))

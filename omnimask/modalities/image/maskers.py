@@ -111,7 +111,7 @@ class BlockMasker(Masker):
             raise ValueError(f"block masking needs a 2-D token grid, got {layout.grid}")
         c = self.cfg
         return block_mask(
-            layout.grid,  # type: ignore[arg-type]
+            layout.grid,
             self.num_masked(layout),
             seed,
             min_patches=c.min_patches,

@@ -4,8 +4,8 @@ Chamfer distance; and the loader's normalisation into the unit sphere, in numpy.
 Point-MAE runs these as CUDA extensions (pointnet2_ops, knn_cuda, chamfer_dist) and
 pyg-lib/torch-cluster are not installable here, so they are written with tensor ops
 that work on any device: FPS loops over the ``K`` centres (64), never over points or
-samples (one cloud on the CPU, the loader's case, takes the same loop in numpy: 0.32 ms
-instead of 1.48 ms for 64 of 1024 points, ``python -m benchmarks.micro``, and its kNN reuses the
+samples (one cloud on the CPU, the loader's case, takes the same loop in numpy, which has less
+per-operation overhead than torch, ``python -m benchmarks.micro``, and its kNN reuses the
 sampling's distances); kNN is exact squared distances + ``topk``, Chamfer ``cdist`` + ``min``.
 """
 
@@ -19,8 +19,8 @@ import torch
 
 def normalize_unit_sphere(points: np.ndarray) -> np.ndarray:
     """Centre ``[..., N, 3]`` points on their mean and scale them into the unit sphere (Point-MAE's
-    ``pc_norm``), in numpy: a loader worker's data preparation (with torch and the round trip, the decoder
-    took 190 us a sample instead of 148; one-off timing)."""
+    ``pc_norm``), in numpy: a loader worker's data preparation (torch and the round trip to it would add
+    their per-operation overhead to every sample)."""
     centred = points - points.mean(axis=-2, keepdims=True)
     radius = np.sqrt((centred * centred).sum(axis=-1).max(axis=-1, keepdims=True))
     return centred / np.maximum(radius, 1e-12)[..., None]
@@ -44,7 +44,7 @@ def farthest_point_sample(points: torch.Tensor, k: int, start: Optional[torch.Te
     b, n, _ = points.shape
     if not 0 < k <= n:
         raise ValueError(f"cannot sample {k} of {n} points")
-    if b == 1 and points.device.type == "cpu":  # one cloud in a loader worker: numpy's per-op cost is ~2x lower
+    if b == 1 and points.device.type == "cpu":  # one cloud in a loader worker: numpy's per-op cost is lower
         first = 0 if start is None else int(torch.as_tensor(start).reshape(-1)[0])
         return torch.from_numpy(_fps_numpy(points[0].detach().numpy(), k, first, skip_near_origin=skip_near_origin))[None]
     idx = torch.empty(b, k, dtype=torch.long, device=points.device)
@@ -67,8 +67,8 @@ def _fps_numpy(points: np.ndarray, k: int, first: int, rows: Optional[np.ndarray
     """:func:`farthest_point_sample` of one cloud ``[N, 3]`` in numpy (the same indices): ``[k]`` int64.
 
     The coordinates are split into three contiguous arrays and every step works in preallocated buffers:
-    each of the 63 steps is then nine small ufunc calls and no allocation: 0.32 ms for 64 of 1024 points,
-    against 0.86 ms with an ``[N, 3]`` difference and ``einsum`` a step (``python -m benchmarks.micro``).
+    each of the ``k - 1`` steps is then nine small ufunc calls and no allocation, faster than an ``[N, 3]``
+    difference and ``einsum`` a step (``python -m benchmarks.micro`` compares them).
     ``rows [k, N]``, where given, receives each chosen point's squared distances to every point
     (``rows[i, n] = |p_n - p_idx[i]|^2``): the sampling computes all but the last of them anyway.
     """
@@ -115,9 +115,8 @@ def _nearest(sq: np.ndarray, k: int) -> np.ndarray:
     ``sq [M, N]`` (finite, >= 0), nearest first.
 
     A non-negative float's bits, read as a signed integer of the same width, order as its value does,
-    and torch's integer ``topk`` skips the float one's NaN handling: 0.23 ms instead of 0.36 ms for
-    ``[64, 1024]``, ``k = 32`` (one thread, one-off timing; ``np.argpartition`` and ``np.partition`` were
-    slower still).
+    and torch's integer ``topk`` skips the float one's NaN handling, so it is faster than the float ``topk``
+    (``np.argpartition`` and ``np.partition`` were slower still).
     """
     keys = torch.from_numpy(sq.view(f"i{sq.itemsize}"))
     return keys.topk(k, dim=1, largest=False, sorted=True).indices.numpy()
@@ -145,8 +144,8 @@ def group_points(points: torch.Tensor, num_groups: int, group_size: int, *,
 def _group_one_cloud(points: np.ndarray, num_groups: int, group_size: int,
                      skip_near_origin: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`group_points` of one cloud ``[N, 3]`` (a loader worker's case) in numpy: the kNN reads the
-    distances the sampling computed (no second distance matrix) and selects with :func:`_nearest`.
-    0.9 ms instead of 1.3 ms for 64 groups of 32 of 1024 points (one thread, one-off timing)."""
+    distances the sampling computed (no second distance matrix) and selects with :func:`_nearest`,
+    which saves computing the distances twice."""
     if not 0 < num_groups <= len(points):
         raise ValueError(f"cannot sample {num_groups} of {len(points)} points")
     if group_size > len(points):

@@ -75,7 +75,7 @@ def encode_point_file(path: Path, opts: PointCloudIngestConfig) -> EncodedSample
         points = points[np.sort(rng(seed, "subsample").choice(original, opts.max_points, replace=False))]
     buf = io.BytesIO()
     np.save(buf, np.ascontiguousarray(points, dtype=np.float32), allow_pickle=False)
-    xyz = np.ascontiguousarray(points[:, :3].T)  # [3, N]: numpy reduces [N, 3] along N ~10x slower
+    xyz = np.ascontiguousarray(points[:, :3].T)  # [3, N]: along N of a C-order [N, 3], numpy's inner loop takes 3 values a call, far slower
     lo, hi = xyz.min(1), xyz.max(1)
     meta = {"points": int(points.shape[0]), "channels": int(points.shape[1]), "orig_points": int(original),
             "orig_format": path.suffix.lower().lstrip("."), "bbox_min": lo.round(6).tolist(), "bbox_max": hi.round(6).tolist()}

@@ -19,7 +19,7 @@ def family_sequence(motif: str, g: np.random.Generator) -> str:
     body = np.array(list(motif))
     mutate = g.random(len(body)) < 0.08
     body[mutate] = g.choice(list(RESIDUES), int(mutate.sum()), p=p)
-    flank = lambda: "".join(g.choice(list(RESIDUES), int(g.integers(0, 40)), p=p))  # noqa: E731
+    flank = lambda: "".join(g.choice(list(RESIDUES), int(g.integers(0, 40)), p=p))  # noqa: E731  (a one-line helper, called twice on the next line)
     return flank() + "".join(body) + flank()
 
 

@@ -310,7 +310,7 @@ def _id_and_description(header: str) -> tuple[str, str]:
 def _first_non_ascii(text: str, line: int) -> tuple[int, int]:
     """``(line number, byte value)`` of the first byte that is not ASCII in ``text`` (which has one),
     whose first line is ``line``."""
-    at = _NOT_ASCII.search(text).start()  # type: ignore[union-attr]
+    at = _NOT_ASCII.search(text).start()  # type: ignore[union-attr]  # the caller's text holds a non-ASCII character
     return line + text.count("\n", 0, at), first_non_ascii_byte(text[at])
 
 

@@ -84,7 +84,7 @@ def encode_video_file(path: Path, opts: VideoIngestConfig) -> EncodedSample:
         return EncodedSample(ext=_ext(path, info["format"]), payload=data, meta=meta)
     width, height = info["width"], info["height"]
     if shrink:
-        s = opts.resize / min(width, height)  # type: ignore[operator]
+        s = opts.resize / min(width, height)
         width, height = round(width * s), round(height * s)
     width, height = max(2, width - width % 2), max(2, height - height % 2)  # yuv420p needs even sides
     payload, frames = reencode(data, width, height, info["rate"], opts)

@@ -17,7 +17,7 @@ from omnimask.core.seeding import rng
 def grid_3d(layout: TokenLayout, masker: str) -> tuple[int, int, int]:
     if len(layout.grid) != 3:
         raise ValueError(f"{masker} masking needs a (time, height, width) token grid, got {layout.grid}")
-    return layout.grid  # type: ignore[return-value]
+    return layout.grid
 
 
 @register("masker", "tube")
