@@ -1,14 +1,21 @@
-"""Shared fixtures: real image files made with Pillow, a real local Ray instance."""
+"""Shared fixtures: real image files made with Pillow, a real local Ray instance; the ``ray`` and ``slow`` markers.
+
+``pytest -m "not slow"`` runs the unit-level tests in a few minutes; ``make test`` runs everything.
+"""
 
 from __future__ import annotations
 
+import ast
+import inspect
 import io
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import textwrap
 from pathlib import Path
+from types import FunctionType
 
 import numpy as np
 import pytest
@@ -55,16 +62,33 @@ def logged_losses(run_dir: Path) -> list[float]:
 
 
 def pretrain_briefly(
-    recipe: str, data_path: str | Path, cwd: Path, batch_size: int, steps: int = 40, picture: bool = True,
+    recipe: str,
+    data_path: str | Path,
+    cwd: Path,
+    batch_size: int,
+    steps: int = 40,
+    picture: bool = True,
     overrides: tuple[str, ...] = (),
 ) -> Path:
     """``omnimask pretrain RECIPE`` for ``steps`` steps through the CLI; asserts the logged loss falls
     and (``picture``) a reconstruction picture is written; returns the run directory."""
     name = f"brief-{recipe}"
-    run_cli([
-        "pretrain", recipe, f"data.path={data_path}", f"data.batch_size={batch_size}", f"trainer.max_steps={steps}",
-        "trainer.log_every_n_steps=4", f"trainer.checkpoint_every_n_steps={steps}", "optim.warmup_steps=4", *overrides, "--name", name,
-    ], cwd)
+    run_cli(
+        [
+            "pretrain",
+            recipe,
+            f"data.path={data_path}",
+            f"data.batch_size={batch_size}",
+            f"trainer.max_steps={steps}",
+            "trainer.log_every_n_steps=4",
+            f"trainer.checkpoint_every_n_steps={steps}",
+            "optim.warmup_steps=4",
+            *overrides,
+            "--name",
+            name,
+        ],
+        cwd,
+    )
     run_dir = cwd / "runs" / name
     losses = logged_losses(run_dir)
     assert len(losses) >= steps // 4 - 1 and sum(losses[-3:]) / 3 < sum(losses[:3]) / 3, losses
@@ -155,3 +179,106 @@ def image_dataset(tmp_path_factory):
     out = root / "shards"
     manifest = preprocess("image", root / "raw", out, samples_per_shard=8, num_cpus=2)  # its own Ray unless one runs
     return {"raw": root / "raw", "shards": out, "manifest": manifest, "counts": counts}
+
+
+# --------------------------------------------------------------------------- markers
+
+SLOW_FILES = frozenset(
+    {
+        # seconds of one process's --durations on the 2-core VM while another suite ran (about twice an idle run's)
+        "test_benchmarks.py",  # 590: gpu_check's training steps on the CPU 460, the attention A/B 90
+        "test_fuzz.py",  # 110: every modality's mutants through ingest and decode
+        "test_examples.py",  # 70: examples/mae_in_a_loop.py trains
+        "test_fidelity_mae.py",  # 140: ViT-B MAE and AudioMAE against the reference code (the tiny goldens are in it too)
+        "test_fidelity_pointmae.py",  # 95: the full Point-MAE against the reference code
+        "test_fidelity_videomae.py",  # 80: ViT-B VideoMAE against the reference code
+    }
+)
+"""Test files that take long without starting Ray (every test in them is ``slow``), measured with ``--durations``.
+The fidelity files of ESM-2 and GraphMAE (30 and 20 s) stay in the quick run: the reference comparisons of two
+modalities, beside test_conformance.py's golden training losses of every tiny recipe."""
+
+RAY_CALLS = frozenset({"pretrain", "ray_session"})
+"""Functions (by name) that start Ray, or join one: ``omnimask.train.pretrain.pretrain``, ``ray_env.ray_session``;
+``ray.init`` and ``preprocess`` are matched on their own (see :func:`starts_ray_here`)."""
+
+RAY_COMMANDS = ("pretrain", "preprocess", "demo", "benchmarks.run")
+"""Words of a command line (``omnimask pretrain ...``, ``python -m benchmarks.run``) whose process starts Ray;
+``ray start`` is matched on its own."""
+
+
+def call_name(call: ast.Call) -> str:
+    f = call.func
+    return f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else ""
+
+
+def constants(node: ast.AST) -> list[str]:
+    """The string constants of a literal list or tuple (a command line's fixed words), in order."""
+    if not isinstance(node, (ast.List, ast.Tuple)):
+        return []
+    return [e.value for e in node.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)]
+
+
+def starts_ray_here(node: ast.AST) -> bool:
+    """Whether one call or command line starts (or joins) Ray by itself: ``ray.init``, :data:`RAY_CALLS`,
+    ``preprocess`` on its default executor (Ray; ``executor="processes"`` is a local process pool), a literal
+    command line (a list or tuple, wherever it is written) of :data:`RAY_COMMANDS` (``omnimask preprocess
+    --executor processes`` excepted; ``--print-config`` only prints) or ``ray start``."""
+    if isinstance(node, ast.Call):
+        name = call_name(node)
+        if name == "init" and isinstance(node.func, ast.Attribute) and getattr(node.func.value, "id", "") == "ray":
+            return True
+        if name == "preprocess":
+            executor = next((k.value for k in node.keywords if k.arg == "executor"), None)
+            return not (isinstance(executor, ast.Constant) and executor.value == "processes")
+        return name in RAY_CALLS
+    words = constants(node)
+    if "start" in words and ("--head" in words or "--address" in words):  # ray start (its path is not a constant)
+        return True
+    command = next((w for w in words if w in RAY_COMMANDS), None)
+    if command is None or "--print-config" in words:
+        return False
+    return not (command == "preprocess" and "--executor" in words and "processes" in words)
+
+
+TESTS_DIR = Path(__file__).resolve().parent
+_starts_ray: dict[FunctionType, bool] = {}
+
+
+def starts_ray(fn: object) -> bool:
+    """Whether ``fn`` (a test, a fixture or a helper of this folder) starts Ray: one of its calls or command lines
+    does (:func:`starts_ray_here`), or it calls a function of this folder that does, looked up in ``fn``'s module
+    (``pretrain_briefly`` runs ``omnimask pretrain``; a module's dataset fixture calls ``preprocessed``).
+    A reading of the source, not a run: a call that would fail before Ray starts counts too."""
+    fn = inspect.unwrap(fn)  # type: ignore[arg-type]  # tests, fixtures and helpers arrive typed as plain objects
+    if not isinstance(fn, FunctionType) or not Path(fn.__code__.co_filename).resolve().is_relative_to(TESTS_DIR):
+        return False
+    if fn not in _starts_ray:
+        _starts_ray[fn] = False  # a recursive helper is not looked at twice
+        try:
+            tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
+        except (OSError, TypeError, SyntaxError):
+            return False
+        nodes = list(ast.walk(tree))
+        _starts_ray[fn] = any(starts_ray_here(node) for node in nodes) or any(
+            starts_ray(fn.__globals__.get(node.func.id)) for node in nodes if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+        )
+    return _starts_ray[fn]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark a test ``ray`` when it starts Ray: its own code, a helper it calls or any fixture it uses (with the
+    fixtures those use) starts it (:func:`starts_ray`): ``ray_local`` (``ray.init``), ``image_dataset`` and the
+    modules' dataset fixtures (``preprocess`` on Ray), ``pretrain_briefly`` and ``run_cli`` of ``pretrain``/
+    ``preprocess``/``demo`` (a CLI process that starts its own), test_jobs' ``ray start`` head. ``slow``: a
+    ``ray`` test (starting Ray costs seconds, a run tens) or one in :data:`SLOW_FILES`."""
+    for item in items:
+        if not isinstance(item, pytest.Function):
+            continue
+        defs = item._fixtureinfo.name2fixturedefs
+        fixtures = [d.func for name in item.fixturenames for d in defs.get(name, ())]
+        if starts_ray(item.function) or any(starts_ray(f) for f in fixtures):
+            item.add_marker(pytest.mark.ray)
+            item.add_marker(pytest.mark.slow)
+        elif item.path.name in SLOW_FILES:
+            item.add_marker(pytest.mark.slow)
