@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.omnimask-installed
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test lint bench clean
 
 install: $(STAMP)
 
@@ -20,8 +20,13 @@ demo: $(STAMP)
 
 # Two test files at a time (each file's tests stay together, on one worker, with its fixtures): most of the
 # suite waits on processes starting (Ray, its workers, CLI subprocesses), so two run in ~2/3 of the time.
-test: $(STAMP)
+test: $(STAMP) lint
 	$(PY) -m pytest -q -n 2 --dist loadfile
+
+# Lint (pyflakes, pycodestyle, import order) and the format check, configured in pyproject.toml: seconds, before the suite.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.run

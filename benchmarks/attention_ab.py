@@ -35,10 +35,14 @@ def main(steps: int = 45, batch_size: int = 64) -> dict[str, float]:
                 return ours.loss(batch)
             finally:
                 layers.attention = fused
+
         return loss
 
-    losses: dict[str, Callable[[], Any]] = {"fused": ours_with(fused), "explicit": ours_with(explicit_attention),
-                                            "plain": lambda: plain(*args)}
+    losses: dict[str, Callable[[], Any]] = {
+        "fused": ours_with(fused),
+        "explicit": ours_with(explicit_attention),
+        "plain": lambda: plain(*args),
+    }
     # lr 0: the weights stay as they are, so the three sides time the same step over and over; fused AdamW on
     # every side, as in the other in-process comparison (train_step.interleaved_one)
     opts = {side: adamw(plain if side == "plain" else ours, recipe, fused=True, lr=0.0) for side in losses}

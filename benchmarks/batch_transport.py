@@ -41,12 +41,20 @@ def measure(images: int, workers: tuple[int, ...], batches: int, rounds: int, re
             }
             for _ in range(repeat):
                 rates = {name: r for name, (r, _) in throughputs_in_turn(loaders, batches, rounds).items()}
-                row = {"workers": n, **rates, "reused_vs_fresh": rates["reused"] / rates["fresh"],
-                       "share_reused": rates["decode"] / rates["reused"] - 1, "share_fresh": rates["decode"] / rates["fresh"] - 1}
+                row = {
+                    "workers": n,
+                    **rates,
+                    "reused_vs_fresh": rates["reused"] / rates["fresh"],
+                    "share_reused": rates["decode"] / rates["reused"] - 1,
+                    "share_fresh": rates["decode"] / rates["fresh"] - 1,
+                }
                 rows.append(row)
-                print(f"workers={n}: reused {rates['reused']:.0f}/s | fresh {rates['fresh']:.0f}/s | decode alone "
-                      f"{rates['decode']:.0f}/s | reused vs fresh x{row['reused_vs_fresh']:.3f} | tokenize+mask+target "
-                      f"{100 * row['share_reused']:.1f}% reused, {100 * row['share_fresh']:.1f}% fresh", flush=True)
+                print(
+                    f"workers={n}: reused {rates['reused']:.0f}/s | fresh {rates['fresh']:.0f}/s | decode alone "
+                    f"{rates['decode']:.0f}/s | reused vs fresh x{row['reused_vs_fresh']:.3f} | tokenize+mask+target "
+                    f"{100 * row['share_reused']:.1f}% reused, {100 * row['share_fresh']:.1f}% fresh",
+                    flush=True,
+                )
     return rows
 
 

@@ -42,8 +42,7 @@ def throughputs_in_turn(loaders: dict[str, DataLoader], batches: int, rounds: in
     loader's best burst instead let one lucky burst decide: the image loader's tokenize+mask+target cost read 2.6%
     one day and 12.5% the next, where the stages timed alone cost 4.4%.)"""
     burst = max(1, batches // rounds)
-    runs = take_turns({name: functools.partial(timed_batches, loader, burst, warmup) for name, loader in loaders.items()},
-                      rounds)
+    runs = take_turns({name: functools.partial(timed_batches, loader, burst, warmup) for name, loader in loaders.items()}, rounds)
     out = {}
     for name, bursts in runs.items():
         n, tokens, elapsed = (sum(column) for column in zip(*bursts))
@@ -65,6 +64,12 @@ def collate_samples(samples: list[dict[str, Any]]) -> dict[str, Any]:
 def decode_only_loader(recipe: Recipe, shards: Path, batch_size: int, workers: int) -> DataLoader:
     """The decode + augment baseline: ``recipe``'s loader decoder alone over ``shards`` in the same order,
     batches of decoded samples as lists (:func:`collate_samples`)."""
-    return DataLoader(ShardStream(shards, DecodeOnly(recipe, 0), seed=0, batch_size=batch_size),
-                      collate_fn=collate_samples, drop_last=True, batch_size=batch_size, num_workers=workers,
-                      persistent_workers=workers > 0, prefetch_factor=4 if workers else None)
+    return DataLoader(
+        ShardStream(shards, DecodeOnly(recipe, 0), seed=0, batch_size=batch_size),
+        collate_fn=collate_samples,
+        drop_last=True,
+        batch_size=batch_size,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+        prefetch_factor=4 if workers else None,
+    )

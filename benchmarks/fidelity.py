@@ -78,8 +78,7 @@ def check_default_loss(recipe: Any) -> None:
         raise ValueError(f"the reference computes the head's default loss {default}, not model.loss {cfg.model.loss}")
 
 
-def compare(name: str, overrides: Sequence[str] = (), *, batch_size: int = 2, train: bool = False,
-            seed: int = 0) -> dict[str, Any]:
+def compare(name: str, overrides: Sequence[str] = (), *, batch_size: int = 2, train: bool = False, seed: int = 0) -> dict[str, Any]:
     """Loss, predictions of the hidden tokens and every parameter's gradient of ``name`` (with ``overrides``)
     against its reference, one batch of the recipe's own loader pipeline, both sides in train mode
     (``train``: batch statistics, dropout and stochastic depth off: :func:`no_dropout`) or eval mode.
@@ -126,17 +125,30 @@ def compare(name: str, overrides: Sequence[str] = (), *, batch_size: int = 2, tr
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--recipes", nargs="+", default=["mae_image_tiny", "videomae_tiny", "audiomae_tiny", "pointmae_tiny",
-                                                    "graphmae_tiny", "esm_mlm_tiny"])
+    p.add_argument(
+        "--recipes",
+        nargs="+",
+        default=["mae_image_tiny", "videomae_tiny", "audiomae_tiny", "pointmae_tiny", "graphmae_tiny", "esm_mlm_tiny"],
+    )
     p.add_argument("--batch-size", type=int, default=2)
     args = p.parse_args(argv)
     for name in args.recipes:
         for train in (False, True):
             r = compare(name, batch_size=args.batch_size, train=train)
             worst = max(r["grad_rel"].values(), default=0.0)
-            print(json.dumps({"recipe": name, "mode": "train" if train else "eval", "loss": r["loss"],
-                              "loss_rel": r["loss_rel"], "pred_rel": r["pred_rel"], "grad_rel_max": worst,
-                              "grad_missing": r["grad_missing"]}))
+            print(
+                json.dumps(
+                    {
+                        "recipe": name,
+                        "mode": "train" if train else "eval",
+                        "loss": r["loss"],
+                        "loss_rel": r["loss_rel"],
+                        "pred_rel": r["pred_rel"],
+                        "grad_rel_max": worst,
+                        "grad_missing": r["grad_missing"],
+                    }
+                )
+            )
 
 
 if __name__ == "__main__":

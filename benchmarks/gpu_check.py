@@ -53,8 +53,9 @@ REPLAYED = 4
 """Fed batches kept (pinned, on the host) and stepped over again with the loader stopped."""
 
 
-def loader_run(recipe: Any, shards: Path, batch_size: int, workers: int, steps: int, device: str, repeats: int = 1,
-               compile: bool = False) -> dict[str, Any]:
+def loader_run(
+    recipe: Any, shards: Path, batch_size: int, workers: int, steps: int, device: str, repeats: int = 1, compile: bool = False
+) -> dict[str, Any]:
     """Train ``steps`` steps on the real loader, as a training loop runs: no device synchronisation inside
     the loop, so the device works through queued steps while the host waits for the next batch.
     ``loader_share``: the share of the wall time the host spent blocked on the loader.
@@ -120,14 +121,19 @@ def loader_run(recipe: Any, shards: Path, batch_size: int, workers: int, steps: 
     sync()
     replayed = time.perf_counter() - start
     return {
-        "samples_per_s": steps * batch_size / total, "step_ms": 1000 * total / steps, "loader_share": wait / total,
-        "peak_mb": peak, "loss": float(loss.detach()), "warmup_steps": warmup,
+        "samples_per_s": steps * batch_size / total,
+        "step_ms": 1000 * total / steps,
+        "loader_share": wait / total,
+        "peak_mb": peak,
+        "loss": float(loss.detach()),
+        "warmup_steps": warmup,
         "replayed": {"samples_per_s": steps * batch_size / replayed, "step_ms": 1000 * replayed / steps, "batches": len(kept)},
     }
 
 
-def check(name: str, tiny: bool, steps: int, workers: int, device: str, executor: str, repeats: int, compile: bool,
-          tmp: Path) -> dict[str, Any]:
+def check(
+    name: str, tiny: bool, steps: int, workers: int, device: str, executor: str, repeats: int, compile: bool, tmp: Path
+) -> dict[str, Any]:
     from benchmarks import train_step
     from omnimask.core.config import load_recipe
     from omnimask.core.recipe import Recipe
@@ -151,16 +157,30 @@ def check(name: str, tiny: bool, steps: int, workers: int, device: str, executor
     precision = "bf16"
     compute = train_step.measure(name, "omnimask", device, precision, compile, batch_size, steps)
     plain = train_step.measure(name, "plain", device, precision, False, batch_size, steps)
-    row = {"recipe": name, "device": device, "batch_size": batch_size, "loader_workers": workers, "repeats": repeats, "compile": compile, "inputs_s": written,
-           "preprocess_s": prepared, "preprocess_executor": executor, "fed": fed, "compute_only": compute, "plain_mae": plain,
-           "speedup_vs_plain": compute["samples_per_s"] / plain["samples_per_s"]}
+    row = {
+        "recipe": name,
+        "device": device,
+        "batch_size": batch_size,
+        "loader_workers": workers,
+        "repeats": repeats,
+        "compile": compile,
+        "inputs_s": written,
+        "preprocess_s": prepared,
+        "preprocess_executor": executor,
+        "fed": fed,
+        "compute_only": compute,
+        "plain_mae": plain,
+        "speedup_vs_plain": compute["samples_per_s"] / plain["samples_per_s"],
+    }
     settings = (f", data.repeats={repeats}" if repeats > 1 else "") + (", compiled" if compile else "")
-    print(f"{name} on {device}, bf16, batch {batch_size}, {workers} loader workers{settings}: {fed['samples_per_s']:.1f} samples/s "
-          f"fed by the loader ({fed['step_ms']:.0f} ms/step, loader share {100 * fed['loader_share']:.0f}%), "
-          f"{fed['replayed']['samples_per_s']:.1f}/s replaying fed batches with the loader stopped, "
-          f"{compute['samples_per_s']:.1f}/s on a batch in memory, plain MAE {plain['samples_per_s']:.1f}/s "
-          f"(x{row['speedup_vs_plain']:.2f}); peak memory {compute['peak_mb']:.0f} MB vs plain {plain['peak_mb']:.0f} MB",
-          flush=True)
+    print(
+        f"{name} on {device}, bf16, batch {batch_size}, {workers} loader workers{settings}: {fed['samples_per_s']:.1f} samples/s "
+        f"fed by the loader ({fed['step_ms']:.0f} ms/step, loader share {100 * fed['loader_share']:.0f}%), "
+        f"{fed['replayed']['samples_per_s']:.1f}/s replaying fed batches with the loader stopped, "
+        f"{compute['samples_per_s']:.1f}/s on a batch in memory, plain MAE {plain['samples_per_s']:.1f}/s "
+        f"(x{row['speedup_vs_plain']:.2f}); peak memory {compute['peak_mb']:.0f} MB vs plain {plain['peak_mb']:.0f} MB",
+        flush=True,
+    )
     return row
 
 
@@ -199,8 +219,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, ray_session() if executor == "ray" else nullcontext():
         for name in args.recipes:
             try:
-                rows.append(check(name, args.tiny, args.steps, args.workers, args.device, executor, args.repeats, args.compile,
-                                  Path(tmp)))
+                rows.append(check(name, args.tiny, args.steps, args.workers, args.device, executor, args.repeats, args.compile, Path(tmp)))
             except Exception as e:  # one recipe's failure (a compiler error, say) must not cost the others' device time
                 traceback.print_exc()
                 if torch.cuda.is_available():

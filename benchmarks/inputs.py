@@ -32,8 +32,7 @@ def build_jpegs(root: Path, n: int, seed: int = 0) -> None:
         img.save(root / name / f"{i:05d}.jpg", quality=90)
 
 
-def build_inputs(modality: str, raw: Path, count: int, seconds: Optional[float] = None,
-                 sequences_per_file: int = 400) -> list[Path]:
+def build_inputs(modality: str, raw: Path, count: int, seconds: Optional[float] = None, sequences_per_file: int = 400) -> list[Path]:
     """``count`` inputs of ``modality`` in ``raw`` (proteins: ``count`` FASTA files of ``sequences_per_file``
     sequences); clips last ``seconds`` (default 8 s video, 10 s audio). Returns the paths."""
     g = np.random.default_rng(0)
@@ -48,8 +47,9 @@ def build_inputs(modality: str, raw: Path, count: int, seconds: Optional[float] 
         for i in range(count):
             graph = plain(demo_graph(i, g))
             edges = np.array(list(graph.edges), dtype=np.int64).reshape(-1, 2).T
-            np.savez(raw / f"g{i:05d}.npz", edge_index=np.concatenate([edges, edges[::-1]], axis=1),
-                     num_nodes=np.array(graph.number_of_nodes()))
+            np.savez(
+                raw / f"g{i:05d}.npz", edge_index=np.concatenate([edges, edges[::-1]], axis=1), num_nodes=np.array(graph.number_of_nodes())
+            )
     elif modality == "protein":
         from omnimask.modalities.protein.examples import FREQUENCIES, RESIDUES
 
@@ -66,8 +66,13 @@ def build_inputs(modality: str, raw: Path, count: int, seconds: Optional[float] 
         photos = load_photos()
         names = sorted(photos)
         for i in range(count):
-            write_video(raw / f"clip{i:04d}.mp4", moving_clip(photos[names[i % len(names)]], int(30 * seconds), 256, g),
-                        fps=30, gop=60, reproducible=False)  # 3x faster; bytes may differ between runs
+            write_video(
+                raw / f"clip{i:04d}.mp4",
+                moving_clip(photos[names[i % len(names)]], int(30 * seconds), 256, g),
+                fps=30,
+                gop=60,
+                reproducible=False,
+            )  # 3x faster; bytes may differ between runs
     elif modality == "pointcloud":
         from omnimask.modalities.pointcloud.examples import KINDS, primitive, write_ply
 

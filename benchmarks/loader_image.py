@@ -36,12 +36,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import decode_only_loader, throughputs_in_turn
 from benchmarks.inputs import build_jpegs
-
-from omnimask.io.formats import iter_shard
 from omnimask.core.collate import collate
-from omnimask.data.loader import BatchStream, SamplePipeline, ShardLoader, loader_worker
-from omnimask.io.manifest import Manifest
 from omnimask.core.recipe import Recipe
+from omnimask.data.loader import BatchStream, SamplePipeline, ShardLoader, loader_worker
+from omnimask.io.formats import iter_shard
+from omnimask.io.manifest import Manifest
 
 
 class SequentialStream:
@@ -78,8 +77,7 @@ def image_shards(root: Path, images: int) -> tuple[Path, Path, Recipe]:
     return raw, shards, Recipe.from_config(load_recipe("mae_image", [f"data.path={shards}"]))
 
 
-def measure(images: int = 1024, workers: tuple[int, ...] = (1, 2), batches: int = 60, batch_size: int = 64,
-            rounds: int = 6) -> list[dict]:
+def measure(images: int = 1024, workers: tuple[int, ...] = (1, 2), batches: int = 60, batch_size: int = 64, rounds: int = 6) -> list[dict]:
     """The four loaders over the same ``images`` JPEGs, for each number of loader ``workers``: ``batches`` each, in
     ``rounds`` alternating bursts (:func:`~benchmarks.common.throughputs_in_turn`)."""
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -91,20 +89,26 @@ def measure(images: int = 1024, workers: tuple[int, ...] = (1, 2), batches: int 
 
     with tempfile.TemporaryDirectory() as tmp:
         raw, shards, recipe = image_shards(Path(tmp), images)
-        baseline_tf = T.Compose([
-            T.RandomResizedCrop(224, scale=(0.2, 1.0), interpolation=T.InterpolationMode.BICUBIC),
-            T.RandomHorizontalFlip(),
-            T.ToTensor(),
-            T.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
-        ])
+        baseline_tf = T.Compose(
+            [
+                T.RandomResizedCrop(224, scale=(0.2, 1.0), interpolation=T.InterpolationMode.BICUBIC),
+                T.RandomHorizontalFlip(),
+                T.ToTensor(),
+                T.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
+            ]
+        )
         results = []
         for n in workers:
             common = dict(batch_size=batch_size, num_workers=n, persistent_workers=True, prefetch_factor=4)
             folder = DataLoader(ImageFolder(str(raw), transform=baseline_tf), shuffle=True, drop_last=True, **common)
             ours = build_loader(recipe, shards, batch_size, n, seed=0)
             decode_only = decode_only_loader(recipe, shards, batch_size, n)
-            sequential = ShardLoader(BatchStream(SequentialStream(shards, SamplePipeline(recipe, 0), batch_size), collate),  # type: ignore[arg-type]  # has the iter_batches BatchStream calls
-                                     n, prefetch_factor=4, pin_memory=False)
+            sequential = ShardLoader(
+                BatchStream(SequentialStream(shards, SamplePipeline(recipe, 0), batch_size), collate),  # type: ignore[arg-type]  # has the iter_batches BatchStream calls
+                n,
+                prefetch_factor=4,
+                pin_memory=False,
+            )
             row: dict = {"modality": "image", "workers": n, "reference": "imagefolder"}
             loaders = {"imagefolder": folder, "omnimask-decode": decode_only, "omnimask": ours, "omnimask-sequential": sequential}
             row.update({name: r for name, (r, _) in throughputs_in_turn(loaders, batches, rounds).items()})

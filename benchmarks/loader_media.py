@@ -82,10 +82,12 @@ class DecodeAllVideo(Dataset):
         idx = frame_indices(len(frames), self.num_frames, self.stride, g)
         h, w = frames[0].shape[:2]
         left, top, cw, ch = multi_scale_crop_box(w, h, self.size, (1.0, 0.875, 0.75, 0.66), 1, g)
-        clip = np.stack([
-            np.asarray(Image.fromarray(frames[j]).resize((self.size, self.size), Image.BILINEAR, box=(left, top, left + cw, top + ch)))
-            for j in idx
-        ])
+        clip = np.stack(
+            [
+                np.asarray(Image.fromarray(frames[j]).resize((self.size, self.size), Image.BILINEAR, box=(left, top, left + cw, top + ch)))
+                for j in idx
+            ]
+        )
         return torch.from_numpy(clip), 0
 
 
@@ -204,22 +206,29 @@ def bench(modality: str, args: argparse.Namespace, files: list[Path], shards: Pa
         "video": ("videomae", [], lambda r: DecodeAllVideo(files, 16, 4, 224), "decode-all", None),
         "audio": ("audiomae", [], lambda r: LoadFbankAudio(files), "load+fbank", None),
         "pointcloud": ("pointmae", [], lambda r: ReadGroupPoints(files), "read+group", None),
-        "graph": ("graphmae", ["model.tokenizer.features=degree", "model.tokenizer.dim=64"],
-                  lambda r: ReadMaskGraphs(files, r), "read+mask", pyg_batch),
+        "graph": (
+            "graphmae",
+            ["model.tokenizer.features=degree", "model.tokenizer.dim=64"],
+            lambda r: ReadMaskGraphs(files, r),
+            "read+mask",
+            pyg_batch,
+        ),
         "protein": ("esm_mlm", [], lambda r: InMemoryProteins(files[0], r), "in-memory", pad_proteins),
     }[modality]
     recipe = Recipe.from_config(load_recipe(recipe_name, [f"data.path={shards}", *overrides]))
     unit = {"graph": "nodes", "protein": "residues"}.get(modality)
     results = []
     for workers in args.workers:
-        common = dict(batch_size=args.batch_size, num_workers=workers, persistent_workers=workers > 0,
-                      prefetch_factor=4 if workers else None)
+        common = dict(
+            batch_size=args.batch_size, num_workers=workers, persistent_workers=workers > 0, prefetch_factor=4 if workers else None
+        )
         budget = recipe.config.data.max_tokens
         loaders = {
             base_name: DataLoader(baseline(recipe), shuffle=True, drop_last=True, collate_fn=base_collate, **common),
             "omnimask-decode": decode_only_loader(recipe, shards, args.batch_size, workers),
-            "omnimask": build_loader(recipe, shards, args.batch_size, workers, seed=0, max_tokens=budget,
-                                     sort_window=recipe.config.data.sort_window),
+            "omnimask": build_loader(
+                recipe, shards, args.batch_size, workers, seed=0, max_tokens=budget, sort_window=recipe.config.data.sort_window
+            ),
         }
         if args.repeats > 1 and modality == "video":  # data.repeats: views of a clip decoded once
             loaders["omnimask-views"] = build_loader(recipe, shards, args.batch_size, workers, seed=0, repeats=args.repeats)
@@ -230,11 +239,13 @@ def bench(modality: str, args: argparse.Namespace, files: list[Path], shards: Pa
         row["mask_target_overhead"] = row["omnimask-decode"] / row["omnimask"] - 1
         results.append(row)
         per_unit = f" ({row['omnimask ' + str(unit)]:.0f} {unit}/s; {base_name} {row[base_name + ' ' + str(unit)]:.0f})" if unit else ""
-        print(f"{modality} workers={workers}: {base_name} {row[base_name]:.1f}/s | omnimask decode {row['omnimask-decode']:.1f}"
-              f"/s | omnimask full {row['omnimask']:.1f}/s{per_unit} | x{row['speedup_vs_reference']:.2f} vs {base_name}"
-              f" | tokenize+mask+target overhead {100 * row['mask_target_overhead']:.1f}%"
-              + (f" | with data.repeats={args.repeats} {row['omnimask-views']:.1f}/s" if "omnimask-views" in row else ""),
-              flush=True)
+        print(
+            f"{modality} workers={workers}: {base_name} {row[base_name]:.1f}/s | omnimask decode {row['omnimask-decode']:.1f}"
+            f"/s | omnimask full {row['omnimask']:.1f}/s{per_unit} | x{row['speedup_vs_reference']:.2f} vs {base_name}"
+            f" | tokenize+mask+target overhead {100 * row['mask_target_overhead']:.1f}%"
+            + (f" | with data.repeats={args.repeats} {row['omnimask-views']:.1f}/s" if "omnimask-views" in row else ""),
+            flush=True,
+        )
     return results
 
 

@@ -32,7 +32,6 @@ from typing import IO, Any
 from benchmarks.train_step import CASES, ROOT, build, prepare_step
 from benchmarks.turns import take_turns
 
-
 REPLY_TIMEOUT = 900.0
 """Seconds a side may take to set up (compilation included) or to take one step (an emulated bf16 step: ~5 s)."""
 
@@ -43,8 +42,16 @@ def serve(spec: dict[str, Any]) -> None:
     from omnimask.train.allocator import retain_freed_memory
 
     retained = retain_freed_memory(spec.get("retain_mb", 0))
-    step, gflop = prepare_step(spec["recipe"], spec["impl"], spec["batch_size"], "cpu", spec.get("precision", "32"),
-                               spec.get("compile", False), spec.get("fused_adamw", True), spec.get("batch_parts"))
+    step, gflop = prepare_step(
+        spec["recipe"],
+        spec["impl"],
+        spec["batch_size"],
+        "cpu",
+        spec.get("precision", "32"),
+        spec.get("compile", False),
+        spec.get("fused_adamw", True),
+        spec.get("batch_parts"),
+    )
     print(json.dumps({"ready": True, "gflop": gflop, "retained": retained}), flush=True)
     for line in sys.stdin:
         if line.strip() != "step":
@@ -79,9 +86,17 @@ def in_turn(sides: dict[str, dict[str, Any]], steps: int, warmup: int = 3) -> di
     ``warmup`` untimed rounds (compilation happens there) and ``steps`` timed ones."""
     # stderr to files: a side that warns more than a pipe holds would block while nobody reads it
     errors = {label: tempfile.TemporaryFile("w+") for label in sides}
-    procs = {label: subprocess.Popen([sys.executable, "-m", "benchmarks.lockstep", "--serve", json.dumps(spec)], cwd=ROOT,
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors[label], text=True)
-             for label, spec in sides.items()}
+    procs = {
+        label: subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.lockstep", "--serve", json.dumps(spec)],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=errors[label],
+            text=True,
+        )
+        for label, spec in sides.items()
+    }
     try:
         ready = {label: read_reply(proc, label, errors[label]) for label, proc in procs.items()}
 
@@ -103,14 +118,19 @@ def in_turn(sides: dict[str, dict[str, Any]], steps: int, warmup: int = 3) -> di
                 proc.wait()
         for stderr in errors.values():
             stderr.close()
-    return {label: {**sides[label], "step_ms": 1000 * sum(r["s"] for r in replies[label]) / steps,
-                    "page_faults_per_step": sum(r["faults"] for r in replies[label]) / steps, "gflop": ready[label]["gflop"],
-                    "retained": ready[label]["retained"]}
-            for label in sides}
+    return {
+        label: {
+            **sides[label],
+            "step_ms": 1000 * sum(r["s"] for r in replies[label]) / steps,
+            "page_faults_per_step": sum(r["faults"] for r in replies[label]) / steps,
+            "gflop": ready[label]["gflop"],
+            "retained": ready[label]["retained"],
+        }
+        for label in sides
+    }
 
 
-def as_run(recipe: str = "mae_image_tiny", steps: int = 40, batch_size: int | None = None,
-           compile: bool = True) -> dict[str, Any]:
+def as_run(recipe: str = "mae_image_tiny", steps: int = 40, batch_size: int | None = None, compile: bool = True) -> dict[str, Any]:
     """omnimask's step as ``omnimask pretrain`` runs it against the plain MAE as MAE's script runs it (see the
     module's docstring), each ratio against the latter. With ``bf16-mixed`` too
     where the CPU multiplies bf16 in hardware (elsewhere a bf16 step takes seconds: emulated products)."""
@@ -133,14 +153,26 @@ def as_run(recipe: str = "mae_image_tiny", steps: int = 40, batch_size: int | No
     plain_ms = rows["plain"]["step_ms"]
     for label, row in rows.items():
         row["speedup"] = plain_ms / row["step_ms"]
-        print(f"{label:18s} {row['step_ms']:7.1f} ms a step  x{row['speedup']:.3f}  page faults a step "
-              f"{row['page_faults_per_step']:7.0f}", flush=True)
+        print(
+            f"{label:18s} {row['step_ms']:7.1f} ms a step  x{row['speedup']:.3f}  page faults a step {row['page_faults_per_step']:7.0f}",
+            flush=True,
+        )
     same = rows["plain_tuned"]["step_ms"] / rows["omnimask"]["step_ms"]
     whole = rows["plain_tuned"]["step_ms"] / rows["omnimask_whole"]["step_ms"]
-    print(f"model against model (both with the allocator setting and fused AdamW): x{same:.3f}; "
-          f"the batch whole (no trainer.cpu_batch_parts): x{whole:.3f}", flush=True)
-    return {"recipe": recipe, "steps": steps, "retain_mb": retain, "sides": rows, "same_setting_speedup": same,
-            "whole_batch_speedup": whole, "as_run_speedup": rows["omnimask"]["speedup"]}
+    print(
+        f"model against model (both with the allocator setting and fused AdamW): x{same:.3f}; "
+        f"the batch whole (no trainer.cpu_batch_parts): x{whole:.3f}",
+        flush=True,
+    )
+    return {
+        "recipe": recipe,
+        "steps": steps,
+        "retain_mb": retain,
+        "sides": rows,
+        "same_setting_speedup": same,
+        "whole_batch_speedup": whole,
+        "as_run_speedup": rows["omnimask"]["speedup"],
+    }
 
 
 def main() -> None:

@@ -59,7 +59,7 @@ def attention_rows(repeat: int) -> list[dict[str, Any]]:
             row: dict[str, Any] = {"what": f"attention fwd+bwd {label}", "dtype": str(dtype).replace("torch.", "")}
             for name, fn in (("fused", F.scaled_dot_product_attention), ("explicit", explicit)):
                 q, k, v = (torch.randn(*shape, dtype=dtype, requires_grad=True) for _ in range(3))
-                row[name] = median_ms(lambda: fn(q, k, v).sum().backward(), repeat)  # noqa: B023  (called within this iteration)
+                row[name] = median_ms(lambda: fn(q, k, v).sum().backward(), repeat)
             rows.append(row)
     return rows
 
@@ -71,9 +71,12 @@ def last_rows(repeat: int) -> dict[str, Any]:
 
     block = Block(128, 4)
     x = torch.randn(64, 65, 128, requires_grad=True)
-    return {"what": "decoder block fwd+bwd [64, 65, 128]", "dtype": "float32",
-            "all rows": median_ms(lambda: block(x).sum().backward(), repeat),
-            "last 48 rows": median_ms(lambda: block(x, last=48).sum().backward(), repeat)}
+    return {
+        "what": "decoder block fwd+bwd [64, 65, 128]",
+        "dtype": "float32",
+        "all rows": median_ms(lambda: block(x).sum().backward(), repeat),
+        "last 48 rows": median_ms(lambda: block(x, last=48).sum().backward(), repeat),
+    }
 
 
 def adamw_rows(repeat: int) -> dict[str, Any]:
@@ -86,8 +89,7 @@ def adamw_rows(repeat: int) -> dict[str, Any]:
     params = list(model.parameters())
     for p in params:
         p.grad = torch.randn_like(p)
-    row: dict[str, Any] = {"what": f"AdamW step, tiny MAE ({sum(p.numel() for p in params) / 1e6:.1f}M parameters)",
-                           "dtype": "float32"}
+    row: dict[str, Any] = {"what": f"AdamW step, tiny MAE ({sum(p.numel() for p in params) / 1e6:.1f}M parameters)", "dtype": "float32"}
     for name, kw in (("for-loop", {"foreach": False}), ("foreach", {"foreach": True}), ("fused", {"fused": True})):
         opt = torch.optim.AdamW(params, lr=1e-4, **kw)
         row[name] = median_ms(opt.step, repeat)
@@ -113,10 +115,13 @@ def fps_row(repeat: int) -> dict[str, Any]:
     pair = torch.from_numpy(np.stack([cloud, cloud]))  # B = 2 takes the torch loop
     if not np.array_equal(rowwise(cloud, 64), _fps_numpy(cloud, 64, 0)):
         raise AssertionError("the FPS variants disagree")
-    return {"what": "FPS, 64 of 1024 points, one cloud", "dtype": "float32",
-            "torch loop (2 clouds, halved)": median_ms(lambda: farthest_point_sample(pair, 64), repeat) / 2,
-            "[N, 3] + einsum": median_ms(lambda: rowwise(cloud, 64), repeat),
-            "split coordinates (omnimask)": median_ms(lambda: _fps_numpy(cloud, 64, 0), repeat)}
+    return {
+        "what": "FPS, 64 of 1024 points, one cloud",
+        "dtype": "float32",
+        "torch loop (2 clouds, halved)": median_ms(lambda: farthest_point_sample(pair, 64), repeat) / 2,
+        "[N, 3] + einsum": median_ms(lambda: rowwise(cloud, 64), repeat),
+        "split coordinates (omnimask)": median_ms(lambda: _fps_numpy(cloud, 64, 0), repeat),
+    }
 
 
 def after_decode(decode: Callable[[int], Any], samples: int, calls: dict[str, Callable[[Any, Any], Any]]) -> dict[str, float]:
@@ -151,8 +156,8 @@ def loader_stage_rows(samples: int) -> list[dict[str, Any]]:
     from omnimask.core.config import load_recipe
     from omnimask.core.contracts import check_mask, check_target, check_tokens
     from omnimask.core.recipe import Recipe
-    from omnimask.data.loader import SamplePipeline
     from omnimask.core.seeding import derive_seed, uniform_words
+    from omnimask.data.loader import SamplePipeline
 
     recipe = Recipe.from_config(load_recipe("mae_image"))
     pipeline, layout = SamplePipeline(recipe, 0), recipe.tokenizer.layout
@@ -184,11 +189,18 @@ def loader_stage_rows(samples: int) -> list[dict[str, Any]]:
         rest(i, image, True)
     interleaved = {k: 1e6 * v / samples for k, v in clock.items()}
     hot = 1e6 * median_ms(lambda: rest(0, image, False), samples) / 1000
-    crossing = after_decode(decode, samples, {
-        "torch.from_numpy": lambda a, t: torch.from_numpy(a), "Tensor.numpy": lambda a, t: t.numpy(),
-        "np.count_nonzero": lambda a, t: np.count_nonzero(a), "Tensor.sum": lambda a, t: int(t.sum()),
-        "numpy Generator": lambda a, t: np.random.default_rng(12345), "uniform_words": lambda a, t: uniform_words(196, 12345),
-    })
+    crossing = after_decode(
+        decode,
+        samples,
+        {
+            "torch.from_numpy": lambda a, t: torch.from_numpy(a),
+            "Tensor.numpy": lambda a, t: t.numpy(),
+            "np.count_nonzero": lambda a, t: np.count_nonzero(a),
+            "Tensor.sum": lambda a, t: int(t.sum()),
+            "numpy Generator": lambda a, t: np.random.default_rng(12345),
+            "uniform_words": lambda a, t: uniform_words(196, 12345),
+        },
+    )
 
     def interleaved_pass() -> None:
         for i in range(samples):
@@ -207,8 +219,12 @@ def loader_stage_rows(samples: int) -> list[dict[str, Any]]:
             fn()
             per_sample[name] = min(per_sample[name], 1e6 * (time.perf_counter() - t) / samples)
     return [
-        {"what": "image pipeline stages after each decode (us a sample)", "dtype": "uint8", **interleaved,
-         "tokenize+mask+target back to back": hot},
+        {
+            "what": "image pipeline stages after each decode (us a sample)",
+            "dtype": "uint8",
+            **interleaved,
+            "tokenize+mask+target back to back": hot,
+        },
         {"what": "one call right after a decode, on a [196] bool mask (us)", "dtype": "bool", **crossing},
         {"what": "image pipeline without timers, us a sample", "dtype": "uint8", **per_sample},
     ]

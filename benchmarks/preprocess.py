@@ -63,10 +63,15 @@ def shardwriter_loop(modality: str, raw: Path, out: Path, options: dict[str, Any
                     if isinstance(result, QuarantineError):
                         bad += 1
                         continue
-                    sink.write({"__key__": f"{written:09d}", result.ext: result.payload,
-                                "json": json.dumps({"source": f.source, **result.meta}).encode()})
+                    sink.write(
+                        {
+                            "__key__": f"{written:09d}",
+                            result.ext: result.payload,
+                            "json": json.dumps({"source": f.source, **result.meta}).encode(),
+                        }
+                    )
                     written += 1
-            except Exception:  # noqa: BLE001  (the baseline counts a failed file and goes on)
+            except Exception:
                 bad += 1
     return {"samples": written, "failed": bad}
 
@@ -89,11 +94,18 @@ def measure(modality: str, tmp: Path, scale: float = 1.0) -> dict[str, Any]:
     if m.num_samples != base["samples"]:
         raise AssertionError(f"{modality}: omnimask wrote {m.num_samples} samples, the baseline {base['samples']}")
     return {
-        "modality": modality, "files": len(files), "samples": m.num_samples, "input_mb": round(mb, 2),
-        "options": options, "samples_per_shard": per_shard,
-        "shardwriter_samples_per_s": base["samples"] / base_s, "shardwriter_mb_per_s": mb / base_s,
-        "omnimask_samples_per_s": m.num_samples / ours_s, "omnimask_mb_per_s": mb / ours_s,
-        "omnimask_job_seconds": m.preprocess["seconds"], "omnimask_workers": m.preprocess["workers"],
+        "modality": modality,
+        "files": len(files),
+        "samples": m.num_samples,
+        "input_mb": round(mb, 2),
+        "options": options,
+        "samples_per_shard": per_shard,
+        "shardwriter_samples_per_s": base["samples"] / base_s,
+        "shardwriter_mb_per_s": mb / base_s,
+        "omnimask_samples_per_s": m.num_samples / ours_s,
+        "omnimask_mb_per_s": mb / ours_s,
+        "omnimask_job_seconds": m.preprocess["seconds"],
+        "omnimask_workers": m.preprocess["workers"],
         "speedup": base_s / ours_s,
     }
 
@@ -122,17 +134,20 @@ def run(modalities: list[str], scale: float, cpus: int) -> list[dict[str, Any]]:
             row = measure(modality, Path(tmp), scale)
             row.update(fixed)
             rows.append(row)
-            print(f"preprocess {modality}: {row['samples']} samples ({row['input_mb']:.1f} MB) | ShardWriter loop "
-                  f"{row['shardwriter_samples_per_s']:.1f}/s {row['shardwriter_mb_per_s']:.1f} MB/s | omnimask on {cpus} CPUs "
-                  f"{row['omnimask_samples_per_s']:.1f}/s {row['omnimask_mb_per_s']:.1f} MB/s | x{row['speedup']:.2f}", flush=True)
+            print(
+                f"preprocess {modality}: {row['samples']} samples ({row['input_mb']:.1f} MB) | ShardWriter loop "
+                f"{row['shardwriter_samples_per_s']:.1f}/s {row['shardwriter_mb_per_s']:.1f} MB/s | omnimask on {cpus} CPUs "
+                f"{row['omnimask_samples_per_s']:.1f}/s {row['omnimask_mb_per_s']:.1f} MB/s | x{row['speedup']:.2f}",
+                flush=True,
+            )
     return rows
 
 
 def scaling(cpu_counts: list[int], images: int) -> list[dict[str, Any]]:
     """The image job (resize to 256) on a fresh Ray instance per CPU count, after the warm-up job."""
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    from omnimask.data.ray_env import ray_session
     from omnimask.data.preprocess import preprocess
+    from omnimask.data.ray_env import ray_session
 
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -148,13 +163,25 @@ def scaling(cpu_counts: list[int], images: int) -> list[dict[str, Any]]:
                 t = time.perf_counter()
                 m = preprocess("image", raw, Path(tmp) / f"out{cpus}", samples_per_shard=50, options={"resize": 256})
                 wall = time.perf_counter() - t
-            rows.append({"cpus": cpus, "inputs": m.num_inputs, "seconds": wall, "samples_per_s": m.num_inputs / wall,
-                         "mb_per_s": mb / wall, "workers": m.preprocess["workers"],
-                         "concurrency": m.preprocess["task_seconds"] / max(m.preprocess["seconds"], 1e-9), **fixed})
+            rows.append(
+                {
+                    "cpus": cpus,
+                    "inputs": m.num_inputs,
+                    "seconds": wall,
+                    "samples_per_s": m.num_inputs / wall,
+                    "mb_per_s": mb / wall,
+                    "workers": m.preprocess["workers"],
+                    "concurrency": m.preprocess["task_seconds"] / max(m.preprocess["seconds"], 1e-9),
+                    **fixed,
+                }
+            )
             rows[-1]["speedup"] = rows[-1]["samples_per_s"] / rows[0]["samples_per_s"]
-            print(f"preprocess scaling: {cpus} CPU(s): {m.num_inputs} images in {wall:.1f} s, {rows[-1]['samples_per_s']:.0f}/s, "
-                  f"{rows[-1]['mb_per_s']:.1f} MB/s, mean concurrency {rows[-1]['concurrency']:.2f} | x{rows[-1]['speedup']:.2f} "
-                  f"vs {cpu_counts[0]} CPU(s) (first job on the fresh instance: {fixed['first_job_s']:.1f} s)", flush=True)
+            print(
+                f"preprocess scaling: {cpus} CPU(s): {m.num_inputs} images in {wall:.1f} s, {rows[-1]['samples_per_s']:.0f}/s, "
+                f"{rows[-1]['mb_per_s']:.1f} MB/s, mean concurrency {rows[-1]['concurrency']:.2f} | x{rows[-1]['speedup']:.2f} "
+                f"vs {cpu_counts[0]} CPU(s) (first job on the fresh instance: {fixed['first_job_s']:.1f} s)",
+                flush=True,
+            )
     return rows
 
 

@@ -212,17 +212,14 @@ class ContactPredictionHead(nn.Module):
 class ESM2(nn.Module):
     """``tokens [B, T]`` (int64 ids) -> logits ``[B, T, V]`` at every position."""
 
-    def __init__(self, *, num_layers: int, embed_dim: int, attention_heads: int, alphabet: Alphabet,
-                 token_dropout: bool = True):
+    def __init__(self, *, num_layers: int, embed_dim: int, attention_heads: int, alphabet: Alphabet, token_dropout: bool = True):
         super().__init__()
         self.num_layers, self.embed_dim, self.attention_heads = num_layers, embed_dim, attention_heads
         self.alphabet, self.alphabet_size = alphabet, len(alphabet)
         self.padding_idx, self.mask_idx, self.token_dropout = alphabet.padding_idx, alphabet.mask_idx, token_dropout
         self.embed_scale = 1
         self.embed_tokens = nn.Embedding(self.alphabet_size, embed_dim, padding_idx=self.padding_idx)
-        self.layers = nn.ModuleList(
-            TransformerLayer(embed_dim, 4 * embed_dim, attention_heads) for _ in range(num_layers)
-        )
+        self.layers = nn.ModuleList(TransformerLayer(embed_dim, 4 * embed_dim, attention_heads) for _ in range(num_layers))
         self.contact_head = ContactPredictionHead(num_layers * attention_heads)
         self.emb_layer_norm_after = ESM1bLayerNorm(embed_dim)
         self.lm_head = RobertaLMHead(embed_dim, self.alphabet_size, self.embed_tokens.weight)
@@ -259,10 +256,10 @@ class PlainESM(ESM2, Reference):
         enc, alphabet = configs(recipe)[0], esm1b_alphabet()
         ours = (enc.vocab_size, enc.pad_id, enc.mask_id)
         if ours != (len(alphabet), alphabet.padding_idx, alphabet.mask_idx):
-            raise ValueError("ESM-2's alphabet has 33 tokens, <pad> 1 and <mask> 32; the recipe has "
-                             f"(vocab_size, pad_id, mask_id) = {ours}")
-        plain = cls(num_layers=depth, embed_dim=dim, attention_heads=heads, alphabet=alphabet,
-                    token_dropout=enc.token_dropout)
+            raise ValueError(
+                f"ESM-2's alphabet has 33 tokens, <pad> 1 and <mask> 32; the recipe has (vocab_size, pad_id, mask_id) = {ours}"
+            )
+        plain = cls(num_layers=depth, embed_dim=dim, attention_heads=heads, alphabet=alphabet, token_dropout=enc.token_dropout)
         plain.load_state_dict(LAYOUT.to_reference(model.state_dict(), recipe), strict=True)
         plain.layout = LAYOUT
         return plain

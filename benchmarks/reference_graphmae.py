@@ -52,7 +52,6 @@ from torch import nn
 
 from benchmarks.references import Reference
 
-
 # --------------------------------------------------------------------------- DGL's graph, as the reference uses it
 
 
@@ -130,8 +129,16 @@ class MLP(nn.Module):
     """``num_layers`` linear layers ``[T, input_dim] -> [T, output_dim]``, each but the last followed by its
     norm and activation (``linears``, ``norms``, ``activations``)."""
 
-    def __init__(self, num_layers: int, input_dim: int, hidden_dim: int, output_dim: int, *, activation: str = "relu",
-                 norm: Optional[str] = "batchnorm"):
+    def __init__(
+        self,
+        num_layers: int,
+        input_dim: int,
+        hidden_dim: int,
+        output_dim: int,
+        *,
+        activation: str = "relu",
+        norm: Optional[str] = "batchnorm",
+    ):
         super().__init__()
         if num_layers < 2:
             raise NotImplementedError("the one-layer MLP (gin.MLP's `linear`) is not used by GraphMAE's GIN")
@@ -177,8 +184,18 @@ class GIN(nn.Module):
     """``num_layers`` :class:`GINConv` ``[T, in_dim] -> [T, out_dim]``; an ``encoding`` stack normalises and
     activates its last layer as the others."""
 
-    def __init__(self, *, in_dim: int, num_hidden: int, out_dim: int, num_layers: int, dropout: float, activation: str,
-                 norm: Optional[str], encoding: bool = False):
+    def __init__(
+        self,
+        *,
+        in_dim: int,
+        num_hidden: int,
+        out_dim: int,
+        num_layers: int,
+        dropout: float,
+        activation: str,
+        norm: Optional[str],
+        encoding: bool = False,
+    ):
         super().__init__()
         self.num_layers, self.dropout = num_layers, dropout
         dims = [in_dim] + [num_hidden] * (num_layers - 1) + [out_dim]
@@ -203,9 +220,18 @@ class GIN(nn.Module):
 class GATConv(nn.Module):
     """``[T, in_feats] -> [T, num_heads * out_feats]`` (heads concatenated): DGL-style graph attention."""
 
-    def __init__(self, in_feats: int, out_feats: int, num_heads: int, *, feat_drop: float = 0.0, attn_drop: float = 0.0,
-                 negative_slope: float = 0.2, activation: Optional[nn.Module] = None,
-                 norm: Optional[type[nn.Module]] = None):
+    def __init__(
+        self,
+        in_feats: int,
+        out_feats: int,
+        num_heads: int,
+        *,
+        feat_drop: float = 0.0,
+        attn_drop: float = 0.0,
+        negative_slope: float = 0.2,
+        activation: Optional[nn.Module] = None,
+        norm: Optional[type[nn.Module]] = None,
+    ):
         super().__init__()
         self._num_heads, self._out_feats = num_heads, out_feats
         self.fc = nn.Linear(in_feats, out_feats * num_heads, bias=False)
@@ -245,9 +271,22 @@ class GAT(nn.Module):
     activates (and normalises) its last layer too, except a one-layer stack, which the reference builds
     without activation."""
 
-    def __init__(self, *, in_dim: int, num_hidden: int, out_dim: int, num_layers: int, nhead: int, nhead_out: int,
-                 activation: str, feat_drop: float, attn_drop: float, negative_slope: float,
-                 norm: Optional[type[nn.Module]], encoding: bool = False):
+    def __init__(
+        self,
+        *,
+        in_dim: int,
+        num_hidden: int,
+        out_dim: int,
+        num_layers: int,
+        nhead: int,
+        nhead_out: int,
+        activation: str,
+        feat_drop: float,
+        attn_drop: float,
+        negative_slope: float,
+        norm: Optional[type[nn.Module]],
+        encoding: bool = False,
+    ):
         super().__init__()
         last = dict(activation=create_activation(activation) if encoding else None, norm=norm if encoding else None)
         drops = dict(feat_drop=feat_drop, attn_drop=attn_drop, negative_slope=negative_slope)
@@ -257,8 +296,7 @@ class GAT(nn.Module):
         else:
             dims = [in_dim] + [num_hidden * nhead] * (num_layers - 1)
             for i in range(num_layers - 1):
-                self.gat_layers.append(GATConv(dims[i], num_hidden, nhead, activation=create_activation(activation),
-                                               norm=norm, **drops))
+                self.gat_layers.append(GATConv(dims[i], num_hidden, nhead, activation=create_activation(activation), norm=norm, **drops))
             self.gat_layers.append(GATConv(num_hidden * nhead, out_dim, nhead_out, **last, **drops))
         self.head = nn.Identity()
 
@@ -289,16 +327,48 @@ class Masking(NamedTuple):
     noise_features: torch.Tensor
 
 
-def setup_module(m_type: str, *, enc_dec: str, in_dim: int, num_hidden: int, out_dim: int, num_layers: int,
-                 dropout: float, activation: str, norm: Optional[str], nhead: int, nhead_out: int, attn_drop: float,
-                 negative_slope: float) -> nn.Module:
+def setup_module(
+    m_type: str,
+    *,
+    enc_dec: str,
+    in_dim: int,
+    num_hidden: int,
+    out_dim: int,
+    num_layers: int,
+    dropout: float,
+    activation: str,
+    norm: Optional[str],
+    nhead: int,
+    nhead_out: int,
+    attn_drop: float,
+    negative_slope: float,
+) -> nn.Module:
     if m_type == "gat":
-        return GAT(in_dim=in_dim, num_hidden=num_hidden, out_dim=out_dim, num_layers=num_layers, nhead=nhead,
-                   nhead_out=nhead_out, activation=activation, feat_drop=dropout, attn_drop=attn_drop,
-                   negative_slope=negative_slope, norm=create_norm(norm), encoding=enc_dec == "encoding")
+        return GAT(
+            in_dim=in_dim,
+            num_hidden=num_hidden,
+            out_dim=out_dim,
+            num_layers=num_layers,
+            nhead=nhead,
+            nhead_out=nhead_out,
+            activation=activation,
+            feat_drop=dropout,
+            attn_drop=attn_drop,
+            negative_slope=negative_slope,
+            norm=create_norm(norm),
+            encoding=enc_dec == "encoding",
+        )
     if m_type == "gin":
-        return GIN(in_dim=in_dim, num_hidden=num_hidden, out_dim=out_dim, num_layers=num_layers, dropout=dropout,
-                   activation=activation, norm=norm, encoding=enc_dec == "encoding")
+        return GIN(
+            in_dim=in_dim,
+            num_hidden=num_hidden,
+            out_dim=out_dim,
+            num_layers=num_layers,
+            dropout=dropout,
+            activation=activation,
+            norm=norm,
+            encoding=enc_dec == "encoding",
+        )
     raise NotImplementedError(f"{m_type} modules are not written here: no omnimask recipe uses them")
 
 
@@ -306,10 +376,25 @@ class ReferenceGraphMAE(Reference):
     """GraphMAE's ``PreModel``. ``forward(g, x [T, F], masking=None) -> scalar loss``, ``outputs(...) -> (loss,
     hidden nodes' reconstructions [M, F] in node order)``; ``masking`` None draws the mask as the reference."""
 
-    def __init__(self, *, in_dim: int, num_hidden: int, num_layers: int, nhead: int, nhead_out: int,
-                 activation: str = "prelu", feat_drop: float = 0.2, attn_drop: float = 0.1, negative_slope: float = 0.2,
-                 norm: Optional[str] = None, mask_rate: float = 0.3, encoder_type: str = "gat",
-                 decoder_type: str = "gat", replace_rate: float = 0.1, alpha_l: float = 2):
+    def __init__(
+        self,
+        *,
+        in_dim: int,
+        num_hidden: int,
+        num_layers: int,
+        nhead: int,
+        nhead_out: int,
+        activation: str = "prelu",
+        feat_drop: float = 0.2,
+        attn_drop: float = 0.1,
+        negative_slope: float = 0.2,
+        norm: Optional[str] = None,
+        mask_rate: float = 0.3,
+        encoder_type: str = "gat",
+        decoder_type: str = "gat",
+        replace_rate: float = 0.1,
+        alpha_l: float = 2,
+    ):
         super().__init__()
         self._mask_rate, self._replace_rate = mask_rate, replace_rate
         self._mask_token_rate = 1 - replace_rate
@@ -318,13 +403,29 @@ class ReferenceGraphMAE(Reference):
         enc_num_hidden, enc_nhead = (num_hidden // nhead, nhead) if encoder_type == "gat" else (num_hidden, 1)
         dec_in_dim = num_hidden
         dec_num_hidden = num_hidden // nhead_out if decoder_type == "gat" else num_hidden
-        shared = dict(activation=activation, dropout=feat_drop, attn_drop=attn_drop, negative_slope=negative_slope,
-                      norm=norm)
-        self.encoder = setup_module(encoder_type, enc_dec="encoding", in_dim=in_dim, num_hidden=enc_num_hidden,
-                                    out_dim=enc_num_hidden, num_layers=num_layers, nhead=enc_nhead, nhead_out=enc_nhead,
-                                    **shared)
-        self.decoder = setup_module(decoder_type, enc_dec="decoding", in_dim=dec_in_dim, num_hidden=dec_num_hidden,
-                                    out_dim=in_dim, num_layers=1, nhead=nhead, nhead_out=nhead_out, **shared)
+        shared = dict(activation=activation, dropout=feat_drop, attn_drop=attn_drop, negative_slope=negative_slope, norm=norm)
+        self.encoder = setup_module(
+            encoder_type,
+            enc_dec="encoding",
+            in_dim=in_dim,
+            num_hidden=enc_num_hidden,
+            out_dim=enc_num_hidden,
+            num_layers=num_layers,
+            nhead=enc_nhead,
+            nhead_out=enc_nhead,
+            **shared,
+        )
+        self.decoder = setup_module(
+            decoder_type,
+            enc_dec="decoding",
+            in_dim=dec_in_dim,
+            num_hidden=dec_num_hidden,
+            out_dim=in_dim,
+            num_layers=1,
+            nhead=nhead,
+            nhead_out=nhead_out,
+            **shared,
+        )
         self.enc_mask_token = nn.Parameter(torch.zeros(1, in_dim))
         self.encoder_to_decoder = nn.Linear(dec_in_dim, dec_in_dim, bias=False)
         self.alpha_l = alpha_l
@@ -337,26 +438,39 @@ class ReferenceGraphMAE(Reference):
 
         enc = registry.check("encoder", recipe.config.model.encoder, "model.encoder")[1]
         head = registry.check("head", recipe.config.model.head, "model.head")[1]
-        shared = {name: (getattr(enc, name), getattr(head, name, getattr(enc, name)))
-                  for name in ("in_drop", "attn_drop", "negative_slope")}
+        shared = {
+            name: (getattr(enc, name), getattr(head, name, getattr(enc, name))) for name in ("in_drop", "attn_drop", "negative_slope")
+        }
         differ = {name: pair for name, pair in shared.items() if pair[0] != pair[1]}
         if differ:
-            raise ValueError(f"GraphMAE's encoder and decoder share these settings; the recipe's differ "
-                             f"(encoder, head): {differ}")
+            raise ValueError(f"GraphMAE's encoder and decoder share these settings; the recipe's differ (encoder, head): {differ}")
         if not (getattr(enc, "self_loops", True) and getattr(head, "self_loops", True)):
-            raise ValueError("GraphMAE's loaders give every graph a self-loop at each node (data_util.py); "
-                             "the recipe turns them off")
+            raise ValueError("GraphMAE's loaders give every graph a self-loop at each node (data_util.py); the recipe turns them off")
         if enc.kind == "gat" and enc.depth == 1:
             raise ValueError("GraphMAE's one-layer GAT encoder has no activation; omnimask's has PReLU")
         if head.kind == "gat" and head.heads != 1:
-            raise ValueError("GraphMAE's GAT decoder concatenates nhead_out heads of in_dim features each, which its "
-                             "loss cannot compare with the in_dim features: it runs with nhead_out 1 only")
+            raise ValueError(
+                "GraphMAE's GAT decoder concatenates nhead_out heads of in_dim features each, which its "
+                "loss cannot compare with the in_dim features: it runs with nhead_out 1 only"
+            )
         masker = recipe.masker.cfg
-        ref = cls(in_dim=recipe.tokenizer.layout.token_dim, num_hidden=enc.dim, num_layers=enc.depth, nhead=enc.heads,
-                  nhead_out=head.heads, activation="prelu", feat_drop=enc.in_drop, attn_drop=enc.attn_drop,
-                  negative_slope=enc.negative_slope, norm="batchnorm" if enc.kind == "gin" else None,
-                  mask_rate=masker.ratio, encoder_type=enc.kind, decoder_type=head.kind,
-                  replace_rate=masker.replace_rate, alpha_l=head.gamma)
+        ref = cls(
+            in_dim=recipe.tokenizer.layout.token_dim,
+            num_hidden=enc.dim,
+            num_layers=enc.depth,
+            nhead=enc.heads,
+            nhead_out=head.heads,
+            activation="prelu",
+            feat_drop=enc.in_drop,
+            attn_drop=enc.attn_drop,
+            negative_slope=enc.negative_slope,
+            norm="batchnorm" if enc.kind == "gin" else None,
+            mask_rate=masker.ratio,
+            encoder_type=enc.kind,
+            decoder_type=head.kind,
+            replace_rate=masker.replace_rate,
+            alpha_l=head.gamma,
+        )
         ref.load_state_dict(LAYOUT.to_reference(model.state_dict(), recipe), strict=True)
         ref.layout = LAYOUT
         return ref.train(model.training)
@@ -383,8 +497,17 @@ class ReferenceGraphMAE(Reference):
             return g, x
         token = batch["mask_token"][valid]
         noise = hidden & ~token
-        return g, x, Masking(hidden.nonzero().squeeze(1), (~hidden).nonzero().squeeze(1), token.nonzero().squeeze(1),
-                             noise.nonzero().squeeze(1), shown[noise])
+        return (
+            g,
+            x,
+            Masking(
+                hidden.nonzero().squeeze(1),
+                (~hidden).nonzero().squeeze(1),
+                token.nonzero().squeeze(1),
+                noise.nonzero().squeeze(1),
+                shown[noise],
+            ),
+        )
 
     def draw_masking(self, x: torch.Tensor, mask_rate: float) -> Masking:
         """``encoding_mask_noise``'s draws over the batch's ``T`` nodes, in its order and with its counts (when
@@ -398,14 +521,15 @@ class ReferenceGraphMAE(Reference):
             num_noise_nodes = int(self._replace_rate * num_mask_nodes)
             perm_mask = torch.randperm(num_mask_nodes, device=x.device)
             token_nodes = mask_nodes[perm_mask[: int(self._mask_token_rate * num_mask_nodes)]]
-            noise_nodes = mask_nodes[perm_mask[-int(self._replace_rate * num_mask_nodes):]]
+            noise_nodes = mask_nodes[perm_mask[-int(self._replace_rate * num_mask_nodes) :]]
             noise_to_be_chosen = torch.randperm(num_nodes, device=x.device)[:num_noise_nodes]
             return Masking(mask_nodes, keep_nodes, token_nodes, noise_nodes, x[noise_to_be_chosen])
         empty = mask_nodes[:0]
         return Masking(mask_nodes, keep_nodes, mask_nodes, empty, x[empty])
 
-    def encoding_mask_noise(self, g: Graph, x: torch.Tensor, mask_rate: float = 0.3,
-                            masking: Optional[Masking] = None) -> tuple[Graph, torch.Tensor, Masking]:
+    def encoding_mask_noise(
+        self, g: Graph, x: torch.Tensor, mask_rate: float = 0.3, masking: Optional[Masking] = None
+    ) -> tuple[Graph, torch.Tensor, Masking]:
         masking = self.draw_masking(x, mask_rate) if masking is None else masking
         out_x = x.clone()
         out_x[masking.token_nodes] = 0.0
@@ -413,8 +537,9 @@ class ReferenceGraphMAE(Reference):
         out_x[masking.token_nodes] += self.enc_mask_token
         return g, out_x, masking
 
-    def mask_attr_prediction(self, g: Graph, x: torch.Tensor,
-                             masking: Optional[Masking] = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def mask_attr_prediction(
+        self, g: Graph, x: torch.Tensor, masking: Optional[Masking] = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(loss, recon [T, F], mask_nodes [M])``."""
         pre_use_g, use_x, masking = self.encoding_mask_noise(g, x, self._mask_rate, masking)
         enc_rep = self.encoder(pre_use_g, use_x)
@@ -424,8 +549,7 @@ class ReferenceGraphMAE(Reference):
         loss = sce_loss(recon[masking.mask_nodes], x[masking.mask_nodes], alpha=self.alpha_l)
         return loss, recon, masking.mask_nodes
 
-    def outputs(self, g: Graph, x: torch.Tensor,
-                masking: Optional[Masking] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def outputs(self, g: Graph, x: torch.Tensor, masking: Optional[Masking] = None) -> tuple[torch.Tensor, torch.Tensor]:
         loss, recon, mask_nodes = self.mask_attr_prediction(g, x, masking)
         return loss, recon[mask_nodes.sort().values]
 

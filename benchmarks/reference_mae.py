@@ -62,8 +62,7 @@ NORM_PIX_EPS = 1e-6
 class Block(nn.Module):
     """Pre-norm transformer block: ``x + attn(norm1(x))``, then ``x + mlp(norm2(x))``. ``[B, N, D] -> [B, N, D]``."""
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, *, qkv_bias: bool = True,
-                 norm_eps: float = NORM_EPS):
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, *, qkv_bias: bool = True, norm_eps: float = NORM_EPS):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
         self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias)
@@ -133,10 +132,24 @@ class MaskedAutoencoderViT(Reference):
 
     layout = LAYOUT
 
-    def __init__(self, *, img_size: tuple[int, int], patch_size: int, in_chans: int, embed_dim: int, depth: int,
-                 num_heads: int, decoder_embed_dim: int, decoder_depth: int, decoder_num_heads: int,
-                 mlp_ratio: float, norm_pix_loss: bool, audio_exp: bool, mask_ratio: float,
-                 prepare: Optional[Callable[[torch.Tensor], torch.Tensor]] = None):
+    def __init__(
+        self,
+        *,
+        img_size: tuple[int, int],
+        patch_size: int,
+        in_chans: int,
+        embed_dim: int,
+        depth: int,
+        num_heads: int,
+        decoder_embed_dim: int,
+        decoder_depth: int,
+        decoder_num_heads: int,
+        mlp_ratio: float,
+        norm_pix_loss: bool,
+        audio_exp: bool,
+        mask_ratio: float,
+        prepare: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+    ):
         super().__init__()
         self.audio_exp = audio_exp
         self.in_chans = in_chans
@@ -154,10 +167,9 @@ class MaskedAutoencoderViT(Reference):
         self.decoder_embed = nn.Linear(embed_dim, decoder_embed_dim, bias=True)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_embed_dim))
         self.decoder_pos_embed = nn.Parameter(torch.zeros(1, n + 1, decoder_embed_dim), requires_grad=False)
-        self.decoder_blocks = nn.ModuleList(Block(decoder_embed_dim, decoder_num_heads, mlp_ratio)
-                                            for _ in range(decoder_depth))
+        self.decoder_blocks = nn.ModuleList(Block(decoder_embed_dim, decoder_num_heads, mlp_ratio) for _ in range(decoder_depth))
         self.decoder_norm = nn.LayerNorm(decoder_embed_dim, eps=NORM_EPS)
-        self.decoder_pred = nn.Linear(decoder_embed_dim, patch_size ** 2 * in_chans, bias=True)
+        self.decoder_pred = nn.Linear(decoder_embed_dim, patch_size**2 * in_chans, bias=True)
         self.initialize_weights()
 
     # ------------------------------------------------------------ construction
@@ -184,7 +196,7 @@ class MaskedAutoencoderViT(Reference):
         if self.audio_exp:
             grid = self.patch_embed.patch_hw
         else:
-            side = int(self.patch_embed.num_patches ** 0.5)
+            side = int(self.patch_embed.num_patches**0.5)
             grid = (side, side)
         for table in (self.pos_embed, self.decoder_pos_embed):
             values = get_2d_sincos_pos_embed_flexible(table.shape[-1], grid, cls_token=True)
@@ -240,8 +252,9 @@ class MaskedAutoencoderViT(Reference):
         x = torch.einsum("nhwpqc->nchpwq", x)
         return x.reshape(x.shape[0], c, h * p, w * p)
 
-    def random_masking(self, x: torch.Tensor, mask_ratio: float, noise: Optional[torch.Tensor] = None
-                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def random_masking(
+        self, x: torch.Tensor, mask_ratio: float, noise: Optional[torch.Tensor] = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Keep the ``int(L (1 - mask_ratio))`` tokens of least noise: ``x [B, L, D]`` -> ``(x_masked [B, L_keep, D],
         mask [B, L] (1 = hidden), ids_restore [B, L])``."""
         n, length, d = x.shape
@@ -257,8 +270,9 @@ class MaskedAutoencoderViT(Reference):
         mask = torch.gather(mask, dim=1, index=ids_restore)
         return x_masked, mask, ids_restore
 
-    def forward_encoder(self, x: torch.Tensor, mask_ratio: float, noise: Optional[torch.Tensor] = None
-                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward_encoder(
+        self, x: torch.Tensor, mask_ratio: float, noise: Optional[torch.Tensor] = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``imgs [B, C, H, W]`` -> ``(latent [B, 1 + L_keep, E], mask [B, L], ids_restore [B, L])``."""
         x = self.patch_embed(x)
         x = x + self.pos_embed[:, 1:, :]
@@ -293,8 +307,7 @@ class MaskedAutoencoderViT(Reference):
         loss = ((pred - target) ** 2).mean(dim=-1)
         return (loss * mask).sum() / mask.sum()
 
-    def run(self, imgs: torch.Tensor, noise: Optional[torch.Tensor] = None
-            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def run(self, imgs: torch.Tensor, noise: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The reference's ``forward``: ``(loss, pred [B, L, p*p*C], mask [B, L])``."""
         latent, mask, ids_restore = self.forward_encoder(imgs, self.mask_ratio, noise)
         pred = self.forward_decoder(latent, ids_restore)
@@ -319,19 +332,17 @@ def reference_kwargs(recipe: Any) -> dict[str, Any]:
     """``MaskedAutoencoderViT``'s arguments for ``recipe``, as MAE's ``main_pretrain.py`` (images) or AudioMAE's
     (``in_chans=1, audio_exp=True, img_size=(target_length, num_mel_bins)``) builds it with the recipe's sizes;
     a ValueError for a recipe the reference cannot compute."""
-    from omnimask.core import registry
     from omnimask.components.encoders import VIT_SIZES
+    from omnimask.core import registry
 
     m = recipe.config.model
     parts = (m.tokenizer.name, m.encoder.name, m.head.name, m.masker.name)
     if parts[0] not in ("image_patches", "audio_fbank") or parts[1:] != ("vit", "mae_decoder", "random"):
-        raise ValueError(f"MAE's reference computes image_patches/audio_fbank + vit + mae_decoder + random, "
-                         f"got {parts}")
+        raise ValueError(f"MAE's reference computes image_patches/audio_fbank + vit + mae_decoder + random, got {parts}")
     if m.decoder_masker is not None:
         raise ValueError("MAE's reference has no decoder masker")
     if m.target.name not in ("pixels", "norm_pixels"):
-        raise ValueError(f"MAE's reference has the pixels and norm_pixels (norm_pix_loss) targets, "
-                         f"not {m.target.name!r}")
+        raise ValueError(f"MAE's reference has the pixels and norm_pixels (norm_pix_loss) targets, not {m.target.name!r}")
     if getattr(recipe.masker, "count", "keep") != "keep":
         raise ValueError("MAE's random_masking keeps int(L * (1 - mask_ratio)) tokens (masker count: keep)")
     _, enc = registry.check("encoder", m.encoder, "model.encoder")

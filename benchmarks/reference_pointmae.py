@@ -64,10 +64,10 @@ class Encoder(nn.Module):
     def __init__(self, *, encoder_channel: int):
         super().__init__()
         self.encoder_channel = encoder_channel
-        self.first_conv = nn.Sequential(nn.Conv1d(3, 128, 1), nn.BatchNorm1d(128), nn.ReLU(inplace=True),
-                                        nn.Conv1d(128, 256, 1))
-        self.second_conv = nn.Sequential(nn.Conv1d(512, 512, 1), nn.BatchNorm1d(512), nn.ReLU(inplace=True),
-                                         nn.Conv1d(512, encoder_channel, 1))
+        self.first_conv = nn.Sequential(nn.Conv1d(3, 128, 1), nn.BatchNorm1d(128), nn.ReLU(inplace=True), nn.Conv1d(128, 256, 1))
+        self.second_conv = nn.Sequential(
+            nn.Conv1d(512, 512, 1), nn.BatchNorm1d(512), nn.ReLU(inplace=True), nn.Conv1d(512, encoder_channel, 1)
+        )
 
     def forward(self, point_groups: torch.Tensor) -> torch.Tensor:
         bs, g, n, _ = point_groups.shape
@@ -81,8 +81,17 @@ class Encoder(nn.Module):
 class Block(nn.Module):
     """Pre-norm transformer block: ``x + drop_path(attn(norm1(x)))``, then the same with the MLP."""
 
-    def __init__(self, *, dim: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = False,
-                 drop: float = 0.0, attn_drop: float = 0.0, drop_path: float = 0.0):
+    def __init__(
+        self,
+        *,
+        dim: int,
+        num_heads: int,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = False,
+        drop: float = 0.0,
+        attn_drop: float = 0.0,
+        drop_path: float = 0.0,
+    ):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim)
         self.drop_path = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
@@ -136,8 +145,17 @@ class MaskTransformer(nn.Module):
     """The masked encoder: ``(neighborhood [B, G, S, 3], center [B, G, 3]) -> (x_vis [B, G_v, D],
     bool_masked_pos [B, G])``, the visible groups in ascending order."""
 
-    def __init__(self, *, trans_dim: int, encoder_dims: int, depth: int, num_heads: int, drop_path_rate: float,
-                 mask_ratio: float, mask_type: Literal["rand", "block"]):
+    def __init__(
+        self,
+        *,
+        trans_dim: int,
+        encoder_dims: int,
+        depth: int,
+        num_heads: int,
+        drop_path_rate: float,
+        mask_ratio: float,
+        mask_type: Literal["rand", "block"],
+    ):
         super().__init__()
         self.mask_ratio = mask_ratio
         self.trans_dim = trans_dim
@@ -148,8 +166,9 @@ class MaskTransformer(nn.Module):
         self.encoder = Encoder(encoder_channel=encoder_dims)
         self.mask_type = mask_type
         self.pos_embed = nn.Sequential(nn.Linear(3, 128), nn.GELU(), nn.Linear(128, trans_dim))
-        self.blocks = TransformerEncoder(embed_dim=trans_dim, depth=depth, num_heads=num_heads,
-                                         drop_path_rate=_rates(drop_path_rate, depth))
+        self.blocks = TransformerEncoder(
+            embed_dim=trans_dim, depth=depth, num_heads=num_heads, drop_path_rate=_rates(drop_path_rate, depth)
+        )
         self.norm = nn.LayerNorm(trans_dim)
 
     def _mask_center_block(self, center: torch.Tensor, noaug: bool = False) -> torch.Tensor:
@@ -180,8 +199,9 @@ class MaskTransformer(nn.Module):
             overall_mask[i, :] = mask
         return torch.from_numpy(overall_mask).to(torch.bool).to(center.device)
 
-    def forward(self, neighborhood: torch.Tensor, center: torch.Tensor, noaug: bool = False,
-                bool_masked_pos: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, neighborhood: torch.Tensor, center: torch.Tensor, noaug: bool = False, bool_masked_pos: Optional[torch.Tensor] = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         if bool_masked_pos is None:
             if self.mask_type == "rand":
                 bool_masked_pos = self._mask_center_rand(center, noaug=noaug)
@@ -210,14 +230,32 @@ class PlainPointMAE(Reference):
     """``Point_MAE`` from the groups on: ``forward(neighborhood [B, G, S, 3], center [B, G, 3],
     bool_masked_pos [B, G] or None) -> loss``; :meth:`outputs` also gives the predicted hidden groups."""
 
-    def __init__(self, *, trans_dim: int, encoder_dims: int, depth: int, num_heads: int, decoder_depth: int,
-                 decoder_num_heads: int, drop_path_rate: float, mask_ratio: float,
-                 mask_type: Literal["rand", "block"], group_size: int, num_group: int):
+    def __init__(
+        self,
+        *,
+        trans_dim: int,
+        encoder_dims: int,
+        depth: int,
+        num_heads: int,
+        decoder_depth: int,
+        decoder_num_heads: int,
+        drop_path_rate: float,
+        mask_ratio: float,
+        mask_type: Literal["rand", "block"],
+        group_size: int,
+        num_group: int,
+    ):
         super().__init__()
         self.trans_dim = trans_dim
-        self.MAE_encoder = MaskTransformer(trans_dim=trans_dim, encoder_dims=encoder_dims, depth=depth,
-                                           num_heads=num_heads, drop_path_rate=drop_path_rate,
-                                           mask_ratio=mask_ratio, mask_type=mask_type)
+        self.MAE_encoder = MaskTransformer(
+            trans_dim=trans_dim,
+            encoder_dims=encoder_dims,
+            depth=depth,
+            num_heads=num_heads,
+            drop_path_rate=drop_path_rate,
+            mask_ratio=mask_ratio,
+            mask_type=mask_type,
+        )
         self.group_size = group_size
         self.num_group = num_group
         self.drop_path_rate = drop_path_rate
@@ -225,8 +263,9 @@ class PlainPointMAE(Reference):
         self.decoder_pos_embed = nn.Sequential(nn.Linear(3, 128), nn.GELU(), nn.Linear(128, trans_dim))
         self.decoder_depth = decoder_depth
         self.decoder_num_heads = decoder_num_heads
-        self.MAE_decoder = TransformerDecoder(embed_dim=trans_dim, depth=decoder_depth, num_heads=decoder_num_heads,
-                                              drop_path_rate=_rates(drop_path_rate, decoder_depth))
+        self.MAE_decoder = TransformerDecoder(
+            embed_dim=trans_dim, depth=decoder_depth, num_heads=decoder_num_heads, drop_path_rate=_rates(drop_path_rate, decoder_depth)
+        )
         self.increase_dim = nn.Sequential(nn.Conv1d(trans_dim, 3 * group_size, 1))
         self.loss_func = chamfer_distance_l2
         self.layout = LAYOUT
@@ -244,18 +283,29 @@ class PlainPointMAE(Reference):
         # (trans_dim) and a fixed MLP ratio of 4
         rates = {enc.drop_path, head.drop_path}
         if len(rates) != 1 or enc.dim != head.dim or {enc.mlp_ratio, head.mlp_ratio} != {4.0}:
-            raise ValueError("Point-MAE's reference has one drop_path_rate, one width and mlp_ratio 4 for encoder "
-                             f"and decoder; got encoder {enc}, head {head}")
+            raise ValueError(
+                "Point-MAE's reference has one drop_path_rate, one width and mlp_ratio 4 for encoder "
+                f"and decoder; got encoder {enc}, head {head}"
+            )
         masker = m.masker.name
         if masker not in ("random", "point_block"):
             raise ValueError(f"Point-MAE's reference masks 'rand' (random) or 'block' (point_block), not {masker!r}")
         if masker == "random" and getattr(recipe.masker, "count", "mask") != "mask":
             raise ValueError("Point-MAE's reference hides int(ratio * G) groups: the random masker needs count: mask")
         tok = recipe.tokenizer.cfg
-        ref = cls(trans_dim=enc.dim, encoder_dims=enc.dim, depth=enc.depth, num_heads=enc.heads,
-                  decoder_depth=head.depth, decoder_num_heads=head.heads, drop_path_rate=rates.pop(),
-                  mask_ratio=recipe.masker.ratio, mask_type="rand" if masker == "random" else "block",
-                  group_size=tok.group_size, num_group=tok.num_groups)
+        ref = cls(
+            trans_dim=enc.dim,
+            encoder_dims=enc.dim,
+            depth=enc.depth,
+            num_heads=enc.heads,
+            decoder_depth=head.depth,
+            decoder_num_heads=head.heads,
+            drop_path_rate=rates.pop(),
+            mask_ratio=recipe.masker.ratio,
+            mask_type="rand" if masker == "random" else "block",
+            group_size=tok.group_size,
+            num_group=tok.num_groups,
+        )
         ref.load_state_dict(LAYOUT.to_reference(model.state_dict(), recipe), strict=True)
         return ref
 
@@ -269,8 +319,9 @@ class PlainPointMAE(Reference):
         center = batch["coords"].float()
         return (neighborhood, center, batch["mask"].bool()) if same_mask else (neighborhood, center)
 
-    def outputs(self, neighborhood: torch.Tensor, center: torch.Tensor,
-                bool_masked_pos: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def outputs(
+        self, neighborhood: torch.Tensor, center: torch.Tensor, bool_masked_pos: Optional[torch.Tensor] = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(loss, rebuild_points [B * M, 3S])``: the hidden groups' predictions, ordered by (cloud, group),
         each group's values (point, coordinate), omnimask's target layout."""
         x_vis, mask = self.MAE_encoder(neighborhood, center, bool_masked_pos=bool_masked_pos)
@@ -286,8 +337,7 @@ class PlainPointMAE(Reference):
         gt_points = neighborhood[mask].reshape(b * m, -1, 3)
         return self.loss_func(rebuild_points, gt_points), rebuild_points.reshape(b * m, -1)
 
-    def forward(self, neighborhood: torch.Tensor, center: torch.Tensor,
-                bool_masked_pos: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(self, neighborhood: torch.Tensor, center: torch.Tensor, bool_masked_pos: Optional[torch.Tensor] = None) -> torch.Tensor:
         return self.outputs(neighborhood, center, bool_masked_pos)[0]
 
 
@@ -324,9 +374,9 @@ def furthest_point_sample(points: torch.Tensor, npoint: int) -> torch.Tensor:
         size = block_size
         while size > 1:  # __update(tid, tid + size / 2): the later slot wins only when strictly larger
             size //= 2
-            later = best[size: 2 * size] > best[:size]
-            dists_i = torch.where(later, dists_i[size: 2 * size], dists_i[:size])
-            best = torch.maximum(best[:size], best[size: 2 * size])
+            later = best[size : 2 * size] > best[:size]
+            dists_i = torch.where(later, dists_i[size : 2 * size], dists_i[:size])
+            best = torch.maximum(best[:size], best[size : 2 * size])
         old = int(dists_i[0])
         idxs[j] = old
     return idxs

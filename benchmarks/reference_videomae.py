@@ -125,9 +125,19 @@ class Block(nn.Module):
     """Pre-norm block ``x + drop_path(gamma_1 * attn(norm1 x))``, then the same with ``mlp``/``norm2``/``gamma_2``
     (no ``gamma`` without ``init_values``). ``[B, N, D] -> [B, N, D]``."""
 
-    def __init__(self, dim: int, num_heads: int, *, mlp_ratio: float, qkv_bias: bool, drop: float = 0.0,
-                 attn_drop: float = 0.0, drop_path: float = 0.0, init_values: float = 0.0,
-                 norm_layer: Callable[[int], nn.Module] = nn.LayerNorm):
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        *,
+        mlp_ratio: float,
+        qkv_bias: bool,
+        drop: float = 0.0,
+        attn_drop: float = 0.0,
+        drop_path: float = 0.0,
+        init_values: float = 0.0,
+        norm_layer: Callable[[int], nn.Module] = nn.LayerNorm,
+    ):
         super().__init__()
         self.norm1 = norm_layer(dim)
         self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias, attn_drop=attn_drop, proj_drop=drop)
@@ -151,8 +161,7 @@ class Block(nn.Module):
 class PatchEmbed(nn.Module):
     """Tubelet embedding: ``[B, C, T, H, W] -> [B, N, E]``, tokens in (time, row, column) order."""
 
-    def __init__(self, *, img_size: int, patch_size: int, in_chans: int, embed_dim: int, num_frames: int,
-                 tubelet_size: int):
+    def __init__(self, *, img_size: int, patch_size: int, in_chans: int, embed_dim: int, num_frames: int, tubelet_size: int):
         super().__init__()
         self.img_size, self.patch_size, self.tubelet_size = img_size, patch_size, tubelet_size
         self.num_patches = (img_size // patch_size) ** 2 * (num_frames // tubelet_size)
@@ -185,18 +194,40 @@ def _stochastic_depth(rate: float, depth: int) -> list[float]:
 class PretrainVisionTransformerEncoder(nn.Module):
     """``forward(x [B, C, T, H, W], mask [B, N] bool, True = hidden) -> [B, N_vis, E]``: the visible tokens."""
 
-    def __init__(self, *, img_size: int, patch_size: int, in_chans: int, embed_dim: int, depth: int, num_heads: int,
-                 mlp_ratio: float, qkv_bias: bool, drop_path_rate: float, norm_layer: Callable[[int], nn.Module],
-                 init_values: float, num_frames: int, tubelet_size: int):
+    def __init__(
+        self,
+        *,
+        img_size: int,
+        patch_size: int,
+        in_chans: int,
+        embed_dim: int,
+        depth: int,
+        num_heads: int,
+        mlp_ratio: float,
+        qkv_bias: bool,
+        drop_path_rate: float,
+        norm_layer: Callable[[int], nn.Module],
+        init_values: float,
+        num_frames: int,
+        tubelet_size: int,
+    ):
         super().__init__()
-        self.patch_embed = PatchEmbed(img_size=img_size, patch_size=patch_size, in_chans=in_chans,
-                                      embed_dim=embed_dim, num_frames=num_frames, tubelet_size=tubelet_size)
+        self.patch_embed = PatchEmbed(
+            img_size=img_size,
+            patch_size=patch_size,
+            in_chans=in_chans,
+            embed_dim=embed_dim,
+            num_frames=num_frames,
+            tubelet_size=tubelet_size,
+        )
         # a plain attribute, as the reference's (use_learnable_pos_emb=False): not in the state dict
         self.pos_embed = get_sinusoid_encoding_table(self.patch_embed.num_patches, embed_dim)
         self.blocks = nn.ModuleList(
-            Block(embed_dim, num_heads, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, drop_path=rate,
-                  init_values=init_values, norm_layer=norm_layer)
-            for rate in _stochastic_depth(drop_path_rate, depth))
+            Block(
+                embed_dim, num_heads, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, drop_path=rate, init_values=init_values, norm_layer=norm_layer
+            )
+            for rate in _stochastic_depth(drop_path_rate, depth)
+        )
         self.norm = norm_layer(embed_dim)
         self.head = nn.Identity()  # encoder_num_classes=0
         self.apply(_init_weights)
@@ -217,13 +248,26 @@ class PretrainVisionTransformerEncoder(nn.Module):
 class PretrainVisionTransformerDecoder(nn.Module):
     """``forward(x [B, N, D], return_token_num) -> [B, return_token_num, num_classes]``: the last rows' predictions."""
 
-    def __init__(self, *, num_classes: int, embed_dim: int, depth: int, num_heads: int, mlp_ratio: float,
-                 qkv_bias: bool, drop_path_rate: float, norm_layer: Callable[[int], nn.Module], init_values: float):
+    def __init__(
+        self,
+        *,
+        num_classes: int,
+        embed_dim: int,
+        depth: int,
+        num_heads: int,
+        mlp_ratio: float,
+        qkv_bias: bool,
+        drop_path_rate: float,
+        norm_layer: Callable[[int], nn.Module],
+        init_values: float,
+    ):
         super().__init__()
         self.blocks = nn.ModuleList(
-            Block(embed_dim, num_heads, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, drop_path=rate,
-                  init_values=init_values, norm_layer=norm_layer)
-            for rate in _stochastic_depth(drop_path_rate, depth))
+            Block(
+                embed_dim, num_heads, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, drop_path=rate, init_values=init_values, norm_layer=norm_layer
+            )
+            for rate in _stochastic_depth(drop_path_rate, depth)
+        )
         self.norm = norm_layer(embed_dim)
         self.head = nn.Linear(embed_dim, num_classes)
         self.apply(_init_weights)
@@ -240,23 +284,56 @@ class PretrainVisionTransformer(nn.Module):
     """``forward(x [B, C, T, H, W], mask [B, N] bool) -> [B, N_mask, 3 t p p]``: predictions of the hidden
     tokens, ascending, each ordered (frame, row, column, channel)."""
 
-    def __init__(self, *, img_size: int, patch_size: int, encoder_embed_dim: int, encoder_depth: int,
-                 encoder_num_heads: int, decoder_num_classes: int, decoder_embed_dim: int, decoder_depth: int,
-                 decoder_num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True, drop_path_rate: float = 0.0,
-                 norm_layer: Callable[[int], nn.Module] = partial(nn.LayerNorm, eps=1e-6), init_values: float = 0.0,
-                 num_frames: int = 16, tubelet_size: int = 2, encoder_in_chans: int = 3):
+    def __init__(
+        self,
+        *,
+        img_size: int,
+        patch_size: int,
+        encoder_embed_dim: int,
+        encoder_depth: int,
+        encoder_num_heads: int,
+        decoder_num_classes: int,
+        decoder_embed_dim: int,
+        decoder_depth: int,
+        decoder_num_heads: int,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        drop_path_rate: float = 0.0,
+        norm_layer: Callable[[int], nn.Module] = partial(nn.LayerNorm, eps=1e-6),
+        init_values: float = 0.0,
+        num_frames: int = 16,
+        tubelet_size: int = 2,
+        encoder_in_chans: int = 3,
+    ):
         super().__init__()
         self.encoder = PretrainVisionTransformerEncoder(
-            img_size=img_size, patch_size=patch_size, in_chans=encoder_in_chans, embed_dim=encoder_embed_dim,
-            depth=encoder_depth, num_heads=encoder_num_heads, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias,
-            drop_path_rate=drop_path_rate, norm_layer=norm_layer, init_values=init_values, num_frames=num_frames,
-            tubelet_size=tubelet_size)
+            img_size=img_size,
+            patch_size=patch_size,
+            in_chans=encoder_in_chans,
+            embed_dim=encoder_embed_dim,
+            depth=encoder_depth,
+            num_heads=encoder_num_heads,
+            mlp_ratio=mlp_ratio,
+            qkv_bias=qkv_bias,
+            drop_path_rate=drop_path_rate,
+            norm_layer=norm_layer,
+            init_values=init_values,
+            num_frames=num_frames,
+            tubelet_size=tubelet_size,
+        )
         if decoder_num_classes != encoder_in_chans * tubelet_size * patch_size**2:
             raise ValueError(f"decoder_num_classes {decoder_num_classes} is not a tubelet's value count")
         self.decoder = PretrainVisionTransformerDecoder(
-            num_classes=decoder_num_classes, embed_dim=decoder_embed_dim, depth=decoder_depth,
-            num_heads=decoder_num_heads, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, drop_path_rate=drop_path_rate,
-            norm_layer=norm_layer, init_values=init_values)
+            num_classes=decoder_num_classes,
+            embed_dim=decoder_embed_dim,
+            depth=decoder_depth,
+            num_heads=decoder_num_heads,
+            mlp_ratio=mlp_ratio,
+            qkv_bias=qkv_bias,
+            drop_path_rate=drop_path_rate,
+            norm_layer=norm_layer,
+            init_values=init_values,
+        )
         self.encoder_to_decoder = nn.Linear(encoder_embed_dim, decoder_embed_dim, bias=False)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_embed_dim))
         self.pos_embed = get_sinusoid_encoding_table(self.encoder.patch_embed.num_patches, decoder_embed_dim)
@@ -285,8 +362,7 @@ class TubeMaskingGenerator:
         self.num_masks_per_frame = int(mask_ratio * self.num_patches_per_frame)
 
     def __call__(self) -> np.ndarray:
-        per_frame = np.hstack([np.zeros(self.num_patches_per_frame - self.num_masks_per_frame),
-                               np.ones(self.num_masks_per_frame)])
+        per_frame = np.hstack([np.zeros(self.num_patches_per_frame - self.num_masks_per_frame), np.ones(self.num_masks_per_frame)])
         np.random.shuffle(per_frame)
         return np.tile(per_frame, (self.frames, 1)).flatten()
 
@@ -312,8 +388,8 @@ class VideoMAEReference(Reference, PretrainVisionTransformer):
     @classmethod
     def from_model(cls, recipe: Recipe, model: MaskedModel) -> "VideoMAEReference":
         """The reference sized as ``recipe``, holding ``model``'s weights (through the VideoMAE layout, strictly)."""
-        from omnimask.core import registry
         from omnimask.components.encoders import VIT_SIZES
+        from omnimask.core import registry
         from omnimask.weights.videomae import LAYOUT
 
         m, tok = recipe.config.model, recipe.tokenizer
@@ -326,12 +402,23 @@ class VideoMAEReference(Reference, PretrainVisionTransformer):
         if m.target.name not in targets:
             raise ValueError(f"VideoMAE's baseline has no {m.target.name!r} target")
         ref = cls(
-            target=targets[m.target.name], mask_ratio=recipe.masker.ratio,
-            img_size=tok.image_size, patch_size=tok.patch_size, num_frames=tok.num_frames,
-            tubelet_size=tok.tubelet_size, encoder_embed_dim=enc.dim or dim, encoder_depth=enc.depth or depth,
-            encoder_num_heads=enc.heads or heads, decoder_num_classes=recipe.target.dim, decoder_embed_dim=dec.dim,
-            decoder_depth=dec.depth, decoder_num_heads=dec.heads, mlp_ratio=enc.mlp_ratio,
-            qkv_bias=enc.qkv_bias != "none", drop_path_rate=enc.drop_path)
+            target=targets[m.target.name],
+            mask_ratio=recipe.masker.ratio,
+            img_size=tok.image_size,
+            patch_size=tok.patch_size,
+            num_frames=tok.num_frames,
+            tubelet_size=tok.tubelet_size,
+            encoder_embed_dim=enc.dim or dim,
+            encoder_depth=enc.depth or depth,
+            encoder_num_heads=enc.heads or heads,
+            decoder_num_classes=recipe.target.dim,
+            decoder_embed_dim=dec.dim,
+            decoder_depth=dec.depth,
+            decoder_num_heads=dec.heads,
+            mlp_ratio=enc.mlp_ratio,
+            qkv_bias=enc.qkv_bias != "none",
+            drop_path_rate=enc.drop_path,
+        )
         ref.load_state_dict(LAYOUT.to_reference(model.state_dict(), recipe), strict=True)
         ref.layout = LAYOUT
         ref.tokenizer = recipe.tokenizer

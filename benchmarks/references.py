@@ -53,8 +53,13 @@ def _maker(recipe: Recipe) -> Optional[type[Reference]]:
     if m.decoder_masker is not None or m.edge_masker is not None:
         return None
     family = family_of(recipe)
-    maskers = {"mae": ("random",), "videomae": ("tube",), "pointmae": ("random", "point_block"), "graphmae": ("graphmae",),
-               "esm": ("bert",)}
+    maskers = {
+        "mae": ("random",),
+        "videomae": ("tube",),
+        "pointmae": ("random", "point_block"),
+        "graphmae": ("graphmae",),
+        "esm": ("bert",),
+    }
     if family is None or m.masker.name not in maskers[family]:
         return None
     module = importlib.import_module(f"benchmarks.reference_{family}")

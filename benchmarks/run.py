@@ -53,9 +53,13 @@ def machine() -> dict[str, Any]:
     except (OSError, StopIteration):
         pass
     return {
-        "cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
         "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpu_bf16": cpu_has_bf16(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_bf16": cpu_has_bf16(),
     }
 
 
@@ -69,8 +73,14 @@ def loader_section(quick: bool) -> list[dict[str, Any]]:
     from benchmarks import loader_image, loader_media
 
     rows = loader_image.measure(48 if quick else 1024, (1,), 2 if quick else 60, 8 if quick else 64, 2 if quick else 6)
-    args = Namespace(clips=6 if quick else 48, seconds=2.0 if quick else None, workers=[1], batches=1 if quick else 10,
-                     batch_size=2 if quick else 8, repeats=2 if quick else 4)
+    args = Namespace(
+        clips=6 if quick else 48,
+        seconds=2.0 if quick else None,
+        workers=[1],
+        batches=1 if quick else 10,
+        batch_size=2 if quick else 8,
+        repeats=2 if quick else 4,
+    )
     from omnimask.data.ray_env import ray_session
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -88,7 +98,8 @@ def train_section(quick: bool) -> list[dict[str, Any]]:
     if quick:
         return train_step.run(["mae_image_tiny", "esm_mlm_tiny"], batch_size=8, steps=2) + [
             {"interleaved": train_step.interleaved("mae_image_tiny", batch_size=8, steps=2)},
-            {"as_run": lockstep.as_run("mae_image_tiny", steps=2, batch_size=8, compile=False)}]
+            {"as_run": lockstep.as_run("mae_image_tiny", steps=2, batch_size=8, compile=False)},
+        ]
     tiny = [name for name in train_step.CASES if name.endswith("_tiny")]
     rows = []
     for name in train_step.CASES:  # the tiny ones twice per side, alternating (cheap, and the noisiest)
@@ -116,7 +127,10 @@ def micro_section(quick: bool) -> list[dict[str, Any]]:
 
 
 RUNNERS: dict[str, Callable[[bool], list[dict[str, Any]]]] = {
-    "preprocess": preprocess_section, "loader": loader_section, "train": train_section, "scaling": scaling_section,
+    "preprocess": preprocess_section,
+    "loader": loader_section,
+    "train": train_section,
+    "scaling": scaling_section,
     "micro": micro_section,
 }
 
@@ -130,8 +144,13 @@ def main() -> None:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    results: dict[str, Any] = {"machine": machine(), "quick": args.quick, "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-                               "sections": {}, "seconds": {}}
+    results: dict[str, Any] = {
+        "machine": machine(),
+        "quick": args.quick,
+        "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "sections": {},
+        "seconds": {},
+    }
     for section in args.only:
         t = time.perf_counter()
         print(f"== {section}", flush=True)

@@ -22,16 +22,18 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
-def run(recipe: str = "mae_image_tiny", steps: int = 40, workers: tuple[int, ...] = (1, 2), inputs: int | None = None) -> list[dict[str, Any]]:
+def run(
+    recipe: str = "mae_image_tiny", steps: int = 40, workers: tuple[int, ...] = (1, 2), inputs: int | None = None
+) -> list[dict[str, Any]]:
     """Steps a second with each number of Ray Train ``workers``, on the recipe's demo inputs (``inputs`` of them;
     default: the demo's count)."""
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     from omnimask.cli.demo import DEMOS
     from omnimask.core import registry
     from omnimask.core.config import load_recipe
-    from omnimask.train.pretrain import pretrain
-    from omnimask.data.ray_env import ray_session
     from omnimask.data.preprocess import preprocess
+    from omnimask.data.ray_env import ray_session
+    from omnimask.train.pretrain import pretrain
 
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -42,16 +44,36 @@ def run(recipe: str = "mae_image_tiny", steps: int = 40, workers: tuple[int, ...
         with ray_session():
             preprocess(cfg0.modality, raw, shards, samples_per_shard=demo.samples_per_shard)
             for n in workers:
-                cfg = load_recipe(recipe, [f"data.path={shards}", f"run.dir={tmp}/runs", f"scaling.num_workers={n}",
-                                           "scaling.cpus_per_worker=1", f"trainer.max_steps={steps}",
-                                           f"trainer.log_every_n_steps={steps}", f"trainer.checkpoint_every_n_steps={steps}"])
+                cfg = load_recipe(
+                    recipe,
+                    [
+                        f"data.path={shards}",
+                        f"run.dir={tmp}/runs",
+                        f"scaling.num_workers={n}",
+                        "scaling.cpus_per_worker=1",
+                        f"trainer.max_steps={steps}",
+                        f"trainer.log_every_n_steps={steps}",
+                        f"trainer.checkpoint_every_n_steps={steps}",
+                    ],
+                )
                 result = pretrain(cfg, name=f"w{n}")
                 batch = cfg.data.batch_size
-                rows.append({"recipe": recipe, "workers": n, "steps": result.steps, "batch_per_rank": batch,
-                             "seconds": result.seconds, "samples_per_s": result.steps * batch * n / result.seconds})
+                rows.append(
+                    {
+                        "recipe": recipe,
+                        "workers": n,
+                        "steps": result.steps,
+                        "batch_per_rank": batch,
+                        "seconds": result.seconds,
+                        "samples_per_s": result.steps * batch * n / result.seconds,
+                    }
+                )
                 rows[-1]["speedup"] = rows[-1]["samples_per_s"] / rows[0]["samples_per_s"]
-                print(f"train scaling {recipe}: {n} worker(s): {result.steps} steps of {batch} per rank in {result.seconds:.1f} s, "
-                      f"{rows[-1]['samples_per_s']:.0f} samples/s | x{rows[-1]['speedup']:.2f}", flush=True)
+                print(
+                    f"train scaling {recipe}: {n} worker(s): {result.steps} steps of {batch} per rank in {result.seconds:.1f} s, "
+                    f"{rows[-1]['samples_per_s']:.0f} samples/s | x{rows[-1]['speedup']:.2f}",
+                    flush=True,
+                )
     return rows
 
 

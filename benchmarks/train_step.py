@@ -21,8 +21,8 @@ The two implementations compute the same loss on the same weights and mask;
 from __future__ import annotations
 
 import argparse
-import json
 import gc
+import json
 import resource
 import subprocess
 import sys
@@ -109,8 +109,12 @@ def fused_attention_formulas() -> dict[Any, Any]:
 
     aten = torch.ops.aten
     formulas: dict[Any, Any] = {aten._scaled_dot_product_flash_attention_for_cpu: attention_flops}
-    for op in (aten._scaled_dot_product_flash_attention_for_cpu_backward, aten._scaled_dot_product_flash_attention_backward,
-               aten._scaled_dot_product_efficient_attention_backward, aten._scaled_dot_product_cudnn_attention_backward):
+    for op in (
+        aten._scaled_dot_product_flash_attention_for_cpu_backward,
+        aten._scaled_dot_product_flash_attention_backward,
+        aten._scaled_dot_product_efficient_attention_backward,
+        aten._scaled_dot_product_cudnn_attention_backward,
+    ):
         formulas[op] = attention_backward_flops
     return formulas
 
@@ -139,8 +143,16 @@ def adamw(model: Any, recipe: Any, fused: bool, lr: float = 1e-4) -> Any:
     return torch.optim.AdamW(param_groups(model, optim.weight_decay), lr=lr, betas=optim.betas, fused=fused or None)
 
 
-def prepare_step(name: str, impl: str, batch_size: int, device: str, precision: str, compile: bool,
-                 fused_adamw: bool = True, batch_parts: int | None = None) -> tuple[Any, float]:
+def prepare_step(
+    name: str,
+    impl: str,
+    batch_size: int,
+    device: str,
+    precision: str,
+    compile: bool,
+    fused_adamw: bool = True,
+    batch_parts: int | None = None,
+) -> tuple[Any, float]:
     """One training step of ``impl`` (``"omnimask"`` or ``"plain"``) on a real batch, ready to call
     (forward, backward and the AdamW update of :func:`adamw`), and its GFLOP (:func:`step_gflop`).
     omnimask's eager step computes the batch in ``batch_parts`` parts on the CPU (None: the recipe's
@@ -148,8 +160,8 @@ def prepare_step(name: str, impl: str, batch_size: int, device: str, precision: 
     import torch
 
     from benchmarks.references import reference_for
-    from omnimask.train.batch_parts import BatchParts
     from omnimask.core.collate import model_inputs
+    from omnimask.train.batch_parts import BatchParts
 
     torch.manual_seed(0)
     recipe = build(name, CASES[name][2])
@@ -183,8 +195,9 @@ def prepare_step(name: str, impl: str, batch_size: int, device: str, precision: 
     return step, gflop
 
 
-def measure_one(name: str, impl: str, batch_size: int, steps: int, device: str, precision: str, compile: bool,
-                retain_mb: int = 0) -> dict[str, Any]:
+def measure_one(
+    name: str, impl: str, batch_size: int, steps: int, device: str, precision: str, compile: bool, retain_mb: int = 0
+) -> dict[str, Any]:
     """Time ``steps`` steps after two warm-up steps (compilation included in the warm-up) in this process;
     ``retain_mb`` > 0 applies :func:`~omnimask.train.allocator.retain_freed_memory` first (0: glibc's
     defaults, as a plain script runs)."""
@@ -219,21 +232,42 @@ def measure_one(name: str, impl: str, batch_size: int, steps: int, device: str, 
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
     peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else memory_mb("VmHWM")
     return {
-        "recipe": name, "impl": impl, "device": device, "precision": precision, "compile": compile,
-        "batch_size": batch_size, "steps": steps, "samples_per_s": batch_size * steps / elapsed,
-        "step_ms": 1000 * elapsed / steps, "warmup_s": warmup, "peak_mb": peak, "step_mb": peak - before, "gflop": gflop,
-        "threads": torch.get_num_threads(), "retain_mb": retain_mb if retained else 0,
+        "recipe": name,
+        "impl": impl,
+        "device": device,
+        "precision": precision,
+        "compile": compile,
+        "batch_size": batch_size,
+        "steps": steps,
+        "samples_per_s": batch_size * steps / elapsed,
+        "step_ms": 1000 * elapsed / steps,
+        "warmup_s": warmup,
+        "peak_mb": peak,
+        "step_mb": peak - before,
+        "gflop": gflop,
+        "threads": torch.get_num_threads(),
+        "retain_mb": retain_mb if retained else 0,
         "page_faults_per_step": faults / steps,
     }
 
 
-def measure(name: str, impl: str, device: str = "cpu", precision: str = "32", compile: bool = False,
-            batch_size: int | None = None, steps: int | None = None, retain_mb: int = 0, timeout: int = 900) -> dict[str, Any]:
+def measure(
+    name: str,
+    impl: str,
+    device: str = "cpu",
+    precision: str = "32",
+    compile: bool = False,
+    batch_size: int | None = None,
+    steps: int | None = None,
+    retain_mb: int = 0,
+    timeout: int = 900,
+) -> dict[str, Any]:
     """:func:`measure_one` in a fresh process."""
     batch_size = batch_size or CASES[name][0]
     steps = steps or CASES[name][1]
-    return in_child(["--one", name, impl, str(batch_size), str(steps), device, precision, "compile" if compile else "eager",
-                     str(retain_mb)], timeout)
+    return in_child(
+        ["--one", name, impl, str(batch_size), str(steps), device, precision, "compile" if compile else "eager", str(retain_mb)], timeout
+    )
 
 
 def in_child(args: list[str], timeout: int = 900) -> dict[str, Any]:
@@ -277,8 +311,15 @@ def best_of(rounds: int, name: str, settings: dict[str, dict[str, Any]]) -> dict
     return best
 
 
-def run(recipes: list[str], device: str = "cpu", precisions: tuple[str, ...] = ("32",), compile: bool = False,
-        batch_size: int | None = None, steps: int | None = None, rounds: int = 1) -> list[dict[str, Any]]:
+def run(
+    recipes: list[str],
+    device: str = "cpu",
+    precisions: tuple[str, ...] = ("32",),
+    compile: bool = False,
+    batch_size: int | None = None,
+    steps: int | None = None,
+    rounds: int = 1,
+) -> list[dict[str, Any]]:
     """One row per recipe and precision (compiled on both sides with ``compile``), best of ``rounds``."""
     from benchmarks.references import has_reference
 
@@ -292,18 +333,27 @@ def run(recipes: list[str], device: str = "cpu", precisions: tuple[str, ...] = (
             best = best_of(rounds, name, {impl: {"impl": impl, **common} for impl in impls})
             ours = best["omnimask"]
             row: dict[str, Any] = {**ours, "equal_loss": check, "rounds": rounds}
-            line = (f"train {name} {device} {precision}{' compiled' if compile else ''} B={ours['batch_size']}: omnimask "
-                    f"{ours['samples_per_s']:.1f}/s, {ours['step_ms']:.0f} ms/step, peak {ours['peak_mb']:.0f} MB "
-                    f"(+{ours['step_mb']:.0f})")
+            line = (
+                f"train {name} {device} {precision}{' compiled' if compile else ''} B={ours['batch_size']}: omnimask "
+                f"{ours['samples_per_s']:.1f}/s, {ours['step_ms']:.0f} ms/step, peak {ours['peak_mb']:.0f} MB "
+                f"(+{ours['step_mb']:.0f})"
+            )
             if "plain" in best:
                 plain = best["plain"]
-                row.update(plain_samples_per_s=plain["samples_per_s"], plain_peak_mb=plain["peak_mb"],
-                           plain_step_mb=plain["step_mb"], speedup=ours["samples_per_s"] / plain["samples_per_s"],
-                           plain_gflop=plain["gflop"], flop_ratio=plain["gflop"] / ours["gflop"])
-                line += (f" | plain {plain['samples_per_s']:.1f}/s, peak {plain['peak_mb']:.0f} MB "
-                         f"(+{plain['step_mb']:.0f}) | x{row['speedup']:.2f} (GFLOP a step {ours['gflop']:.2f} vs "
-                         f"{plain['gflop']:.2f}: x{row['flop_ratio']:.2f} fewer); loss {check['omnimask']:.5f} vs "  # type: ignore[index]  # check is set where plain ran
-                         f"{check['plain']:.5f}")  # type: ignore[index]  # as above
+                row.update(
+                    plain_samples_per_s=plain["samples_per_s"],
+                    plain_peak_mb=plain["peak_mb"],
+                    plain_step_mb=plain["step_mb"],
+                    speedup=ours["samples_per_s"] / plain["samples_per_s"],
+                    plain_gflop=plain["gflop"],
+                    flop_ratio=plain["gflop"] / ours["gflop"],
+                )
+                line += (
+                    f" | plain {plain['samples_per_s']:.1f}/s, peak {plain['peak_mb']:.0f} MB "
+                    f"(+{plain['step_mb']:.0f}) | x{row['speedup']:.2f} (GFLOP a step {ours['gflop']:.2f} vs "
+                    f"{plain['gflop']:.2f}: x{row['flop_ratio']:.2f} fewer); loss {check['omnimask']:.5f} vs "  # type: ignore[index]  # check is set where plain ran
+                    f"{check['plain']:.5f}"
+                )  # type: ignore[index]  # as above
             print(line, flush=True)
             rows.append(row)
     return rows
@@ -321,6 +371,7 @@ def steps_in_turn(losses: dict[str, Any], opts: dict[str, Any], steps: int, warm
             losses[side]().backward()
             opts[side].step()
             return time.perf_counter() - t
+
         return step
 
     return {side: sum(times) for side, times in take_turns({side: timed(side) for side in losses}, steps, warmup).items()}
@@ -343,16 +394,24 @@ def interleaved_one(name: str, batch_size: int, steps: int) -> dict[str, Any]:
     losses = {"omnimask": lambda: ours.loss(batch), "plain": lambda: plain(*args)}
     opts = {"omnimask": adamw(ours, recipe, fused=True), "plain": adamw(plain, recipe, fused=True)}
     seconds = steps_in_turn(losses, opts, steps)
-    return {"recipe": name, "batch_size": batch_size, "steps": steps,
-            "omnimask_step_ms": 1000 * seconds["omnimask"] / steps, "plain_step_ms": 1000 * seconds["plain"] / steps,
-            "speedup": seconds["plain"] / seconds["omnimask"]}
+    return {
+        "recipe": name,
+        "batch_size": batch_size,
+        "steps": steps,
+        "omnimask_step_ms": 1000 * seconds["omnimask"] / steps,
+        "plain_step_ms": 1000 * seconds["plain"] / steps,
+        "speedup": seconds["plain"] / seconds["omnimask"],
+    }
 
 
 def interleaved(name: str = "mae_image_tiny", batch_size: int | None = None, steps: int = 40) -> dict[str, Any]:
     """:func:`interleaved_one` in a fresh process."""
     row = in_child(["--interleaved", name, str(batch_size or CASES[name][0]), str(steps)])
-    print(f"train {name} fp32 eager, steps in turn in one process: omnimask {row['omnimask_step_ms']:.0f} ms, plain "
-          f"{row['plain_step_ms']:.0f} ms: x{row['speedup']:.2f}", flush=True)
+    print(
+        f"train {name} fp32 eager, steps in turn in one process: omnimask {row['omnimask_step_ms']:.0f} ms, plain "
+        f"{row['plain_step_ms']:.0f} ms: x{row['speedup']:.2f}",
+        flush=True,
+    )
     return row
 
 

@@ -101,7 +101,13 @@ def inside_gzip(data: bytes, g: np.random.Generator) -> tuple[bytes, str]:
 
 
 MUTATIONS: tuple[Mutation, ...] = (
-    truncate, flip_bytes, duplicate_chunk, drop_chunk, rewrite_binary_field, rewrite_text_number, inside_gzip,
+    truncate,
+    flip_bytes,
+    duplicate_chunk,
+    drop_chunk,
+    rewrite_binary_field,
+    rewrite_text_number,
+    inside_gzip,
 )
 
 

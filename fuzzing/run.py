@@ -113,10 +113,10 @@ class Checker:
     """Runs mutants through the unit code and the loader of one modality, in this process."""
 
     def __init__(self, modality: str, work: Path, max_seconds: float):
+        from omnimask.cli.demo import DEMOS
         from omnimask.core import registry
         from omnimask.core.config import load_recipe
         from omnimask.core.recipe import Recipe
-        from omnimask.cli.demo import DEMOS
         from omnimask.data.loader import SamplePipeline
 
         self.modality, self.work, self.max_seconds = modality, work, max_seconds
@@ -126,9 +126,9 @@ class Checker:
         """The quarantine reasons of the last mutant run."""
 
     def run(self, mutant: Mutant) -> Outcome:
-        from omnimask.io.formats import iter_tar
         from omnimask.data.sources import InputFile
         from omnimask.data.units import write_unit
+        from omnimask.io.formats import iter_tar
 
         shards = self.work / "shards" / f"{mutant.index:06d}"
         shards.mkdir(parents=True, exist_ok=True)
@@ -170,8 +170,17 @@ def _unexpected(reason: str) -> bool:
     return head.isidentifier() and head.endswith(("Error", "Exception")) and head not in ("QuarantineError",)
 
 
-def fuzz_modality(modality: str, *, seed: int, count: int, budget: float, max_seconds: float, work: Path,
-                  indices: Optional[list[int]] = None, progress: Optional[Path] = None) -> dict[str, Any]:
+def fuzz_modality(
+    modality: str,
+    *,
+    seed: int,
+    count: int,
+    budget: float,
+    max_seconds: float,
+    work: Path,
+    indices: Optional[list[int]] = None,
+    progress: Optional[Path] = None,
+) -> dict[str, Any]:
     """Run ``count`` mutants (or ``indices``) of ``modality`` in this process within ``budget`` seconds;
     returns the figures (mutants, kept, quarantined, failures, slowest input, peak RSS, ...)."""
     seeds = corpus(modality, work / "corpus")
@@ -195,19 +204,37 @@ def fuzz_modality(modality: str, *, seed: int, count: int, budget: float, max_se
             slowest = (out.seconds, index, what)
         if done % 100 == 99:
             rate = (done + 1) / (time.perf_counter() - started)
-            print(f"fuzz {modality}: {done + 1}/{len(todo)} mutants, {rate:.1f}/s, ETA {(len(todo) - done - 1) / rate:.0f}s",
-                  file=sys.stderr, flush=True)
+            print(
+                f"fuzz {modality}: {done + 1}/{len(todo)} mutants, {rate:.1f}/s, ETA {(len(todo) - done - 1) / rate:.0f}s",
+                file=sys.stderr,
+                flush=True,
+            )
     return {
-        "modality": modality, "seed": seed, "mutants": totals["mutants"], "kept": totals["kept"],
-        "quarantined": totals["quarantined"], "failures": failures, "seconds": round(time.perf_counter() - started, 2),
-        "slowest_seconds": round(slowest[0], 3), "slowest": slowest[2],
+        "modality": modality,
+        "seed": seed,
+        "mutants": totals["mutants"],
+        "kept": totals["kept"],
+        "quarantined": totals["quarantined"],
+        "failures": failures,
+        "seconds": round(time.perf_counter() - started, 2),
+        "slowest_seconds": round(slowest[0], 3),
+        "slowest": slowest[2],
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "unexpected_reasons": sum(unexpected.values()), "unexpected_examples": [r for r, _ in unexpected.most_common(5)],
+        "unexpected_reasons": sum(unexpected.values()),
+        "unexpected_examples": [r for r, _ in unexpected.most_common(5)],
     }
 
 
-def fuzz(modalities: list[str], *, seed: int = 0, count: int = SHORT, budget: float = 600.0, max_seconds: float = 30.0,
-         jobs: int = 1, indices: Optional[list[int]] = None) -> list[dict[str, Any]]:
+def fuzz(
+    modalities: list[str],
+    *,
+    seed: int = 0,
+    count: int = SHORT,
+    budget: float = 600.0,
+    max_seconds: float = 30.0,
+    jobs: int = 1,
+    indices: Optional[list[int]] = None,
+) -> list[dict[str, Any]]:
     """Fuzz each modality in a child process (``jobs`` at a time); a child that dies or overruns its
     budget by more than a minute is a failure naming the mutant it was on. Returns each modality's figures."""
     results: list[dict[str, Any]] = []
@@ -219,11 +246,31 @@ def fuzz(modalities: list[str], *, seed: int = 0, count: int = SHORT, budget: fl
                 modality = pending.pop(0)
                 work = Path(tmp) / modality
                 work.mkdir()
-                args = [sys.executable, "-m", "fuzzing.run", "--child", "--modality", modality, "--seed", str(seed),
-                        "--count", str(count), "--budget", str(budget), "--max-seconds", str(max_seconds), "--work", str(work)]
+                args = [
+                    sys.executable,
+                    "-m",
+                    "fuzzing.run",
+                    "--child",
+                    "--modality",
+                    modality,
+                    "--seed",
+                    str(seed),
+                    "--count",
+                    str(count),
+                    "--budget",
+                    str(budget),
+                    "--max-seconds",
+                    str(max_seconds),
+                    "--work",
+                    str(work),
+                ]
                 if indices is not None:
                     args += ["--index", *map(str, indices)]
-                env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([str(Path(__file__).parent.parent), os.environ.get("PYTHONPATH", "")]))
+                env = dict(
+                    os.environ,
+                    OMP_NUM_THREADS="1",
+                    PYTHONPATH=os.pathsep.join([str(Path(__file__).parent.parent), os.environ.get("PYTHONPATH", "")]),
+                )
                 with open(work / "stderr", "w") as log:  # native decoders' chatter, and a crash's traceback
                     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, text=True, env=env)
                 running.append((modality, proc, work, time.monotonic()))
@@ -239,24 +286,36 @@ def fuzz(modalities: list[str], *, seed: int = 0, count: int = SHORT, budget: fl
                 stdout = proc.communicate()[0]
                 lines = [line for line in stdout.splitlines() if line.startswith(RESULT)]
                 if proc.returncode == 0 and lines:
-                    results.append(json.loads(lines[-1][len(RESULT):]))
+                    results.append(json.loads(lines[-1][len(RESULT) :]))
                     continue
                 at = (work / "progress").read_text() if (work / "progress").exists() else "?"
                 why = "hung" if overrun else f"died with exit status {proc.returncode}"
                 tail = "\n".join((work / "stderr").read_text(errors="replace").splitlines()[-15:])
-                results.append({"modality": modality, "seed": seed, "mutants": None, "failures": [
-                    f"the fuzzing process {why} on mutant {at} (reproduce: python -m fuzzing.run --modality {modality} "
-                    f"--seed {seed} --index {at}); its last words:\n{tail}"]})
+                results.append(
+                    {
+                        "modality": modality,
+                        "seed": seed,
+                        "mutants": None,
+                        "failures": [
+                            f"the fuzzing process {why} on mutant {at} (reproduce: python -m fuzzing.run --modality {modality} "
+                            f"--seed {seed} --index {at}); its last words:\n{tail}"
+                        ],
+                    }
+                )
     return sorted(results, key=lambda r: modalities.index(r["modality"]))
 
 
 def table(results: list[dict[str, Any]]) -> str:
     """The figures as a Markdown table."""
-    rows = ["| modality | mutants | kept | quarantined | failures | unexpected reasons | slowest input (s) | peak RSS (MB) | seconds |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    rows = [
+        "| modality | mutants | kept | quarantined | failures | unexpected reasons | slowest input (s) | peak RSS (MB) | seconds |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for r in results:
-        rows.append(f"| {r['modality']} | {r.get('mutants')} | {r.get('kept')} | {r.get('quarantined')} | {len(r['failures'])} | "
-                    f"{r.get('unexpected_reasons')} | {r.get('slowest_seconds')} | {r.get('peak_rss_mb')} | {r.get('seconds')} |")
+        rows.append(
+            f"| {r['modality']} | {r.get('mutants')} | {r.get('kept')} | {r.get('quarantined')} | {len(r['failures'])} | "
+            f"{r.get('unexpected_reasons')} | {r.get('slowest_seconds')} | {r.get('peak_rss_mb')} | {r.get('seconds')} |"
+        )
     return "\n".join(rows)
 
 
@@ -282,12 +341,21 @@ def main(argv: Optional[list[str]] = None) -> int:
         import torch
 
         torch.set_num_threads(1)
-        result = fuzz_modality(args.modality[0], seed=args.seed, count=count, budget=budget, max_seconds=args.max_seconds,
-                               work=args.work, indices=args.index, progress=args.work / "progress")
+        result = fuzz_modality(
+            args.modality[0],
+            seed=args.seed,
+            count=count,
+            budget=budget,
+            max_seconds=args.max_seconds,
+            work=args.work,
+            indices=args.index,
+            progress=args.work / "progress",
+        )
         print(RESULT + json.dumps(result), flush=True)
         return 0
-    results = fuzz(args.modality, seed=args.seed, count=count, budget=budget, max_seconds=args.max_seconds,
-                   jobs=args.jobs, indices=args.index)
+    results = fuzz(
+        args.modality, seed=args.seed, count=count, budget=budget, max_seconds=args.max_seconds, jobs=args.jobs, indices=args.index
+    )
     print(table(results))
     for r in results:
         for failure in r["failures"]:

@@ -7,9 +7,9 @@ from typing import Optional
 import numpy as np
 import torch
 
-from omnimask.core.interfaces import TokenLayout
 from omnimask.components.maskers import RandomMasker
 from omnimask.components.targets import PixelTarget
+from omnimask.core.interfaces import TokenLayout
 
 
 class WrongCountMasker(RandomMasker):

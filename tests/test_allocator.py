@@ -34,8 +34,7 @@ print(json.dumps({"applied": applied, "faults_per_step": (resource.getrusage(res
 
 
 def faults_per_step(limit_mb: int) -> dict:
-    out = subprocess.run([sys.executable, "-c", FAULTS, str(limit_mb), str(BLOCK_BYTES // 4)],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", FAULTS, str(limit_mb), str(BLOCK_BYTES // 4)], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

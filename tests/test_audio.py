@@ -15,23 +15,24 @@ from torchaudio.compliance import kaldi
 
 from conftest import OMNIMASK, preprocessed, pretrain_briefly, run_cli
 from omnimask.core.config import load_recipe
-from omnimask.modalities.audio.decode import AudioAugmentConfig, AudioDecoder
-from omnimask.modalities.audio.maskers import TimeFrequencyMasker
-from omnimask.modalities.audio.tokenizer import AudioFbankTokenizer
 from omnimask.core.interfaces import TokenLayout
 from omnimask.core.recipe import MaskedModel, Recipe
-from omnimask.modalities.audio.examples import synth, write_audio
-from omnimask.io.formats import iter_shard
 from omnimask.data.loader import build_loader
+from omnimask.io.formats import iter_shard
 from omnimask.io.manifest import read_quarantine
+from omnimask.modalities.audio.decode import AudioAugmentConfig, AudioDecoder
+from omnimask.modalities.audio.examples import synth, write_audio
+from omnimask.modalities.audio.maskers import TimeFrequencyMasker
+from omnimask.modalities.audio.tokenizer import AudioFbankTokenizer
 
 
 def reference_fbank(wave: np.ndarray) -> torch.Tensor:
     """AudioMAE's ``_wav2fbank`` + normalisation, written out with the reference arguments."""
     w = torch.from_numpy(wave)[None]
     w = w - w.mean()
-    fbank = kaldi.fbank(w, htk_compat=True, sample_frequency=16000, use_energy=False, window_type="hanning",
-                        num_mel_bins=128, dither=0.0, frame_shift=10)
+    fbank = kaldi.fbank(
+        w, htk_compat=True, sample_frequency=16000, use_energy=False, window_type="hanning", num_mel_bins=128, dither=0.0, frame_shift=10
+    )
     p = 1024 - fbank.shape[0]
     fbank = torch.nn.ZeroPad2d((0, 0, 0, p))(fbank) if p > 0 else fbank[:1024]
     return (fbank - -4.2677393) / (4.5689974 * 2)
@@ -101,9 +102,18 @@ def test_decoder_crops_long_clips_and_applies_roll_mag():
 def make_audio_folder(root: Path) -> dict[str, int]:
     """Tones and chirps at several rates and channel counts in five formats, silence, broken files."""
     g = np.random.default_rng(0)
-    specs = [("tone", 16000, 1, ".wav"), ("chirp", 44100, 2, ".wav"), ("tone", 22050, 1, ".flac"), ("chirp", 48000, 2, ".flac"),
-             ("notes", 8000, 1, ".ogg"), ("tone", 44100, 2, ".mp3"), ("chirp", 22050, 1, ".m4a"), ("bursts", 32000, 1, ".wav"),
-             ("notes", 16000, 2, ".flac"), ("tone", 48000, 1, ".ogg")]
+    specs = [
+        ("tone", 16000, 1, ".wav"),
+        ("chirp", 44100, 2, ".wav"),
+        ("tone", 22050, 1, ".flac"),
+        ("chirp", 48000, 2, ".flac"),
+        ("notes", 8000, 1, ".ogg"),
+        ("tone", 44100, 2, ".mp3"),
+        ("chirp", 22050, 1, ".m4a"),
+        ("bursts", 32000, 1, ".wav"),
+        ("notes", 16000, 2, ".flac"),
+        ("tone", 48000, 1, ".ogg"),
+    ]
     for i, (kind, rate, channels, ext) in enumerate(specs):
         x = synth(kind, 1.0 + 0.25 * i, rate, g)
         write_audio(root / "good" / f"{kind}{i}_{rate}{ext}", np.stack([x, 0.5 * x], 1) if channels == 2 else x, rate)
@@ -181,8 +191,13 @@ def test_inspect_stats_computes_the_filterbank_mean_and_std(audio_shards, tmp_pa
     allv = torch.cat(values).double()
     assert mean == pytest.approx(float(allv.mean()), rel=1e-5) and std == pytest.approx(float(allv.std(unbiased=False)), rel=1e-5)
     assert f"model.tokenizer.mean={mean:.7g}" in out
-    proc = subprocess.run([*OMNIMASK, "inspect", str(root / "shards"), "--stats", "--recipe", "mae_image_tiny"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [*OMNIMASK, "inspect", str(root / "shards"), "--stats", "--recipe", "mae_image_tiny"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 2 and "--recipe mae_image_tiny is for image; " in proc.stderr and "holds audio samples" in proc.stderr
 
 

@@ -14,12 +14,12 @@ import soundfile as sf
 from peak_rss import peak_rss_growth
 
 from omnimask.core.config import ConfigError, from_dict
-from omnimask.modalities.audio.ingest import AudioIngestConfig, encode_audio_file
 from omnimask.core.interfaces import QuarantineError
-from omnimask.modalities.audio.examples import synth, write_audio
+from omnimask.data.preprocess import preprocess
 from omnimask.io.formats import iter_shard
 from omnimask.io.manifest import read_quarantine
-from omnimask.data.preprocess import preprocess
+from omnimask.modalities.audio.examples import synth, write_audio
+from omnimask.modalities.audio.ingest import AudioIngestConfig, encode_audio_file
 
 MB = 1 << 20
 
@@ -210,8 +210,9 @@ def test_max_decoded_bytes_counts_every_channel_from_the_header(tmp_path):
     """8 channels at 48 kHz take 1.5 MB a second once decoded: 60 s of them pass 64 MB, refused unread."""
     path = write_silence(tmp_path / "eight.flac", 60, 48000, channels=8)
     reason = quarantine_reason(path, max_decoded_bytes=64 * MB)
-    assert reason.startswith(f"decoded size (float32, 8 channels) {60 * 48000 * 8 * 4:,} bytes (declared by the header) "
-                             f"exceeds max_decoded_bytes={64 * MB:,}"), reason
+    assert reason.startswith(
+        f"decoded size (float32, 8 channels) {60 * 48000 * 8 * 4:,} bytes (declared by the header) exceeds max_decoded_bytes={64 * MB:,}"
+    ), reason
     assert encode_audio_file(path, AudioIngestConfig(max_decoded_bytes=None)).meta["orig_channels"] == 8
 
 
@@ -268,16 +269,27 @@ def test_preprocess_quarantines_over_limit_inputs_and_accounts_for_every_file(lo
     without_total_samples(long_silence, raw / "unknown.flac")
     write_silence(raw / "eight.flac", 15, 48000, channels=8)  # 23 MB decoded
     (raw / "empty.wav").write_bytes(b"")
-    m = preprocess("audio", raw, tmp_path / "shards", samples_per_shard=8, executor="processes", num_cpus=1,
-                   options={"max_seconds": 120, "max_decoded_bytes": 16 * MB})
+    m = preprocess(
+        "audio",
+        raw,
+        tmp_path / "shards",
+        samples_per_shard=8,
+        executor="processes",
+        num_cpus=1,
+        options={"max_seconds": 120, "max_decoded_bytes": 16 * MB},
+    )
     assert (m.num_inputs, m.num_samples, m.num_quarantined) == (6, 2, 4)
     assert m.num_inputs == m.num_samples + m.num_quarantined
     reasons = {q["source"]: q["reason"] for q in read_quarantine(tmp_path / "shards")}
     assert reasons["empty.wav"] == "empty file"
     assert reasons["silence.flac"].startswith("duration 1,200.0 s (declared by the header) exceeds max_seconds=120.0 ")
     assert reasons["unknown.flac"].startswith("duration more than 120.0 s (decoding stopped there) exceeds max_seconds=120.0 ")
-    assert reasons["eight.flac"].startswith("decoded size (float32, 8 channels) 23,040,000 bytes (declared by the header) "
-                                            f"exceeds max_decoded_bytes={16 * MB:,}")
-    kept = {json.loads(members["json"])["source"] for shard in m.shards
-            for _, members in iter_shard("webdataset", tmp_path / "shards" / shard.path)}
+    assert reasons["eight.flac"].startswith(
+        f"decoded size (float32, 8 channels) 23,040,000 bytes (declared by the header) exceeds max_decoded_bytes={16 * MB:,}"
+    )
+    kept = {
+        json.loads(members["json"])["source"]
+        for shard in m.shards
+        for _, members in iter_shard("webdataset", tmp_path / "shards" / shard.path)
+    }
     assert kept == {"tone.wav", "chirp.m4a"}

@@ -5,12 +5,12 @@ import pytest
 import torch
 from test_model import fake_batch, tiny_recipe
 
-from omnimask.core.config import ConfigError, load_recipe
-from omnimask.train.batch_parts import BatchParts, PartThreads
 from omnimask.components.losses import MSELoss
-from omnimask.train.module import MaskedModelingModule
-from omnimask.core.recipe import Recipe
 from omnimask.core.collate import model_inputs, split_grid_batch
+from omnimask.core.config import ConfigError, load_recipe
+from omnimask.core.recipe import Recipe
+from omnimask.train.batch_parts import BatchParts, PartThreads
+from omnimask.train.module import MaskedModelingModule
 
 
 @pytest.fixture

@@ -15,8 +15,14 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.mark.timeout(1200)  # ~4 min alone, ~6 min beside another test file (make test runs two at a time)
 def test_benchmark_suite_quick_run_writes_every_section(tmp_path):
     env = dict(os.environ, RAY_AUTH_MODE="disabled")
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.run", "--quick", "--out", str(tmp_path)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=1140)  # under pytest-timeout: the child dies with the test
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", "--quick", "--out", str(tmp_path)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1140,
+    )  # under pytest-timeout: the child dies with the test
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     results = json.loads((tmp_path / "results.json").read_text())
     sections = results["sections"]
@@ -36,22 +42,36 @@ def test_benchmark_suite_quick_run_writes_every_section(tmp_path):
     assert mae["samples_per_s"] > 0 and mae["plain_samples_per_s"] > 0 and mae["peak_mb"] > 0
     assert abs(mae["equal_loss"]["omnimask"] - mae["equal_loss"]["plain"]) < 1e-4
     assert [(r["kind"], r.get("cpus", r.get("workers"))) for r in sections["scaling"]] == [
-        ("preprocess", 1), ("preprocess", 2), ("train", 1), ("train", 2)]
+        ("preprocess", 1),
+        ("preprocess", 2),
+        ("train", 1),
+        ("train", 2),
+    ]
     assert {r["dtype"] for r in sections["micro"]} == {"float32", "bfloat16", "uint8", "bool"} and all(
-        v > 0 for r in sections["micro"] for k, v in r.items() if k not in ("what", "dtype"))
+        v > 0 for r in sections["micro"] for k, v in r.items() if k not in ("what", "dtype")
+    )
     report = (tmp_path / "results.md").read_text()
-    for heading in ("## Targets", "## Preprocessing", "## Loader", "## Training step", "## Scaling", "## Micro",
-                    "### The tiny MAE step read other ways"):
+    for heading in (
+        "## Targets",
+        "## Preprocessing",
+        "## Loader",
+        "## Training step",
+        "## Scaling",
+        "## Micro",
+        "### The tiny MAE step read other ways",
+    ):
         assert heading in report
     assert "tiny MAE step on the CPU, fp32, as omnimask pretrain runs it" in report and "model against model" in report
 
 
-@pytest.mark.parametrize("recipe, overrides", [
-    *[(name, ()) for name in ("mae_image_tiny", "videomae_tiny", "audiomae_tiny", "pointmae_tiny", "esm_mlm_tiny",
-                              "graphmae_tiny")],
-    # VideoMAE's ratio on a 4x4x4 grid: the tube masker leaves 4 x 2 tokens visible, MAE's int(64 x 0.1) would be 6
-    ("videomae_tiny", ("model.masker.ratio=0.9",)),
-])
+@pytest.mark.parametrize(
+    "recipe, overrides",
+    [
+        *[(name, ()) for name in ("mae_image_tiny", "videomae_tiny", "audiomae_tiny", "pointmae_tiny", "esm_mlm_tiny", "graphmae_tiny")],
+        # VideoMAE's ratio on a 4x4x4 grid: the tube masker leaves 4 x 2 tokens visible, MAE's int(64 x 0.1) would be 6
+        ("videomae_tiny", ("model.masker.ratio=0.9",)),
+    ],
+)
 def test_plain_reference_computes_the_same_loss_on_the_same_weights_and_mask(recipe, overrides):
     from benchmarks.train_step import equal_loss
 
@@ -85,9 +105,32 @@ def test_gpu_check_runs_its_code_on_the_cpu(tmp_path):
     (tmp_path / "no_ray" / "ray").mkdir(parents=True)
     (tmp_path / "no_ray" / "ray" / "__init__.py").write_text("raise ImportError('no ray on this image')\n")
     env = dict(os.environ, RAY_AUTH_MODE="disabled", PYTHONPATH=os.pathsep.join([str(tmp_path / "no_ray"), str(ROOT)]))
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.gpu_check", "--device", "cpu", "--tiny", "--steps", "1",
-                           "--workers", "1", "--recipes", "mae_image", "videomae", "--repeats", "2", "--json", str(tmp_path / "g.json")],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=540)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.gpu_check",
+            "--device",
+            "cpu",
+            "--tiny",
+            "--steps",
+            "1",
+            "--workers",
+            "1",
+            "--recipes",
+            "mae_image",
+            "videomae",
+            "--repeats",
+            "2",
+            "--json",
+            str(tmp_path / "g.json"),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=540,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     row, video = json.loads((tmp_path / "g.json").read_text())["rows"]
     assert row["recipe"] == "mae_image_tiny" and row["fed"]["samples_per_s"] > 0 and 0 <= row["fed"]["loader_share"] <= 1
@@ -137,8 +180,12 @@ def test_lockstep_gives_up_on_a_side_that_stops_answering(tmp_path):
     from benchmarks.lockstep import read_reply
 
     with open(tmp_path / "err", "w+") as err:
-        silent = subprocess.Popen([sys.executable, "-c", "import sys, time; print('said once', file=sys.stderr); time.sleep(60)"],
-                                  stdout=subprocess.PIPE, stderr=err, text=True)
+        silent = subprocess.Popen(
+            [sys.executable, "-c", "import sys, time; print('said once', file=sys.stderr); time.sleep(60)"],
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+        )
         started = time.perf_counter()
         with pytest.raises(TimeoutError, match="'quiet' gave no reply in 2 s: said once"):
             read_reply(silent, "quiet", err, timeout=2)

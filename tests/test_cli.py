@@ -25,10 +25,19 @@ def test_preprocess_then_pretrain_through_the_cli(tmp_path):
 
         out = run(
             [
-                "pretrain", "mae_image_tiny", "data.path=shards", "data.batch_size=8", "data.num_workers=1",
-                "model.tokenizer.image_size=32", "model.encoder.depth=2", "trainer.max_steps=40",
-                "trainer.log_every_n_steps=5", "trainer.checkpoint_every_n_steps=20", "optim.warmup_steps=5",
-                "--name", "smoke",
+                "pretrain",
+                "mae_image_tiny",
+                "data.path=shards",
+                "data.batch_size=8",
+                "data.num_workers=1",
+                "model.tokenizer.image_size=32",
+                "model.encoder.depth=2",
+                "trainer.max_steps=40",
+                "trainer.log_every_n_steps=5",
+                "trainer.checkpoint_every_n_steps=20",
+                "optim.warmup_steps=5",
+                "--name",
+                "smoke",
             ],
             tmp_path,
         )
@@ -48,8 +57,17 @@ def test_preprocess_then_pretrain_through_the_cli(tmp_path):
     assert any(k.startswith("model.encoder.") for k in state["state_dict"])
     assert any(k.startswith("model.head.") for k in state["state_dict"])
     assert state["optimizer_states"] and state["lr_schedulers"]
-    assert state["omnimask_data"] == {"loader": "torch", "world_size": 1, "num_workers": 1, "batch_size": 8, "max_tokens": None, "repeats": 1,
-                                      "seed": 0, "epoch": 8, "offset": 0}  # 40 samples, 5 steps of 8 an epoch: 40 steps = 8 epochs
+    assert state["omnimask_data"] == {
+        "loader": "torch",
+        "world_size": 1,
+        "num_workers": 1,
+        "batch_size": 8,
+        "max_tokens": None,
+        "repeats": 1,
+        "seed": 0,
+        "epoch": 8,
+        "offset": 0,
+    }  # 40 samples, 5 steps of 8 an epoch: 40 steps = 8 epochs
 
     losses = logged_losses(run_dir)
     assert len(losses) >= 7
@@ -66,30 +84,62 @@ def test_preprocess_then_pretrain_through_the_cli(tmp_path):
 
 def test_cli_reports_config_errors_clearly(tmp_path):
     env = dict(os.environ, RAY_AUTH_MODE="disabled")
-    proc = subprocess.run([*OMNIMASK, "pretrain", "mae_image_tiny", "data.batchsize=3"], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [*OMNIMASK, "pretrain", "mae_image_tiny", "data.batchsize=3"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 2
     assert "data.batchsize: unknown key (did you mean 'batch_size'?)" in proc.stderr
-    proc = subprocess.run([*OMNIMASK, "pretrain", "mae_image_tiny", "--print-config", "trainer.max_steps=3"], cwd=tmp_path,
-                          env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [*OMNIMASK, "pretrain", "mae_image_tiny", "--print-config", "trainer.max_steps=3"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0 and "max_steps: 3" in proc.stdout
-    proc = subprocess.run([*OMNIMASK, "pretrain", "mae_image_tiny", "--print-config", "model.masker.ratoi=0.5"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [*OMNIMASK, "pretrain", "mae_image_tiny", "--print-config", "model.masker.ratoi=0.5"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2 and "model.masker.ratoi: unknown key (did you mean 'ratio'?)" in proc.stderr
-    proc = subprocess.run([*OMNIMASK, "pretrain", "mae_image_tiny", "--resume"], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [*OMNIMASK, "pretrain", "mae_image_tiny", "--resume"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 2 and "give its name (--name or run.name)" in proc.stderr
     (tmp_path / "raw").mkdir()
-    proc = subprocess.run([*OMNIMASK, "preprocess", "image", "--input", "raw", "--output", "out", "--executor", "processes",
-                           "--ray-address", "auto"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [*OMNIMASK, "preprocess", "image", "--input", "raw", "--output", "out", "--executor", "processes", "--ray-address", "auto"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2 and "it takes no ray_address" in proc.stderr and not (tmp_path / "out").exists()
     (tmp_path / "job").mkdir()
     (tmp_path / "job" / "mine.yaml").write_text("base: mae_image_tiny.yaml\n")
-    proc = subprocess.run([*OMNIMASK, "submit", "mine.yaml", "data.batchsize=3", "--working-dir", "job", "--address",
-                           "http://127.0.0.1:9"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [*OMNIMASK, "submit", "mine.yaml", "data.batchsize=3", "--working-dir", "job", "--address", "http://127.0.0.1:9"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2 and "data.batchsize: unknown key" in proc.stderr  # checked here, found in --working-dir
-    proc = subprocess.run([*OMNIMASK, "submit", "mae_image_tiny", "--resume", "--address", "http://127.0.0.1:9"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [*OMNIMASK, "submit", "mae_image_tiny", "--resume", "--address", "http://127.0.0.1:9"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2 and "give its name (--name or run.name)" in proc.stderr  # before anything is uploaded
 
 
@@ -98,12 +148,19 @@ def test_submit_to_an_address_where_nothing_listens_is_a_one_line_error(tmp_path
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = dict(os.environ, RAY_AUTH_MODE="disabled")
-    proc = subprocess.run([*OMNIMASK, "submit", "mae_image_tiny", "--address", f"http://127.0.0.1:{port}"], cwd=tmp_path,
-                          env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [*OMNIMASK, "submit", "mae_image_tiny", "--address", f"http://127.0.0.1:{port}"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr, proc.stderr
     assert proc.stderr.strip().splitlines()[-1] == (
-        f"omnimask submit: error: cannot reach the Ray cluster at http://127.0.0.1:{port}: Connection refused")
+        f"omnimask submit: error: cannot reach the Ray cluster at http://127.0.0.1:{port}: Connection refused"
+    )
 
 
 def test_submit_sets_ray_address_variables_aside_only_while_it_connects(monkeypatch):
@@ -131,10 +188,17 @@ def test_preprocess_that_quarantines_every_input_fails(tmp_path):
     (tmp_path / "raw" / "b.fasta").write_text("")
     (tmp_path / "raw" / "c.fasta").write_text(">c\nJJ!!\n")
     env = dict(os.environ, RAY_AUTH_MODE="disabled")
-    proc = subprocess.run([*OMNIMASK, "preprocess", "protein", "--input", "raw", "--output", "out", "--executor", "processes",
-                           "--num-cpus", "1"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [*OMNIMASK, "preprocess", "protein", "--input", "raw", "--output", "out", "--executor", "processes", "--num-cpus", "1"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "3 inputs -> 0 samples in 0 webdataset shards (0.0 MB), 3 quarantined" in proc.stdout
-    assert ("omnimask preprocess: error: out holds no samples: all 3 inputs were quarantined "
-            "(the reasons are in out/quarantine.jsonl)") in proc.stderr
+    assert (
+        "omnimask preprocess: error: out holds no samples: all 3 inputs were quarantined (the reasons are in out/quarantine.jsonl)"
+    ) in proc.stderr
     assert len((tmp_path / "out" / "quarantine.jsonl").read_text().splitlines()) == 3

@@ -31,8 +31,11 @@ def test_base_include_and_overrides():
 def test_unknown_key_has_path_and_suggestion():
     with pytest.raises(ConfigError, match=r"data\.batch_sise: unknown key \(did you mean 'batch_size'\?\)"):
         load_recipe("mae_image_tiny", ["data.batch_sise=3"])
-    with pytest.raises(ConfigError, match=r"optim\.speed: unknown key \(known keys: betas, blr, grad_clip, lr, min_lr, "
-                                          r"warmup_steps, weight_decay\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"optim\.speed: unknown key \(known keys: betas, blr, grad_clip, lr, min_lr, "
+        r"warmup_steps, weight_decay\)",
+    ):
         load_recipe("mae_image_tiny", ["optim.speed=3"])  # nothing close: every key of the section
 
 
@@ -112,14 +115,21 @@ def test_an_installed_wheel_finds_the_built_in_recipes_by_name(tmp_path):
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(repo / name, src / name)
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "dist"), str(src)],
-                   check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "dist"), str(src)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     wheel = next((tmp_path / "dist").glob("omnimask-*.whl"))
     subprocess.run([*pip, "install", "--no-deps", "--target", str(site), str(wheel)], check=True, capture_output=True, timeout=300)
-    code = ("import json, omnimask, omnimask.core.config as c; print(json.dumps({'package': omnimask.__file__, "
-            "'modality': c.load_recipe('mae_image').modality, 'recipes': sorted(c.recipe_files())}))")
-    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120,
-                         env={**os.environ, "PYTHONPATH": str(site)})
+    code = (
+        "import json, omnimask, omnimask.core.config as c; print(json.dumps({'package': omnimask.__file__, "
+        "'modality': c.load_recipe('mae_image').modality, 'recipes': sorted(c.recipe_files())}))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(site)}
+    )
     assert out.returncode == 0, out.stderr
     found = json.loads(out.stdout)
     assert Path(found["package"]).is_relative_to(site) and found["modality"] == "image"

@@ -13,8 +13,9 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 def test_mae_in_a_loop_trains():
     """A few steps of the plain-PyTorch MAE loop: every step prints a finite loss and the loss falls."""
     steps = 8
-    done = subprocess.run([sys.executable, str(EXAMPLES / "mae_in_a_loop.py"), "--steps", str(steps)],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / "mae_in_a_loop.py"), "--steps", str(steps)], capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr
     losses = [float(v) for v in re.findall(r"^step +\d+ .* loss (\S+)$", done.stdout, re.MULTILINE)]
     assert len(losses) == steps, done.stdout

@@ -86,8 +86,10 @@ def test_a_bad_header_byte_quarantines_only_its_record(tmp_path, compress):
     samples, quarantined = split_results(list(encode_fasta(path, ProteinIngestConfig())))
     assert len(samples) == 44 and list(quarantined) == ["44:weird"]
     line = 1 + sum(1 + -(-len(seq) // 60) for _, seq in records[:43])  # the header's line
-    assert quarantined["44:weird"] == (f"not ASCII text: byte 0xe9 on line {line}, in the header of record 44 "
-                                       r"(>weird caf\xe9 protein)")
+    assert quarantined["44:weird"] == (
+        f"not ASCII text: byte 0xe9 on line {line}, in the header of record 44 "
+        r"(>weird caf\xe9 protein)"
+    )
     assert samples["45:r44"] == records[44][1].decode()
 
 
@@ -110,16 +112,19 @@ def test_non_ascii_lines_are_located_across_blank_and_comment_lines(tmp_path):
     assert readable(a.sequence) == r"MKMKM\xc3\xa9K" and not_ascii_reason(a, 1).startswith("not ASCII text: byte 0xc3 on line 6")
 
 
-@pytest.mark.parametrize("data, reason", [
-    (b"", "empty file"),
-    (b">a\nMK\x00\n", r"binary data or UTF-16 \(a NUL byte in the first 8000 bytes\): not an ASCII FASTA file"),
-    (gzip.compress(bytes(range(256)) * 4), "binary data"),
-    ("\ufeff>a\nMK\n".encode("utf-16"), "binary data or UTF-16"),
-    (b"caf\xe9\n>a\nMK\n", r"line 1: bytes that are not ASCII text \(0xe9\) before the first '>' header"),
-    (b"MKTAYIAK\n>a\nMK\n", "line 1: sequence data before the first '>' header"),
-    (b"; a comment\n\n", "no FASTA records"),
-    (b"\x1f\x8b not gzip", "unreadable: "),
-])
+@pytest.mark.parametrize(
+    "data, reason",
+    [
+        (b"", "empty file"),
+        (b">a\nMK\x00\n", r"binary data or UTF-16 \(a NUL byte in the first 8000 bytes\): not an ASCII FASTA file"),
+        (gzip.compress(bytes(range(256)) * 4), "binary data"),
+        ("\ufeff>a\nMK\n".encode("utf-16"), "binary data or UTF-16"),
+        (b"caf\xe9\n>a\nMK\n", r"line 1: bytes that are not ASCII text \(0xe9\) before the first '>' header"),
+        (b"MKTAYIAK\n>a\nMK\n", "line 1: sequence data before the first '>' header"),
+        (b"; a comment\n\n", "no FASTA records"),
+        (b"\x1f\x8b not gzip", "unreadable: "),
+    ],
+)
 def test_files_that_are_not_fasta_text_are_quarantined_whole(tmp_path, data, reason):
     (tmp_path / "x.fasta").write_bytes(data)
     with pytest.raises(QuarantineError, match=reason):

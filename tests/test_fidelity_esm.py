@@ -146,9 +146,13 @@ def load_as_esm_pretrained(obj: dict[str, Any], name: str = "esm2_t2_64") -> Any
     assert name.startswith("esm2")
     cfg = obj["cfg"]["model"]
     state = {re.sub(r"^(encoder\.sentence_encoder\.|encoder\.)", "", k): v for k, v in obj["model"].items()}
-    model = ESM2(num_layers=cfg.encoder_layers, embed_dim=cfg.encoder_embed_dim,
-                 attention_heads=cfg.encoder_attention_heads, alphabet=esm1b_alphabet(),
-                 token_dropout=cfg.token_dropout)
+    model = ESM2(
+        num_layers=cfg.encoder_layers,
+        embed_dim=cfg.encoder_embed_dim,
+        attention_heads=cfg.encoder_attention_heads,
+        alphabet=esm1b_alphabet(),
+        token_dropout=cfg.token_dropout,
+    )
     expected, found = set(model.state_dict()), set(state)
     assert expected - found == {"contact_head.regression.weight", "contact_head.regression.bias"}
     assert found - expected == set()

@@ -14,7 +14,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from benchmarks.fidelity import NO_DROPOUT as NO_DROPOUT_BY_ENCODER, built, compare
+from benchmarks.fidelity import NO_DROPOUT as NO_DROPOUT_BY_ENCODER
+from benchmarks.fidelity import built, compare
 from benchmarks.reference_graphmae import Graph, ReferenceGraphMAE
 from omnimask.core.networks import MaskIndex
 from omnimask.weights.graphmae import LAYOUT
@@ -156,7 +157,7 @@ def test_args_give_every_graph_one_self_loop_per_node_and_batch_them():
     real = batch["edges"][:, batch["edges"][0] != batch["edges"][1]]
     assert torch.equal(torch.stack([g.src[~loops], g.dst[~loops]]), real)
     first = int((real[0] < sizes[0]).sum())  # the first graph's edges, then its loops
-    assert bool(loops[first:first + sizes[0]].all()) and not bool(loops[:first].any())
+    assert bool(loops[first : first + sizes[0]].all()) and not bool(loops[:first].any())
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -176,19 +177,31 @@ def test_from_reference_inverts_to_reference(case):
 def test_reference_names_of_gin_and_gat():
     recipe, model, _ = built("graphmae_tiny", batch_size=1)
     names = set(LAYOUT.to_reference(model.state_dict(), recipe))
-    assert {"enc_mask_token", "encoder_to_decoder.weight", "encoder.layers.1.eps",
-            "encoder.layers.1.apply_func.mlp.linears.1.weight", "encoder.layers.0.apply_func.mlp.norms.0.running_var",
-            "encoder.layers.0.apply_func.mlp.activations.0.weight", "encoder.layers.1.apply_func.norm.num_batches_tracked",
-            "encoder.layers.1.apply_func.act.weight", "decoder.layers.0.apply_func.linears.1.bias",
-            "decoder.layers.0.apply_func.norms.0.running_mean"} <= names
+    assert {
+        "enc_mask_token",
+        "encoder_to_decoder.weight",
+        "encoder.layers.1.eps",
+        "encoder.layers.1.apply_func.mlp.linears.1.weight",
+        "encoder.layers.0.apply_func.mlp.norms.0.running_var",
+        "encoder.layers.0.apply_func.mlp.activations.0.weight",
+        "encoder.layers.1.apply_func.norm.num_batches_tracked",
+        "encoder.layers.1.apply_func.act.weight",
+        "decoder.layers.0.apply_func.linears.1.bias",
+        "decoder.layers.0.apply_func.norms.0.running_mean",
+    } <= names
     recipe, model, _ = built("graphmae_tiny", CASES["graphmae_tiny[gat]"][1], batch_size=1)
     state = LAYOUT.to_reference(model.state_dict(), recipe)
     assert {k: tuple(v.shape) for k, v in state.items() if k.startswith(("encoder.gat_layers.1", "decoder"))} == {
-        "encoder.gat_layers.1.fc.weight": (64, 64), "encoder.gat_layers.1.attn_l": (1, 4, 16),
-        "encoder.gat_layers.1.attn_r": (1, 4, 16), "encoder.gat_layers.1.bias": (64,),
-        "encoder.gat_layers.1.activation.weight": (1,), "decoder.gat_layers.0.fc.weight": (16, 64),
-        "decoder.gat_layers.0.attn_l": (1, 1, 16), "decoder.gat_layers.0.attn_r": (1, 1, 16),
-        "decoder.gat_layers.0.bias": (16,)}
+        "encoder.gat_layers.1.fc.weight": (64, 64),
+        "encoder.gat_layers.1.attn_l": (1, 4, 16),
+        "encoder.gat_layers.1.attn_r": (1, 4, 16),
+        "encoder.gat_layers.1.bias": (64,),
+        "encoder.gat_layers.1.activation.weight": (1,),
+        "decoder.gat_layers.0.fc.weight": (16, 64),
+        "decoder.gat_layers.0.attn_l": (1, 1, 16),
+        "decoder.gat_layers.0.attn_r": (1, 1, 16),
+        "decoder.gat_layers.0.bias": (16,),
+    }
 
 
 def test_wrap_and_unwrap_round_trip_through_a_file():
@@ -205,8 +218,11 @@ def test_wrap_and_unwrap_round_trip_through_a_file():
 
 def test_from_model_refuses_what_the_reference_cannot_compute():
     """GraphMAE's encoder and decoder share ``feat_drop``/``attn_drop``; its GAT decoder has one head."""
-    for overrides in (("model.head.in_drop=0.1",), ("model.encoder.kind=gat", "model.head.kind=gat", "model.head.heads=2"),
-                      ("model.encoder.self_loops=false",)):
+    for overrides in (
+        ("model.head.in_drop=0.1",),
+        ("model.encoder.kind=gat", "model.head.kind=gat", "model.head.heads=2"),
+        ("model.encoder.self_loops=false",),
+    ):
         recipe, model, _ = built("graphmae_tiny", overrides, batch_size=1)
         with pytest.raises(ValueError):
             ReferenceGraphMAE.from_model(recipe, model)

@@ -102,8 +102,7 @@ def test_checkpoint_wrap_and_unwrap():
     loaded = LAYOUT.unwrap(torch.load(buf, weights_only=True))
     assert loaded.keys() == theirs.keys() and all(torch.equal(loaded[k], theirs[k]) for k in theirs)
     # what main_pretrain.py's misc.save_model writes, and a state dict saved through DistributedDataParallel
-    saved = {"model": theirs, "optimizer": {"state": {}}, "epoch": 3, "scaler": {},
-             "args": {"model": "mae_vit_base_patch16"}}
+    saved = {"model": theirs, "optimizer": {"state": {}}, "epoch": 3, "scaler": {}, "args": {"model": "mae_vit_base_patch16"}}
     assert LAYOUT.unwrap(saved).keys() == theirs.keys()
     assert LAYOUT.unwrap({f"module.{k}": v for k, v in theirs.items()}).keys() == theirs.keys()
 
@@ -119,8 +118,7 @@ def test_released_checkpoints_load_their_encoder():
     encoder_only = {k: v for k, v in theirs.items() if not k.startswith(("decoder_", "mask_token"))}
     assert LAYOUT.from_reference(encoder_only, recipe).keys() == encoder
     dim = theirs["mask_token"].shape[-1]
-    swin = dict(theirs, **{"decoder_blocks.0.attn.tau": torch.ones(4),
-                           "decoder_blocks.0.attn.meta_mlp.fc1.weight": torch.zeros(384, 2)})
+    swin = dict(theirs, **{"decoder_blocks.0.attn.tau": torch.ones(4), "decoder_blocks.0.attn.meta_mlp.fc1.weight": torch.zeros(384, 2)})
     assert swin["decoder_blocks.0.attn.qkv.weight"].shape == (3 * dim, dim)  # the names that would load unseen
     assert LAYOUT.from_reference(swin, recipe).keys() == encoder
 

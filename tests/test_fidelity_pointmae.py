@@ -69,8 +69,7 @@ def test_stochastic_depth_rates_are_the_references():
     recipe = build("pointmae_tiny", [])
     model = recipe.build_model()
     reference = PlainPointMAE.from_model(recipe, model)
-    for ours, theirs in ((model.encoder.blocks, reference.MAE_encoder.blocks.blocks),
-                         (model.head.blocks, reference.MAE_decoder.blocks)):
+    for ours, theirs in ((model.encoder.blocks, reference.MAE_encoder.blocks.blocks), (model.head.blocks, reference.MAE_decoder.blocks)):
         assert [b.drop_path for b in ours] == [getattr(b.drop_path, "drop_prob", 0.0) for b in theirs]
     assert reference.drop_path_rate > 0  # the recipe keeps cfgs/pretrain.yaml's drop_path_rate
 
@@ -109,10 +108,15 @@ def test_layout_refuses_what_the_reference_has_no_place_for_and_drops_what_omnim
     with pytest.raises(ValueError, match="attn.qkv.bias"):
         LAYOUT.to_reference(recipe.build_model().state_dict(), recipe)
     dim, values = 192, 3 * recipe.tokenizer.cfg.group_size  # pointmae_tiny's widths
-    grads = {"mask_token": torch.ones(1, 1, dim), "increase_dim.0.weight": torch.ones(values, dim, 1),
-             "group_divider.knn.unknown": torch.ones(1)}  # the last: a key omnimask has no place for
+    grads = {
+        "mask_token": torch.ones(1, 1, dim),
+        "increase_dim.0.weight": torch.ones(values, dim, 1),
+        "group_divider.knn.unknown": torch.ones(1),
+    }  # the last: a key omnimask has no place for
     assert {k: v.shape for k, v in LAYOUT.from_reference(grads, recipe).items()} == {
-        "head.mask_token": (1, 1, dim), "head.pred.weight": (values, dim)}
+        "head.mask_token": (1, 1, dim),
+        "head.pred.weight": (values, dim),
+    }
 
 
 def test_reference_draws_its_own_mask():
@@ -127,9 +131,17 @@ def test_reference_draws_its_own_mask():
 
 
 def test_block_masking_equals_the_reference_on_the_same_mask():
-    tiny = ("model.tokenizer.num_groups=32", "model.tokenizer.group_size=16", "model.encoder.dim=192",
-            "model.encoder.depth=2", "model.encoder.heads=3", "model.head.dim=192", "model.head.depth=1",
-            "model.head.heads=3", "data.augment.num_points=512")
+    tiny = (
+        "model.tokenizer.num_groups=32",
+        "model.tokenizer.group_size=16",
+        "model.encoder.dim=192",
+        "model.encoder.depth=2",
+        "model.encoder.heads=3",
+        "model.head.dim=192",
+        "model.head.depth=1",
+        "model.head.heads=3",
+        "data.augment.num_points=512",
+    )
     recipe, batch, model, reference = _both_sides("pointmae_block", tiny, train=False)
     assert reference.MAE_encoder.mask_type == "block"
     with torch.no_grad():
@@ -187,8 +199,7 @@ def test_tokenizer_considers_a_point_whose_float32_squared_norm_rounds_to_the_th
     # so a point whose magnitude rounds to it is considered, and on this ring it is the farthest at some step.
     # (Random angles: an evenly spaced ring ties, and the kernel breaks ties in its threads' reduction order.)
     ring = np.sort(np.random.default_rng(1).uniform(0, 2 * np.pi, 200))
-    points = np.concatenate([np.c_[np.cos(ring), np.sin(ring), np.zeros(200)],
-                             [[0.03162277, 1.706e-5, 0.0]]]).astype(np.float32)
+    points = np.concatenate([np.c_[np.cos(ring), np.sin(ring), np.zeros(200)], [[0.03162277, 1.706e-5, 0.0]]]).astype(np.float32)
     x, y, z = points[-1]
     assert x * x + y * y + z * z == np.float32(1e-3)
     idx = furthest_point_sample(torch.from_numpy(points), 32)

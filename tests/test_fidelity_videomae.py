@@ -68,8 +68,7 @@ def test_sinusoid_table_is_the_reference_formula():
     ``pos / 10000^(2 (j // 2) / d)``, evaluated here value by value."""
     n, d = 10, 12
     table = get_sinusoid_encoding_table(n, d)
-    expected = [[(math.sin if j % 2 == 0 else math.cos)(pos / 10000 ** (2 * (j // 2) / d)) for j in range(d)]
-                for pos in range(n)]
+    expected = [[(math.sin if j % 2 == 0 else math.cos)(pos / 10000 ** (2 * (j // 2) / d)) for j in range(d)] for pos in range(n)]
     assert table.shape == (1, n, d) and table.dtype == torch.float32
     assert torch.allclose(table[0].double(), torch.tensor(expected, dtype=torch.float64), rtol=0, atol=1e-7)
 

@@ -7,7 +7,12 @@ import pytest
 import torch
 
 from omnimask.modalities.pointcloud.geometry import (
-    chamfer_distance, farthest_point_sample, gather_points, group_points, knn, normalize_unit_sphere,
+    chamfer_distance,
+    farthest_point_sample,
+    gather_points,
+    group_points,
+    knn,
+    normalize_unit_sphere,
 )
 
 

@@ -8,20 +8,20 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import pretrain_briefly, preprocessed, run_cli
+from conftest import preprocessed, pretrain_briefly, run_cli
+from omnimask.core.collate import recipe_collate
 from omnimask.core.config import ConfigError, load_recipe
 from omnimask.core.interfaces import TokenLayout
-from omnimask.modalities.graph.decode import GraphDecoder
-from omnimask.modalities.graph.maskers import EdgeMasker, GraphMAEMasker
-from omnimask.modalities.graph.readers import Graph
-from omnimask.modalities.graph.tokenizer import node_features
 from omnimask.core.networks import MaskIndex
-from omnimask.modalities.graph.model import scaled_cosine_error
 from omnimask.core.recipe import Recipe
-from omnimask.modalities.graph.examples import build_demo_graphs
-from omnimask.core.collate import recipe_collate
 from omnimask.data.loader import SamplePipeline
 from omnimask.io.manifest import read_quarantine
+from omnimask.modalities.graph.decode import GraphDecoder
+from omnimask.modalities.graph.examples import build_demo_graphs
+from omnimask.modalities.graph.maskers import EdgeMasker, GraphMAEMasker
+from omnimask.modalities.graph.model import scaled_cosine_error
+from omnimask.modalities.graph.readers import Graph
+from omnimask.modalities.graph.tokenizer import node_features
 
 
 def ring(n: int) -> np.ndarray:
@@ -174,8 +174,9 @@ def test_remask_zeroes_hidden_rows_before_the_decoder_and_sce_on_known_vectors()
 @pytest.mark.parametrize("kind", ["gat", "gin"])
 def test_a_graph_is_encoded_the_same_alone_and_in_a_batch(kind):
     # each graph masked alone: with GraphMAE's batch-level masking its mask depends on the batch
-    recipe = Recipe.from_config(load_recipe("graphmae_tiny", [f"model.encoder.kind={kind}", f"model.head.kind={kind}",
-                                                               "model.masker.count=graph"]))
+    recipe = Recipe.from_config(
+        load_recipe("graphmae_tiny", [f"model.encoder.kind={kind}", f"model.head.kind={kind}", "model.masker.count=graph"])
+    )
     model = recipe.build_model().eval()
     _, both = graph_batch(recipe, [7, 12])
     _, alone = graph_batch(recipe, [7])
@@ -192,8 +193,9 @@ def test_gat_layers_see_the_self_loops_graphmaes_loader_gives_them_and_the_encod
     encoder's edges (``edges`` minus ``edge_hidden``) on the host."""
     from benchmarks.reference_graphmae import Graph, ReferenceGraphMAE
 
-    recipe = Recipe.from_config(load_recipe("graphmae_tiny", ["model.encoder.kind=gat", "model.head.kind=gat",
-                                                              "model.edge_masker={name: edge_random}"]))
+    recipe = Recipe.from_config(
+        load_recipe("graphmae_tiny", ["model.encoder.kind=gat", "model.head.kind=gat", "model.edge_masker={name: edge_random}"])
+    )
     model = recipe.build_model().eval()
     _, batch = graph_batch(recipe, [5, 9, 3])
     assert batch["loop_free"] and torch.equal(batch["encoder_edges"], batch["edges"][:, ~batch["edge_hidden"]])
@@ -239,8 +241,11 @@ def test_graph_files_are_accounted_for_and_graphmae_tiny_pretrains_through_the_c
 
 def test_inspect_stats_suggests_the_node_features(graph_dataset, tmp_path):
     root, _, manifest = graph_dataset
-    degrees = [int(np.bincount(g.edge_index[1]).max()) for g in (GraphDecoder()(m, 0) for m in shard_members(root / "shards", manifest))
-               if g.edge_index.size]
+    degrees = [
+        int(np.bincount(g.edge_index[1]).max())
+        for g in (GraphDecoder()(m, 0) for m in shard_members(root / "shards", manifest))
+        if g.edge_index.size
+    ]
     out = run_cli(["inspect", str(root / "shards"), "--stats"], tmp_path).stdout
     assert "96 graphs" in out and f"max degree {max(degrees)}" in out
     # only the TU folder's graphs have node labels: one-hot degrees it is
@@ -253,8 +258,16 @@ def test_ray_data_rows_of_different_shapes_batch_like_the_torch_loader(graph_dat
     from omnimask.data.ray_ingest import RayShardBatches, build_ray_dataset
 
     root, _, _ = graph_dataset
-    cfg = load_recipe("graphmae_tiny", [f"data.path={root / 'shards'}", "data.loader=ray", "data.batch_size=8",
-                                        "trainer.max_steps=2", "model.edge_masker={name: edge_random}"])
+    cfg = load_recipe(
+        "graphmae_tiny",
+        [
+            f"data.path={root / 'shards'}",
+            "data.loader=ray",
+            "data.batch_size=8",
+            "trainer.max_steps=2",
+            "model.edge_masker={name: edge_random}",
+        ],
+    )
     recipe = Recipe.from_config(cfg)
     batches = RayShardBatches(build_ray_dataset(cfg, world_size=1).iterator(), 8, collate_fn=recipe_collate(recipe))
     # the whole (bounded: max_steps batches) stream, not its first batch alone: an abandoned Ray Data iterator keeps a

@@ -77,25 +77,31 @@ def test_node_link_json_with_edges_or_links_reads_the_same(tmp_path):
         assert np.array_equal(getattr(new, name), getattr(old, name)), name
 
 
-@pytest.mark.parametrize("data, reason", [
-    ({"nodes": [{"id": 0}, {"id": 1}], "edges": [], "links": [{"source": 0, "target": 1}]}, "both an 'edges' and a 'links'"),
-    ({"nodes": [{"id": 0}]}, r"needs a 'nodes' and an 'edges' \(or 'links'\) list; it has keys \['nodes'\]"),
-    ({"edges": []}, r"needs a 'nodes' and an 'edges'"),
-    ([1, 2], "must be an object"),
-])
+@pytest.mark.parametrize(
+    "data, reason",
+    [
+        ({"nodes": [{"id": 0}, {"id": 1}], "edges": [], "links": [{"source": 0, "target": 1}]}, "both an 'edges' and a 'links'"),
+        ({"nodes": [{"id": 0}]}, r"needs a 'nodes' and an 'edges' \(or 'links'\) list; it has keys \['nodes'\]"),
+        ({"edges": []}, r"needs a 'nodes' and an 'edges'"),
+        ([1, 2], "must be an object"),
+    ],
+)
 def test_node_link_json_without_one_edge_list_is_quarantined(tmp_path, data, reason):
     (tmp_path / "g.json").write_text(json.dumps(data))
     with pytest.raises(QuarantineError, match=reason):
         read_networkx_file(tmp_path / "g.json", "json")
 
 
-@pytest.mark.parametrize("edit, reason", [
-    (lambda d: (d / "DS_A.txt").write_text("1, 2\n2, 9\n"), "DS_A.txt names node 9, outside the 3 nodes"),
-    (lambda d: (d / "DS_A.txt").write_text("1, 2\n2\n"), "unparsable DS_A.txt"),
-    (lambda d: (d / "DS_A.txt").write_text("1, 2, 3\n"), "must hold two node ids a line"),
-    (lambda d: (d / "DS_graph_indicator.txt").write_text("2\n1\n1\n"), "not sorted by graph id"),
-    (lambda d: (d / "DS_graph_indicator.txt").write_bytes(b"\xff\n1\n1\n"), "unparsable DS_graph_indicator.txt"),
-])
+@pytest.mark.parametrize(
+    "edit, reason",
+    [
+        (lambda d: (d / "DS_A.txt").write_text("1, 2\n2, 9\n"), "DS_A.txt names node 9, outside the 3 nodes"),
+        (lambda d: (d / "DS_A.txt").write_text("1, 2\n2\n"), "unparsable DS_A.txt"),
+        (lambda d: (d / "DS_A.txt").write_text("1, 2, 3\n"), "must hold two node ids a line"),
+        (lambda d: (d / "DS_graph_indicator.txt").write_text("2\n1\n1\n"), "not sorted by graph id"),
+        (lambda d: (d / "DS_graph_indicator.txt").write_bytes(b"\xff\n1\n1\n"), "unparsable DS_graph_indicator.txt"),
+    ],
+)
 def test_a_broken_tu_folder_is_quarantined_with_what_is_wrong(tmp_path, edit, reason):
     """What the fuzzer's mutants of a TU folder turned up as bare numpy errors (an IndexError, a UnicodeDecodeError)."""
     d = tmp_path / "DS"

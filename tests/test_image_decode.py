@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from omnimask.core.seeding import rng
 from omnimask.modalities.image import decode as image_decode
 from omnimask.modalities.image.decode import ImageAugmentConfig, ImageDecoder, random_resized_crop_box
-from omnimask.core.seeding import rng
 
 
 def photo(width: int, height: int, mode: str = "RGB", fmt: str = "JPEG") -> bytes:
@@ -64,7 +64,9 @@ def test_a_crop_twice_the_output_is_decoded_at_reduced_scale(monkeypatch):
     decoder = ImageDecoder(aug, 224)
     reductions = []
     original = decoder.crop_resize_pillow
-    monkeypatch.setattr(decoder, "crop_resize_pillow", lambda img, box, flip, reduce: reductions.append(reduce) or original(img, box, flip, reduce))
+    monkeypatch.setattr(
+        decoder, "crop_resize_pillow", lambda img, box, flip, reduce: reductions.append(reduce) or original(img, box, flip, reduce)
+    )
     out = decoder({"jpg": data}, 3)
     assert reductions and reductions[0] >= 2
     diff = np.abs(out.astype(int) - reference(data, 3, aug, 224))
@@ -91,12 +93,14 @@ def test_torchvision_is_imported_by_the_jpeg_decoder_not_by_registering_the_moda
     import subprocess
     import sys
 
-    code = ("import sys\nfrom omnimask.core import registry\nfrom omnimask.data import preprocess\n"
-            "from omnimask.cli import main as cli\n"
-            "for name in ('image', 'video', 'audio', 'pointcloud', 'graph', 'protein'): registry.lookup('modality', name)\n"
-            "print('torchvision' in sys.modules)\n"
-            "from omnimask.modalities.image.decode import ImageAugmentConfig, ImageDecoder\n"
-            "ImageDecoder(ImageAugmentConfig(), 32)\n"
-            "print('torchvision' in sys.modules)\n")
+    code = (
+        "import sys\nfrom omnimask.core import registry\nfrom omnimask.data import preprocess\n"
+        "from omnimask.cli import main as cli\n"
+        "for name in ('image', 'video', 'audio', 'pointcloud', 'graph', 'protein'): registry.lookup('modality', name)\n"
+        "print('torchvision' in sys.modules)\n"
+        "from omnimask.modalities.image.decode import ImageAugmentConfig, ImageDecoder\n"
+        "ImageDecoder(ImageAugmentConfig(), 32)\n"
+        "print('torchvision' in sys.modules)\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["False", "True"]

@@ -16,11 +16,11 @@ import pytest
 from peak_rss import peak_rss_growth
 
 from omnimask.core.interfaces import QuarantineError
+from omnimask.data.preprocess import preprocess
+from omnimask.io.manifest import read_quarantine
 from omnimask.modalities.graph.ingest import TEXT_PARSE_FACTOR, GraphIngestConfig, encode_graph_input
 from omnimask.modalities.pointcloud.ingest import PointCloudIngestConfig, encode_point_file
 from omnimask.modalities.pointcloud.readers import TEXT_PARSE_FACTOR as POINT_TEXT_FACTOR
-from omnimask.io.manifest import read_quarantine
-from omnimask.data.preprocess import preprocess
 
 MB = 1 << 20
 BOMB_NODES = 100_000_000  # x [N, 4] float32: 1.6 GB inflated
@@ -70,7 +70,7 @@ def test_npz_bomb_is_quarantined_from_its_headers_in_bounded_memory(bomb):
     assert "`-o max_nodes=N`" in reason
     grown = peak_rss_growth(
         setup="from pathlib import Path\nfrom omnimask.core.interfaces import QuarantineError\n"
-              "from omnimask.modalities.graph.ingest import GraphIngestConfig, encode_graph_input",
+        "from omnimask.modalities.graph.ingest import GraphIngestConfig, encode_graph_input",
         body=f"try:\n    list(encode_graph_input(Path({str(bomb)!r}), GraphIngestConfig()))\nexcept QuarantineError:\n    pass",
     )
     assert grown < 100 * MB, grown  # today's code: ~3.7 GB (and the graph kept)
@@ -105,16 +105,19 @@ def test_npz_declared_size_limit_keeps_at_and_quarantines_just_above(tmp_path):
     assert g.stat().st_size < declared  # deflated: the declared size binds, not the file's
     assert graph_reason(g, max_decoded_bytes=declared) is None
     assert graph_reason(g, max_decoded_bytes=declared - 1).startswith(
-        limit_reason("declared size of the .npz's arrays (bytes; edge_index as int64)", declared, "max_decoded_bytes", declared - 1))
+        limit_reason("declared size of the .npz's arrays (bytes; edge_index as int64)", declared, "max_decoded_bytes", declared - 1)
+    )
     narrow = write_npz(tmp_path / "narrow.npz", edge_index=np.tile(EDGES, 1000).astype(np.int16))
     as_int64 = 128 + 2 * 3000 * 8  # the header, then 3,000 edges widened to int64 (4x their int16 bytes)
     assert graph_reason(narrow, max_decoded_bytes=as_int64) is None
     assert graph_reason(narrow, max_decoded_bytes=as_int64 - 1).startswith(
-        limit_reason("declared size of the .npz's arrays (bytes; edge_index as int64)", as_int64, "max_decoded_bytes", as_int64 - 1))
+        limit_reason("declared size of the .npz's arrays (bytes; edge_index as int64)", as_int64, "max_decoded_bytes", as_int64 - 1)
+    )
     stored = write_npz(tmp_path / "stored.npz", x=np.zeros((5000, 8), np.float32), edge_index=EDGES)
     size = stored.stat().st_size  # the file is read whole: its size counts too
     assert graph_reason(stored, max_decoded_bytes=size - 1).startswith(
-        limit_reason("file size of the .npz (bytes; it is read whole)", size, "max_decoded_bytes", size - 1))
+        limit_reason("file size of the .npz (bytes; it is read whole)", size, "max_decoded_bytes", size - 1)
+    )
 
 
 def test_npz_member_whose_header_lies_is_quarantined_before_inflating(tmp_path):
@@ -131,7 +134,9 @@ def test_npz_member_whose_header_lies_is_quarantined_before_inflating(tmp_path):
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert reason == "x.npy's header declares shape (1000000000, 4) of float32 (16,000,000,000 bytes), more than the 64 bytes its member holds"
+    assert (
+        reason == "x.npy's header declares shape (1000000000, 4) of float32 (16,000,000,000 bytes), more than the 64 bytes its member holds"
+    )
     assert peak < 5 * MB, peak
 
 
@@ -141,7 +146,9 @@ def test_text_graph_sizes_are_bounded_by_their_parse_factor(tmp_path):
     need = path.stat().st_size * TEXT_PARSE_FACTOR["json"]
     assert graph_reason(path, max_decoded_bytes=need) is None
     reason = graph_reason(path, max_decoded_bytes=need - 1)
-    assert re.match(rf"memory to parse this \.json file \(24 x its {path.stat().st_size:,} bytes\) {need:,} exceeds max_decoded_bytes", reason), reason
+    assert re.match(
+        rf"memory to parse this \.json file \(24 x its {path.stat().st_size:,} bytes\) {need:,} exceeds max_decoded_bytes", reason
+    ), reason
     # a TU folder: its files together, before any is parsed; then each graph's counts, one record each
     tu = tmp_path / "DS"
     tu.mkdir()
@@ -165,17 +172,22 @@ def point_reason(path: Path, **options) -> str | None:
 
 
 def ply_bytes(fmt: str, count: int | str, body: bytes) -> bytes:
-    return (f"ply\nformat {fmt} 1.0\nelement vertex {count}\nproperty float x\nproperty float y\nproperty float z\n"
-            f"end_header\n").encode() + body
+    return (
+        f"ply\nformat {fmt} 1.0\nelement vertex {count}\nproperty float x\nproperty float y\nproperty float z\nend_header\n"
+    ).encode() + body
 
 
 LIES = {
-    "binary.ply": (ply_bytes("binary_little_endian", 2**40, bytes(1000)),
-                   "PLY header declares 1,099,511,627,776 vertices (13,194,139,533,312 bytes at least), but the file holds 1,000 bytes"),
+    "binary.ply": (
+        ply_bytes("binary_little_endian", 2**40, bytes(1000)),
+        "PLY header declares 1,099,511,627,776 vertices (13,194,139,533,312 bytes at least), but the file holds 1,000 bytes",
+    ),
     "ascii.ply": (ply_bytes("ascii", 2**40, b"0 0 0\n" * 100), "PLY header declares 1,099,511,627,776 vertices (5,497,558,138,880 bytes"),
     "negative.ply": (ply_bytes("binary_little_endian", -1, bytes(1200)), "PLY header declares a negative vertex count (-1)"),
-    "huge.off": (b"OFF\n4 1000000000000 0\n0 0 0\n1 0 0\n0 1 0\n1 1 0\n3 0 1 2\n",
-                 "OFF header declares 4 vertices and 1,000,000,000,000 faces, more than the 54-byte file can hold"),
+    "huge.off": (
+        b"OFF\n4 1000000000000 0\n0 0 0\n1 0 0\n0 1 0\n1 1 0\n3 0 1 2\n",
+        "OFF header declares 4 vertices and 1,000,000,000,000 faces, more than the 54-byte file can hold",
+    ),
     "negative.off": (b"OFF\n-4 1 0\n0 0 0\n1 0 0\n0 1 0\n3 0 1 2\n", "OFF header declares a negative count (-4 vertices, 1 faces)"),
 }
 
@@ -187,8 +199,11 @@ def test_point_cloud_header_lies_are_quarantined_without_allocating(tmp_path, na
         with open(path, "wb") as f:
             npy_header(f, (2**40, 3) if name == "huge.npy" else (-5, 3), "<f4")
             f.write(bytes(1024 - f.tell()))
-        expected = (".npy header declares shape (1099511627776, 3) of float32 (13,194,139,533,312 bytes), but the file holds 896 bytes"
-                    if name == "huge.npy" else "unparsable .npy file: .npy header declares a negative dimension: shape (-5, 3)")
+        expected = (
+            ".npy header declares shape (1099511627776, 3) of float32 (13,194,139,533,312 bytes), but the file holds 896 bytes"
+            if name == "huge.npy"
+            else "unparsable .npy file: .npy header declares a negative dimension: shape (-5, 3)"
+        )
     else:
         data, expected = LIES[name]
         path.write_bytes(data)
@@ -210,21 +225,26 @@ def test_max_input_points_is_checked_from_headers_and_after_parsing_text(tmp_pat
     (tmp_path / "p.xyz").write_text("".join(f"{x} {y} {z}\n" for x, y, z in points))
     (tmp_path / "m.off").write_text("OFF\n4 2 0\n0 0 0\n1 0 0\n1 1 0\n0 1 0\n3 0 1 2\n3 0 2 3\n")
     (tmp_path / "m.obj").write_text("v 0 0 0\nv 1 0 0\nv 1 1 0\nv 0 1 0\nf 1 2 3 4\n")
-    for name, what, count in (("p.npy", "point count (declared by the .npy header)", 100),
-                              ("p.ply", "point count (declared by the PLY header)", 100),
-                              ("p.xyz", "point count", 100), ("m.off", "point count (declared by the OFF header)", 4),
-                              ("m.obj", "mesh vertex count", 4)):
+    for name, what, count in (
+        ("p.npy", "point count (declared by the .npy header)", 100),
+        ("p.ply", "point count (declared by the PLY header)", 100),
+        ("p.xyz", "point count", 100),
+        ("m.off", "point count (declared by the OFF header)", 4),
+        ("m.obj", "mesh vertex count", 4),
+    ):
         assert point_reason(tmp_path / name, max_input_points=count, mesh_points=count) is None, name
         reason = point_reason(tmp_path / name, max_input_points=count - 1, mesh_points=count - 1)
         assert reason is not None and reason.startswith(limit_reason(what, count, "max_input_points", count - 1)), (name, reason)
     # the declared values as float64, and a text file's size x its parse factor, count against max_decoded_bytes
     assert point_reason(tmp_path / "p.npy", max_decoded_bytes=100 * 3 * 8) is None
     assert point_reason(tmp_path / "p.npy", max_decoded_bytes=100 * 3 * 8 - 1).startswith(
-        limit_reason("decoded size (bytes, as float64; declared by the .npy header)", 2400, "max_decoded_bytes", 2399))
+        limit_reason("decoded size (bytes, as float64; declared by the .npy header)", 2400, "max_decoded_bytes", 2399)
+    )
     size = (tmp_path / "p.xyz").stat().st_size
     assert point_reason(tmp_path / "p.xyz", max_decoded_bytes=size * POINT_TEXT_FACTOR["xyz"]) is None
     assert point_reason(tmp_path / "p.xyz", max_decoded_bytes=size * POINT_TEXT_FACTOR["xyz"] - 1).startswith(
-        f"memory to parse this .xyz text ({POINT_TEXT_FACTOR['xyz']} x its {size:,} bytes)")
+        f"memory to parse this .xyz text ({POINT_TEXT_FACTOR['xyz']} x its {size:,} bytes)"
+    )
     with pytest.raises(ValueError, match=r"mesh_points \(8192\) must be <= max_input_points \(1000\)"):
         PointCloudIngestConfig(max_input_points=1000)
 
@@ -236,8 +256,10 @@ def test_point_cloud_ingest_peaks_within_a_small_multiple_of_max_decoded_bytes(t
     limit = 48 * MB
     np.save(tmp_path / "big.npy", np.ones((limit // 24 - 8, 3)))
     (tmp_path / "zeros.xyz").write_bytes(b"0 0 0\n" * (limit // POINT_TEXT_FACTOR["xyz"] // 6))
-    body = "".join(f"encode_point_file(Path({str(tmp_path / name)!r}), PointCloudIngestConfig(max_decoded_bytes={limit}))\n"
-                   for name in ("zeros.xyz", "big.npy"))
+    body = "".join(
+        f"encode_point_file(Path({str(tmp_path / name)!r}), PointCloudIngestConfig(max_decoded_bytes={limit}))\n"
+        for name in ("zeros.xyz", "big.npy")
+    )
     grown = peak_rss_growth(
         setup="from pathlib import Path\nfrom omnimask.modalities.pointcloud.ingest import PointCloudIngestConfig, encode_point_file",
         body=body,
@@ -255,4 +277,3 @@ def test_preprocess_accounts_for_the_bomb_as_quarantined(bomb, tmp_path):
     assert m.num_inputs == m.num_samples + m.num_quarantined == 3 and m.num_quarantined == 1
     [entry] = read_quarantine(tmp_path / "out")
     assert entry["source"].endswith("bomb.npz") and "exceeds max_nodes=5,000,000" in entry["reason"], entry
-

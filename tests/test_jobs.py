@@ -35,13 +35,28 @@ def head():
     temp = tempfile.mkdtemp(prefix="rayj", dir="/tmp")
     # Ray 2.60 drains a node on SIGTERM for up to 30 s, waiting on leases the finished jobs' idle workers
     # still hold: no drain, so that the teardown below takes seconds
-    env = dict(os.environ, RAY_AUTH_MODE="disabled", PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}",
-               RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0")
+    env = dict(
+        os.environ, RAY_AUTH_MODE="disabled", PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}", RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0"
+    )
     proc = subprocess.Popen(
-        [str(BIN / "ray"), "start", "--head", "--block", f"--port={port}", "--num-cpus=2", "--include-dashboard=true",
-         f"--dashboard-port={dash}", "--dashboard-host=127.0.0.1", f"--dashboard-agent-listen-port={agent}",
-         f"--ray-client-server-port={client}", "--disable-usage-stats", f"--temp-dir={temp}"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            str(BIN / "ray"),
+            "start",
+            "--head",
+            "--block",
+            f"--port={port}",
+            "--num-cpus=2",
+            "--include-dashboard=true",
+            f"--dashboard-port={dash}",
+            "--dashboard-host=127.0.0.1",
+            f"--dashboard-agent-listen-port={agent}",
+            f"--ray-client-server-port={client}",
+            "--disable-usage-stats",
+            f"--temp-dir={temp}",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     address = f"http://127.0.0.1:{dash}"
     deadline = time.monotonic() + 120
@@ -84,8 +99,9 @@ def shards(tmp_path_factory, head):
     root = tmp_path_factory.mktemp("jobs")
     counts = make_image_folder(root / "raw", n_good=16, seed=9)
     client = JobSubmissionClient(head)
-    job = submit_job(client, entrypoint=f"omnimask preprocess image --input {root / 'raw'} --output {root / 'shards'} "
-                                        "--samples-per-shard 8")
+    job = submit_job(
+        client, entrypoint=f"omnimask preprocess image --input {root / 'raw'} --output {root / 'shards'} --samples-per-shard 8"
+    )
     assert wait_for(client, job) == JobStatus.SUCCEEDED, client.get_job_logs(job)[-3000:]
     logs = client.get_job_logs(job)
     assert "joined the Ray cluster" in logs
@@ -94,9 +110,18 @@ def shards(tmp_path_factory, head):
 
 
 def overrides(root: Path, run_dir: Path) -> list[str]:
-    return [f"data.path={root / 'shards'}", f"run.dir={run_dir}", "model.tokenizer.image_size=32", "model.encoder.depth=1",
-            "model.head.depth=1", "data.batch_size=4", "data.num_workers=0", "trainer.max_steps=4",
-            "trainer.checkpoint_every_n_steps=2", "trainer.log_every_n_steps=2"]
+    return [
+        f"data.path={root / 'shards'}",
+        f"run.dir={run_dir}",
+        "model.tokenizer.image_size=32",
+        "model.encoder.depth=1",
+        "model.head.depth=1",
+        "data.batch_size=4",
+        "data.num_workers=0",
+        "trainer.max_steps=4",
+        "trainer.checkpoint_every_n_steps=2",
+        "trainer.log_every_n_steps=2",
+    ]
 
 
 def test_pretrain_job_through_the_jobs_sdk(head, shards, tmp_path):
@@ -113,15 +138,32 @@ def test_pretrain_job_through_the_jobs_sdk(head, shards, tmp_path):
 def test_omnimask_submit_streams_logs_and_returns_status(head, shards, tmp_path):
     """--address wins over a RAY_ADDRESS left set (which the Jobs SDK alone would prefer): here a dead one."""
     env = dict(os.environ, RAY_AUTH_MODE="disabled", RAY_ADDRESS=f"http://127.0.0.1:{free_port()}")
-    cmd = [sys.executable, "-m", "omnimask.cli.main", "submit", "mae_image_tiny", *overrides(shards, tmp_path),
-           "--name", "cli", "--address", head, "--timeout", "300"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "omnimask.cli.main",
+        "submit",
+        "mae_image_tiny",
+        *overrides(shards, tmp_path),
+        "--name",
+        "cli",
+        "--address",
+        head,
+        "--timeout",
+        "300",
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "trained 4 steps" in proc.stdout and "job status: SUCCEEDED" in proc.stdout
     assert (tmp_path / "cli" / "checkpoint-step0000004" / "checkpoint.ckpt").is_file()
 
-    bad = subprocess.run([*cmd[:-6], "trainer.max_steps=4", "data.path=/nonexistent", "--name", "bad", "--address", head,
-                          "--timeout", "300"], env=env, capture_output=True, text=True, timeout=400)
+    bad = subprocess.run(
+        [*cmd[:-6], "trainer.max_steps=4", "data.path=/nonexistent", "--name", "bad", "--address", head, "--timeout", "300"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
     assert bad.returncode == 1 and "job status: FAILED" in bad.stdout
 
 
@@ -169,8 +211,18 @@ def test_omnimask_submit_that_loses_the_cluster_names_the_job_in_one_line(head, 
     proxy = Proxy(int(head.rsplit(":", 1)[1]))
     address = f"http://127.0.0.1:{proxy.port}"
     env = dict(os.environ, RAY_AUTH_MODE="disabled")
-    cmd = [sys.executable, "-m", "omnimask.cli.main", "submit", "mae_image_tiny", *overrides(shards, tmp_path),
-           "--name", "lost", "--address", address]
+    cmd = [
+        sys.executable,
+        "-m",
+        "omnimask.cli.main",
+        "submit",
+        "mae_image_tiny",
+        *overrides(shards, tmp_path),
+        "--name",
+        "lost",
+        "--address",
+        address,
+    ]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         err = []
@@ -187,9 +239,11 @@ def test_omnimask_submit_that_loses_the_cluster_names_the_job_in_one_line(head, 
         proc.kill()
         proxy.cut()
     assert "Traceback" not in "".join(err), "".join(err)
-    assert err[-1].strip() == (f"omnimask submit: error: lost the connection to the Ray cluster at {address} after submitting "
-                               f"job {job}: Connection refused. The job may still be running: ray job status {job} "
-                               f"--address {address}")
+    assert err[-1].strip() == (
+        f"omnimask submit: error: lost the connection to the Ray cluster at {address} after submitting "
+        f"job {job}: Connection refused. The job may still be running: ray job status {job} "
+        f"--address {address}"
+    )
     client = JobSubmissionClient(head)  # the job went on without the submitter
     client.stop_job(job)
     assert wait_for(client, job) in (JobStatus.STOPPED, JobStatus.SUCCEEDED)
@@ -202,8 +256,22 @@ def test_ray_job_submit_cli_with_working_dir(head, shards, tmp_path):
     job_dir.mkdir()
     (job_dir / "mine.yaml").write_text("base: mae_image_tiny.yaml\ndescription: a recipe of my own\n")
     env = dict(os.environ, RAY_AUTH_MODE="disabled", PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
-    cmd = [str(BIN / "ray"), "job", "submit", "--address", head, "--working-dir", str(job_dir), "--",
-           "omnimask", "pretrain", "mine.yaml", *overrides(shards, tmp_path), "--name", "raycli"]
+    cmd = [
+        str(BIN / "ray"),
+        "job",
+        "submit",
+        "--address",
+        head,
+        "--working-dir",
+        str(job_dir),
+        "--",
+        "omnimask",
+        "pretrain",
+        "mine.yaml",
+        *overrides(shards, tmp_path),
+        "--name",
+        "raycli",
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "trained 4 steps" in proc.stdout and "succeeded" in proc.stdout.lower()
@@ -215,8 +283,20 @@ def test_ray_job_submit_trains_with_the_example_plugin(head, shards, tmp_path):
     """The plugin's components resolve on the cluster through their entry points: nothing is uploaded."""
     recipe = Path(__file__).resolve().parent.parent / "examples" / "ringmask" / "ring_sobel_tiny.yaml"
     env = dict(os.environ, RAY_AUTH_MODE="disabled", PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
-    cmd = [str(BIN / "ray"), "job", "submit", "--address", head, "--", "omnimask", "pretrain", str(recipe),
-           *overrides(shards, tmp_path), "--name", "plugin"]
+    cmd = [
+        str(BIN / "ray"),
+        "job",
+        "submit",
+        "--address",
+        head,
+        "--",
+        "omnimask",
+        "pretrain",
+        str(recipe),
+        *overrides(shards, tmp_path),
+        "--name",
+        "plugin",
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "trained 4 steps" in proc.stdout and "succeeded" in proc.stdout.lower()

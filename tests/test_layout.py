@@ -23,8 +23,7 @@ LAYERS = {
     "omnimask.modalities": {"omnimask.core", "omnimask.io", "omnimask.components"},  # + the modality's own folder
     "omnimask.weights": {"omnimask.core", "omnimask.components", "omnimask.modalities", "omnimask.weights"},
     "omnimask.data": {"omnimask.core", "omnimask.io", "omnimask.data"},
-    "omnimask.train": {"omnimask.core", "omnimask.io", "omnimask.components", "omnimask.data", "omnimask.weights",
-                       "omnimask.train"},
+    "omnimask.train": {"omnimask.core", "omnimask.io", "omnimask.components", "omnimask.data", "omnimask.weights", "omnimask.train"},
     "omnimask.cli": {"omnimask"},
     # the old import paths, kept as re-exports for plugins
     "omnimask.models": {"omnimask.core"},
@@ -158,12 +157,12 @@ def test_an_image_run_imports_no_other_modality():
 
 
 def test_old_import_paths_still_work():
-    from omnimask.core import interfaces, networks, seeding
+    from omnimask import seeding as old_seeding
     from omnimask.components import targets
+    from omnimask.core import interfaces, networks, seeding
     from omnimask.modalities import base as old_base
     from omnimask.modalities import targets as old_targets
     from omnimask.models import base as old_models_base
-    from omnimask import seeding as old_seeding
 
     assert old_base.Masker is interfaces.Masker and old_base.Target is interfaces.Target
     assert old_models_base.Encoder is networks.Encoder and old_models_base.MaskIndex is networks.MaskIndex
@@ -180,9 +179,11 @@ def test_an_unknown_name_lists_the_builtins_not_yet_imported(kind):
 
 
 def test_the_public_api_resolves_and_import_omnimask_stays_light():
-    code = ("import json, sys, omnimask; light = sorted(m for m in ('torch', 'ray', 'pytorch_lightning') if m in sys.modules); "
-            "missing = [n for n in omnimask.__all__ if getattr(omnimask, n, None) is None]; "
-            "print(json.dumps([light, missing, omnimask.load_recipe('mae_image_tiny').modality]))")
+    code = (
+        "import json, sys, omnimask; light = sorted(m for m in ('torch', 'ray', 'pytorch_lightning') if m in sys.modules); "
+        "missing = [n for n in omnimask.__all__ if getattr(omnimask, n, None) is None]; "
+        "print(json.dumps([light, missing, omnimask.load_recipe('mae_image_tiny').modality]))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert json.loads(out.stdout) == [[], [], "image"]

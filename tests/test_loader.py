@@ -61,8 +61,13 @@ def test_a_loader_alive_at_exit_stops_its_workers_before_they_are_terminated(ima
     )
     temp = Path(tempfile.mkdtemp())  # not under tmp_path: a socket's path must stay under 108 characters
     try:
-        subprocess.run([sys.executable, "-c", script, str(image_dataset["shards"])], env={**os.environ, "TMPDIR": str(temp)},
-                       cwd=Path(__file__).resolve().parent.parent, check=True, timeout=120)
+        subprocess.run(
+            [sys.executable, "-c", script, str(image_dataset["shards"])],
+            env={**os.environ, "TMPDIR": str(temp)},
+            cwd=Path(__file__).resolve().parent.parent,
+            check=True,
+            timeout=120,
+        )
         assert not list(temp.glob("pymp-*"))
     finally:
         shutil.rmtree(temp)
@@ -304,10 +309,20 @@ def test_the_loader_owns_its_position_and_a_new_loader_continues_from_its_state(
     full = [k for batch in batch_keys(one, 12) for k in batch]  # read well ahead of training
     trained["steps"] = 7
     state = one.state_dict()
-    assert state == {"loader": "torch", "world_size": 1, "num_workers": 0, "batch_size": 4, "max_tokens": None,
-                     "repeats": 1, "seed": 0, "epoch": 0, "offset": 28}
-    ranks = [build_loader(recipe(), image_dataset["shards"], batch_size=2, num_workers=0, seed=0, window=2, rank=r,
-                          world_size=2) for r in (0, 1)]
+    assert state == {
+        "loader": "torch",
+        "world_size": 1,
+        "num_workers": 0,
+        "batch_size": 4,
+        "max_tokens": None,
+        "repeats": 1,
+        "seed": 0,
+        "epoch": 0,
+        "offset": 28,
+    }
+    ranks = [
+        build_loader(recipe(), image_dataset["shards"], batch_size=2, num_workers=0, seed=0, window=2, rank=r, world_size=2) for r in (0, 1)
+    ]
     for r in ranks:
         r.load_state_dict(state, step=7)
     two = [batch_keys(r, 5) for r in ranks]
@@ -317,11 +332,14 @@ def test_the_loader_owns_its_position_and_a_new_loader_continues_from_its_state(
     assert ranks[0].state_dict()["offset"] == 28  # nothing trained since the resume: still the same position
 
 
-@pytest.mark.parametrize("change,message", [
-    ({"seed": 1}, "taken with seed=1, this run has 0.*every epoch's order is drawn from it"),
-    ({"max_tokens": 4096}, "max_tokens=4096, this run has None.*counts batches of that budget"),
-    ({"loader": "ray"}, "loader='ray', this run has 'torch'.*a count of batches"),
-])
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        ({"seed": 1}, "taken with seed=1, this run has 0.*every epoch's order is drawn from it"),
+        ({"max_tokens": 4096}, "max_tokens=4096, this run has None.*counts batches of that budget"),
+        ({"loader": "ray"}, "loader='ray', this run has 'torch'.*a count of batches"),
+    ],
+)
 def test_a_resume_the_position_cannot_carry_over_to_is_refused(image_dataset, change, message):
     loader = build_loader(recipe(), image_dataset["shards"], batch_size=4, num_workers=0, seed=0, window=2)
     with pytest.raises(ValueError, match=message):

@@ -66,8 +66,7 @@ def test_mae_trains_with_an_l1_loss_named_in_the_config(image_samples):
 
 OLD_HEAD_LOSSES = {  # recipe: the head's loss method before the loss slot, written out
     "mae_image_tiny": lambda p, t, head: (p.float() - t.float()).pow(2).mean(dim=-1).mean(),
-    "pointmae_tiny": lambda p, t, head: chamfer_distance(p.reshape(-1, p.shape[-1] // 3, 3),
-                                                         t.reshape(-1, t.shape[-1] // 3, 3)).mean(),
+    "pointmae_tiny": lambda p, t, head: chamfer_distance(p.reshape(-1, p.shape[-1] // 3, 3), t.reshape(-1, t.shape[-1] // 3, 3)).mean(),
     "graphmae_tiny": lambda p, t, head: scaled_cosine_error(p, t, head.gamma),
     "graphmae": lambda p, t, head: scaled_cosine_error(p, t, head.gamma),
     "esm_mlm_tiny": lambda p, t, head: F.cross_entropy(p.float(), t),
@@ -114,8 +113,10 @@ def test_generic_losses_on_grid_and_padded_predictions():
     assert torch.allclose(ce(logits, ids), ce(logits.flatten(0, 1), ids.flatten()))  # not classes along dim 1
     ignored = ids.clone()
     ignored[0, :2] = 3
-    assert torch.allclose(build("cross_entropy", ignore_index=3)(logits, ignored),
-                          F.cross_entropy(logits.flatten(0, 1)[ignored.flatten() != 3], ignored.flatten()[ignored.flatten() != 3]))
+    assert torch.allclose(
+        build("cross_entropy", ignore_index=3)(logits, ignored),
+        F.cross_entropy(logits.flatten(0, 1)[ignored.flatten() != 3], ignored.flatten()[ignored.flatten() != 3]),
+    )
 
 
 def test_a_bad_loss_config_fails_at_check_with_its_key():
@@ -133,8 +134,11 @@ def test_a_bad_loss_config_fails_at_check_with_its_key():
 
 def test_batch_parts_refuse_a_loss_that_is_not_a_sample_mean_and_name_it():
     assert load_recipe("mae_image_tiny").trainer.cpu_batch_parts == 2
-    with pytest.raises(ConfigError, match=r"trainer\.cpu_batch_parts: loss 'cross_entropy' \(model\.loss\) does not "
-                                          r"declare itself a mean of per-sample terms"):
+    with pytest.raises(
+        ConfigError,
+        match=r"trainer\.cpu_batch_parts: loss 'cross_entropy' \(model\.loss\) does not "
+        r"declare itself a mean of per-sample terms",
+    ):
         Recipe.check(load_recipe("mae_image_tiny", ["model.loss=cross_entropy"]))
     for name in ("mse", "l1", "smooth_l1"):
         Recipe.check(load_recipe("mae_image_tiny", [f"model.loss={name}"]))

@@ -4,11 +4,11 @@ import sys
 import numpy as np
 import pytest
 
+from omnimask.components.maskers import RandomMasker
+from omnimask.core import registry
 from omnimask.core.config import ComponentSpec, ConfigError
 from omnimask.core.interfaces import TokenLayout
 from omnimask.modalities.image.maskers import BlockMasker, block_mask
-from omnimask.components.maskers import RandomMasker
-from omnimask.core import registry
 
 LAYOUT = TokenLayout(grid=(14, 14), token_dim=768)
 

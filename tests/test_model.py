@@ -4,13 +4,12 @@ import numpy as np
 import torch
 
 from conftest import photo_like
-
-from omnimask.core.config import load_recipe
-from omnimask.core.networks import MaskIndex
 from omnimask.components.layers import sincos_pos_embed
-from omnimask.core.indexing import split_ids
-from omnimask.core.recipe import Recipe
 from omnimask.core.collate import collate
+from omnimask.core.config import load_recipe
+from omnimask.core.indexing import split_ids
+from omnimask.core.networks import MaskIndex
+from omnimask.core.recipe import Recipe
 
 TINY = ["model.tokenizer.image_size=32", "model.encoder.depth=2", "model.head.depth=1"]
 
@@ -103,6 +102,7 @@ def test_block_masker_is_a_config_change():
 
 def mae_2d_sincos(embed_dim: int, grid_size: int) -> np.ndarray:
     """MAE's get_2d_sincos_pos_embed (no cls), written out from its definition."""
+
     def one_d(d, pos):
         omega = 1.0 / 10000 ** (np.arange(d // 2, dtype=np.float64) / (d / 2.0))
         out = np.einsum("m,d->md", pos.reshape(-1), omega)
@@ -216,7 +216,6 @@ def test_the_model_reads_no_bookkeeping_entry_of_a_batch():
     """The training step hands the (possibly compiled) loss the batch without its keys and counts, so that
     torch.compile does not guard on them and recompile for every batch: the loss must not need them."""
     from benchmarks.train_step import real_batch
-
     from omnimask.core.collate import BOOKKEEPING, model_inputs
 
     for name in ("mae_image_tiny", "esm_mlm_tiny"):
@@ -238,8 +237,8 @@ def test_trainer_compile_compiles_the_loss_once_and_matches_eager(tmp_path, monk
     second step: a dict they were cached in changed under the first step's guards)."""
     import torch._dynamo
 
-    from omnimask.train.module import MaskedModelingModule
     from omnimask.core.collate import model_inputs
+    from omnimask.train.module import MaskedModelingModule
 
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path))  # compile for real, not from an earlier run's cache
     torch._dynamo.reset()

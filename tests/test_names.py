@@ -11,9 +11,9 @@ import pytest
 from conftest import OMNIMASK
 from omnimask.cli.demo import DEMOS
 from omnimask.core import registry
+from omnimask.data.preprocess import preprocess
 from omnimask.io.formats import iter_shard
 from omnimask.io.manifest import MANIFEST, QUARANTINE, Manifest, read_quarantine
-from omnimask.data.preprocess import preprocess
 
 ODD = b"-\xff\xfe"  # not UTF-8 in any position
 
@@ -66,8 +66,12 @@ def test_the_cli_prints_names_that_are_not_utf8_escaped(tmp_path):
     registry.lookup("modality", "image")().example_inputs(src, 2)
     rename_everything(src)
     env = dict(os.environ, RAY_AUTH_MODE="disabled", LC_ALL="C.UTF-8", PYTHONIOENCODING="utf-8")
-    proc = subprocess.run([*OMNIMASK, "preprocess", "image", "--input", str(src), "--output", out, "--executor", "processes",
-                           "--num-cpus", "1"], env=env, capture_output=True, timeout=300)
+    proc = subprocess.run(
+        [*OMNIMASK, "preprocess", "image", "--input", str(src), "--output", out, "--executor", "processes", "--num-cpus", "1"],
+        env=env,
+        capture_output=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr.decode(errors="replace")[-3000:]
     assert b"out-\\xff\\xfe/manifest.json" in proc.stdout  # shown escaped, not a crash
     assert Manifest.load(os.fsdecode(out)).num_samples == 2

@@ -36,8 +36,13 @@ def npz_bytes(compressed: bool = False, **arrays: np.ndarray) -> bytes:
 
 
 def same(a: np.ndarray, b: np.ndarray) -> bool:
-    return (a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b)
-            and a.flags.f_contiguous == b.flags.f_contiguous and a.flags.writeable == b.flags.writeable)
+    return (
+        a.dtype == b.dtype
+        and a.shape == b.shape
+        and np.array_equal(a, b)
+        and a.flags.f_contiguous == b.flags.f_contiguous
+        and a.flags.writeable == b.flags.writeable
+    )
 
 
 @pytest.mark.parametrize("array", ARRAYS, ids=lambda a: f"{a.dtype}{list(a.shape)}")
@@ -72,8 +77,11 @@ def test_npy_refuses_object_arrays_and_truncated_data():
 
 @pytest.mark.parametrize("compressed", [False, True])
 def test_npz_as_numpy_loads_it_on_the_fast_path(compressed):
-    arrays = {"edge_index": np.arange(80).reshape(2, 40), "num_nodes": np.array(40),
-              "x": np.random.default_rng(0).random((40, 5)).astype(np.float32)}
+    arrays = {
+        "edge_index": np.arange(80).reshape(2, 40),
+        "num_nodes": np.array(40),
+        "x": np.random.default_rng(0).random((40, 5)).astype(np.float32),
+    }
     data = npz_bytes(compressed, **arrays)
     assert _parse_npz(memoryview(data)) is not None
     got = load_npz(data)
@@ -159,8 +167,10 @@ def test_a_deflated_member_is_inflated_no_further_than_its_declared_size():
 
 def test_npy_headers_numpy_would_not_parse_go_to_numpy():
     body = np.array([1], "<i4").tobytes()
-    for header, minor in (("{'descr': '<i4', 'fortran_order': False, 'shape': (01,), }", 0),
-                          ("{'descr': '<i4', 'fortran_order': False, 'shape': (1,), }", 5)):
+    for header, minor in (
+        ("{'descr': '<i4', 'fortran_order': False, 'shape': (01,), }", 0),
+        ("{'descr': '<i4', 'fortran_order': False, 'shape': (1,), }", 5),
+    ):
         header = header.ljust(117) + "\n"
         data = b"\x93NUMPY\x01" + bytes([minor]) + len(header).to_bytes(2, "little") + header.encode() + body
         assert _parse_npy(memoryview(data)) is None

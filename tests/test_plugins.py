@@ -49,8 +49,21 @@ def test_check_plugin_runs_the_example_against_the_contract(tmp_path):
 
 
 def test_example_plugin_trains_through_the_cli(image_dataset, tmp_path):
-    run_cli(["pretrain", str(EXAMPLE_RECIPE), f"data.path={image_dataset['shards']}", *SMALL, "data.batch_size=8",
-             "trainer.max_steps=8", "trainer.log_every_n_steps=2", "trainer.checkpoint_every_n_steps=8", "--name", "ring"], tmp_path)
+    run_cli(
+        [
+            "pretrain",
+            str(EXAMPLE_RECIPE),
+            f"data.path={image_dataset['shards']}",
+            *SMALL,
+            "data.batch_size=8",
+            "trainer.max_steps=8",
+            "trainer.log_every_n_steps=2",
+            "trainer.checkpoint_every_n_steps=8",
+            "--name",
+            "ring",
+        ],
+        tmp_path,
+    )
     run_dir = tmp_path / "runs" / "ring"
     config = (run_dir / "config.yaml").read_text()
     assert "name: ring" in config and "name: sobel" in config
@@ -73,17 +86,25 @@ def first_batch(image_dataset, *overrides):
     return recipe, batch
 
 
-@pytest.mark.parametrize("masker,message", [
-    ("WrongCountMasker", r"masker 'WrongCountMasker' \(broken_plugins.WrongCountMasker\) hid 13 of 16 tokens; its num_masked says 12"),
-    ("IntMaskMasker", r"masker 'IntMaskMasker' \(broken_plugins.IntMaskMasker\) returned int64 \[16\]; expected a bool array or tensor \[16\]"),
-])
+@pytest.mark.parametrize(
+    "masker,message",
+    [
+        ("WrongCountMasker", r"masker 'WrongCountMasker' \(broken_plugins.WrongCountMasker\) hid 13 of 16 tokens; its num_masked says 12"),
+        (
+            "IntMaskMasker",
+            r"masker 'IntMaskMasker' \(broken_plugins.IntMaskMasker\) returned int64 \[16\]; expected a bool array or tensor \[16\]",
+        ),
+    ],
+)
 def test_a_broken_masker_stops_the_first_batch_with_a_message_naming_it(image_dataset, masker, message):
     with pytest.raises(ContractError, match=message):
         first_batch(image_dataset, f"model.masker={{name: 'broken_plugins:{masker}'}}")
 
 
 def test_a_broken_target_or_a_head_target_mismatch_is_named(image_dataset):
-    with pytest.raises(ContractError, match=r"target 'WrongShapeTarget' .* returned \[16, 192\]; expected \[12, \.\.\.\]: one row per predicted"):
+    with pytest.raises(
+        ContractError, match=r"target 'WrongShapeTarget' .* returned \[16, 192\]; expected \[12, \.\.\.\]: one row per predicted"
+    ):
         first_batch(image_dataset, "model.target={name: 'broken_plugins:WrongShapeTarget'}")
     recipe, batch = first_batch(image_dataset, "model.target={name: 'broken_plugins:WrongDimTarget'}")
     with pytest.raises(ContractError, match=r"target 'WrongDimTarget' .*finalize gave 192 values per token; its dim says 96"):
@@ -93,16 +114,24 @@ def test_a_broken_target_or_a_head_target_mismatch_is_named(image_dataset):
 
 def test_check_plugin_reports_a_broken_masker(tmp_path):
     env = dict(os.environ, RAY_AUTH_MODE="disabled", PYTHONPATH=str(Path(__file__).resolve().parent))
-    proc = subprocess.run([*OMNIMASK, "check-plugin", "broken_plugins:WrongCountMasker", "--kind", "masker"], cwd=tmp_path,
-                          env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [*OMNIMASK, "check-plugin", "broken_plugins:WrongCountMasker", "--kind", "masker"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "check-plugin FAILED: masker 'WrongCountMasker' (broken_plugins.WrongCountMasker) hid 49 of 64 tokens" in proc.stdout
 
 
 def test_plugins_name_shows_a_dotted_path_and_refuses_an_unknown_name(tmp_path):
     env = dict(os.environ, RAY_AUTH_MODE="disabled", PYTHONPATH=str(Path(__file__).resolve().parent))
-    plugins = lambda *args: subprocess.run([*OMNIMASK, "plugins", *args], cwd=tmp_path, env=env,  # noqa: E731  (one call, run with several arguments below)
-                                           capture_output=True, text=True, timeout=300)
+
+    def plugins(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*OMNIMASK, "plugins", *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+
     proc = plugins("--name", "broken_plugins:WrongCountMasker")  # imported as a recipe imports it; its kind from its base
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines()[:3] == [

@@ -7,17 +7,17 @@ import torch
 from PIL import Image
 
 from conftest import pretrain_briefly, run_cli
+from omnimask.components.maskers import RandomMasker
 from omnimask.core.config import load_recipe
 from omnimask.core.interfaces import TokenLayout
-from omnimask.components.maskers import RandomMasker
+from omnimask.core.networks import MaskIndex
+from omnimask.core.recipe import Recipe
+from omnimask.data.loader import build_loader
+from omnimask.io.manifest import read_quarantine
+from omnimask.modalities.pointcloud.examples import build_demo_shapes, primitive
 from omnimask.modalities.pointcloud.geometry import chamfer_distance, farthest_point_sample
 from omnimask.modalities.pointcloud.maskers import PointBlockMasker
 from omnimask.modalities.pointcloud.tokenizer import PointGroupTokenizer
-from omnimask.core.networks import MaskIndex
-from omnimask.core.recipe import Recipe
-from omnimask.modalities.pointcloud.examples import build_demo_shapes, primitive
-from omnimask.data.loader import build_loader
-from omnimask.io.manifest import read_quarantine
 
 LAYOUT = TokenLayout((64,), 96)
 
@@ -83,12 +83,34 @@ def test_chamfer_head_loss_and_shapes():
 
 def test_pointmae_tiny_preprocesses_and_pretrains_through_the_cli(tmp_path):
     n = build_demo_shapes(tmp_path / "raw", 40, seed=3)
-    out = run_cli(["preprocess", "pointcloud", "--input", "raw", "--output", "shards", "--samples-per-shard", "10",
-                   "--num-cpus", "2", "-o", "mesh_points=2048"], tmp_path).stdout
+    out = run_cli(
+        [
+            "preprocess",
+            "pointcloud",
+            "--input",
+            "raw",
+            "--output",
+            "shards",
+            "--samples-per-shard",
+            "10",
+            "--num-cpus",
+            "2",
+            "-o",
+            "mesh_points=2048",
+        ],
+        tmp_path,
+    ).stdout
     assert f"{n} inputs -> 40 samples" in out and "3 quarantined" in out
     reasons = {q["source"]: q["reason"] for q in read_quarantine(tmp_path / "shards")}
-    assert reasons == {"broken/empty.ply": "empty file", "broken/nan.npy": "NaN or infinite coordinates",
-                       "broken/words.xyz": reasons["broken/words.xyz"]} and "unparsable .xyz" in reasons["broken/words.xyz"]
+    assert (
+        reasons
+        == {
+            "broken/empty.ply": "empty file",
+            "broken/nan.npy": "NaN or infinite coordinates",
+            "broken/words.xyz": reasons["broken/words.xyz"],
+        }
+        and "unparsable .xyz" in reasons["broken/words.xyz"]
+    )
     recipe = Recipe.from_config(load_recipe("pointmae_tiny", ["model.masker.name=point_block"]))
     b = next(iter(build_loader(recipe, tmp_path / "shards", batch_size=4, num_workers=0, seed=0, epochs=1)))
     assert b["tokens"].shape == (4, 32, 48) and b["coords"].shape == (4, 32, 3) and b["num_hidden"] == 19

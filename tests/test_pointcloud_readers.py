@@ -13,8 +13,10 @@ PTS = np.array([[0.0, 0.0, 0.0], [1.0, 0.5, -2.0], [3.25, -1.0, 4.0]], dtype=np.
 
 
 def ply_header(fmt: str, extra: str = "") -> bytes:
-    return (f"ply\nformat {fmt} 1.0\ncomment made by a test\nelement vertex 3\nproperty float x\nproperty float y\n"
-            f"property float z\n{extra}element face 1\nproperty list uchar int vertex_indices\nend_header\n").encode()
+    return (
+        f"ply\nformat {fmt} 1.0\ncomment made by a test\nelement vertex 3\nproperty float x\nproperty float y\n"
+        f"property float z\n{extra}element face 1\nproperty list uchar int vertex_indices\nend_header\n"
+    ).encode()
 
 
 def test_ply_ascii_and_binary(tmp_path):
@@ -64,17 +66,20 @@ def test_meshes_are_sampled_by_area(tmp_path):
     assert pts.shape == (500, 3) and np.allclose(pts[:, 2], 0) and pts[:, :2].min() >= 0 and pts[:, :2].max() <= 2
 
 
-@pytest.mark.parametrize("name,content,reason", [
-    ("empty.ply", b"", "empty file"),
-    ("nan.npy", None, "NaN or infinite"),
-    ("flat.npy", None, "expected points [N, 3+]"),
-    ("trunc.ply", None, "truncated"),
-    ("garbage.xyz", b"hello world foo\n", "unparsable .xyz"),
-    ("badface.off", b"OFF\n3 1 0\n0 0 0\n1 0 0\n0 1 0\n3 0 1 7\n", "face index out of range"),
-    ("noface.obj", b"v 0 0 0\nv 1 0 0\n", "mesh has no faces"),
-    ("model.stl", b"solid x\n", "unsupported point-cloud format .stl"),
-    ("nopoints.xyz", b"# nothing\n", "no points"),
-])
+@pytest.mark.parametrize(
+    "name,content,reason",
+    [
+        ("empty.ply", b"", "empty file"),
+        ("nan.npy", None, "NaN or infinite"),
+        ("flat.npy", None, "expected points [N, 3+]"),
+        ("trunc.ply", None, "truncated"),
+        ("garbage.xyz", b"hello world foo\n", "unparsable .xyz"),
+        ("badface.off", b"OFF\n3 1 0\n0 0 0\n1 0 0\n0 1 0\n3 0 1 7\n", "face index out of range"),
+        ("noface.obj", b"v 0 0 0\nv 1 0 0\n", "mesh has no faces"),
+        ("model.stl", b"solid x\n", "unsupported point-cloud format .stl"),
+        ("nopoints.xyz", b"# nothing\n", "no points"),
+    ],
+)
 def test_broken_files_get_a_reason(tmp_path, name, content, reason):
     path = tmp_path / name
     if name == "nan.npy":

@@ -10,9 +10,9 @@ import pytest
 from PIL import Image
 
 from conftest import make_image_folder
+from omnimask.data.preprocess import OutputExistsError, preprocess
 from omnimask.io.formats import ShardFile, iter_shard
 from omnimask.io.manifest import Manifest, file_sha256, read_quarantine
-from omnimask.data.preprocess import OutputExistsError, preprocess
 
 
 def test_manifest_accounts_for_every_input(image_dataset):
@@ -234,8 +234,23 @@ def test_preprocessing_killed_mid_run_resumes_to_the_same_dataset(tmp_path):
     env = dict(os.environ, RAY_AUTH_MODE="disabled", TMPDIR=str(ray_tmp))
 
     def cmd(out):
-        return [sys.executable, "-m", "omnimask.cli.main", "preprocess", "image", "--input", str(tmp_path / "raw"),
-                "--output", str(out), "--samples-per-shard", "4", "--num-cpus", "1", "--resize", "64"]
+        return [
+            sys.executable,
+            "-m",
+            "omnimask.cli.main",
+            "preprocess",
+            "image",
+            "--input",
+            str(tmp_path / "raw"),
+            "--output",
+            str(out),
+            "--samples-per-shard",
+            "4",
+            "--num-cpus",
+            "1",
+            "--resize",
+            "64",
+        ]
 
     proc = subprocess.Popen(cmd(tmp_path / "out"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120

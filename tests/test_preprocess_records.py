@@ -9,15 +9,15 @@ from pathlib import Path
 
 import networkx as nx
 import numpy as np
+from peak_rss import peak_rss_growth
 
+from omnimask.data.preprocess import preprocess
+from omnimask.data.units import MAX_BAD_RECORDS, write_unit
+from omnimask.io.formats import iter_shard
+from omnimask.io.manifest import read_quarantine
 from omnimask.modalities.graph.decode import GraphDecoder
 from omnimask.modalities.pointcloud.decode import PointCloudAugmentConfig, PointCloudDecoder
 from omnimask.modalities.protein.decode import ProteinAugmentConfig, ProteinDecoder
-from omnimask.io.formats import iter_shard
-from omnimask.io.manifest import read_quarantine
-from omnimask.data.preprocess import preprocess
-from omnimask.data.units import MAX_BAD_RECORDS, write_unit
-from peak_rss import peak_rss_growth
 
 
 def samples(out: Path, manifest) -> dict[str, tuple[dict, dict]]:
@@ -33,8 +33,9 @@ def samples(out: Path, manifest) -> dict[str, tuple[dict, dict]]:
 def test_protein_records_quarantine_duplicates_and_shard_rollover(ray_local, tmp_path):
     raw = tmp_path / "raw"
     raw.mkdir()
-    (raw / "a.fasta").write_text(">p1 first protein\nMKTAYIAKQR\nQISFVKSHFS\n>empty\n>p3 bad\nMKJ1\n>p4 soft\nmktayiak\n"
-                                 ">p5 copy of p1\nMKTAYIAKQRQISFVKSHFS\n")
+    (raw / "a.fasta").write_text(
+        ">p1 first protein\nMKTAYIAKQR\nQISFVKSHFS\n>empty\n>p3 bad\nMKJ1\n>p4 soft\nmktayiak\n>p5 copy of p1\nMKTAYIAKQRQISFVKSHFS\n"
+    )
     with gzip.open(raw / "b.fa.gz", "wt") as f:
         f.write("".join(f">g{i}\n{'ACDEFGHIKLMNPQRSTVWY'[i:] + 'M' * i}\n" for i in range(5)))
     (raw / "broken.fa.gz").write_bytes(gzip.compress(b">x\nMKT\n")[:-12])  # truncated gzip stream
@@ -55,8 +56,7 @@ def test_protein_records_quarantine_duplicates_and_shard_rollover(ray_local, tmp
     assert members["seq"] == b"MKTAYIAK" and meta["id"] == "p4" and meta["description"] == "soft" and meta["length"] == 8
     # a FASTA file is a unit of its own and rolls over every samples_per_shard samples
     names = sorted(s.path for s in m.shards)
-    assert names == ["shard-000000-0001.tar", "shard-000000.tar", "shard-000001-0001.tar", "shard-000001-0002.tar",
-                     "shard-000001.tar"]
+    assert names == ["shard-000000-0001.tar", "shard-000000.tar", "shard-000001-0001.tar", "shard-000001-0002.tar", "shard-000001.tar"]
     assert all(s.num_samples <= 2 for s in m.shards)
     dups = [json.loads(line) for line in (out / "duplicates.jsonl").read_text().splitlines()]
     assert dups == [{"source": "a.fasta#5:p5", "same_as": "a.fasta#1:p1"}] and m.preprocess["duplicates"] == 1
@@ -75,8 +75,11 @@ def test_pointcloud_files_and_meshes(ray_local, tmp_path):
     np.savetxt(raw / "clouds" / "c.txt", np.c_[g.normal(size=(300, 3)), np.zeros((300, 3))], delimiter=",")
     hdr = "ply\nformat binary_little_endian 1.0\nelement vertex 400\nproperty float x\nproperty float y\nproperty float z\nend_header\n"
     (raw / "clouds" / "d.ply").write_bytes(hdr.encode() + g.normal(size=(400, 3)).astype("<f4").tobytes())
-    (raw / "meshes" / "cube.off").write_text("OFF\n8 6 0\n" + "".join(f"{x} {y} {z}\n" for x in (0, 1) for y in (0, 1) for z in (0, 1))
-                                             + "4 0 1 3 2\n4 4 5 7 6\n4 0 1 5 4\n4 2 3 7 6\n4 0 2 6 4\n4 1 3 7 5\n")
+    (raw / "meshes" / "cube.off").write_text(
+        "OFF\n8 6 0\n"
+        + "".join(f"{x} {y} {z}\n" for x in (0, 1) for y in (0, 1) for z in (0, 1))
+        + "4 0 1 3 2\n4 4 5 7 6\n4 0 1 5 4\n4 2 3 7 6\n4 0 2 6 4\n4 1 3 7 5\n"
+    )
     (raw / "meshes" / "tri.obj").write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n")
     (raw / "bad").mkdir()
     np.save(raw / "bad" / "nan.npy", np.full((100, 3), np.nan, np.float32))
@@ -85,8 +88,11 @@ def test_pointcloud_files_and_meshes(ray_local, tmp_path):
     m = preprocess("pointcloud", raw, tmp_path / "out", samples_per_shard=4, options={"mesh_points": 2048})
     assert (m.num_inputs, m.num_samples, m.num_quarantined) == (9, 6, 3)
     reasons = {q["source"]: q["reason"] for q in read_quarantine(tmp_path / "out")}
-    assert reasons == {"bad/nan.npy": "NaN or infinite coordinates", "bad/few.npy": "only 5 points (min_points=32)",
-                       "bad/empty.ply": "empty file"}
+    assert reasons == {
+        "bad/nan.npy": "NaN or infinite coordinates",
+        "bad/few.npy": "only 5 points (min_points=32)",
+        "bad/empty.ply": "empty file",
+    }
     got = samples(tmp_path / "out", m)
     assert got["meshes/cube.off"][0]["points"] == 2048 and got["clouds/c.txt"][0]["channels"] == 6
     cube = np.load(io.BytesIO(got["meshes/cube.off"][1]["npy"]))
@@ -144,7 +150,10 @@ def test_a_file_of_millions_of_bad_records_is_cut_off_after_max_bad_records(tmp_
     last = report["quarantine"][-1]
     assert last["source"] == f"many.fa.gz (after {MAX_BAD_RECORDS} records)" and "the rest of the file" in last["reason"]
     (tmp_path / "again").mkdir()
-    growth = peak_rss_growth(setup="from pathlib import Path\nfrom omnimask.data.units import write_unit", body=f"""
+    growth = peak_rss_growth(
+        setup="from pathlib import Path\nfrom omnimask.data.units import write_unit",
+        body=f"""
         write_unit({unit!r}, "protein", "webdataset", {{}}, Path({str(tmp_path / "again")!r}), [], 256)
-    """)
+    """,
+    )
     assert growth < 64e6, growth / 1e6

@@ -3,8 +3,8 @@
 import pytest
 
 from omnimask.core.config import ConfigError, load_recipe
-from omnimask.train.pretrain import pretrain
 from omnimask.data.preprocess import preprocess
+from omnimask.train.pretrain import pretrain
 
 
 def test_a_dataset_of_another_modality_fails_before_the_run(image_dataset, tmp_path):

@@ -9,18 +9,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import pretrain_briefly, preprocessed, run_cli
+from conftest import preprocessed, pretrain_briefly, run_cli
+from omnimask.components.layers import apply_rotary, rotary_tables
+from omnimask.core.collate import collate_for
 from omnimask.core.config import ConfigError, load_recipe
 from omnimask.core.interfaces import TokenLayout
-from omnimask.modalities.protein import alphabet
-from omnimask.modalities.protein.maskers import BertMasker
 from omnimask.core.networks import MaskIndex
-from omnimask.components.layers import apply_rotary, rotary_tables
 from omnimask.core.recipe import Recipe
-from omnimask.modalities.protein.examples import build_demo_proteins
-from omnimask.core.collate import collate_for
 from omnimask.data.loader import SamplePipeline
 from omnimask.io.manifest import read_quarantine
+from omnimask.modalities.protein import alphabet
+from omnimask.modalities.protein.examples import build_demo_proteins
+from omnimask.modalities.protein.maskers import BertMasker
 
 BERT = BertMasker(BertMasker.Config())
 
@@ -121,8 +121,7 @@ def test_fasta_files_are_accounted_for_and_esm_mlm_tiny_pretrains_through_the_cl
     assert reasons["empty_record"] == "empty sequence" and "outside the protein alphabet" in reasons["bad_chars"]
     dups = [json.loads(line) for line in (root / "shards" / "duplicates.jsonl").read_text().splitlines()]
     assert [d["source"].split(":", 1)[1] for d in dups] == ["copy_of_demo0000"]
-    pretrain_briefly("esm_mlm_tiny", root / "shards", tmp_path, batch_size=16, steps=40, picture=False,
-                     overrides=("data.max_tokens=2048",))
+    pretrain_briefly("esm_mlm_tiny", root / "shards", tmp_path, batch_size=16, steps=40, picture=False, overrides=("data.max_tokens=2048",))
     # the lengths behind token budgets are checked like the shards
     assert "verify       OK" in run_cli(["inspect", str(root / "shards"), "--verify"], tmp_path).stdout
     sizes = root / "shards" / "sizes.npy"
@@ -198,8 +197,18 @@ def budget_stream(root, rank=0, world=1, start=None, epochs=1, max_tokens=1500):
     from omnimask.data.order import Position
 
     recipe = Recipe.from_config(load_recipe("esm_mlm_tiny"))
-    return ShardStream(root / "shards", SamplePipeline(recipe, 0), 0, 2, rank, world, start=start or Position(), epochs=epochs,
-                       max_tokens=max_tokens, sort_window=64), collate_for(recipe.tokenizer)
+    return ShardStream(
+        root / "shards",
+        SamplePipeline(recipe, 0),
+        0,
+        2,
+        rank,
+        world,
+        start=start or Position(),
+        epochs=epochs,
+        max_tokens=max_tokens,
+        sort_window=64,
+    ), collate_for(recipe.tokenizer)
 
 
 def test_a_loader_worker_sends_the_same_padded_batches_in_one_shared_segment_each(protein_dataset):

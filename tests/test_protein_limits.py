@@ -8,13 +8,13 @@ import pytest
 from peak_rss import peak_rss_growth
 
 from omnimask.core.interfaces import QuarantineError
+from omnimask.io.manifest import read_quarantine
 from omnimask.modalities.protein import fasta
 from omnimask.modalities.protein.ingest import (
     MAX_LENGTH,
     ProteinIngestConfig,
     encode_fasta,
 )
-from omnimask.io.manifest import read_quarantine
 
 MB = 1 << 20
 BOMB_MB = 200
@@ -42,24 +42,33 @@ def bombs(tmp_path_factory):
     root = tmp_path_factory.mktemp("bombs")
     line = b"A" * 60 + b"\n"
     return {
-        "one_line": gzip_file(root / "one_line.fasta.gz", (b">bomb1 one line\nM", 1), (b"A" * MB, BOMB_MB),
-                              (b"\n>after1 normal\n" + NORMAL + b"\n", 1)),
-        "many_lines": gzip_file(root / "many_lines.fasta.gz", (b">bomb2 60 a line\n", 1), (line * (MB // 61), BOMB_MB),
-                                (b">after2 normal\n" + NORMAL + b"\n", 1)),
-        "header": gzip_file(root / "header.fasta.gz", (b">bomb3 ", 1), (b"D" * MB, HEADER_MB),
-                            (b"\n" + NORMAL + b"\n>after3 normal\n" + NORMAL + b"\n", 1)),
+        "one_line": gzip_file(
+            root / "one_line.fasta.gz", (b">bomb1 one line\nM", 1), (b"A" * MB, BOMB_MB), (b"\n>after1 normal\n" + NORMAL + b"\n", 1)
+        ),
+        "many_lines": gzip_file(
+            root / "many_lines.fasta.gz",
+            (b">bomb2 60 a line\n", 1),
+            (line * (MB // 61), BOMB_MB),
+            (b">after2 normal\n" + NORMAL + b"\n", 1),
+        ),
+        "header": gzip_file(
+            root / "header.fasta.gz", (b">bomb3 ", 1), (b"D" * MB, HEADER_MB), (b"\n" + NORMAL + b"\n>after3 normal\n" + NORMAL + b"\n", 1)
+        ),
     }
 
 
 def results(path, **options):
     """``[(name, sample payload or quarantine reason)]`` of a FASTA file."""
-    return [(name, str(r) if isinstance(r, QuarantineError) else r.payload)
-            for name, r in encode_fasta(path, ProteinIngestConfig(**options))]
+    return [
+        (name, str(r) if isinstance(r, QuarantineError) else r.payload) for name, r in encode_fasta(path, ProteinIngestConfig(**options))
+    ]
 
 
 def too_long_reason(limit):
-    return (f"sequence length more than {limit:,} exceeds max_length={limit:,} (a limit on what one input may "
-            "expand to in memory; raise it with `-o max_length=N`, or `-o max_length=null` for none)")
+    return (
+        f"sequence length more than {limit:,} exceeds max_length={limit:,} (a limit on what one input may "
+        "expand to in memory; raise it with `-o max_length=N`, or `-o max_length=null` for none)"
+    )
 
 
 @pytest.mark.parametrize("bomb", ["one_line", "many_lines"])
@@ -114,9 +123,16 @@ def test_a_huge_header_line_is_cut_and_its_record_kept(bombs):
     assert normal.meta["description"] == "normal" and "header_cut" not in normal.meta
 
 
-TRICKY = (b"; a comment before the first record\n\n>r1 first \r\nMKTA YIAK\r\n\n;comment \xe9 MK\nQRQ\xe4I\n"
-          b"  >r2 indented header\nAC\xffDE\n>r3\n" + b"L" * 300 + b"\n>r4 long header " + b"h" * 40 + b"\n"
-          + b"MK\n" * 40 + b">r5 no final break\nMKV*")
+TRICKY = (
+    b"; a comment before the first record\n\n>r1 first \r\nMKTA YIAK\r\n\n;comment \xe9 MK\nQRQ\xe4I\n"
+    b"  >r2 indented header\nAC\xffDE\n>r3\n"
+    + b"L" * 300
+    + b"\n>r4 long header "
+    + b"h" * 40
+    + b"\n"
+    + b"MK\n" * 40
+    + b">r5 no final break\nMKV*"
+)
 
 
 @pytest.mark.parametrize("max_letters", [None, 20, 100])
@@ -134,12 +150,17 @@ def test_chunk_boundaries_do_not_change_the_records(tmp_path, monkeypatch, max_l
 
     whole = read(1 << 16)
     assert [(r.id, r.line, r.not_ascii, r.header_cut) for r in whole] == [
-        ("r1", 3, (7, 0xE4), False), ("r2", 8, (9, 0xFF), False), ("r3", 10, None, False),
-        ("r4", 12, None, True), ("r5", 53, None, False)]
+        ("r1", 3, (7, 0xE4), False),
+        ("r2", 8, (9, 0xFF), False),
+        ("r3", 10, None, False),
+        ("r4", 12, None, True),
+        ("r5", 53, None, False),
+    ]
     assert whole[0].description == "first" and whole[3].description == (">r4 long header " + "h" * 40)[4:20]
     cap = max_letters if max_letters is not None else 1 << 30
     assert [r.too_long for r in whole] == [False, False, cap < 300, cap < 80, False]
-    assert [r.sequence for r in whole] == [seq if len(seq) <= cap else "" for seq in
-                                           ("MKTAYIAKQRQ\udce4I", "AC\udcffDE", "L" * 300, "MK" * 40, "MKV*")]
+    assert [r.sequence for r in whole] == [
+        seq if len(seq) <= cap else "" for seq in ("MKTAYIAKQRQ\udce4I", "AC\udcffDE", "L" * 300, "MK" * 40, "MKV*")
+    ]
     for chunk in (1, 2, 3, 5, 8, 13, 64):
         assert read(chunk) == whole, chunk

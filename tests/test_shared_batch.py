@@ -13,9 +13,16 @@ from omnimask.data.shared_batch import ALIGN, TAG, BufferPool, Recycler, Release
 
 def a_batch(seed: int, rows: int = 3) -> dict:
     g = torch.Generator().manual_seed(seed)
-    return {"tokens": torch.randn(rows, 5, 7, generator=g), "mask": torch.rand(rows, 5, generator=g) > 0.5,
-            "edges": torch.randint(0, 9, (2, 11), generator=g), "pixels": torch.randint(0, 255, (rows, 4), dtype=torch.uint8),
-            "count": torch.tensor(4), "strided": torch.arange(10.0)[::2], "keys": [str(i) for i in range(rows)], "num_hidden": 2}
+    return {
+        "tokens": torch.randn(rows, 5, 7, generator=g),
+        "mask": torch.rand(rows, 5, generator=g) > 0.5,
+        "edges": torch.randint(0, 9, (2, 11), generator=g),
+        "pixels": torch.randint(0, 255, (rows, 4), dtype=torch.uint8),
+        "count": torch.tensor(4),
+        "strided": torch.arange(10.0)[::2],
+        "keys": [str(i) for i in range(rows)],
+        "num_hidden": 2,
+    }
 
 
 def assert_packed(out: dict, batch: dict) -> None:

@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 import torch
 
-from omnimask.core.interfaces import TokenLayout
-from omnimask.modalities.image.tokenizer import IMAGENET_MEAN, IMAGENET_STD, ImagePatchTokenizer, patchify, unpatchify
 from omnimask.components.maskers import RandomMasker
 from omnimask.components.targets import NormPixelTarget, PixelTarget
+from omnimask.core.interfaces import TokenLayout
+from omnimask.modalities.image.tokenizer import IMAGENET_MEAN, IMAGENET_STD, ImagePatchTokenizer, patchify, unpatchify
 
 
 def mae_patchify(imgs: torch.Tensor, p: int) -> torch.Tensor:

@@ -7,14 +7,20 @@ import pytest
 
 from conftest import logged_losses, make_image_folder
 from omnimask.core.config import load_recipe
-from omnimask.train.pretrain import RunExistsError, pretrain
-from omnimask.data.scratch import temp_dir_for_processes
 from omnimask.data.preprocess import preprocess
+from omnimask.data.scratch import temp_dir_for_processes
+from omnimask.train.pretrain import RunExistsError, pretrain
 
 TINY = [
-    "model.tokenizer.image_size=32", "model.encoder.depth=1", "model.head.depth=1",
-    "data.batch_size=4", "data.num_workers=1", "data.shuffle_window=2",
-    "trainer.log_every_n_steps=2", "trainer.checkpoint_every_n_steps=4", "optim.warmup_steps=2",
+    "model.tokenizer.image_size=32",
+    "model.encoder.depth=1",
+    "model.head.depth=1",
+    "data.batch_size=4",
+    "data.num_workers=1",
+    "data.shuffle_window=2",
+    "trainer.log_every_n_steps=2",
+    "trainer.checkpoint_every_n_steps=4",
+    "optim.warmup_steps=2",
     "trainer.preview_samples=2",
 ]
 
@@ -57,17 +63,16 @@ def assert_failed_by_the_drill(run_dir, step):
 def test_two_workers_read_disjoint_samples_and_keep_identical_weights(shards, tmp_path):
     """2 ranks, batch 3: an epoch of 40 samples (uneven shards) is 7 steps of 6 with 2 padded; the run
     goes on into the next epoch without a hang, and both ranks end with the same weights."""
-    result = train(shards, tmp_path, "ddp", "scaling.num_workers=2", "data.batch_size=3", "trainer.max_steps=8",
-                   "data.trace=true")
+    result = train(shards, tmp_path, "ddp", "scaling.num_workers=2", "data.batch_size=3", "trainer.max_steps=8", "data.trace=true")
     assert result.steps == 8 and result.summary["world_size"] == 2
     digests = result.summary["weights_digest_per_rank"]
     assert len(digests) == 2 and digests[0] == digests[1]
     per_rank = {}
     for rank in (0, 1):
-        lines = [json.loads(l) for l in (result.run_dir / f"trace-rank{rank}.jsonl").read_text().splitlines()]
-        assert [l["step"] for l in lines] == [s for s in range(8) for _ in range(3)]
-        assert all(l["rank"] == rank for l in lines) and [l["index"] for l in lines[:3]] == [0, 1, 2]
-        per_rank[rank] = [l["key"] for l in lines[: 7 * 3]]  # epoch 0
+        lines = [json.loads(t) for t in (result.run_dir / f"trace-rank{rank}.jsonl").read_text().splitlines()]
+        assert [t["step"] for t in lines] == [s for s in range(8) for _ in range(3)]
+        assert all(t["rank"] == rank for t in lines) and [t["index"] for t in lines[:3]] == [0, 1, 2]
+        per_rank[rank] = [t["key"] for t in lines[: 7 * 3]]  # epoch 0
     assert len(set(per_rank[0]) & set(per_rank[1])) == 2, "ranks share only the 2 padded samples"
     epoch = per_rank[0] + per_rank[1]
     assert len(set(epoch)) == 40 and len(epoch) == 42
@@ -78,8 +83,9 @@ def test_failure_recovery_and_resume_continue_exactly(shards, tmp_path):
     """An uninterrupted run, a run that loses its worker at step 6 and recovers from the step-4
     checkpoint, and a run that stops at step 6 and is resumed: same final weights and loss."""
     plain = train(shards, tmp_path, "plain", "trainer.max_steps=8", "data.trace=true")
-    recovered = train(shards, tmp_path, "recovered", "trainer.max_steps=8", "trainer.fail_at_step=6", "run.max_failures=1",
-                      "data.trace=true")
+    recovered = train(
+        shards, tmp_path, "recovered", "trainer.max_steps=8", "trainer.fail_at_step=6", "run.max_failures=1", "data.trace=true"
+    )
     assert recovered.steps == 8 and recovered.summary["resumed_from_step"] == 4
     assert recovered.summary["started_at_step"] == 0  # the call started the run: the recovery is not a resume
 
@@ -121,13 +127,12 @@ def test_ray_data_loader_shuffles_windows_of_shards_like_the_torch_loader(shards
     every sample comes once an epoch."""
     from collections import Counter
 
-    from omnimask.io.formats import iter_shard
-    from omnimask.io.manifest import Manifest
     from omnimask.data.order import epoch_order
     from omnimask.data.ray_ingest import build_ray_dataset, read_window_rows, window_units
+    from omnimask.io.formats import iter_shard
+    from omnimask.io.manifest import Manifest
 
-    cfg = load_recipe("mae_image_tiny", [*TINY, f"data.path={shards}", "data.loader=ray", "data.shuffle_window=3",
-                                         "trainer.max_steps=2"])
+    cfg = load_recipe("mae_image_tiny", [*TINY, f"data.path={shards}", "data.loader=ray", "data.shuffle_window=3", "trainer.max_steps=2"])
     manifest = Manifest.load(shards)
     keys = [[key for key, _ in iter_shard(manifest.format, shards / s.path)] for s in manifest.shards]
     expected = [keys[s][j] for s, j in epoch_order([len(k) for k in keys], cfg.seed, 1, 3)]  # the torch loader's epoch 1
@@ -143,8 +148,8 @@ def test_ray_data_loader_shuffles_windows_of_shards_like_the_torch_loader(shards
 def test_ray_data_loader_checks_shard_sizes_and_with_verify_shards_their_digests(shards, tmp_path):
     import shutil
 
-    from omnimask.io.manifest import Manifest
     from omnimask.data.ray_ingest import build_ray_dataset
+    from omnimask.io.manifest import Manifest
 
     copy = tmp_path / "shards"
     shutil.copytree(shards, copy)
@@ -154,8 +159,9 @@ def test_ray_data_loader_checks_shard_sizes_and_with_verify_shards_their_digests
     shard.write_bytes(bytes(data))
 
     def dataset(*overrides):
-        return build_ray_dataset(load_recipe("mae_image_tiny", [*TINY, f"data.path={copy}", "data.loader=ray",
-                                                                "trainer.max_steps=2", *overrides]), world_size=1)
+        return build_ray_dataset(
+            load_recipe("mae_image_tiny", [*TINY, f"data.path={copy}", "data.loader=ray", "trainer.max_steps=2", *overrides]), world_size=1
+        )
 
     assert dataset().count() >= 2 * 40  # the change goes unseen without verify_shards
     with pytest.raises(Exception, match=r"has sha256 [0-9a-f]{64}, the manifest says"):
@@ -168,16 +174,25 @@ def test_ray_data_loader_checks_shard_sizes_and_with_verify_shards_their_digests
 def test_ray_data_loader_trains_on_two_workers(shards, tmp_path):
     """data.loader=ray: Ray Data tasks decode/tokenize/mask; two trainers at 0.5 CPU each on 2 CPUs. A run
     whose length is not a multiple of trainer.log_every_n_steps still logs its last step."""
-    result = train(shards, tmp_path, "raydata", "data.loader=ray", "scaling.num_workers=2", "scaling.cpus_per_worker=0.5",
-                   "trainer.max_steps=3", "data.trace=true", "trainer.log_every_n_steps=2")
+    result = train(
+        shards,
+        tmp_path,
+        "raydata",
+        "data.loader=ray",
+        "scaling.num_workers=2",
+        "scaling.cpus_per_worker=0.5",
+        "trainer.max_steps=3",
+        "data.trace=true",
+        "trainer.log_every_n_steps=2",
+    )
     assert result.steps == 3 and len(logged_losses(result.run_dir)) == 2
     with open(result.run_dir / "metrics.csv") as f:
         assert [int(r["step"]) for r in csv.DictReader(f) if r.get("train/loss")] == [1, 2]  # 0-based: steps 2 and 3
     digests = result.summary["weights_digest_per_rank"]
     assert len(digests) == 2 and digests[0] == digests[1]
     for rank in (0, 1):
-        lines = [json.loads(l) for l in (result.run_dir / f"trace-rank{rank}.jsonl").read_text().splitlines()]
-        assert len(lines) == 12 and len({l["key"] for l in lines}) == 12
+        lines = [json.loads(t) for t in (result.run_dir / f"trace-rank{rank}.jsonl").read_text().splitlines()]
+        assert len(lines) == 12 and len({t["key"] for t in lines}) == 12
 
 
 def consumed_keys(run_dir, resumed_from=None) -> list[str]:
@@ -192,10 +207,10 @@ def consumed_keys(run_dir, resumed_from=None) -> list[str]:
                 attempts.append([])  # a new attempt starts at this step
             previous = line["step"]
             attempts[-1].append(line)
-        lines += [l for l in attempts[0] if resumed_from is None or l["step"] < resumed_from]
+        lines += [t for t in attempts[0] if resumed_from is None or t["step"] < resumed_from]
         if resumed_from is not None:
             lines += next((a for a in reversed(attempts) if a[0]["step"] == resumed_from), [])
-    return [l["key"] for l in sorted(lines, key=lambda l: (l["step"], l["rank"], l["index"]))]
+    return [t["key"] for t in sorted(lines, key=lambda t: (t["step"], t["rank"], t["index"]))]
 
 
 @pytest.mark.parametrize("before,after,steps", [(2, 1, 6), (1, 2, 7)])
@@ -211,8 +226,9 @@ def test_elastic_resume_covers_the_epoch_exactly(shards, tmp_path, workers_tmp, 
     assert_failed_by_the_drill(tmp_path / name, 5)
     assert not leftovers(workers_tmp)
     (tmp_path / name / ".injected-failure").unlink()  # the drill fails once more, in the resumed run
-    resumed = train(shards, tmp_path, name, f"scaling.num_workers={after}", "trainer.fail_at_step=5", "run.max_failures=1",
-                    *common, resume=True)
+    resumed = train(
+        shards, tmp_path, name, f"scaling.num_workers={after}", "trainer.fail_at_step=5", "run.max_failures=1", *common, resume=True
+    )
     assert (tmp_path / name / ".injected-failure").is_file() and not leftovers(workers_tmp)
     assert resumed.summary["resumed_from_step"] == 4 and resumed.summary["data_position"] == {"epoch": 1, "offset": 0}
     assert f"scaling.num_workers: {before} -> {after}" in caplog.text  # the resume says what it changes
@@ -227,6 +243,8 @@ def test_trainer_leaves_out_rays_placement_group_cleaner(ray_local):
 
     from omnimask.train.ray_trainer import Trainer
 
-    names = [type(c).__name__ for c in Trainer(lambda config: None, scaling_config=ray.train.ScalingConfig(num_workers=1))
-             ._create_default_callbacks()]
+    names = [
+        type(c).__name__
+        for c in Trainer(lambda config: None, scaling_config=ray.train.ScalingConfig(num_workers=1))._create_default_callbacks()
+    ]
     assert "PlacementGroupCleanerCallback" not in names and "BackendSetupCallback" in names

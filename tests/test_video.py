@@ -13,23 +13,22 @@ import torch
 from PIL import Image
 
 from conftest import preprocessed, pretrain_briefly
+from omnimask.components.photos import load_photos
+from omnimask.components.targets import ChannelNormPixelTarget
 from omnimask.core.config import load_recipe
 from omnimask.core.interfaces import TokenLayout
-from omnimask.components.targets import ChannelNormPixelTarget
-from omnimask.modalities.video.decode import (VideoAugmentConfig, VideoDecoder, decode_frames, frame_indices,
-                                              multi_scale_crop_box)
-from omnimask.modalities.video.maskers import RunningCellMasker, TubeMasker
-from omnimask.modalities.video.tokenizer import VideoTubeletTokenizer
 from omnimask.core.networks import MaskIndex
 from omnimask.core.recipe import MaskedModel, Recipe
-from omnimask.components.photos import load_photos
-from omnimask.modalities.audio.examples import synth, write_audio
-from omnimask.modalities.video.examples import moving_clip, write_video
-from omnimask.io.formats import iter_shard
-from omnimask.data.loader import build_loader
-from omnimask.io.manifest import read_quarantine
-from omnimask.data.preprocess import preprocess
 from omnimask.core.seeding import rng
+from omnimask.data.loader import build_loader
+from omnimask.data.preprocess import preprocess
+from omnimask.io.formats import iter_shard
+from omnimask.io.manifest import read_quarantine
+from omnimask.modalities.audio.examples import synth, write_audio
+from omnimask.modalities.video.decode import VideoAugmentConfig, VideoDecoder, decode_frames, frame_indices, multi_scale_crop_box
+from omnimask.modalities.video.examples import moving_clip, write_video
+from omnimask.modalities.video.maskers import RunningCellMasker, TubeMasker
+from omnimask.modalities.video.tokenizer import VideoTubeletTokenizer
 
 GRID = TokenLayout(grid=(8, 14, 14), token_dim=1536)
 
@@ -37,8 +36,9 @@ GRID = TokenLayout(grid=(8, 14, 14), token_dim=1536)
 def counter_video(path: Path, frames: int, size: int = 32, gop: int = 12) -> None:
     """A video whose frame i is a flat grey of level 4 * i (mod 256): its index survives lossy coding."""
     levels = (4 * np.arange(frames)) % 256
-    write_video(path, np.repeat(levels[:, None, None, None], size * size * 3).reshape(frames, size, size, 3).astype(np.uint8),
-                fps=25, gop=gop)
+    write_video(
+        path, np.repeat(levels[:, None, None, None], size * size * 3).reshape(frames, size, size, 3).astype(np.uint8), fps=25, gop=gop
+    )
 
 
 def test_demo_video_bytes_do_not_depend_on_where_the_frames_live(tmp_path):
@@ -127,7 +127,9 @@ def test_channel_norm_target_is_videomae_normalisation():
     assert torch.allclose(out, ref.reshape(24, 384), atol=1e-5)
     per_channel = out.reshape(24, 128, 3)
     assert torch.allclose(per_channel.mean(1), torch.zeros(24, 3), atol=1e-5)
-    assert not torch.allclose(out, (x.reshape(24, 384) - x.reshape(24, 384).mean(1, keepdim=True)) / x.reshape(24, 384).std(1, keepdim=True), atol=1e-2)
+    assert not torch.allclose(
+        out, (x.reshape(24, 384) - x.reshape(24, 384).mean(1, keepdim=True)) / x.reshape(24, 384).std(1, keepdim=True), atol=1e-2
+    )
     back = target.to_tokens(out[None], tokens[mask][None])[0]
     assert torch.allclose(back, tokens[mask].float(), atol=1e-2)
 
@@ -286,9 +288,10 @@ def test_preprocess_video_accounts_for_every_file(video_shards):
 def test_preprocess_video_resize_reencodes_with_short_keyframe_interval(tmp_path):
     g = np.random.default_rng(3)
     write_video(tmp_path / "raw" / "big.webm", moving_clip(load_photos()["coffee"], 40, 96, g), fps=24, gop=40)
-    m = preprocess("video", tmp_path / "raw", tmp_path / "small", samples_per_shard=4, num_cpus=1,
-                   options={"resize": 48, "keyframe_interval": 8})
-    (_, members), = list(iter_shard("webdataset", tmp_path / "small" / m.shards[0].path))
+    m = preprocess(
+        "video", tmp_path / "raw", tmp_path / "small", samples_per_shard=4, num_cpus=1, options={"resize": 48, "keyframe_interval": 8}
+    )
+    ((_, members),) = list(iter_shard("webdataset", tmp_path / "small" / m.shards[0].path))
     meta = json.loads(members["json"])
     assert (meta["width"], meta["height"], meta["orig_width"], meta["codec"], meta["frames"]) == (48, 48, 96, "h264", 40)
     with av.open(io.BytesIO(members["mp4"])) as c:

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from omnimask.core.interfaces import QuarantineError
-from omnimask.modalities.video.ingest import VideoIngestConfig, encode_video_file
-from omnimask.modalities.video.examples import write_video
-from omnimask.io.manifest import read_quarantine
 from omnimask.data.preprocess import preprocess
+from omnimask.io.manifest import read_quarantine
+from omnimask.modalities.video.examples import write_video
+from omnimask.modalities.video.ingest import VideoIngestConfig, encode_video_file
 
 FRAMES, FPS = 50, 25  # a 2 s clip
 CLIPS = {"clip.mkv": None, "vp8.webm": "libvpx", "vp9.webm": "libvpx-vp9", "clip.ts": None}
@@ -125,7 +125,9 @@ def test_an_mpegts_cut_inside_a_frame_is_quarantined_and_the_whole_one_kept(tmp_
     enc = ingest(tmp_path, "clip.ts", data)
     assert enc.meta["frames"] == FRAMES and enc.meta["orig_format"] == "mpegts" and enc.ext == "mp4"
     reason = quarantine_reason(tmp_path, "clip.ts", data[: ts_cut(data, inside_a_frame=True)])
-    assert reason.startswith("truncated: frame ") and reason.endswith("at the end of the stream, decodes with errors (its data stops short)")
+    assert reason.startswith("truncated: frame ") and reason.endswith(
+        "at the end of the stream, decodes with errors (its data stops short)"
+    )
 
 
 def test_an_mpegts_that_ends_inside_a_transport_packet_is_quarantined(tmp_path, clips):

@@ -7,9 +7,9 @@ import pytest
 import torch
 import yaml
 
+from omnimask.cli.main import main
 from omnimask.core.config import ConfigError, load_recipe, to_dict
 from omnimask.core.recipe import Recipe
-from omnimask.cli.main import main
 
 RECIPES = ["mae_image_tiny", "audiomae_tiny", "videomae_tiny", "pointmae_tiny", "graphmae_tiny", "esm_mlm_tiny"]
 
@@ -24,8 +24,10 @@ def fake_run(tmp_path, name: str, overrides: list[str] = ()) -> tuple[Recipe, di
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
     (tmp_path / "run" / "checkpoint-step0000003").mkdir()
-    torch.save({"state_dict": {f"model.{k}": v for k, v in state.items()}, "global_step": 3},
-               tmp_path / "run" / "checkpoint-step0000003" / "checkpoint.ckpt")
+    torch.save(
+        {"state_dict": {f"model.{k}": v for k, v in state.items()}, "global_step": 3},
+        tmp_path / "run" / "checkpoint-step0000003" / "checkpoint.ckpt",
+    )
     return recipe, state
 
 

@@ -23,8 +23,15 @@ from omnimask.core import registry
 from omnimask.core.config import ConfigError, load_recipe
 from omnimask.core.interfaces import EncodedSample, QuarantineError, TokenLayout
 
-SLOTS = {"tokenizer": "model.tokenizer", "masker": "model.masker", "target": "model.target", "encoder": "model.encoder",
-         "head": "model.head", "loss": "model.loss", "modality": "modality"}
+SLOTS = {
+    "tokenizer": "model.tokenizer",
+    "masker": "model.masker",
+    "target": "model.target",
+    "encoder": "model.encoder",
+    "head": "model.head",
+    "loss": "model.loss",
+    "modality": "modality",
+}
 
 
 def find_kind(name: str, kind: Optional[str]) -> str:
@@ -37,8 +44,11 @@ def find_kind(name: str, kind: Optional[str]) -> str:
         raise ConfigError("kind", f"{name!r} is a dotted path: say which kind it is with --kind")
     kinds = [k for k in SLOTS if name in registry.available(k)]
     if len(kinds) != 1:
-        raise ConfigError("kind", f"{name!r} is {'registered as ' + ' and '.join(kinds) if kinds else 'not registered'}"
-                                  f"; say which kind with --kind (omnimask plugins lists them)")
+        raise ConfigError(
+            "kind",
+            f"{name!r} is {'registered as ' + ' and '.join(kinds) if kinds else 'not registered'}"
+            f"; say which kind with --kind (omnimask plugins lists them)",
+        )
     return kinds[0]
 
 
@@ -73,8 +83,7 @@ def shard_members(modality: Any, sample: Any) -> dict[str, bytes]:
     who = f"modality {modality.name!r}" if hasattr(modality, "name") else type(modality).__name__
     if not isinstance(sample, EncodedSample):
         raise AssertionError(f"{who}: its ingest gave {type(sample).__name__}; expected an EncodedSample")
-    if not (isinstance(sample.ext, str) and sample.ext.isascii() and sample.ext.replace(".", "").isalnum()
-            and sample.ext != "json"):
+    if not (isinstance(sample.ext, str) and sample.ext.isascii() and sample.ext.replace(".", "").isalnum() and sample.ext != "json"):
         raise AssertionError(f"{who}: its ingest gave extension {sample.ext!r}; expected a short ASCII extension, not json")
     if not isinstance(sample.payload, bytes) or not sample.payload:
         raise AssertionError(f"{who}: its ingest gave a {type(sample.payload).__name__} payload; expected non-empty bytes")
@@ -88,8 +97,11 @@ def shard_members(modality: Any, sample: Any) -> dict[str, bytes]:
 def other_layouts(layout: TokenLayout) -> list[TokenLayout]:
     """Token grids of the same rank as ``layout``'s, smaller, larger and uneven: what other recipes and inputs
     give a masker or a target (a masker that only works on the recipe's grid fails here, not in someone's run)."""
-    grids = {tuple(max(2, n // 2) for n in layout.grid), tuple(n * 2 for n in layout.grid),
-             tuple(n + 1 + i for i, n in enumerate(layout.grid))}
+    grids = {
+        tuple(max(2, n // 2) for n in layout.grid),
+        tuple(n * 2 for n in layout.grid),
+        tuple(n + 1 + i for i, n in enumerate(layout.grid)),
+    }
     return [TokenLayout(grid, layout.token_dim) for grid in sorted(grids - {layout.grid})]
 
 
@@ -108,24 +120,25 @@ def check_on_other_layouts(kind: str, name: str, built: Any, structured: bool) -
                 mask = masker(layout, seed)
             except Exception as e:
                 if kind == "masker":
-                    raise AssertionError(f"masker {name!r} failed on a {layout.grid} grid (seed {seed}): "
-                                         f"{type(e).__name__}: {e}") from e
+                    raise AssertionError(f"masker {name!r} failed on a {layout.grid} grid (seed {seed}): {type(e).__name__}: {e}") from e
                 return f"{kind} {name!r}: the recipe's masker does not take other grids; only its own inputs are used"
             mask = torch.as_tensor(check_mask(masker, mask, layout))
             if not torch.equal(mask, torch.as_tensor(masker(layout, seed))):
                 raise AssertionError(f"masker {name!r} on a {layout.grid} grid: the same seed gave another mask")
-            tokens = torch.randint(0, 255, (layout.num_tokens, layout.token_dim), generator=torch.Generator().manual_seed(seed),
-                                   dtype=torch.uint8)
+            tokens = torch.randint(
+                0, 255, (layout.num_tokens, layout.token_dim), generator=torch.Generator().manual_seed(seed), dtype=torch.uint8
+            )
             check_target(target, target(tokens, mask), mask)
     return f"{kind} {name!r} on other grids {[layout.grid for layout in layouts]}: within the contract, same seed, same output"
 
 
-def check_plugin(name: str, kind: Optional[str] = None, recipe: str = "mae_image_tiny", params: tuple[str, ...] = (),
-                 samples: int = 6) -> list[str]:
+def check_plugin(
+    name: str, kind: Optional[str] = None, recipe: str = "mae_image_tiny", params: tuple[str, ...] = (), samples: int = 6
+) -> list[str]:
     """Check component ``name`` in ``recipe``; returns report lines, raises on the first broken contract."""
-    from omnimask.train.pretrain import check_recipe
     from omnimask.core.collate import recipe_collate
     from omnimask.data.loader import SamplePipeline
+    from omnimask.train.pretrain import check_recipe
 
     kind = find_kind(name, kind)
     slot = SLOTS[kind]
@@ -148,8 +161,10 @@ def check_plugin(name: str, kind: Optional[str] = None, recipe: str = "mae_image
     batch = recipe_collate(built)(outs)
     hidden = (batch["mask"] & batch["valid"] if "valid" in batch else batch["mask"]).sum(dim=1).tolist()
     masked = "batch masked as a whole" if built.masker.batch_level else "masked"
-    report.append(f"loader: {len(outs)} generated samples tokenized, {masked} and targeted within the contract "
-                  f"(layout {layout.grid} x {layout.token_dim}; hidden per sample {hidden}); same seed, same output")
+    report.append(
+        f"loader: {len(outs)} generated samples tokenized, {masked} and targeted within the contract "
+        f"(layout {layout.grid} x {layout.token_dim}; hidden per sample {hidden}); same seed, same output"
+    )
     if kind in ("masker", "target") and not built.tokenizer.variable_length:
         report.append(check_on_other_layouts(kind, name, built, structured=bool({"coords", "edges"} & set(outs[0]))))
     model = built.build_model()

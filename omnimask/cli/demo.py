@@ -25,8 +25,8 @@ from typing import Optional, Sequence
 
 from omnimask.core import registry
 from omnimask.core.config import load_recipe
-from omnimask.core.run_dir import RunDir
 from omnimask.core.logs import format_loss
+from omnimask.core.run_dir import RunDir
 
 __all__ = ["DEMOS", "run_demo"]
 
@@ -51,10 +51,8 @@ DEMOS = {
     "video": Demo(96, "videomae_tiny", 16, "camera pans over the sample photos (MP4, WebM, AVI)"),
     "audio": Demo(160, "audiomae_tiny", 32, "tones, chirps, notes, noise (WAV, FLAC, OGG, MP3, M4A)"),
     "pointcloud": Demo(200, "pointmae_tiny", 32, "spheres, boxes, tori, cylinders, cones (PLY, NPY, XYZ, OFF, OBJ)"),
-    "graph": Demo(240, "graphmae_tiny", 64, "networkx graphs and the karate club (NPZ, JSON, GraphML, GML, a TU folder)",
-                  picture=False),
-    "protein": Demo(400, "esm_mlm_tiny", 128, "six made-up protein families (FASTA, plain and gzipped)",
-                    picture=False),
+    "graph": Demo(240, "graphmae_tiny", 64, "networkx graphs and the karate club (NPZ, JSON, GraphML, GML, a TU folder)", picture=False),
+    "protein": Demo(400, "esm_mlm_tiny", 128, "six made-up protein families (FASTA, plain and gzipped)", picture=False),
 }
 
 
@@ -85,8 +83,8 @@ def run_demo(
 
 def _run_one(name: str, demo: Demo, root: Path, steps: Optional[int], num_inputs: Optional[int]) -> tuple[Path, list[str]]:
     """One modality's demo under ``root``: write its inputs, preprocess, pretrain; its run directory and summary lines."""
-    from omnimask.train.pretrain import pretrain
     from omnimask.data.preprocess import preprocess
+    from omnimask.train.pretrain import pretrain
 
     raw, shards, runs_dir = root / "raw", root / "shards", root / "runs"
     shutil.rmtree(raw, ignore_errors=True)

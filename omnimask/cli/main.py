@@ -9,10 +9,10 @@ from typing import Optional
 
 import yaml
 
+from omnimask.cli.submit import ClusterUnreachable
 from omnimask.core import registry
 from omnimask.core.config import ArgumentError, ConfigError, load_recipe, to_dict
 from omnimask.core.logs import format_loss, setup_logging
-from omnimask.cli.submit import ClusterUnreachable
 
 
 def _parse_options(items: list[str]) -> dict:
@@ -73,8 +73,10 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     from omnimask.train.pretrain import pretrain
 
     result = pretrain(cfg, name=args.name, resume=args.resume, ray_address=args.ray_address)
-    print(f"{trained_steps(result.steps, result.summary['started_at_step'])} in {result.seconds:.0f}s: "
-          f"loss {format_loss(result.first_loss)} -> {format_loss(result.last_loss)}")
+    print(
+        f"{trained_steps(result.steps, result.summary['started_at_step'])} in {result.seconds:.0f}s: "
+        f"loss {format_loss(result.first_loss)} -> {format_loss(result.last_loss)}"
+    )
     print(f"run directory: {result.run_dir}")
     return 0
 
@@ -93,10 +95,8 @@ def trained_steps(steps: int, resumed_from: int) -> str:
 def cmd_submit(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from omnimask.train.pretrain import check_resume_name
     from omnimask.cli.submit import pretrain_entrypoint, submit
-
-    from omnimask.train.pretrain import check_recipe
+    from omnimask.train.pretrain import check_recipe, check_resume_name
 
     local = Path(args.working_dir or ".") / args.config  # the job runs in the uploaded working directory
     cfg = load_recipe(local if local.is_file() else args.config, args.overrides)
@@ -124,7 +124,9 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
         recipe = load_recipe(args.recipe) if args.recipe else None
         if recipe is not None and recipe.modality != result.manifest.modality:
-            raise ArgumentError(f"--recipe {args.recipe} is for {recipe.modality}; {args.directory} holds {result.manifest.modality} samples")
+            raise ArgumentError(
+                f"--recipe {args.recipe} is for {recipe.modality}; {args.directory} holds {result.manifest.modality} samples"
+            )
         params = recipe.model.tokenizer.params if recipe is not None else {}
         modality = registry.lookup("modality", result.manifest.modality, "modality")()
         try:
@@ -181,28 +183,48 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="omnimask", description="Masked-modeling pretraining across modalities, on Ray.")
     sub = p.add_subparsers(dest="command", required=True)
 
-    pp = sub.add_parser("preprocess", help="raw files -> shards + manifest.json + quarantine.jsonl (a Ray Data job, or a local process pool)")
+    pp = sub.add_parser(
+        "preprocess", help="raw files -> shards + manifest.json + quarantine.jsonl (a Ray Data job, or a local process pool)"
+    )
     pp.add_argument("modality", help="modality of the inputs: image, video, audio, pointcloud, graph or protein")
     pp.add_argument("--input", required=True, help="input folder (sub-folder names become class labels) or file")
     pp.add_argument("--output", required=True, help="output shard directory")
-    pp.add_argument("--format", choices=["webdataset", "parquet"], default="webdataset",
-                    help="webdataset: one tar per shard (default); parquet: one Parquet file per shard")
+    pp.add_argument(
+        "--format",
+        choices=["webdataset", "parquet"],
+        default="webdataset",
+        help="webdataset: one tar per shard (default); parquet: one Parquet file per shard",
+    )
     pp.add_argument("--samples-per-shard", type=int, default=256, help="samples a shard holds (default: 256)")
     pp.add_argument("--resize", type=int, default=None, help="image, video: downscale so the short side is at most this")
-    pp.add_argument("--option", "-o", action="append", default=[], metavar="KEY=VALUE",
-                    help="a modality ingest option (repeatable; `omnimask plugins --kind modality` lists them)")
+    pp.add_argument(
+        "--option",
+        "-o",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a modality ingest option (repeatable; `omnimask plugins --kind modality` lists them)",
+    )
     pp.add_argument("--overwrite", action="store_true", help="replace an existing dataset at --output")
     pp.add_argument("--ray-address", default=None, help="join this Ray cluster (default: RAY_ADDRESS or a local instance)")
     pp.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray instance or pool (default: all)")
-    pp.add_argument("--executor", choices=["ray", "processes"], default="ray",
-                    help="ray: a Ray Data job (default); processes: a local process pool, where Ray is not installed")
+    pp.add_argument(
+        "--executor",
+        choices=["ray", "processes"],
+        default="ray",
+        help="ray: a Ray Data job (default); processes: a local process pool, where Ray is not installed",
+    )
     pp.set_defaults(func=cmd_preprocess)
 
     pt = sub.add_parser("pretrain", help="pretrain a recipe on a shard directory")
     pt.add_argument("config", help="recipe YAML path or built-in recipe name (e.g. mae_image_tiny)")
     pt.add_argument("overrides", nargs="*", help="dotted overrides, e.g. trainer.max_steps=50 data.path=out/shards")
     pt.add_argument("--name", default=None, help="run name (default: run.name, else a timestamp); the run goes to run.dir/NAME")
-    pt.add_argument("--resume", action="store_true", help="continue run NAME from its latest checkpoint, with its saved config and the overrides given now")
+    pt.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue run NAME from its latest checkpoint, with its saved config and the overrides given now",
+    )
     pt.add_argument("--num-workers", type=int, default=None, help="Ray Train workers (DDP ranks); scaling.num_workers")
     pt.add_argument("--use-gpu", action="store_true", help="one GPU per worker (default: when the cluster has GPUs)")
     pt.add_argument("--ray-address", default=None, help="join this Ray cluster (default: RAY_ADDRESS or a local instance)")
@@ -212,7 +234,11 @@ def build_parser() -> argparse.ArgumentParser:
     ins = sub.add_parser("inspect", help="summarise a shard directory; --verify checks every shard against the manifest")
     ins.add_argument("directory", help="a directory written by `omnimask preprocess`")
     ins.add_argument("--verify", action="store_true", help="re-hash and re-count every shard; exit 1 on any mismatch")
-    ins.add_argument("--stats", action="store_true", help="compute what the tokenizer needs from the data (audio: fbank mean/std; graph: node features and width)")
+    ins.add_argument(
+        "--stats",
+        action="store_true",
+        help="compute what the tokenizer needs from the data (audio: fbank mean/std; graph: node features and width)",
+    )
     ins.add_argument("--recipe", default=None, help="with --stats: take the tokenizer settings from this recipe")
     ins.add_argument("--max-samples", type=int, default=None, help="with --stats: use at most this many samples")
     ins.set_defaults(func=cmd_inspect)
@@ -243,24 +269,41 @@ def build_parser() -> argparse.ArgumentParser:
     cp = sub.add_parser("check-plugin", help="run a component or a modality against its contract on generated input, in a recipe")
     cp.add_argument("name", help="registered name (or module:Class with --kind)")
     cp.add_argument("--kind", choices=list(registry.KINDS), default=None)
-    cp.add_argument("--recipe", default="mae_image_tiny",
-                    help="recipe whose slot the component takes (its modality gives the input); for a modality, a recipe for it")
-    cp.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE",
-                    help="a parameter of the component (of a modality: of its data.augment section)")
+    cp.add_argument(
+        "--recipe",
+        default="mae_image_tiny",
+        help="recipe whose slot the component takes (its modality gives the input); for a modality, a recipe for it",
+    )
+    cp.add_argument(
+        "--param",
+        "-p",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a parameter of the component (of a modality: of its data.augment section)",
+    )
     cp.add_argument("--samples", type=int, default=6, help="generated samples to run")
     cp.set_defaults(func=cmd_check_plugin)
 
     ex = sub.add_parser("export", help="write a run's model as a checkpoint of the reference repository (MAE, VideoMAE, ...)")
     ex.add_argument("source", help="a run directory (its newest checkpoint) or a checkpoint-step*/ folder or file of one")
     ex.add_argument("--output", required=True, help="folder to write the checkpoint into")
-    ex.add_argument("--format", choices=["reference"], default="reference",
-                    help="reference: the reference repository's own file layout and key names (docs/recipes.md)")
+    ex.add_argument(
+        "--format",
+        choices=["reference"],
+        default="reference",
+        help="reference: the reference repository's own file layout and key names (docs/recipes.md)",
+    )
     ex.set_defaults(func=cmd_export)
 
     dm = sub.add_parser("demo", help="offline end-to-end demo per modality: generated inputs -> shards -> tiny recipe -> reconstructions")
     dm.add_argument("--workdir", default="demo_out", help="where the demo writes its data and runs")
-    dm.add_argument("--modality", action="append", choices=["image", "video", "audio", "pointcloud", "graph", "protein"],
-                    help="run only this modality's demo (repeatable; default: all)")
+    dm.add_argument(
+        "--modality",
+        action="append",
+        choices=["image", "video", "audio", "pointcloud", "graph", "protein"],
+        help="run only this modality's demo (repeatable; default: all)",
+    )
     dm.add_argument("--steps", type=int, default=None, help="training steps (default: each tiny recipe's)")
     dm.add_argument("--inputs", type=int, default=None, help="good input files to generate per modality (default: each demo's)")
     dm.set_defaults(func=cmd_demo)

@@ -47,8 +47,13 @@ def field_help(config_cls: type) -> dict[str, str]:
     body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
     helps: dict[str, str] = {}
     for stmt, after in zip(body, body[1:] + [None]):
-        if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name) and isinstance(after, ast.Expr) \
-                and isinstance(after.value, ast.Constant) and isinstance(after.value.value, str):
+        if (
+            isinstance(stmt, ast.AnnAssign)
+            and isinstance(stmt.target, ast.Name)
+            and isinstance(after, ast.Expr)
+            and isinstance(after.value, ast.Constant)
+            and isinstance(after.value.value, str)
+        ):
             helps[stmt.target.id] = " ".join(after.value.value.split())
     return helps
 
@@ -140,16 +145,17 @@ def components_named(name: str, kind: Optional[str] = None) -> list[Component]:
             raise ArgumentError(f"{name!r} is a {derived} (it derives from omnimask's {derived} base class), not a {kind}")
         kind = kind or derived
         if kind is None:
-            raise ArgumentError(f"{name!r} derives from none of omnimask's component base classes: say which kind it "
-                                "is with --kind")
+            raise ArgumentError(f"{name!r} derives from none of omnimask's component base classes: say which kind it is with --kind")
         where = getattr(inspect.getmodule(cls), "__file__", None) or cls.__module__
         return [component(kind, name, cls, f"dotted path, {where}")]
     items = components(kind)
     found = [c for c in items if c.name == name]
     if not found:
         kinds = f" --kind {kind}" if kind else ""
-        raise ArgumentError(f"no {kind or 'component'} is named {name!r}{suggest(name, sorted({c.name for c in items}))}; "
-                            f"`omnimask plugins{kinds} --brief` lists them")
+        raise ArgumentError(
+            f"no {kind or 'component'} is named {name!r}{suggest(name, sorted({c.name for c in items}))}; "
+            f"`omnimask plugins{kinds} --brief` lists them"
+        )
     return found
 
 
@@ -158,8 +164,15 @@ def kind_of(cls: Any) -> Optional[str]:
     from omnimask.core.interfaces import Masker, Modality, Target, Tokenizer
     from omnimask.core.networks import Encoder, Head, Loss
 
-    bases = {"tokenizer": Tokenizer, "masker": Masker, "target": Target, "encoder": Encoder, "head": Head,
-             "loss": Loss, "modality": Modality}
+    bases = {
+        "tokenizer": Tokenizer,
+        "masker": Masker,
+        "target": Target,
+        "encoder": Encoder,
+        "head": Head,
+        "loss": Loss,
+        "modality": Modality,
+    }
     if not inspect.isclass(cls):
         return None
     return next((k for k, base in bases.items() if issubclass(cls, base)), None)
@@ -183,7 +196,6 @@ def describe(items: list[Component], verbose: bool = True) -> str:
             for f in c.fields if verbose else ():
                 lines.append(f"      {f.name}: {f.type} = {f.default}" + (f"  -- {f.help}" if f.help else ""))
     return "\n".join(lines)
-
 
 
 def config_sections(section: Optional[str] = None) -> str:

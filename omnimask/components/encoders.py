@@ -8,10 +8,10 @@ from typing import Literal, Optional
 import torch
 from torch import nn
 
-from omnimask.core.interfaces import TokenLayout
-from omnimask.core.networks import Encoder, MaskIndex
 from omnimask.components.layers import Positions, QKVBias, blocks, init_weights, position_table
 from omnimask.core.indexing import gather_tokens
+from omnimask.core.interfaces import TokenLayout
+from omnimask.core.networks import Encoder, MaskIndex
 from omnimask.core.registry import register
 
 VIT_SIZES = {  # name: (dim, depth, heads)
@@ -64,8 +64,7 @@ class ViTEncoder(Encoder):
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim)) if cfg.cls_token else None
         pos = position_table(layout, cfg.positions, dim, cls_token=True)
         self.register_buffer("pos_embed", pos[None], persistent=False)
-        self.blocks = blocks(dim, heads, depth, cfg.mlp_ratio, norm_eps=cfg.norm_eps, qkv_bias=cfg.qkv_bias,
-                             drop_path=cfg.drop_path)
+        self.blocks = blocks(dim, heads, depth, cfg.mlp_ratio, norm_eps=cfg.norm_eps, qkv_bias=cfg.qkv_bias, drop_path=cfg.drop_path)
         self.norm = nn.LayerNorm(dim, eps=cfg.norm_eps)
         init_weights(self)
         if self.cls_token is not None:

@@ -8,9 +8,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from omnimask.core.config import ComponentSpec
-from omnimask.core.interfaces import TokenLayout
-from omnimask.core.networks import Head, MaskIndex
 from omnimask.components.layers import (
     Positions,
     QKVBias,
@@ -19,7 +16,10 @@ from omnimask.components.layers import (
     init_weights,
     position_table,
 )
+from omnimask.core.config import ComponentSpec
 from omnimask.core.indexing import predicted_rows
+from omnimask.core.interfaces import TokenLayout
+from omnimask.core.networks import Head, MaskIndex
 from omnimask.core.registry import register
 
 
@@ -69,8 +69,9 @@ class MAEDecoderHead(Head):
         self.mask_token = nn.Parameter(torch.zeros(1, 1, cfg.dim))
         pos = position_table(layout, cfg.positions, cfg.dim, cls_token=True)
         self.register_buffer("pos_embed", pos[None], persistent=False)
-        self.blocks = blocks(cfg.dim, cfg.heads, cfg.depth, cfg.mlp_ratio, norm_eps=cfg.norm_eps, qkv_bias=cfg.qkv_bias,
-                             drop_path=cfg.drop_path)
+        self.blocks = blocks(
+            cfg.dim, cfg.heads, cfg.depth, cfg.mlp_ratio, norm_eps=cfg.norm_eps, qkv_bias=cfg.qkv_bias, drop_path=cfg.drop_path
+        )
         self.norm = nn.LayerNorm(cfg.dim, eps=cfg.norm_eps)
         self.pred = nn.Linear(cfg.dim, target_dim)
         init_weights(self)

@@ -202,8 +202,9 @@ class Block(nn.Module):
     visible rows nobody reads). ``qkv [B, N, 3D]``, where given, is ``self.qkv_of(x)`` made by the
     caller (:func:`decode_table_queries`: projections shared between samples)."""
 
-    def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0, *, norm_eps: float = 1e-6,
-                 qkv_bias: QKVBias = "qkv", drop_path: float = 0.0):
+    def __init__(
+        self, dim: int, heads: int, mlp_ratio: float = 4.0, *, norm_eps: float = 1e-6, qkv_bias: QKVBias = "qkv", drop_path: float = 0.0
+    ):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
         self.attn = Attention(dim, heads, qkv_bias=qkv_bias)
@@ -229,11 +230,13 @@ class Block(nn.Module):
         return self.attn.project(self.norm1(x))
 
 
-def blocks(dim: int, heads: int, depth: int, mlp_ratio: float = 4.0, *, norm_eps: float = 1e-6,
-           qkv_bias: QKVBias = "qkv", drop_path: float = 0.0) -> nn.ModuleList:
+def blocks(
+    dim: int, heads: int, depth: int, mlp_ratio: float = 4.0, *, norm_eps: float = 1e-6, qkv_bias: QKVBias = "qkv", drop_path: float = 0.0
+) -> nn.ModuleList:
     """``depth`` :class:`Block` s whose stochastic depth grows linearly to ``drop_path`` (:func:`drop_path_rates`)."""
-    return nn.ModuleList(Block(dim, heads, mlp_ratio, norm_eps=norm_eps, qkv_bias=qkv_bias, drop_path=rate)
-                         for rate in drop_path_rates(drop_path, depth))
+    return nn.ModuleList(
+        Block(dim, heads, mlp_ratio, norm_eps=norm_eps, qkv_bias=qkv_bias, drop_path=rate) for rate in drop_path_rates(drop_path, depth)
+    )
 
 
 def decode_queries(
@@ -257,9 +260,7 @@ def decode_queries(
     return x[:, x.shape[1] - num_queries :]
 
 
-def decode_table_queries(
-    blocks: nn.ModuleList, context: torch.Tensor, query_table: torch.Tensor, query_ids: torch.Tensor
-) -> torch.Tensor:
+def decode_table_queries(blocks: nn.ModuleList, context: torch.Tensor, query_table: torch.Tensor, query_ids: torch.Tensor) -> torch.Tensor:
     """:func:`decode_queries` over ``context [B, L, D]`` followed by the queries ``query_table[query_ids]``
     (``query_table [N, D]``: MAE's mask token plus the position embedding of each position;
     ``query_ids [B, Q]``) -> their outputs ``[B, Q, D]``.

@@ -5,8 +5,21 @@ from __future__ import annotations
 
 import numpy as np
 
-PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry", "retina",
-          "camera", "moon", "brick", "grass", "gravel", "coins")
+PHOTOS = (
+    "astronaut",
+    "coffee",
+    "chelsea",
+    "rocket",
+    "hubble_deep_field",
+    "immunohistochemistry",
+    "retina",
+    "camera",
+    "moon",
+    "brick",
+    "grass",
+    "gravel",
+    "coins",
+)
 
 
 def load_photos() -> dict[str, np.ndarray]:

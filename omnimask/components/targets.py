@@ -15,7 +15,6 @@ import torch
 from omnimask.core.interfaces import Target, Tokenizer
 from omnimask.core.registry import register
 
-
 NUMPY_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64, torch.float16, torch.float32, torch.float64)
 
 

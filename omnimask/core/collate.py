@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from omnimask.core.contracts import check_corrupt, check_mask, check_target
-from omnimask.core.interfaces import Masker, Target, TokenLayout, Tokenizer
+from omnimask.core.interfaces import Masker, Target, Tokenizer, TokenLayout
 from omnimask.core.seeding import derive_seed
 
 PER_TOKEN = ("mask", "queries", "coords", "mask_token")
@@ -81,8 +81,9 @@ def recipe_collate(recipe: Any) -> Callable[[list[dict[str, Any]]], dict[str, An
     return collate_for(recipe.tokenizer, masking)
 
 
-def collate(samples: list[dict[str, Any]], pad_value: Optional[float] = None,
-            batch_masking: Optional[BatchMasking] = None) -> dict[str, Any]:
+def collate(
+    samples: list[dict[str, Any]], pad_value: Optional[float] = None, batch_masking: Optional[BatchMasking] = None
+) -> dict[str, Any]:
     """Batch pipeline outputs (see the module docstring); ``pad_value`` None: grid tokens; ``batch_masking``:
     masks the (padded) batch after it is made."""
     batch: dict[str, Any] = {
@@ -126,8 +127,7 @@ def collate_for(tokenizer: Tokenizer, batch_masking: Optional[BatchMasking] = No
     for a recipe whose masker masks whole batches (:func:`recipe_collate`)."""
     if batch_masking is not None and not tokenizer.variable_length:
         raise ValueError("batch-level masking needs variable-length (padded) batches")
-    return functools.partial(collate, pad_value=tokenizer.pad_value if tokenizer.variable_length else None,
-                             batch_masking=batch_masking)
+    return functools.partial(collate, pad_value=tokenizer.pad_value if tokenizer.variable_length else None, batch_masking=batch_masking)
 
 
 def pad_stack(tensors: list[torch.Tensor | np.ndarray], value: float) -> torch.Tensor:
@@ -178,6 +178,6 @@ def split_grid_batch(batch: dict[str, Any], parts: int) -> list[dict[str, Any]]:
 
     out, start = [], 0
     for size in (b // parts + (i < b % parts) for i in range(parts)):
-        out.append({k: v[start:start + size] if per_sample(v) else v for k, v in batch.items()})
+        out.append({k: v[start : start + size] if per_sample(v) else v for k, v in batch.items()})
         start += size
     return out

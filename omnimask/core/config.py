@@ -144,8 +144,9 @@ class DataConfig:
             if self.loader == "ray" or self.max_tokens is not None:
                 raise ConfigError("data.repeats", "repeated views need data.loader=torch and batches by count (no data.max_tokens)")
             if self.batch_size % self.repeats:
-                raise ConfigError("data.repeats", f"{self.repeats} must divide data.batch_size ({self.batch_size}): "
-                                  "a batch holds whole groups of views")
+                raise ConfigError(
+                    "data.repeats", f"{self.repeats} must divide data.batch_size ({self.batch_size}): a batch holds whole groups of views"
+                )
 
 
 @dataclass
@@ -302,8 +303,7 @@ def resolve_recipe_path(source: str | Path) -> Path:
     name = str(source).removesuffix(".yaml")
     if name in files:
         return files[name]
-    raise FileNotFoundError(f"no recipe file or name {str(source)!r}; built-in recipes "
-                            f"({MODALITIES_DIR}/*/recipes): {sorted(files)}")
+    raise FileNotFoundError(f"no recipe file or name {str(source)!r}; built-in recipes ({MODALITIES_DIR}/*/recipes): {sorted(files)}")
 
 
 def builtin_recipes(modality: Optional[str] = None) -> list[str]:

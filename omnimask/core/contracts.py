@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from omnimask.core.interfaces import Masker, Target, TokenLayout, Tokenizer, Tokens
+from omnimask.core.interfaces import Masker, Target, Tokenizer, TokenLayout, Tokens
 
 
 class ContractError(RuntimeError):
@@ -34,19 +34,19 @@ def check_tokens(tokenizer: Tokenizer, out: Any) -> Tokens:
     who = f"tokenizer {component_name(tokenizer)}"
     t = out if isinstance(out, Tokens) else Tokens(out) if isinstance(out, (np.ndarray, torch.Tensor)) else None
     if t is None:
-        raise ContractError(f"{who} returned {type(out).__name__}; expected an array or tensor [N, D] or "
-                            "omnimask.core.interfaces.Tokens")
+        raise ContractError(f"{who} returned {type(out).__name__}; expected an array or tensor [N, D] or omnimask.core.interfaces.Tokens")
     layout = tokenizer.layout
     v = t.values
     if v.ndim != 2 or v.shape[1] != layout.token_dim:
-        raise ContractError(f"{who} returned tokens of shape {list(v.shape)}; expected [N, {layout.token_dim}] "
-                            f"(its layout's token_dim)")
+        raise ContractError(f"{who} returned tokens of shape {list(v.shape)}; expected [N, {layout.token_dim}] (its layout's token_dim)")
     if tokenizer.variable_length:
         if not 1 <= v.shape[0] <= layout.num_tokens:
             raise ContractError(f"{who} returned {v.shape[0]} tokens; a variable-length tokenizer gives 1..{layout.num_tokens}")
     elif v.shape[0] != layout.num_tokens:
-        raise ContractError(f"{who} returned {v.shape[0]} tokens; its layout {layout.grid} has {layout.num_tokens} "
-                            "(set variable_length = True for samples of different lengths)")
+        raise ContractError(
+            f"{who} returned {v.shape[0]} tokens; its layout {layout.grid} has {layout.num_tokens} "
+            "(set variable_length = True for samples of different lengths)"
+        )
     if t.coords is not None and (t.coords.ndim != 2 or t.coords.shape[0] != v.shape[0]):
         raise ContractError(f"{who} returned coords of shape {list(t.coords.shape)}; expected [{v.shape[0]}, C]")
     if t.edges is not None:
@@ -69,14 +69,17 @@ def count_true(mask: np.ndarray | torch.Tensor) -> int:
 def check_mask(masker: Masker, mask: Any, layout: TokenLayout, role: str = "masker") -> np.ndarray | torch.Tensor:
     """A mask: bool ``[N]`` (numpy array or tensor) with exactly ``num_masked(layout)`` True."""
     who = f"{role} {component_name(masker)}"
-    if not (isinstance(mask, np.ndarray) and mask.dtype == np.bool_ or isinstance(mask, torch.Tensor) and mask.dtype == torch.bool) \
-            or mask.shape != (layout.num_tokens,):
+    if not (
+        isinstance(mask, np.ndarray) and mask.dtype == np.bool_ or isinstance(mask, torch.Tensor) and mask.dtype == torch.bool
+    ) or mask.shape != (layout.num_tokens,):
         got = f"{mask.dtype} {list(mask.shape)}" if isinstance(mask, (np.ndarray, torch.Tensor)) else type(mask).__name__
         raise ContractError(f"{who} returned {got}; expected a bool array or tensor [{layout.num_tokens}]")
     hidden, expected = count_true(mask), masker.num_masked(layout)
     if hidden != expected:
-        raise ContractError(f"{who} hid {hidden} of {layout.num_tokens} tokens; its num_masked says {expected} "
-                            "(every sample must hide exactly num_masked(layout) tokens)")
+        raise ContractError(
+            f"{who} hid {hidden} of {layout.num_tokens} tokens; its num_masked says {expected} "
+            "(every sample must hide exactly num_masked(layout) tokens)"
+        )
     return mask
 
 
@@ -87,8 +90,9 @@ def check_corrupt(masker: Masker, tokens: torch.Tensor, out: Any) -> tuple[torch
         raise ContractError(f"{who}.corrupt returned {type(out).__name__}; expected (tokens [N, D], mask_token [N])")
     values, flags = out
     if values.shape != tokens.shape or values.dtype != tokens.dtype:
-        raise ContractError(f"{who}.corrupt returned tokens {values.dtype} {list(values.shape)}; expected "
-                            f"{tokens.dtype} {list(tokens.shape)} (the input's)")
+        raise ContractError(
+            f"{who}.corrupt returned tokens {values.dtype} {list(values.shape)}; expected {tokens.dtype} {list(tokens.shape)} (the input's)"
+        )
     if flags.dtype != torch.bool or flags.shape != tokens.shape[:1]:
         raise ContractError(f"{who}.corrupt returned mask_token {flags.dtype} {list(flags.shape)}; expected bool [{tokens.shape[0]}]")
     return values, flags
@@ -111,8 +115,10 @@ def check_prediction(head: Any, target: Any, pred: torch.Tensor, final_target: t
         raise ContractError(f"head {component_name(head)} returned {type(pred).__name__}; expected a tensor")
     classes = not final_target.is_floating_point()
     if not classes and final_target.shape[-1] != target.dim:
-        raise ContractError(f"target {component_name(target)}'s finalize gave {final_target.shape[-1]} values per token; "
-                            f"its dim says {target.dim} (the head is built to predict dim values)")
+        raise ContractError(
+            f"target {component_name(target)}'s finalize gave {final_target.shape[-1]} values per token; "
+            f"its dim says {target.dim} (the head is built to predict dim values)"
+        )
     expected = [*final_target.shape, target.dim] if classes else list(final_target.shape)
     if list(pred.shape) != expected:
         raise ContractError(

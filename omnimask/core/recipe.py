@@ -16,9 +16,9 @@ from torch import nn
 from omnimask.core import registry
 from omnimask.core.config import ComponentSpec, ConfigError, RecipeConfig, from_dict
 from omnimask.core.contracts import check_prediction
-from omnimask.core.interfaces import Masker, Modality, Target, TokenLayout, Tokenizer
-from omnimask.core.networks import Encoder, Head, Loss, MaskIndex
 from omnimask.core.indexing import gather_tokens
+from omnimask.core.interfaces import Masker, Modality, Target, Tokenizer, TokenLayout
+from omnimask.core.networks import Encoder, Head, Loss, MaskIndex
 
 
 class MaskedModel(nn.Module):
@@ -62,8 +62,7 @@ def check_predicted_count(masker: Masker, decoder_masker: Masker, layout: TokenL
     """Dual masking needs the same number of hidden-and-decoded tokens in every sample (batches are
     not padded): check it over ``draws`` seeds, so that a combination that breaks it (a running cell
     over a number of time slots not divisible by 4) fails at load, not at the first batch."""
-    counts = {int((torch.as_tensor(masker(layout, s)) & ~torch.as_tensor(decoder_masker(layout, 10_000 + s))).sum())
-              for s in range(draws)}
+    counts = {int((torch.as_tensor(masker(layout, s)) & ~torch.as_tensor(decoder_masker(layout, 10_000 + s))).sum()) for s in range(draws)}
     if len(counts) > 1:
         raise ConfigError(
             "model.decoder_masker",
@@ -79,8 +78,11 @@ def loss_spec(cfg: RecipeConfig) -> ComponentSpec:
     head, head_cfg = registry.check("head", cfg.model.head, "model.head")
     spec = head.loss_for(head_cfg) if hasattr(head, "loss_for") else None
     if spec is None:
-        raise ConfigError("model.loss", f"head {cfg.model.head.name!r} declares no default loss (Head.default_loss); "
-                          "name one in model.loss (`omnimask plugins --kind loss` lists them)")
+        raise ConfigError(
+            "model.loss",
+            f"head {cfg.model.head.name!r} declares no default loss (Head.default_loss); "
+            "name one in model.loss (`omnimask plugins --kind loss` lists them)",
+        )
     return spec
 
 
@@ -88,15 +90,19 @@ def check_batch_parts(recipe: "Recipe", loss: Optional[type] = None) -> None:
     """``trainer.cpu_batch_parts`` > 1 splits batches by sample: grid batches and a per-sample-mean loss only.
     ``loss``: the built loss's class (default: the class the recipe names)."""
     if recipe.tokenizer.variable_length:
-        raise ConfigError("trainer.cpu_batch_parts", f"{type(recipe.tokenizer).__name__} gives padded batches, which do not "
-                          "split by sample; use 1")
+        raise ConfigError(
+            "trainer.cpu_batch_parts", f"{type(recipe.tokenizer).__name__} gives padded batches, which do not split by sample; use 1"
+        )
     spec = loss_spec(recipe.config)
     if loss is None:
         loss = registry.lookup("loss", spec.name, "model.loss.name")
     if not getattr(loss, "is_sample_mean", False):
         which = "model.loss" if recipe.config.model.loss is not None else f"head {recipe.config.model.head.name!r}'s default"
-        raise ConfigError("trainer.cpu_batch_parts", f"loss {spec.name!r} ({which}) does not declare itself a mean of "
-                          "per-sample terms (Loss.is_sample_mean), so its parts' losses cannot be combined; use 1")
+        raise ConfigError(
+            "trainer.cpu_batch_parts",
+            f"loss {spec.name!r} ({which}) does not declare itself a mean of "
+            "per-sample terms (Loss.is_sample_mean), so its parts' losses cannot be combined; use 1",
+        )
 
 
 @dataclass
@@ -130,8 +136,11 @@ class Recipe:
                 f"tokens cannot batch; use a masker that shows the encoder every token (bert, graphmae), not {m.masker.name!r}",
             )
         if masker.batch_level and (not tokenizer.variable_length or m.decoder_masker is not None):
-            raise ConfigError("model.masker", f"{m.masker.name!r} masks whole batches, which needs variable-length (padded) "
-                              "samples and no decoder masker; mask each sample instead (graphmae: count: graph)")
+            raise ConfigError(
+                "model.masker",
+                f"{m.masker.name!r} masks whole batches, which needs variable-length (padded) "
+                "samples and no decoder masker; mask each sample instead (graphmae: count: graph)",
+            )
         target = registry.build("target", m.target, "model.target", tokenizer=tokenizer)
         augment = from_dict(modality.AugmentConfig, cfg.data.augment, "data.augment")
         decoder_masker = None
@@ -164,9 +173,7 @@ class Recipe:
         m = self.config.model
         layout = self.tokenizer.layout
         encoder = registry.build("encoder", m.encoder, "model.encoder", layout=layout)
-        head = registry.build(
-            "head", m.head, "model.head", layout=layout, encoder_dim=encoder.dim, target_dim=self.target.dim
-        )
+        head = registry.build("head", m.head, "model.head", layout=layout, encoder_dim=encoder.dim, target_dim=self.target.dim)
         head.bind(encoder)
         loss = registry.build("loss", loss_spec(self.config), "model.loss")
         return MaskedModel(tokenizer=self.tokenizer, target=self.target, encoder=encoder, head=head, loss=loss)

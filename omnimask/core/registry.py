@@ -30,7 +30,7 @@ import importlib.metadata
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, TypeVar
 
-from omnimask.core.config import ComponentSpec, ConfigError, suggest, from_dict
+from omnimask.core.config import ComponentSpec, ConfigError, from_dict, suggest
 
 KINDS = ("tokenizer", "masker", "target", "encoder", "head", "loss", "modality")
 PLURALS = {kind: {"loss": "losses", "modality": "modalities"}.get(kind, f"{kind}s") for kind in KINDS}
@@ -40,21 +40,38 @@ _REGISTRY: dict[str, dict[str, type]] = {kind: {} for kind in KINDS}
 
 _C, _M = "omnimask.components", "omnimask.modalities"
 BUILTINS: dict[str, dict[str, str]] = {
-    "tokenizer": {"image_patches": f"{_M}.image.tokenizer", "video_tubelets": f"{_M}.video.tokenizer",
-                  "audio_fbank": f"{_M}.audio.tokenizer", "point_groups": f"{_M}.pointcloud.tokenizer",
-                  "graph_features": f"{_M}.graph.tokenizer", "esm": f"{_M}.protein.tokenizer"},
-    "masker": {"random": f"{_C}.maskers", "block": f"{_M}.image.maskers", "tube": f"{_M}.video.maskers",
-               "running_cell": f"{_M}.video.maskers", "time_freq": f"{_M}.audio.maskers",
-               "point_block": f"{_M}.pointcloud.maskers", "graphmae": f"{_M}.graph.maskers",
-               "edge_random": f"{_M}.graph.maskers", "bert": f"{_M}.protein.maskers"},
-    "target": {name: f"{_C}.targets" for name in
-               ("pixels", "norm_pixels", "channel_norm_pixels", "points", "node_features", "token_ids")},
-    "encoder": {"vit": f"{_C}.encoders", "pointmae": f"{_M}.pointcloud.model", "gnn": f"{_M}.graph.model",
-                "esm": f"{_M}.protein.model"},
-    "head": {"mae_decoder": f"{_C}.heads", "pointmae_decoder": f"{_M}.pointcloud.model",
-             "graphmae_decoder": f"{_M}.graph.model", "lm_head": f"{_M}.protein.model"},
-    "loss": {**{name: f"{_C}.losses" for name in ("mse", "l1", "smooth_l1", "cross_entropy")},
-             "chamfer": f"{_M}.pointcloud.model", "sce": f"{_M}.graph.model"},
+    "tokenizer": {
+        "image_patches": f"{_M}.image.tokenizer",
+        "video_tubelets": f"{_M}.video.tokenizer",
+        "audio_fbank": f"{_M}.audio.tokenizer",
+        "point_groups": f"{_M}.pointcloud.tokenizer",
+        "graph_features": f"{_M}.graph.tokenizer",
+        "esm": f"{_M}.protein.tokenizer",
+    },
+    "masker": {
+        "random": f"{_C}.maskers",
+        "block": f"{_M}.image.maskers",
+        "tube": f"{_M}.video.maskers",
+        "running_cell": f"{_M}.video.maskers",
+        "time_freq": f"{_M}.audio.maskers",
+        "point_block": f"{_M}.pointcloud.maskers",
+        "graphmae": f"{_M}.graph.maskers",
+        "edge_random": f"{_M}.graph.maskers",
+        "bert": f"{_M}.protein.maskers",
+    },
+    "target": {name: f"{_C}.targets" for name in ("pixels", "norm_pixels", "channel_norm_pixels", "points", "node_features", "token_ids")},
+    "encoder": {"vit": f"{_C}.encoders", "pointmae": f"{_M}.pointcloud.model", "gnn": f"{_M}.graph.model", "esm": f"{_M}.protein.model"},
+    "head": {
+        "mae_decoder": f"{_C}.heads",
+        "pointmae_decoder": f"{_M}.pointcloud.model",
+        "graphmae_decoder": f"{_M}.graph.model",
+        "lm_head": f"{_M}.protein.model",
+    },
+    "loss": {
+        **{name: f"{_C}.losses" for name in ("mse", "l1", "smooth_l1", "cross_entropy")},
+        "chamfer": f"{_M}.pointcloud.model",
+        "sce": f"{_M}.graph.model",
+    },
     "modality": {name: f"{_M}.{name}" for name in ("image", "video", "audio", "pointcloud", "graph", "protein")},
 }
 """The module that registers each built-in component, by kind and name (imported on first lookup)."""
@@ -167,8 +184,9 @@ def load_entry_points() -> None:
                 importlib.import_module(BUILTINS[kind][ep.name])
             existing = _REGISTRY[kind].get(ep.name)
             if existing is not None and existing is not cls:
-                _BROKEN[kind][ep.name] = Origin(origin.source, f"the name is taken by {_ORIGINS[kind][ep.name].source}'s "
-                                                               f"{existing.__module__}:{existing.__qualname__}")
+                _BROKEN[kind][ep.name] = Origin(
+                    origin.source, f"the name is taken by {_ORIGINS[kind][ep.name].source}'s {existing.__module__}:{existing.__qualname__}"
+                )
                 continue
             _REGISTRY[kind][ep.name] = cls
             _ORIGINS[kind][ep.name] = origin

@@ -29,8 +29,14 @@ class Inspection:
             f"created      {m.created_at} by omnimask {m.omnimask_version}",
         ]
         if self.verified:
-            lines.append("verify       " + ("OK: every shard matches its size, sha256 and sample count" if not self.problems
-                                          else f"FAILED: {len(self.problems)} problem(s)"))
+            lines.append(
+                "verify       "
+                + (
+                    "OK: every shard matches its size, sha256 and sample count"
+                    if not self.problems
+                    else f"FAILED: {len(self.problems)} problem(s)"
+                )
+            )
         return "\n".join(lines + [f"  - {p}" for p in self.problems])
 
 

@@ -27,15 +27,15 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from omnimask.core.collate import recipe_collate
 from omnimask.core.contracts import ContractError, check_corrupt, check_mask, check_target, check_tokens
 from omnimask.core.interfaces import TokenLayout
 from omnimask.core.recipe import Recipe
-from omnimask.core.collate import recipe_collate
+from omnimask.core.seeding import derive_seed
+from omnimask.data.order import BudgetPlan, Cursor, FixedPlan, Plan, Position, StepFollower, advance, check_resume, epoch_order
+from omnimask.data.shared_batch import BufferPool, Recycler, ReleaseBoard, in_one_buffer
 from omnimask.io.formats import Sample, ShardFile
 from omnimask.io.manifest import Manifest, check_shard_digest, check_shard_sizes, load_sizes
-from omnimask.data.order import BudgetPlan, Cursor, FixedPlan, Plan, Position, StepFollower, advance, check_resume, epoch_order
-from omnimask.data.shared_batch import BufferPool, ReleaseBoard, Recycler, in_one_buffer
-from omnimask.core.seeding import derive_seed
 
 log = logging.getLogger(__name__)
 
@@ -184,8 +184,10 @@ def replace_failures(
             failed += 1
             if failed >= max_failures or (last is None and failed >= max_first):
                 so_far = " (every one so far)" if last is None else ""
-                raise RuntimeError(f"{failed} samples in a row failed to load{so_far}; the last, {out.key}: {out.reason}. "
-                                   "Does the recipe fit this dataset?")
+                raise RuntimeError(
+                    f"{failed} samples in a row failed to load{so_far}; the last, {out.key}: {out.reason}. "
+                    "Does the recipe fit this dataset?"
+                )
             if last is None:
                 pending += 1
             else:
@@ -305,8 +307,9 @@ class BatchStream(IterableDataset):
     with a ``board`` (:class:`ShardLoader` makes one), a segment from the worker's pool of reused ones
     (:mod:`omnimask.data.shared_batch`), else a fresh one."""
 
-    def __init__(self, stream: ShardStream, collate_fn: Callable[[list[dict[str, Any]]], dict[str, Any]],
-                 board: Optional[ReleaseBoard] = None):
+    def __init__(
+        self, stream: ShardStream, collate_fn: Callable[[list[dict[str, Any]]], dict[str, Any]], board: Optional[ReleaseBoard] = None
+    ):
         self.stream, self.collate_fn, self.board = stream, collate_fn, board
         self._pool: Optional[BufferPool] = None
 
@@ -358,8 +361,15 @@ class ShardLoader(DataLoader):
     def layout(self) -> dict[str, Any]:
         """What a resume compares (:func:`~omnimask.data.order.check_resume`) and reports."""
         s = self.dataset.stream
-        return {"loader": "torch", "world_size": s.world_size, "num_workers": self.num_workers, "batch_size": s.batch_size,
-                "max_tokens": s.max_tokens, "repeats": s.repeats, "seed": s.seed}
+        return {
+            "loader": "torch",
+            "world_size": s.world_size,
+            "num_workers": self.num_workers,
+            "batch_size": s.batch_size,
+            "max_tokens": s.max_tokens,
+            "repeats": s.repeats,
+            "seed": s.seed,
+        }
 
     def state_dict(self) -> dict[str, Any]:
         """The layout and the data position ``(epoch, offset)`` after the trained steps: the first sample of the
@@ -405,8 +415,19 @@ def build_loader(
     starting at ``start``; batches are collated in the loader workers (``loader.dataset.stream`` is the
     :class:`ShardStream`)."""
     stream = ShardStream(
-        path, SamplePipeline(recipe, seed, strict), seed, window, rank, world_size, batch_size,
-        start=start, epochs=epochs, verify=verify, max_tokens=max_tokens, sort_window=sort_window, repeats=repeats,
+        path,
+        SamplePipeline(recipe, seed, strict),
+        seed,
+        window,
+        rank,
+        world_size,
+        batch_size,
+        start=start,
+        epochs=epochs,
+        verify=verify,
+        max_tokens=max_tokens,
+        sort_window=sort_window,
+        repeats=repeats,
     )
     loader = ShardLoader(BatchStream(stream, recipe_collate(recipe)), num_workers, prefetch_factor, pin_memory, reuse_buffers)
     if num_workers > 0:

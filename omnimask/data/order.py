@@ -48,8 +48,11 @@ def shard_windows(seed: int, epoch: int, num_shards: int, window: int) -> list[l
 def window_order(counts: list[int], seed: int, epoch: int, window_index: int) -> np.ndarray:
     """``[M, 2]`` int64 rows ``(i, j)``, sample ``j`` of the window's ``i``-th shard, in the window's seeded
     order; ``counts`` are the sample counts of the window's shards (shared by the torch and Ray Data loaders)."""
-    rows = (np.concatenate([np.stack([np.full(c, i), np.arange(c)], axis=1) for i, c in enumerate(counts)])
-            if sum(counts) else np.zeros((0, 2), np.int64))
+    rows = (
+        np.concatenate([np.stack([np.full(c, i), np.arange(c)], axis=1) for i, c in enumerate(counts)])
+        if sum(counts)
+        else np.zeros((0, 2), np.int64)
+    )
     return rows[rng(seed, epoch, window_index, "window_shuffle").permutation(len(rows))].astype(np.int64)
 
 
@@ -126,8 +129,7 @@ def budget_batches(tokens: np.ndarray, max_tokens: int, sort_window: int, seed: 
 class BudgetPlan:
     """Token-budget batches (see the module docstring); rank ``r`` takes batch ``offset + r`` of a step."""
 
-    def __init__(self, counts: list[int], tokens: np.ndarray, seed: int, window: int, world_size: int,
-                 max_tokens: int, sort_window: int):
+    def __init__(self, counts: list[int], tokens: np.ndarray, seed: int, window: int, world_size: int, max_tokens: int, sort_window: int):
         self.counts, self.tokens, self.seed, self.window = counts, tokens, seed, window
         self.world_size = self.step_size = world_size
         self.max_tokens, self.sort_window = max_tokens, sort_window
@@ -184,8 +186,7 @@ class StepFollower:
 
 
 RESUME_MUST_MATCH = {
-    "loader": "data.loader: the torch loader's position is an offset into the epoch's order, the Ray Data loader's a "
-              "count of batches",
+    "loader": "data.loader: the torch loader's position is an offset into the epoch's order, the Ray Data loader's a count of batches",
     "seed": "seed: every epoch's order is drawn from it",
     "max_tokens": "data.max_tokens: with a token budget the position counts batches of that budget",
 }
@@ -197,8 +198,10 @@ def check_resume(saved: dict[str, Any], current: dict[str, Any]) -> None:
     ``saved`` (checkpoints written before they were recorded) pass; ranks, workers and batch size may change."""
     for key, why in RESUME_MUST_MATCH.items():
         if key in saved and saved[key] != current[key]:
-            raise ValueError(f"cannot resume: the checkpoint's data position was taken with {key}={saved[key]!r}, "
-                             f"this run has {current[key]!r}; resume with the same value ({why})")
+            raise ValueError(
+                f"cannot resume: the checkpoint's data position was taken with {key}={saved[key]!r}, "
+                f"this run has {current[key]!r}; resume with the same value ({why})"
+            )
 
 
 def step_positions(pos: Position, step_size: int, epoch_len: int) -> np.ndarray:

@@ -39,17 +39,16 @@ import numpy as np
 from omnimask.core import registry
 from omnimask.core.config import ArgumentError, from_dict
 from omnimask.core.interfaces import Modality
-from omnimask.io.formats import SHARD_SUFFIX
-from omnimask.io.manifest import DUPLICATES, MANIFEST, QUARANTINE, SIZES, Manifest, ShardInfo, file_sha256, write_atomic
 from omnimask.data.sources import InputFile, list_inputs
 from omnimask.data.units import UNIT_PREFIX, UnitTask, finished_units
+from omnimask.io.formats import SHARD_SUFFIX
+from omnimask.io.manifest import DUPLICATES, MANIFEST, QUARANTINE, SIZES, Manifest, ShardInfo, file_sha256, write_atomic
 
 log = logging.getLogger(__name__)
 
 
 class OutputExistsError(FileExistsError):
     """The output directory holds another dataset (or other files) and ``--overwrite`` was not given."""
-
 
 
 def preprocess(
@@ -140,8 +139,12 @@ def preprocess(
     (out / PLAN).unlink(missing_ok=True)
     log.info(
         "preprocessed %d inputs into %d samples in %d shards (%d quarantined%s) in %.1fs (%.1f inputs/s)",
-        manifest.num_inputs, manifest.num_samples, len(shards), manifest.num_quarantined,
-        f", {len(duplicates)} duplicates listed in {DUPLICATES}" if duplicates else "", elapsed,
+        manifest.num_inputs,
+        manifest.num_samples,
+        len(shards),
+        manifest.num_quarantined,
+        f", {len(duplicates)} duplicates listed in {DUPLICATES}" if duplicates else "",
+        elapsed,
         sum(r["num_inputs"] for r in new_reports) / max(elapsed, 1e-9),
     )
     return manifest
@@ -255,8 +258,14 @@ def _run_units_in_processes(
             now = time.perf_counter()
             if now - last > 10 or len(reports) == len(units):
                 rate = len(reports) / (now - started)
-                log.info("preprocess: %d/%d shard units, %d inputs, %.1f inputs/s, ETA %.0fs", len(reports), len(units),
-                         inputs, inputs / (now - started), (len(units) - len(reports)) / rate)
+                log.info(
+                    "preprocess: %d/%d shard units, %d inputs, %.1f inputs/s, ETA %.0fs",
+                    len(reports),
+                    len(units),
+                    inputs,
+                    inputs / (now - started),
+                    (len(units) - len(reports)) / rate,
+                )
                 last = now
     finally:
         pool.shutdown(cancel_futures=True)
@@ -288,8 +297,9 @@ def _prepare_output(out: Path, overwrite: bool, input_path: Path, plan: str) -> 
         if not overwrite:
             if existing.preprocess.get("plan") == plan:
                 return existing
-            raise OutputExistsError(f"{out} already holds a dataset ({MANIFEST}) from other inputs or arguments; "
-                                    "pass --overwrite to replace it")
+            raise OutputExistsError(
+                f"{out} already holds a dataset ({MANIFEST}) from other inputs or arguments; pass --overwrite to replace it"
+            )
         _remove_outputs(out)
     elif (out / PLAN).exists() and json.loads((out / PLAN).read_text())["plan"] != plan:
         if not overwrite:

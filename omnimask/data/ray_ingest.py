@@ -39,13 +39,12 @@ from typing import Any, Callable, Iterator, Optional
 import numpy as np
 import torch
 
-from omnimask.core.config import RecipeConfig, from_dict, to_dict
-from omnimask.io.formats import ShardFile
 from omnimask.core.collate import collate
+from omnimask.core.config import RecipeConfig, from_dict, to_dict
 from omnimask.data.loader import replace_failures
 from omnimask.data.order import StepFollower, check_resume, shard_windows, window_order
+from omnimask.io.formats import ShardFile
 from omnimask.io.manifest import Manifest, ShardInfo, check_shard_digest, check_shard_sizes
-
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +80,17 @@ def window_units(cfg: RecipeConfig, root: Path, manifest: Manifest, epoch: int) 
     units = []
     for w, shards in enumerate(shard_windows(cfg.seed, epoch, len(manifest.shards), cfg.data.shuffle_window)):
         infos = [manifest.shards[i] for i in shards]
-        units.append({"epoch": epoch, "window": w, "seed": cfg.seed, "format": manifest.format, "root": str(root),
-                      "shards": [dataclasses.asdict(info) for info in infos], "verify": cfg.data.verify_shards})
+        units.append(
+            {
+                "epoch": epoch,
+                "window": w,
+                "seed": cfg.seed,
+                "format": manifest.format,
+                "root": str(root),
+                "shards": [dataclasses.asdict(info) for info in infos],
+                "verify": cfg.data.verify_shards,
+            }
+        )
     return units
 
 
@@ -99,8 +107,14 @@ def read_window_rows(unit: dict[str, Any]) -> Iterator[dict[str, Any]]:
     for i, j in window_order([info.num_samples for info in infos], unit["seed"], unit["epoch"], unit["window"]):
         key, members = files[i][int(j)]
         ext = next((e for e in members if e != "json"), "")
-        yield {"key": key, "ext": ext, "data": members.get(ext, b""), "json": members.get("json", b"{}"),
-               "epoch": unit["epoch"], "shard": infos[i].path}
+        yield {
+            "key": key,
+            "ext": ext,
+            "data": members.get(ext, b""),
+            "json": members.get("json", b"{}"),
+            "epoch": unit["epoch"],
+            "shard": infos[i].path,
+        }
 
 
 @functools.lru_cache(maxsize=4)
@@ -116,10 +130,12 @@ def run_pipeline(batch: dict[str, np.ndarray], recipe_json: str) -> dict[str, np
     """Ray Data map_batches function: raw samples -> pipeline outputs (tokens, masks, compact targets, keys)."""
     pipeline = _pipeline(recipe_json)
     rows = zip(batch["key"], batch["ext"], batch["data"], batch["json"], batch["epoch"], batch["shard"])
-    out = list(replace_failures(
-        pipeline.try_call(str(key), {str(ext): bytes(data), "json": bytes(meta)}, int(epoch), str(shard))
-        for key, ext, data, meta, epoch, shard in rows
-    ))
+    out = list(
+        replace_failures(
+            pipeline.try_call(str(key), {str(ext): bytes(data), "json": bytes(meta)}, int(epoch), str(shard))
+            for key, ext, data, meta, epoch, shard in rows
+        )
+    )
     if len(out) < len(batch["key"]):
         raise ValueError(f"no sample of a batch of {len(batch['key'])} from {sorted(set(map(str, batch['shard'])))} decoded")
     columns = sorted(set(out[0]) - {"key", "replaced"})
@@ -167,8 +183,7 @@ class RayShardBatches:
         self.steps.follow(steps)
 
     def layout(self) -> dict[str, Any]:
-        return {"loader": "ray", "world_size": self.world_size, "batch_size": self.batch_size, "max_tokens": None,
-                "seed": self.seed}
+        return {"loader": "ray", "world_size": self.world_size, "batch_size": self.batch_size, "max_tokens": None, "seed": self.seed}
 
     def state_dict(self) -> dict[str, Any]:
         """The layout; the position is the trained step count, which the checkpoint holds."""

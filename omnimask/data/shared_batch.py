@@ -116,8 +116,12 @@ class BufferPool:
         slot = self.free_slot(need)
         if slot is None:
             if not self.fell_back:
-                log.info("loader worker %d: all %d reusable batch segments are in use (is the consumer keeping "
-                         "batches?); packing into fresh ones meanwhile", self.worker, len(self.cells))
+                log.info(
+                    "loader worker %d: all %d reusable batch segments are in use (is the consumer keeping "
+                    "batches?); packing into fresh ones meanwhile",
+                    self.worker,
+                    len(self.cells),
+                )
                 self.fell_back = True
             return pack(batch, tensors, shared_buffer(need))
         buffer = self.buffers[slot]

@@ -19,9 +19,9 @@ from typing import Any, Optional
 from omnimask.core import registry
 from omnimask.core.config import from_dict
 from omnimask.core.interfaces import EncodedSample, Modality, QuarantineError
+from omnimask.data.sources import InputFile
 from omnimask.io.formats import SHARD_SUFFIX, ShardWriter, open_writer
 from omnimask.io.manifest import file_sha256, write_atomic
-from omnimask.data.sources import InputFile
 
 UNIT_PREFIX = ".unit-"
 MAX_BAD_RECORDS = 10_000
@@ -71,10 +71,15 @@ class ShardRoller:
             return
         self._writer.close()  # renames the temporary file into place
         path = self._path
-        self.shards.append({
-            "path": path.name, "num_samples": self._count, "bytes": os.path.getsize(path), "sha256": file_sha256(path),
-            "sizes": None if None in self._sizes else self._sizes,
-        })
+        self.shards.append(
+            {
+                "path": path.name,
+                "num_samples": self._count,
+                "bytes": os.path.getsize(path),
+                "sha256": file_sha256(path),
+                "sizes": None if None in self._sizes else self._sizes,
+            }
+        )
         self._writer, self._path, self._count, self._sizes = None, None, 0, []
 
     def close(self) -> list[dict[str, Any]]:
@@ -83,7 +88,12 @@ class ShardRoller:
 
 
 def write_unit(
-    unit: dict[str, Any], modality: str, fmt: str, options: dict[str, Any], out_dir: Path, classes: list[str],
+    unit: dict[str, Any],
+    modality: str,
+    fmt: str,
+    options: dict[str, Any],
+    out_dir: Path,
+    classes: list[str],
     samples_per_shard: int,
 ) -> dict[str, Any]:
     """Encode the records of one unit's inputs into its shards; report counts, quarantine and digests."""
@@ -110,8 +120,9 @@ def write_unit(
                     quarantine.append({"source": source, "reason": str(result)})
                     bad += 1
                     if bad == MAX_BAD_RECORDS:
-                        raise QuarantineError(f"{bad:,} of its records were quarantined (MAX_BAD_RECORDS): the rest of the "
-                                              "file is quarantined unread")
+                        raise QuarantineError(
+                            f"{bad:,} of its records were quarantined (MAX_BAD_RECORDS): the rest of the file is quarantined unread"
+                        )
                     continue
                 key = f"{position:09d}-{done - 1:08d}" if many else f"{position:09d}"
                 roller.add(key, _members(result, key, source, f.label, label_index), result.size)
@@ -127,8 +138,13 @@ def write_unit(
         records += done
     shards = roller.close()
     report = {
-        "index": unit["index"], "num_files": len(unit["inputs"]), "num_inputs": records, "shards": shards,
-        "quarantine": quarantine, "digests": digests, "task": {"pid": os.getpid(), "start": started, "end": time.time()},
+        "index": unit["index"],
+        "num_files": len(unit["inputs"]),
+        "num_inputs": records,
+        "shards": shards,
+        "quarantine": quarantine,
+        "digests": digests,
+        "task": {"pid": os.getpid(), "start": started, "end": time.time()},
     }
     # after the shards' renames: a report on disk means the unit is complete (a re-run skips it)
     write_atomic(out_dir / f"{UNIT_PREFIX}{unit['index']:06d}.json", json.dumps(report).encode())

@@ -78,8 +78,10 @@ class Manifest:
 
     def no_samples(self, directory: str | Path) -> str:
         """What to say of a dataset in ``directory`` that holds no samples."""
-        return (f"{directory} holds no samples: all {self.num_inputs} inputs were quarantined "
-                f"(the reasons are in {Path(directory) / QUARANTINE})")
+        return (
+            f"{directory} holds no samples: all {self.num_inputs} inputs were quarantined "
+            f"(the reasons are in {Path(directory) / QUARANTINE})"
+        )
 
     @classmethod
     def load(cls, directory: str | Path) -> "Manifest":
@@ -97,8 +99,10 @@ class Manifest:
 def load_sizes(directory: str | Path, manifest: Manifest) -> np.ndarray:
     """The samples' sizes ``[num_samples]`` (int64, shard order), checked against the manifest."""
     if manifest.sizes is None:
-        raise ValueError(f"{directory} has no sample sizes (token-budget batching needs a protein or graph dataset "
-                         "whose manifest lists its sizes.npy: preprocess it again with this omnimask)")
+        raise ValueError(
+            f"{directory} has no sample sizes (token-budget batching needs a protein or graph dataset "
+            "whose manifest lists its sizes.npy: preprocess it again with this omnimask)"
+        )
     path = Path(directory) / manifest.sizes["path"]
     digest = file_sha256(path) if path.is_file() else "missing"
     if digest != manifest.sizes["sha256"]:

@@ -117,8 +117,9 @@ def _parse_npz(view: memoryview) -> Optional[dict[str, np.ndarray]]:
     for _ in range(entries):
         if pos + _CENTRAL.size > end:
             return None
-        (sig, _, needed, flags, method, _, _, crc, packed, size, name_len, extra_len, comment_len, _, _, _,
-         local) = _CENTRAL.unpack_from(view, pos)
+        (sig, _, needed, flags, method, _, _, crc, packed, size, name_len, extra_len, comment_len, _, _, _, local) = _CENTRAL.unpack_from(
+            view, pos
+        )
         name = bytes(view[pos + _CENTRAL.size : pos + _CENTRAL.size + name_len])
         pos += _CENTRAL.size + name_len + extra_len + comment_len
         if sig != b"PK\x01\x02" or needed > 63 or flags & 0x61 or method not in (_STORED, _DEFLATED):

@@ -68,7 +68,14 @@ class ProgressLog(pl.Callback):
         lr = trainer.optimizers[0].param_groups[0]["lr"]
         log.info(
             "step %d/%d  loss %.4f  lr %.2e  %.2f steps/s  %.0f samples/s%s  ETA %s",
-            step, trainer.max_steps, loss, lr, rate, samples, f"  {tokens:.0f} tokens/s" if tokens else "", format_duration(eta),
+            step,
+            trainer.max_steps,
+            loss,
+            lr,
+            rate,
+            samples,
+            f"  {tokens:.0f} tokens/s" if tokens else "",
+            format_duration(eta),
         )
 
 
@@ -128,7 +135,6 @@ class RayTrainReport(pl.Callback):
     ranks make none (Lightning writes on rank 0 only), so a worker that Ray ends when a run fails
     leaves no folder behind. :meth:`discard_staging` removes rank 0's."""
 
-
     def __init__(self, ckpt_every: int):
         self.ckpt_every = ckpt_every
         self.staging: Optional[Path] = None
@@ -182,7 +188,9 @@ class SampleTrace(pl.Callback):
         if self._file is None:
             self._file = open(self.path, "a")
         step = trainer.global_step
-        self._file.write("".join(json.dumps({"step": step, "rank": self.rank, "index": i, "key": k}) + "\n" for i, k in enumerate(batch["keys"])))
+        self._file.write(
+            "".join(json.dumps({"step": step, "rank": self.rank, "index": i, "key": k}) + "\n" for i, k in enumerate(batch["keys"]))
+        )
         self._file.flush()  # a worker that dies keeps its trace up to the step it was on
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

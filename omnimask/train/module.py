@@ -8,10 +8,10 @@ from typing import Any, Callable, Optional
 import pytorch_lightning as pl
 import torch
 
-from omnimask.train.batch_parts import BatchParts
-from omnimask.core.recipe import Recipe, check_batch_parts
-from omnimask.train.schedule import param_groups, warmup_cosine
 from omnimask.core.collate import model_inputs
+from omnimask.core.recipe import Recipe, check_batch_parts
+from omnimask.train.batch_parts import BatchParts
+from omnimask.train.schedule import param_groups, warmup_cosine
 
 log = logging.getLogger(__name__)
 
@@ -24,9 +24,7 @@ class MaskedModelingModule(pl.LightningModule):
     logic lives here: the same module runs in one process or under Ray Train.
     """
 
-    def __init__(
-        self, recipe: Recipe, global_batch_size: int, data_state: Optional[Callable[[], dict[str, Any]]] = None
-    ):
+    def __init__(self, recipe: Recipe, global_batch_size: int, data_state: Optional[Callable[[], dict[str, Any]]] = None):
         super().__init__()
         self.recipe = recipe
         self.data_state = data_state
@@ -76,16 +74,16 @@ class MaskedModelingModule(pl.LightningModule):
         benchmarks.micro`` compares them) where it applies: fp32 parameters on the CPU or a GPU, and no
         fp16 gradient scaler (Lightning cannot clip gradients that the fused step unscales itself)."""
         params = list(self.model.parameters())
-        return (
-            self.recipe.config.trainer.precision != "16-mixed"
-            and all(p.dtype == torch.float32 and p.device.type in ("cpu", "cuda") for p in params)
+        return self.recipe.config.trainer.precision != "16-mixed" and all(
+            p.dtype == torch.float32 and p.device.type in ("cpu", "cuda") for p in params
         )
 
     def configure_optimizers(self) -> Any:
         optim = self.recipe.config.optim
         total = self.recipe.config.trainer.max_steps
-        opt = torch.optim.AdamW(param_groups(self.model, optim.weight_decay), lr=self.base_lr, betas=optim.betas,
-                                fused=self.fused_optimizer())
+        opt = torch.optim.AdamW(
+            param_groups(self.model, optim.weight_decay), lr=self.base_lr, betas=optim.betas, fused=self.fused_optimizer()
+        )
         scale = lambda step: warmup_cosine(step, 1.0, optim.warmup_steps, total, optim.min_lr / self.base_lr)  # noqa: E731  (a one-line schedule reads better inline)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, scale)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

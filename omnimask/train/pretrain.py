@@ -22,10 +22,10 @@ import yaml
 from omnimask.core.config import ConfigError, RecipeConfig, builtin_recipes, drop_removed_keys, load_recipe, to_dict
 from omnimask.core.recipe import Recipe
 from omnimask.core.run_dir import RunDir
-from omnimask.weights import check_init
 from omnimask.data.ray_env import ray_session
-from omnimask.io.manifest import MANIFEST, Manifest
 from omnimask.data.scratch import run_scratch
+from omnimask.io.manifest import MANIFEST, Manifest
+from omnimask.weights import check_init
 
 log = logging.getLogger("omnimask.train")
 
@@ -101,8 +101,11 @@ def check_dataset(cfg: RecipeConfig) -> Path:
     manifest = Manifest.load(data_path)
     if manifest.modality != cfg.modality:
         recipes = ", ".join(builtin_recipes(manifest.modality)) or "none built in"
-        raise ConfigError("data.path", f"{data_path} holds {manifest.modality} samples; the recipe is for {cfg.modality}. "
-                                       f"Recipes for {manifest.modality}: {recipes}; or pass another data.path")
+        raise ConfigError(
+            "data.path",
+            f"{data_path} holds {manifest.modality} samples; the recipe is for {cfg.modality}. "
+            f"Recipes for {manifest.modality}: {recipes}; or pass another data.path",
+        )
     if manifest.num_samples == 0:
         raise ConfigError("data.path", manifest.no_samples(data_path))
     return data_path
@@ -128,8 +131,7 @@ def prepare_run_dir(cfg: RecipeConfig, name: str, resume: bool) -> Path:
         while aside.exists():  # a second failed start within the same second
             aside = aside.with_name(aside.name + "+")
         run_dir.rename(aside)
-        log.warning("run %r failed before its first checkpoint: starting it again (the earlier attempt's files are in %s)",
-                    name, aside)
+        log.warning("run %r failed before its first checkpoint: starting it again (the earlier attempt's files are in %s)", name, aside)
     if resume and not run.config.exists():
         raise FileNotFoundError(f"nothing to resume: no run {name!r} at {run_dir}")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -165,8 +167,10 @@ def pretrain(cfg: RecipeConfig, name: Optional[str] = None, resume: bool = False
         raise
     summary = RunDir(run_dir).read_summary()
     if summary is None:
-        raise FileNotFoundError(f"the run ended but its rank 0 left no {RunDir(run_dir).summary}: on a cluster, rank 0 "
-                                "writes the run directory on its own node, so run.dir must be a path every node shares")
+        raise FileNotFoundError(
+            f"the run ended but its rank 0 left no {RunDir(run_dir).summary}: on a cluster, rank 0 "
+            "writes the run directory on its own node, so run.dir must be a path every node shares"
+        )
     log.info("run %s finished: %d steps, latest checkpoint %s", name, summary["steps"], checkpoint)
     return RunResult(run_dir, summary["steps"], summary["first_loss"], summary["last_loss"], time.perf_counter() - started, summary)
 

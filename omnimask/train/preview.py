@@ -6,8 +6,8 @@ from typing import Any
 
 import torch
 
-from omnimask.core.networks import MaskIndex
 from omnimask.core.indexing import gather_tokens
+from omnimask.core.networks import MaskIndex
 from omnimask.core.recipe import MaskedModel
 
 

@@ -33,6 +33,8 @@ class Trainer(TorchTrainer):
         callbacks = super()._create_default_callbacks()
         kept = [c for c in callbacks if not isinstance(c, PlacementGroupCleanerCallback)]
         if len(kept) == len(callbacks):
-            log.warning("Ray Train no longer adds a PlacementGroupCleanerCallback: omnimask's workaround for it "
-                        "(omnimask/train/ray_trainer.py) does nothing with this Ray version")
+            log.warning(
+                "Ray Train no longer adds a PlacementGroupCleanerCallback: omnimask's workaround for it "
+                "(omnimask/train/ray_trainer.py) does nothing with this Ray version"
+            )
         return kept

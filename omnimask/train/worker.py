@@ -21,18 +21,18 @@ from typing import Any, Optional
 import pytorch_lightning as pl
 import torch
 
+from omnimask.core.collate import recipe_collate
 from omnimask.core.config import RecipeConfig, from_dict
-from omnimask.train.module import MaskedModelingModule
+from omnimask.core.logs import setup_logging
 from omnimask.core.recipe import Recipe
 from omnimask.core.run_dir import CHECKPOINT_FILE, RunDir
-from omnimask.train.allocator import retain_freed_memory
-from omnimask.train.callbacks import FailOnce, LogLastStep, ProgressLog, RayTrainReport, ReconstructionPreview, SampleTrace
-from omnimask.core.logs import setup_logging
-from omnimask.data.scratch import use_scratch
-from omnimask.core.collate import recipe_collate
 from omnimask.data.loader import build_loader
 from omnimask.data.order import mean_displacement
 from omnimask.data.ray_ingest import RayShardBatches
+from omnimask.data.scratch import use_scratch
+from omnimask.train.allocator import retain_freed_memory
+from omnimask.train.callbacks import FailOnce, LogLastStep, ProgressLog, RayTrainReport, ReconstructionPreview, SampleTrace
+from omnimask.train.module import MaskedModelingModule
 
 log = logging.getLogger("omnimask.train")
 
@@ -43,8 +43,11 @@ def resolve_precision(cfg: RecipeConfig, accelerator: str) -> str:
     of magnitude slower than fp32."""
     precision = cfg.trainer.precision if cfg.trainer.precision != "auto" else ("bf16-mixed" if accelerator == "gpu" else "32-true")
     if accelerator == "cpu" and precision.startswith("bf16") and not cpu_has_bf16():
-        log.warning("trainer.precision=%s on a CPU without AVX512-BF16 or AMX: bf16 matrix products are emulated there, "
-                    "many times slower than fp32; trainer.precision=32-true is faster on this machine", precision)
+        log.warning(
+            "trainer.precision=%s on a CPU without AVX512-BF16 or AMX: bf16 matrix products are emulated there, "
+            "many times slower than fp32; trainer.precision=32-true is faster on this machine",
+            precision,
+        )
     return precision
 
 
@@ -74,14 +77,26 @@ def build_rank_loader(cfg: RecipeConfig, recipe: Recipe, *, rank: int, world: in
     import ray.train
 
     if cfg.data.loader == "ray":
-        return RayShardBatches(ray.train.get_dataset_shard("train"), cfg.data.batch_size, world_size=world, seed=cfg.seed,
-                               collate_fn=recipe_collate(recipe))
+        return RayShardBatches(
+            ray.train.get_dataset_shard("train"), cfg.data.batch_size, world_size=world, seed=cfg.seed, collate_fn=recipe_collate(recipe)
+        )
     d = cfg.data
     return build_loader(
-        recipe, d.path,  # type: ignore[arg-type]  # set by pretrain.check_dataset before any worker starts
-        batch_size=d.batch_size, num_workers=d.num_workers, seed=cfg.seed, window=d.shuffle_window,
-        rank=rank, world_size=world, prefetch_factor=d.prefetch_factor, pin_memory=d.pin_memory and pin_memory,
-        strict=d.strict, verify=d.verify_shards, max_tokens=d.max_tokens, sort_window=d.sort_window, repeats=d.repeats,
+        recipe,
+        d.path,  # type: ignore[arg-type]  # set by pretrain.check_dataset before any worker starts
+        batch_size=d.batch_size,
+        num_workers=d.num_workers,
+        seed=cfg.seed,
+        window=d.shuffle_window,
+        rank=rank,
+        world_size=world,
+        prefetch_factor=d.prefetch_factor,
+        pin_memory=d.pin_memory and pin_memory,
+        strict=d.strict,
+        verify=d.verify_shards,
+        max_tokens=d.max_tokens,
+        sort_window=d.sort_window,
+        repeats=d.repeats,
     )
 
 
@@ -119,8 +134,13 @@ def train_rank(config: dict[str, Any]) -> None:
         ckpt_path = local
         saved = checkpoint_data_state(local)
         if rank == 0:
-            log.info("resuming from %s at step %d (data epoch %s, offset %s)", checkpoint.path, saved["step"],
-                     saved.get("epoch"), saved.get("offset"))
+            log.info(
+                "resuming from %s at step %d (data epoch %s, offset %s)",
+                checkpoint.path,
+                saved["step"],
+                saved.get("epoch"),
+                saved.get("offset"),
+            )
 
     run = RunDir(run_dir)
     start_mark = run.start_mark  # where this pretrain call started: its first attempt's step
@@ -135,8 +155,13 @@ def train_rank(config: dict[str, Any]) -> None:
         stream = loader.dataset.stream
         shuffle = mean_displacement(stream.counts, cfg.seed, stream.start.epoch, cfg.data.shuffle_window)
         if rank == 0:
-            log.info("epoch order: %d samples, windows of %d shards, mean displacement %.0f samples (%.0f%% of the epoch)",
-                     stream.epoch_len, cfg.data.shuffle_window, shuffle, 100 * shuffle / max(1, stream.epoch_len))
+            log.info(
+                "epoch order: %d samples, windows of %d shards, mean displacement %.0f samples (%.0f%% of the epoch)",
+                stream.epoch_len,
+                cfg.data.shuffle_window,
+                shuffle,
+                100 * shuffle / max(1, stream.epoch_len),
+            )
     module = MaskedModelingModule(recipe, global_batch_size=cfg.data.batch_size * world, data_state=loader.state_dict)
     progress = ProgressLog(cfg.trainer.log_every_n_steps, world)
     report = RayTrainReport(cfg.trainer.checkpoint_every_n_steps)
@@ -178,8 +203,14 @@ def train_rank(config: dict[str, Any]) -> None:
         n_params = sum(p.numel() for p in module.model.parameters())
         log.info(
             "run %s: %s, %d worker(s) on %s, %.1fM parameters, lr %.2e, %d steps of %d samples per rank",
-            run_dir, cfg.description or cfg.modality, world, accelerator, n_params / 1e6, module.base_lr,
-            cfg.trainer.max_steps, cfg.data.batch_size,
+            run_dir,
+            cfg.description or cfg.modality,
+            world,
+            accelerator,
+            n_params / 1e6,
+            module.base_lr,
+            cfg.trainer.max_steps,
+            cfg.data.batch_size,
         )
     started = time.perf_counter()
     try:

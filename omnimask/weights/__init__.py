@@ -32,8 +32,7 @@ def family_of(recipe: Any) -> str | None:
     parts = (m.encoder.name, m.head.name)
     if parts == ("vit", "mae_decoder"):
         return "videomae" if recipe.config.modality == "video" else "mae"
-    return {("pointmae", "pointmae_decoder"): "pointmae", ("gnn", "graphmae_decoder"): "graphmae",
-            ("esm", "lm_head"): "esm"}.get(parts)
+    return {("pointmae", "pointmae_decoder"): "pointmae", ("gnn", "graphmae_decoder"): "graphmae", ("esm", "lm_head"): "esm"}.get(parts)
 
 
 def check_init(recipe: Any) -> None:
@@ -51,8 +50,10 @@ def layout_for(recipe: Any) -> ReferenceLayout:
     family = family_of(recipe)
     if family is None:
         m = recipe.config.model
-        raise ValueError(f"no reference checkpoint layout for encoder {m.encoder.name!r} with head {m.head.name!r} "
-                         "(reference layouts: MAE/AudioMAE, VideoMAE, Point-MAE, GraphMAE, ESM-2)")
+        raise ValueError(
+            f"no reference checkpoint layout for encoder {m.encoder.name!r} with head {m.head.name!r} "
+            "(reference layouts: MAE/AudioMAE, VideoMAE, Point-MAE, GraphMAE, ESM-2)"
+        )
     return importlib.import_module(f"omnimask.weights.{family}").LAYOUT
 
 
@@ -78,12 +79,12 @@ def model_state(checkpoint: Path) -> State:
     """``MaskedModel.state_dict()`` from a training checkpoint (Lightning's, keys under ``model.``)."""
     obj = torch.load(checkpoint, map_location="cpu", weights_only=True)
     state = obj.get("state_dict", obj)
-    return {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}
+    return {k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")}
 
 
 def load_run(source: str | Path) -> tuple[Any, State, Path]:
     """A run's recipe (built from its saved config), its model's weights and the checkpoint read."""
-    from omnimask.core.config import from_dict, RecipeConfig
+    from omnimask.core.config import RecipeConfig, from_dict
     from omnimask.core.recipe import Recipe
 
     ckpt, config = find_checkpoint(source)
@@ -131,8 +132,11 @@ class InitReport:
             return ", ".join(names[:6]) + (f", ... ({len(names)} in all)" if len(names) > 6 else "")
 
         lines = [f"model.init {self.path}: loaded {len(self.loaded)} tensors"]
-        for label, names in (("missing (kept as initialised)", self.missing), ("unexpected (ignored)", self.unexpected),
-                             ("shape differs (not loaded)", self.mismatched)):
+        for label, names in (
+            ("missing (kept as initialised)", self.missing),
+            ("unexpected (ignored)", self.unexpected),
+            ("shape differs (not loaded)", self.mismatched),
+        ):
             if names:
                 lines.append(f"  {label}: {few(names)}")
         return "\n".join(lines)

@@ -46,5 +46,5 @@ def without_ddp_prefix(state: dict[str, Any]) -> State:
     """``state`` with the ``module.`` prefix removed where every key has it (a model saved through
     (Distributed)DataParallel, as the references' scripts sometimes do)."""
     if state and all(k.startswith("module.") for k in state):
-        return {k[len("module."):]: v for k, v in state.items()}
+        return {k[len("module.") :]: v for k, v in state.items()}
     return dict(state)

@@ -104,8 +104,7 @@ def check_supported(recipe: Any) -> None:
     if enc.positions != "rotary":
         raise ValueError("ESM-2 has rotary positions; a learned position table (positions: learned) has no place in it")
     if not head.tie:
-        raise ValueError("ESM-2 ties lm_head.weight to embed_tokens.weight; an untied head (tie: false) "
-                         "has no place in it")
+        raise ValueError("ESM-2 ties lm_head.weight to embed_tokens.weight; an untied head (tie: false) has no place in it")
     if enc.mlp_ratio != 4.0:
         raise ValueError(f"ESM-2's feed-forward width is 4 x embed_dim, got mlp_ratio {enc.mlp_ratio}")
 
@@ -169,8 +168,10 @@ def from_reference(state: State, recipe: Any) -> State:
                 out[f"{dst}.attn.qkv.{leaf}"] = torch.cat(parts, dim=0)
         freq = state.get(f"{src}.self_attn.rot_emb.inv_freq")
         if freq is not None and not torch.allclose(freq.float(), inv_freq(dim // heads), rtol=1e-6, atol=0):
-            raise ValueError(f"{src}.self_attn.rot_emb.inv_freq differs from ESM-2's rotary frequencies for "
-                             f"head_dim {dim // heads}: omnimask computes those and cannot hold others")
+            raise ValueError(
+                f"{src}.self_attn.rot_emb.inv_freq differs from ESM-2's rotary frequencies for "
+                f"head_dim {dim // heads}: omnimask computes those and cannot hold others"
+            )
     return out
 
 
@@ -183,12 +184,15 @@ def wrap(state: State, recipe: Any) -> dict[str, Any]:
     """
     dim, depth, heads = sizes(recipe)
     model = {
-        (_HEAD_PREFIX if k.startswith("lm_head.") else _TRUNK_PREFIX) + k: v
-        for k, v in state.items()
-        if not k.startswith("contact_head.")
+        (_HEAD_PREFIX if k.startswith("lm_head.") else _TRUNK_PREFIX) + k: v for k, v in state.items() if not k.startswith("contact_head.")
     }
-    cfg = argparse.Namespace(encoder_layers=depth, encoder_embed_dim=dim, encoder_attention_heads=heads,
-                             encoder_ffn_embed_dim=4 * dim, token_dropout=bool(configs(recipe)[0].token_dropout))
+    cfg = argparse.Namespace(
+        encoder_layers=depth,
+        encoder_embed_dim=dim,
+        encoder_attention_heads=heads,
+        encoder_ffn_embed_dim=4 * dim,
+        token_dropout=bool(configs(recipe)[0].token_dropout),
+    )
     return {"model": model, "cfg": {"model": cfg}}
 
 

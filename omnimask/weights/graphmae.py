@@ -41,8 +41,7 @@ def _configs(recipe: Any) -> tuple[Any, Any]:
     from omnimask.core import registry
 
     model = recipe.config.model
-    return (registry.check("encoder", model.encoder, "model.encoder")[1],
-            registry.check("head", model.head, "model.head")[1])
+    return (registry.check("encoder", model.encoder, "model.encoder")[1], registry.check("head", model.head, "model.head")[1])
 
 
 def _gin_layer(ours: str, theirs: str, mlp: str) -> Pairs:
@@ -53,8 +52,12 @@ def _gin_layer(ours: str, theirs: str, mlp: str) -> Pairs:
 
 
 def _gat_layer(ours: str, theirs: str) -> Pairs:
-    return [(f"{ours}.lin", f"{theirs}.fc"), (f"{ours}.att_src", f"{theirs}.attn_l"),
-            (f"{ours}.att_dst", f"{theirs}.attn_r"), (f"{ours}.bias", f"{theirs}.bias")]
+    return [
+        (f"{ours}.lin", f"{theirs}.fc"),
+        (f"{ours}.att_src", f"{theirs}.attn_l"),
+        (f"{ours}.att_dst", f"{theirs}.attn_r"),
+        (f"{ours}.bias", f"{theirs}.bias"),
+    ]
 
 
 def pairs(recipe: Any) -> Pairs:
@@ -65,8 +68,7 @@ def pairs(recipe: Any) -> Pairs:
         if enc.kind == "gin":
             theirs = f"encoder.layers.{i}"
             out += _gin_layer(f"encoder.gnn.layers.{i}", theirs, "apply_func.mlp")
-            out += [(f"encoder.gnn.post.{i}.0", f"{theirs}.apply_func.norm"),
-                    (f"encoder.gnn.post.{i}.1", f"{theirs}.apply_func.act")]
+            out += [(f"encoder.gnn.post.{i}.0", f"{theirs}.apply_func.norm"), (f"encoder.gnn.post.{i}.1", f"{theirs}.apply_func.act")]
         else:
             theirs = f"encoder.gat_layers.{i}"
             out += _gat_layer(f"encoder.gnn.layers.{i}", theirs)
@@ -87,7 +89,7 @@ def _rename(state: State, table: Pairs) -> tuple[State, list[str]]:
     for key, value in state.items():
         for src, dst in table:
             if key == src or key.startswith(src + "."):
-                out[dst + key[len(src):]] = value
+                out[dst + key[len(src) :]] = value
                 break
         else:
             unmatched.append(key)
@@ -123,5 +125,6 @@ def unwrap(obj: Any) -> State:
     return without_ddp_prefix(obj)
 
 
-LAYOUT = ReferenceLayout(name="graphmae", repo="THUDM/GraphMAE", to_reference=to_reference,
-                         from_reference=from_reference, wrap=wrap, unwrap=unwrap)
+LAYOUT = ReferenceLayout(
+    name="graphmae", repo="THUDM/GraphMAE", to_reference=to_reference, from_reference=from_reference, wrap=wrap, unwrap=unwrap
+)

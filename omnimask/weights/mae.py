@@ -67,8 +67,7 @@ _THEIRS_BLOCK = re.compile(r"^(blocks|decoder_blocks)\.(\d+)\.(.+)$")
 _KNOWN_INNER = re.compile(r"^(norm1|norm2|attn\.qkv|attn\.proj|mlp\.0|mlp\.2)\.(weight|bias)$")
 POSITION_KEYS = ("pos_embed", "decoder_pos_embed")
 _SWIN_DECODER = re.compile(r"^decoder_blocks\.\d+\.attn\.(tau|meta_mlp\.)")
-_DECODER_KEYS = ("decoder_embed.", "mask_token", "decoder_pos_embed", "decoder_blocks.", "decoder_norm.",
-                 "decoder_pred.")
+_DECODER_KEYS = ("decoder_embed.", "mask_token", "decoder_pos_embed", "decoder_blocks.", "decoder_norm.", "decoder_pred.")
 
 
 def is_audio(recipe: Any) -> bool:
@@ -123,7 +122,7 @@ def conv_to_linear(weight: torch.Tensor) -> torch.Tensor:
 def _rename_inner(rest: str, table: dict[str, str]) -> str:
     for old, new in table.items():
         if rest.startswith(old):
-            return new + rest[len(old):]
+            return new + rest[len(old) :]
     return rest
 
 
@@ -134,8 +133,10 @@ def check_positions(recipe: Any) -> None:
     for part in ("encoder", "head"):
         got = getattr(recipe.config.model, part).params.get("positions", "grid")
         if got != expected:
-            raise ValueError(f"model.{part}.positions is {got!r}; {'AudioMAE' if is_audio(recipe) else 'MAE'} adds "
-                             f"the {expected!r} table, so these weights would compute something else there")
+            raise ValueError(
+                f"model.{part}.positions is {got!r}; {'AudioMAE' if is_audio(recipe) else 'MAE'} adds "
+                f"the {expected!r} table, so these weights would compute something else there"
+            )
 
 
 def to_reference(state: State, recipe: Any) -> State:
@@ -201,7 +202,7 @@ def _top_name(key: str, table: dict[str, str]) -> str | None:
     """``key`` renamed by ``table`` (exact keys, or prefixes ending in ``.``), None where it has no entry."""
     for old, new in table.items():
         if key == old or (old.endswith(".") and key.startswith(old)):
-            return new + key[len(old):]
+            return new + key[len(old) :]
     return None
 
 

@@ -36,8 +36,7 @@ from typing import Any
 
 from omnimask.weights.base import ReferenceLayout, State, without_ddp_prefix
 
-_BLOCK = {"norm1": "norm1", "attn.qkv": "attn.qkv", "attn.proj": "attn.proj", "norm2": "norm2",
-          "mlp.0": "mlp.fc1", "mlp.2": "mlp.fc2"}
+_BLOCK = {"norm1": "norm1", "attn.qkv": "attn.qkv", "attn.proj": "attn.proj", "norm2": "norm2", "mlp.0": "mlp.fc1", "mlp.2": "mlp.fc2"}
 """A transformer block's modules: omnimask's name -> the reference's."""
 
 _MODULES = {
@@ -73,7 +72,7 @@ def _rename(key: str, *, to_reference: bool) -> str | None:
     modules = _MODULES if to_reference else {v: k for k, v in _MODULES.items()}
     for src, dst in modules.items():
         if key.startswith(src + "."):
-            return dst + key[len(src):]
+            return dst + key[len(src) :]
     return None
 
 
@@ -84,8 +83,10 @@ def to_reference(state: State, recipe: Any = None) -> State:
     for key, value in state.items():
         name = _rename(key, to_reference=True)
         if name is None:
-            raise ValueError(f"{key} has no place in Point-MAE's layout (the reference's attention has no q/k/v "
-                             "bias and its decoder runs at the encoder's width, without an embedding)")
+            raise ValueError(
+                f"{key} has no place in Point-MAE's layout (the reference's attention has no q/k/v "
+                "bias and its decoder runs at the encoder's width, without an embedding)"
+            )
         out[name] = value.unsqueeze(-1) if key == "head.pred.weight" else value
     return out
 

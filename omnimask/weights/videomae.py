@@ -109,8 +109,10 @@ def to_reference(state: State, recipe: Any) -> State:
                 out[theirs + key[len(ours) :]] = value
                 break
         else:
-            raise KeyError(f"{key} has no place in VideoMAE's checkpoint (a cls token or a bias of encoder_to_decoder: "
-                           f"the videomae recipes have neither)")
+            raise KeyError(
+                f"{key} has no place in VideoMAE's checkpoint (a cls token or a bias of encoder_to_decoder: "
+                f"the videomae recipes have neither)"
+            )
     return out
 
 

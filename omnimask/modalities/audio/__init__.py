@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Optional
 
+from omnimask.core.interfaces import Modality, Tokenizer
+from omnimask.core.registry import register
 from omnimask.modalities.audio.decode import AudioAugmentConfig, AudioDecoder
 from omnimask.modalities.audio.ingest import AudioIngestConfig, encode_audio_file
 from omnimask.modalities.audio.tokenizer import AudioFbankTokenizer
-from omnimask.core.interfaces import Modality, Tokenizer
-from omnimask.core.registry import register
 
 
 @register("modality", "audio")

@@ -41,8 +41,9 @@ class AudioDecoder:
             raise ValueError(f"sample has no flac/wav member (members: {sorted(members)})")
         wave, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
         if rate != self.sample_rate:
-            raise ValueError(f"sample is at {rate} Hz, the tokenizer expects {self.sample_rate} Hz "
-                             "(preprocess with -o sample_rate=... to match)")
+            raise ValueError(
+                f"sample is at {rate} Hz, the tokenizer expects {self.sample_rate} Hz (preprocess with -o sample_rate=... to match)"
+            )
         wave = wave.mean(axis=1) if wave.shape[1] > 1 else wave[:, 0]
         wave = wave - wave.mean()
         g = rng(seed, "audio_augment")

@@ -146,11 +146,16 @@ class DecodeBudget:
         """The over_limit reason for ``option``: the header's figure, or what decoding had reached when it stopped."""
         source = "declared by the header" if declared else "decoding stopped there"
         if option == "max_seconds":
-            return over_limit("duration", f"{'' if declared else 'more than '}{frames / self.rate:,.1f} s ({source})",
-                              option, self.opts.max_seconds)
+            return over_limit(
+                "duration", f"{'' if declared else 'more than '}{frames / self.rate:,.1f} s ({source})", option, self.opts.max_seconds
+            )
         decoded = int(frames) * FLOAT32 * self.channels
-        return over_limit(f"decoded size (float32, {self.channels} channels)",
-                          f"{'' if declared else 'more than '}{decoded:,} bytes ({source})", option, self.opts.max_decoded_bytes)
+        return over_limit(
+            f"decoded size (float32, {self.channels} channels)",
+            f"{'' if declared else 'more than '}{decoded:,} bytes ({source})",
+            option,
+            self.opts.max_decoded_bytes,
+        )
 
 
 @dataclass

@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any, Optional
 
 from omnimask.core.config import from_dict
-from omnimask.modalities.audio.decode import AudioAugmentConfig, AudioDecoder
-from omnimask.modalities.audio.tokenizer import AudioFbankTokenizer
 from omnimask.io.formats import iter_shard
 from omnimask.io.manifest import Manifest
+from omnimask.modalities.audio.decode import AudioAugmentConfig, AudioDecoder
+from omnimask.modalities.audio.tokenizer import AudioFbankTokenizer
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,10 @@ def fbank_stats(root: Path, tokenizer_params: dict[str, Any], max_samples: Optio
     mean = s1 / count
     std = max(s2 / count - mean * mean, 0.0) ** 0.5
     return {
-        "mean": mean, "std": std, "samples": n, "values": count,
-        "summary": f"mean {mean:.7g}, std {std:.7g} over {n} samples", "overrides": {"mean": mean, "std": std},
+        "mean": mean,
+        "std": std,
+        "samples": n,
+        "values": count,
+        "summary": f"mean {mean:.7g}, std {std:.7g} over {n} samples",
+        "overrides": {"mean": mean, "std": std},
     }

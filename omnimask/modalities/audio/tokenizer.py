@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torchaudio.compliance import kaldi
 
-from omnimask.core.interfaces import TokenLayout, Tokenizer
+from omnimask.core.interfaces import Tokenizer, TokenLayout
 from omnimask.core.registry import register
 
 AUDIOSET_MEAN = -4.2677393
@@ -29,8 +29,14 @@ def kaldi_fbank(waveform: torch.Tensor, sample_rate: int, num_mel_bins: int, fra
     """
     w = waveform.float()[None]
     return kaldi.fbank(
-        w, htk_compat=True, sample_frequency=sample_rate, use_energy=False, window_type="hanning",
-        num_mel_bins=num_mel_bins, dither=0.0, frame_shift=frame_shift,
+        w,
+        htk_compat=True,
+        sample_frequency=sample_rate,
+        use_energy=False,
+        window_type="hanning",
+        num_mel_bins=num_mel_bins,
+        dither=0.0,
+        frame_shift=frame_shift,
     )
 
 
@@ -60,8 +66,10 @@ class AudioFbankTokenizer(Tokenizer):
 
         def __post_init__(self) -> None:
             if self.patch_size <= 0 or self.target_length % self.patch_size or self.num_mel_bins % self.patch_size:
-                raise ValueError(f"target_length ({self.target_length}) and num_mel_bins ({self.num_mel_bins}) "
-                                 f"must be multiples of patch_size ({self.patch_size})")
+                raise ValueError(
+                    f"target_length ({self.target_length}) and num_mel_bins ({self.num_mel_bins}) "
+                    f"must be multiples of patch_size ({self.patch_size})"
+                )
             if self.std <= 0:
                 raise ValueError(f"std must be > 0, got {self.std}")
 

@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 from omnimask.core.interfaces import EncodedSample, Modality, QuarantineError, Tokenizer
+from omnimask.core.registry import register
 from omnimask.modalities.graph.decode import GraphAugmentConfig, GraphDecoder
 from omnimask.modalities.graph.ingest import GraphIngestConfig, encode_graph_input
 from omnimask.modalities.graph.readers import is_tu_folder
 from omnimask.modalities.graph.tokenizer import GraphFeatureTokenizer
-from omnimask.core.registry import register
 
 
 @register("modality", "graph")

@@ -73,8 +73,11 @@ def build_demo_graphs(root: Path, count: int, seed: int = 0) -> int:
         fmt = i % 4
         if fmt == 0:
             edges = np.array(list(graph.edges), dtype=np.int64).reshape(-1, 2).T
-            np.savez(files / f"g{i:04d}.npz", edge_index=np.concatenate([edges, edges[::-1]], axis=1),
-                     num_nodes=np.array(graph.number_of_nodes()))
+            np.savez(
+                files / f"g{i:04d}.npz",
+                edge_index=np.concatenate([edges, edges[::-1]], axis=1),
+                num_nodes=np.array(graph.number_of_nodes()),
+            )
         elif fmt == 1:
             (files / f"g{i:04d}.json").write_text(json.dumps(nx.node_link_data(graph, edges="links")))
         elif fmt == 2:

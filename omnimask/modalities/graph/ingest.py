@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from omnimask.core.interfaces import EncodedSample, QuarantineError
-from omnimask.modalities.graph.readers import Graph, is_tu_folder, read_networkx_file, read_npz, read_tu_folder
 from omnimask.core.limits import over_limit
 from omnimask.io.npy import NpzMember, read_npz_directory
+from omnimask.modalities.graph.readers import Graph, is_tu_folder, read_networkx_file, read_npz, read_tu_folder
 
 GRAPH_EXTS = {"npz", "json", "graphml", "gml"}
 
@@ -46,7 +46,8 @@ class GraphIngestConfig:
     max_edges: int | None = MAX_EDGES
     """Graphs with more edges (edge_index columns; an undirected edge counts twice) are quarantined (None: no limit)."""
     max_decoded_bytes: int | None = 2**31
-    """Inputs that would take more memory are quarantined: an .npz's declared arrays, a text graph's size x parse factor (None: no limit)."""
+    """Inputs that would take more memory are quarantined: an .npz's declared arrays, a text graph's size x parse
+    factor (None: no limit)."""
 
     def __post_init__(self) -> None:
         for name in ("max_nodes", "max_edges", "max_decoded_bytes"):
@@ -108,8 +109,10 @@ def check_npz_directory(members: list[NpzMember], opts: GraphIngestConfig) -> No
     scalar: its value is checked once read (:func:`encode_graph`)."""
     for m in members:
         if m.header is not None and m.header.offset + m.header.nbytes > m.size:
-            raise QuarantineError(f"{m.name}.npy's header declares shape {m.header.shape} of {m.header.dtype} "
-                                  f"({m.header.nbytes:,} bytes), more than the {m.size - m.header.offset:,} bytes its member holds")
+            raise QuarantineError(
+                f"{m.name}.npy's header declares shape {m.header.shape} of {m.header.dtype} "
+                f"({m.header.nbytes:,} bytes), more than the {m.size - m.header.offset:,} bytes its member holds"
+            )
     check_decoded_bytes(sum(map(_decoded_size, members)), "declared size of the .npz's arrays (bytes; edge_index as int64)", opts)
     shapes = {m.name: m.header.shape for m in members if m.header is not None}
     for name in ("x", "node_labels"):

@@ -12,9 +12,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from omnimask.core.config import ComponentSpec
+from omnimask.core.indexing import select_rows
 from omnimask.core.interfaces import TokenLayout
 from omnimask.core.networks import Encoder, Head, Loss, MaskIndex
-from omnimask.core.indexing import select_rows
 from omnimask.core.registry import register
 
 
@@ -35,8 +35,7 @@ def gnn_layer(kind: str, in_dim: int, out_dim: int, heads: int, attn_drop: float
     if kind == "gat":
         if out_dim % heads:
             raise ValueError(f"GAT width {out_dim} is not divisible by {heads} heads")
-        return GATConv(in_dim, out_dim // heads, heads=heads, dropout=attn_drop, negative_slope=negative_slope,
-                       add_self_loops=False)
+        return GATConv(in_dim, out_dim // heads, heads=heads, dropout=attn_drop, negative_slope=negative_slope, add_self_loops=False)
     hidden = in_dim if last else out_dim
     return GINConv(nn.Sequential(nn.Linear(in_dim, hidden), nn.BatchNorm1d(hidden), nn.PReLU(), nn.Linear(hidden, out_dim)))
 
@@ -61,8 +60,21 @@ class GNN(nn.Module):
     layers see a self-loop at every node (:func:`with_self_loops`; ``loop_free``: ``edges`` has none
     already), as GraphMAE's loaders give every graph (``remove_self_loop().add_self_loop()``)."""
 
-    def __init__(self, kind: str, in_dim: int, hidden: int, out_dim: int, depth: int, heads: int, heads_out: int,
-                 in_drop: float, attn_drop: float, negative_slope: float, encoding: bool, self_loops: bool = True):
+    def __init__(
+        self,
+        kind: str,
+        in_dim: int,
+        hidden: int,
+        out_dim: int,
+        depth: int,
+        heads: int,
+        heads_out: int,
+        in_drop: float,
+        attn_drop: float,
+        negative_slope: float,
+        encoding: bool,
+        self_loops: bool = True,
+    ):
         super().__init__()
         dims = [in_dim] + [hidden] * (depth - 1) + [out_dim]
         self.kind = kind
@@ -72,8 +84,9 @@ class GNN(nn.Module):
         self.post = nn.ModuleList()
         for i in range(depth):
             last = i == depth - 1
-            self.layers.append(gnn_layer(kind, dims[i], dims[i + 1], heads_out if last else heads, attn_drop,
-                                         negative_slope, last and not encoding))
+            self.layers.append(
+                gnn_layer(kind, dims[i], dims[i + 1], heads_out if last else heads, attn_drop, negative_slope, last and not encoding)
+            )
             post: list[nn.Module] = []
             if not last or encoding:
                 if kind == "gin":
@@ -129,8 +142,20 @@ class GNNEncoder(Encoder):
         super().__init__()
         self.dim = cfg.dim
         self.mask_token = nn.Parameter(torch.zeros(1, layout.token_dim))
-        self.gnn = GNN(cfg.kind, layout.token_dim, cfg.dim, cfg.dim, cfg.depth, cfg.heads, cfg.heads, cfg.in_drop,
-                       cfg.attn_drop, cfg.negative_slope, encoding=True, self_loops=cfg.self_loops)
+        self.gnn = GNN(
+            cfg.kind,
+            layout.token_dim,
+            cfg.dim,
+            cfg.dim,
+            cfg.depth,
+            cfg.heads,
+            cfg.heads,
+            cfg.in_drop,
+            cfg.attn_drop,
+            cfg.negative_slope,
+            encoding=True,
+            self_loops=cfg.self_loops,
+        )
 
     def forward(self, tokens: torch.Tensor, index: MaskIndex) -> torch.Tensor:
         x, _ = flat_nodes(tokens, index)
@@ -200,8 +225,20 @@ class GraphMAEDecoderHead(Head):
         super().__init__()
         self.gamma = cfg.gamma  # the default loss's exponent; the loss in use is MaskedModel.loss_fn
         self.to_decoder = nn.Linear(encoder_dim, encoder_dim, bias=False)
-        self.decoder = GNN(cfg.kind, encoder_dim, encoder_dim, target_dim, 1, cfg.heads, cfg.heads, cfg.in_drop,
-                           cfg.attn_drop, cfg.negative_slope, encoding=False, self_loops=cfg.self_loops)
+        self.decoder = GNN(
+            cfg.kind,
+            encoder_dim,
+            encoder_dim,
+            target_dim,
+            1,
+            cfg.heads,
+            cfg.heads,
+            cfg.in_drop,
+            cfg.attn_drop,
+            cfg.negative_slope,
+            encoding=False,
+            self_loops=cfg.self_loops,
+        )
 
     def forward(self, latent: torch.Tensor, index: MaskIndex) -> torch.Tensor:
         hidden = select_rows(index.mask, index.valid, index.num_valid)

@@ -164,8 +164,10 @@ def read_tu_folder(path: Path) -> Iterator[tuple[str, Graph]]:
     if edges.shape[1] != 2:
         raise QuarantineError(f"{prefix}_A.txt must hold two node ids a line, it has {edges.shape[1]}")
     if edges.size and (edges.min() < 0 or edges.max() >= indicator.size):
-        raise QuarantineError(f"{prefix}_A.txt names node {int(edges.min() if edges.min() < 0 else edges.max()) + 1}, "
-                              f"outside the {indicator.size} nodes (1-based) of {prefix}_graph_indicator.txt")
+        raise QuarantineError(
+            f"{prefix}_A.txt names node {int(edges.min() if edges.min() < 0 else edges.max()) + 1}, "
+            f"outside the {indicator.size} nodes (1-based) of {prefix}_graph_indicator.txt"
+        )
     if (np.diff(indicator) < 0).any():
         raise QuarantineError(f"{prefix}_graph_indicator.txt is not sorted by graph id")
     num_graphs = int(indicator.max())
@@ -181,11 +183,14 @@ def read_tu_folder(path: Path) -> Iterator[tuple[str, Graph]]:
         sel = by_graph[edge_starts[gid - 1] : edge_starts[gid]]
         local = edges[sel]
         local -= lo
-        yield f"{prefix}#{gid}", Graph(
-            local.T,
-            hi - lo,
-            None if node_attr is None else node_attr[lo:hi],
-            None if node_labels is None else node_labels[lo:hi],
-            None if edge_attr is None else edge_attr[sel],
-            None if graph_labels is None else graph_labels[gid - 1 : gid],
+        yield (
+            f"{prefix}#{gid}",
+            Graph(
+                local.T,
+                hi - lo,
+                None if node_attr is None else node_attr[lo:hi],
+                None if node_labels is None else node_labels[lo:hi],
+                None if edge_attr is None else edge_attr[sel],
+                None if graph_labels is None else graph_labels[gid - 1 : gid],
+            ),
         )

@@ -7,9 +7,9 @@ from typing import Any, Optional
 
 import numpy as np
 
-from omnimask.modalities.graph.readers import read_npz
 from omnimask.io.formats import iter_shard
 from omnimask.io.manifest import Manifest
+from omnimask.modalities.graph.readers import read_npz
 
 
 def graph_stats(root: Path, max_samples: Optional[int] = None) -> dict[str, Any]:

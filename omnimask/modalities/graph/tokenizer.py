@@ -8,9 +8,9 @@ from typing import Literal
 import numpy as np
 import torch
 
-from omnimask.core.interfaces import TokenLayout, Tokenizer, Tokens
-from omnimask.modalities.graph.readers import Graph
+from omnimask.core.interfaces import Tokenizer, TokenLayout, Tokens
 from omnimask.core.registry import register
+from omnimask.modalities.graph.readers import Graph
 
 
 def node_features(graph: Graph, kind: str, dim: int) -> np.ndarray:
@@ -32,8 +32,10 @@ def node_features(graph: Graph, kind: str, dim: int) -> np.ndarray:
             raise ValueError("graph has no node labels; use features: attributes or degree")
         index = np.asarray(graph.node_labels).reshape(n).astype(np.int64)
         if index.min() < 0 or index.max() >= dim:
-            raise ValueError(f"node labels span [{index.min()}, {index.max()}], outside the one-hot width dim={dim} "
-                             "(omnimask inspect --stats gives the dataset's range)")
+            raise ValueError(
+                f"node labels span [{index.min()}, {index.max()}], outside the one-hot width dim={dim} "
+                "(omnimask inspect --stats gives the dataset's range)"
+            )
     else:
         index = np.minimum(np.bincount(graph.edge_index[1], minlength=n), dim - 1)
     x = np.zeros((n, dim), dtype=np.float32)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from omnimask.core.interfaces import Modality, Tokenizer
+from omnimask.core.registry import register
 from omnimask.modalities.image.decode import ImageAugmentConfig, ImageDecoder
 from omnimask.modalities.image.ingest import ImageIngestConfig, encode_image_file
 from omnimask.modalities.image.tokenizer import ImagePatchTokenizer
-from omnimask.core.registry import register
 
 
 @register("modality", "image")

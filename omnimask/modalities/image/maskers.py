@@ -9,8 +9,8 @@ from typing import Optional
 import numpy as np
 import torch
 
-from omnimask.core.interfaces import Masker, TokenLayout
 from omnimask.components.maskers import check_ratio
+from omnimask.core.interfaces import Masker, TokenLayout
 from omnimask.core.registry import register
 from omnimask.core.seeding import rng
 

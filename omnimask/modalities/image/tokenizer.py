@@ -8,8 +8,8 @@ from typing import Optional
 import numpy as np
 import torch
 
-from omnimask.core.interfaces import TokenLayout
 from omnimask.components.pixels import IMAGENET_MEAN, IMAGENET_STD, PixelTokenizer, check_frame
+from omnimask.core.interfaces import TokenLayout
 from omnimask.core.registry import register
 
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from omnimask.core.interfaces import Modality, Tokenizer
+from omnimask.core.registry import register
 from omnimask.modalities.pointcloud.decode import PointCloudAugmentConfig, PointCloudDecoder
 from omnimask.modalities.pointcloud.ingest import PointCloudIngestConfig, encode_point_file
 from omnimask.modalities.pointcloud.tokenizer import PointGroupTokenizer
-from omnimask.core.registry import register
 
 
 @register("modality", "pointcloud")

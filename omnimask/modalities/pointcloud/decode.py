@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from omnimask.modalities.pointcloud.geometry import normalize_unit_sphere
-from omnimask.io.npy import load_npy
 from omnimask.core.seeding import rng
+from omnimask.io.npy import load_npy
+from omnimask.modalities.pointcloud.geometry import normalize_unit_sphere
 
 
 @dataclass

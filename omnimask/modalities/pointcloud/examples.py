@@ -38,8 +38,10 @@ def primitive(kind: str, g: np.random.Generator, n: int = 2048) -> np.ndarray:
 
 
 def write_ply(path: Path, pts: np.ndarray) -> None:
-    header = (f"ply\nformat binary_little_endian 1.0\nelement vertex {len(pts)}\n"
-              "property float x\nproperty float y\nproperty float z\nend_header\n")
+    header = (
+        f"ply\nformat binary_little_endian 1.0\nelement vertex {len(pts)}\n"
+        "property float x\nproperty float y\nproperty float z\nend_header\n"
+    )
     path.write_bytes(header.encode() + pts.astype("<f4").tobytes())
 
 
@@ -48,11 +50,14 @@ def write_box_mesh(path: Path, size: np.ndarray) -> None:
     corners = np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)], float) * size
     quads = [(0, 1, 3, 2), (4, 6, 7, 5), (0, 4, 5, 1), (2, 3, 7, 6), (0, 2, 6, 4), (1, 5, 7, 3)]
     if path.suffix == ".off":
-        path.write_text("OFF\n8 6 0\n" + "".join(f"{x} {y} {z}\n" for x, y, z in corners)
-                        + "".join(f"4 {a} {b} {c} {d}\n" for a, b, c, d in quads))
+        path.write_text(
+            "OFF\n8 6 0\n" + "".join(f"{x} {y} {z}\n" for x, y, z in corners) + "".join(f"4 {a} {b} {c} {d}\n" for a, b, c, d in quads)
+        )
     else:
-        path.write_text("".join(f"v {x} {y} {z}\n" for x, y, z in corners)
-                        + "".join(f"f {a + 1} {b + 1} {c + 1}\nf {a + 1} {c + 1} {d + 1}\n" for a, b, c, d in quads))
+        path.write_text(
+            "".join(f"v {x} {y} {z}\n" for x, y, z in corners)
+            + "".join(f"f {a + 1} {b + 1} {c + 1}\nf {a + 1} {c + 1} {d + 1}\n" for a, b, c, d in quads)
+        )
 
 
 def build_demo_shapes(out: Path, num_shapes: int, seed: int = 0) -> int:

@@ -32,8 +32,9 @@ squared norm is at most this: such a point (within ~0.032 of the origin) is neve
 first index."""
 
 
-def farthest_point_sample(points: torch.Tensor, k: int, start: Optional[torch.Tensor] = None, *,
-                          skip_near_origin: bool = False) -> torch.Tensor:
+def farthest_point_sample(
+    points: torch.Tensor, k: int, start: Optional[torch.Tensor] = None, *, skip_near_origin: bool = False
+) -> torch.Tensor:
     """Indices ``[B, k]`` of ``k`` points of ``[B, N, 3]`` chosen by iterative farthest point sampling.
 
     The first index is ``start`` (default 0, as pointnet2's ``furthest_point_sample``);
@@ -62,8 +63,7 @@ def farthest_point_sample(points: torch.Tensor, k: int, start: Optional[torch.Te
     return idx
 
 
-def _fps_numpy(points: np.ndarray, k: int, first: int, rows: Optional[np.ndarray] = None, *,
-               skip_near_origin: bool = False) -> np.ndarray:
+def _fps_numpy(points: np.ndarray, k: int, first: int, rows: Optional[np.ndarray] = None, *, skip_near_origin: bool = False) -> np.ndarray:
     """:func:`farthest_point_sample` of one cloud ``[N, 3]`` in numpy (the same indices): ``[k]`` int64.
 
     The coordinates are split into three contiguous arrays and every step works in preallocated buffers:
@@ -130,8 +130,9 @@ def gather_points(points: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     return out.reshape(*idx.shape, points.shape[-1])
 
 
-def group_points(points: torch.Tensor, num_groups: int, group_size: int, *,
-                 skip_near_origin: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def group_points(
+    points: torch.Tensor, num_groups: int, group_size: int, *, skip_near_origin: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Point-MAE's grouping: FPS centres ``[B, G, 3]`` (:func:`farthest_point_sample`) and their kNN
     neighbourhoods ``[B, G, S, 3]``, each re-centred on its centre."""
     if points.shape[0] == 1 and points.device.type == "cpu" and points.dtype in (torch.float32, torch.float64):
@@ -141,8 +142,7 @@ def group_points(points: torch.Tensor, num_groups: int, group_size: int, *,
     return neighborhoods - centers[:, :, None], centers
 
 
-def _group_one_cloud(points: np.ndarray, num_groups: int, group_size: int,
-                     skip_near_origin: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def _group_one_cloud(points: np.ndarray, num_groups: int, group_size: int, skip_near_origin: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`group_points` of one cloud ``[N, 3]`` (a loader worker's case) in numpy: the kNN reads the
     distances the sampling computed (no second distance matrix) and selects with :func:`_nearest`,
     which saves computing the distances twice."""

@@ -17,8 +17,8 @@ from typing import Optional
 import numpy as np
 
 from omnimask.core.interfaces import EncodedSample, QuarantineError
-from omnimask.modalities.pointcloud.readers import PointLimits, read_point_file
 from omnimask.core.seeding import derive_seed, rng
+from omnimask.modalities.pointcloud.readers import PointLimits, read_point_file
 
 MAX_INPUT_POINTS = 10_000_000
 """Default ``max_input_points``: 10x a large indoor or LiDAR scan (ScanNet and S3DIS rooms hold 1e5-1e6
@@ -41,7 +41,8 @@ class PointCloudIngestConfig:
     max_input_points: int | None = MAX_INPUT_POINTS
     """Files declaring (npy/PLY/OFF header) or holding more points (a mesh: vertices) are quarantined (None: no limit)."""
     max_decoded_bytes: int | None = 2**31
-    """Files that would take more memory are quarantined: declared values x 8 bytes (float64), a text file's size x parse factor (None: no limit)."""
+    """Files that would take more memory are quarantined: declared values x 8 bytes (float64), a text file's size x
+    parse factor (None: no limit)."""
 
     def __post_init__(self) -> None:
         if self.mesh_points < 1 or self.min_points < 1:
@@ -77,6 +78,12 @@ def encode_point_file(path: Path, opts: PointCloudIngestConfig) -> EncodedSample
     np.save(buf, np.ascontiguousarray(points, dtype=np.float32), allow_pickle=False)
     xyz = np.ascontiguousarray(points[:, :3].T)  # [3, N]: along N of a C-order [N, 3], numpy's inner loop takes 3 values a call, far slower
     lo, hi = xyz.min(1), xyz.max(1)
-    meta = {"points": int(points.shape[0]), "channels": int(points.shape[1]), "orig_points": int(original),
-            "orig_format": path.suffix.lower().lstrip("."), "bbox_min": lo.round(6).tolist(), "bbox_max": hi.round(6).tolist()}
+    meta = {
+        "points": int(points.shape[0]),
+        "channels": int(points.shape[1]),
+        "orig_points": int(original),
+        "orig_format": path.suffix.lower().lstrip("."),
+        "bbox_min": lo.round(6).tolist(),
+        "bbox_max": hi.round(6).tolist(),
+    }
     return EncodedSample("npy", buf.getvalue(), meta)

@@ -7,8 +7,8 @@ from typing import Optional
 
 import torch
 
-from omnimask.core.interfaces import Masker, TokenLayout
 from omnimask.components.maskers import check_ratio
+from omnimask.core.interfaces import Masker, TokenLayout
 from omnimask.core.registry import register
 from omnimask.core.seeding import rng
 

@@ -8,13 +8,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from omnimask.core.config import ComponentSpec
-from omnimask.core.interfaces import TokenLayout
-from omnimask.modalities.pointcloud.geometry import chamfer_distance
-from omnimask.core.networks import Encoder, Head, Loss, MaskIndex
 from omnimask.components.layers import QKVBias, blocks, decode_queries, init_weights
+from omnimask.core.config import ComponentSpec
 from omnimask.core.indexing import gather_tokens, predicted_rows
+from omnimask.core.interfaces import TokenLayout
+from omnimask.core.networks import Encoder, Head, Loss, MaskIndex
 from omnimask.core.registry import register
+from omnimask.modalities.pointcloud.geometry import chamfer_distance
 
 
 class MiniPointNet(nn.Module):
@@ -59,8 +59,7 @@ class PointTransformerConfig:
 
 
 def point_blocks(cfg: PointTransformerConfig) -> nn.ModuleList:
-    return blocks(cfg.dim, cfg.heads, cfg.depth, cfg.mlp_ratio, norm_eps=cfg.norm_eps, qkv_bias=cfg.qkv_bias,
-                  drop_path=cfg.drop_path)
+    return blocks(cfg.dim, cfg.heads, cfg.depth, cfg.mlp_ratio, norm_eps=cfg.norm_eps, qkv_bias=cfg.qkv_bias, drop_path=cfg.drop_path)
 
 
 @register("encoder", "pointmae")

@@ -25,9 +25,22 @@ from omnimask.core.limits import over_limit
 from omnimask.io.npy import load_npy, read_npy_header
 
 PLY_TYPES = {
-    "char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1", "short": "i2", "int16": "i2", "ushort": "u2",
-    "uint16": "u2", "int": "i4", "int32": "i4", "uint": "u4", "uint32": "u4", "float": "f4", "float32": "f4",
-    "double": "f8", "float64": "f8",
+    "char": "i1",
+    "int8": "i1",
+    "uchar": "u1",
+    "uint8": "u1",
+    "short": "i2",
+    "int16": "i2",
+    "ushort": "u2",
+    "uint16": "u2",
+    "int": "i4",
+    "int32": "i4",
+    "uint": "u4",
+    "uint32": "u4",
+    "float": "f4",
+    "float32": "f4",
+    "double": "f8",
+    "float64": "f8",
 }
 ROW_EXTS = {"xyz", "txt", "csv", "pts"}
 POINT_EXTS = {"ply", "npy"} | ROW_EXTS
@@ -129,8 +142,10 @@ def read_npy_points(data: bytes, limits: PointLimits = NO_LIMITS) -> np.ndarray:
         raise ValueError("not an .npy file (no NumPy magic)")
     have = len(data) - header.offset
     if header.nbytes > have:
-        raise QuarantineError(f".npy header declares shape {header.shape} of {header.dtype} ({header.nbytes:,} bytes), "
-                              f"but the file holds {have:,} bytes of data: truncated, or a header that lies")
+        raise QuarantineError(
+            f".npy header declares shape {header.shape} of {header.dtype} ({header.nbytes:,} bytes), "
+            f"but the file holds {have:,} bytes of data: truncated, or a header that lies"
+        )
     count = header.shape[0] if header.shape else 1
     limits.check_declared(count, math.prod(header.shape[1:]), "the .npy header")
     return load_npy(data)
@@ -198,8 +213,10 @@ def read_ply(data: bytes, limits: PointLimits = NO_LIMITS) -> np.ndarray:
         dtype = np.dtype([(n, ("<" if header.format == "binary_little_endian" else ">") + PLY_TYPES[t]) for n, t in props])
         need = count * dtype.itemsize
     if need > have:
-        raise QuarantineError(f"PLY header declares {count:,} vertices ({need:,} bytes at least), "
-                              f"but the file holds {have:,} bytes after its header: truncated, or a header that lies")
+        raise QuarantineError(
+            f"PLY header declares {count:,} vertices ({need:,} bytes at least), "
+            f"but the file holds {have:,} bytes after its header: truncated, or a header that lies"
+        )
     limits.check_declared(count, len(props), "the PLY header")
     names = [n for n, _ in props]
     order = [names.index(c) for c in "xyz"] + [i for i, n in enumerate(names) if n not in "xyz"]
@@ -240,8 +257,10 @@ def read_off(data: bytes, limits: PointLimits = NO_LIMITS) -> tuple[np.ndarray, 
         raise QuarantineError(f"OFF header declares a negative count ({nv:,} vertices, {nf:,} faces)")
     room = (len(data) - header.end() + 1) // 2  # the most tokens the rest can hold: a character and a separator each
     if 3 * nv + nf > room:
-        raise QuarantineError(f"OFF header declares {nv:,} vertices and {nf:,} faces, more than the "
-                              f"{len(data):,}-byte file can hold ({3 * nv + nf:,} numbers at least)")
+        raise QuarantineError(
+            f"OFF header declares {nv:,} vertices and {nf:,} faces, more than the "
+            f"{len(data):,}-byte file can hold ({3 * nv + nf:,} numbers at least)"
+        )
     limits.check_declared(nv, 3, "the OFF header")
     nums = data[header.end() :].decode("ascii").split()[1:]  # after the edge count
     verts = np.array(nums[: 3 * nv], dtype=np.float64).reshape(nv, 3)

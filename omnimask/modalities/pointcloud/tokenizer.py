@@ -9,9 +9,9 @@ from typing import Optional
 import numpy as np
 import torch
 
-from omnimask.core.interfaces import TokenLayout, Tokenizer, Tokens
-from omnimask.modalities.pointcloud.geometry import group_points
+from omnimask.core.interfaces import Tokenizer, TokenLayout, Tokens
 from omnimask.core.registry import register
+from omnimask.modalities.pointcloud.geometry import group_points
 
 
 @register("tokenizer", "point_groups")
@@ -46,8 +46,9 @@ class PointGroupTokenizer(Tokenizer):
             raise ValueError(f"expected points [P >= {max(self.cfg.num_groups, self.cfg.group_size)}, 3], got {list(points.shape)}")
         if not np.isfinite(points).all():
             raise ValueError("points must be finite: NaN or infinite coordinates cannot be grouped")
-        groups, centers = group_points(torch.from_numpy(points)[None], self.cfg.num_groups, self.cfg.group_size,
-                                       skip_near_origin=self.cfg.skip_near_origin)
+        groups, centers = group_points(
+            torch.from_numpy(points)[None], self.cfg.num_groups, self.cfg.group_size, skip_near_origin=self.cfg.skip_near_origin
+        )
         return Tokens(groups[0].reshape(self.cfg.num_groups, -1), coords=centers[0])
 
     def detokenize(self, tokens: torch.Tensor, coords: Optional[torch.Tensor] = None, size: int = 128) -> torch.Tensor:

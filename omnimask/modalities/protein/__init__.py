@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Iterator
 
 from omnimask.core.interfaces import EncodedSample, Modality, QuarantineError, Tokenizer
+from omnimask.core.registry import register
 from omnimask.modalities.protein.decode import ProteinAugmentConfig, ProteinDecoder
 from omnimask.modalities.protein.ingest import ProteinIngestConfig, encode_fasta
 from omnimask.modalities.protein.tokenizer import ESMTokenizer
-from omnimask.core.registry import register
 
 
 @register("modality", "protein")

@@ -35,8 +35,9 @@ def build_demo_proteins(root: Path, count: int, seed: int = 0) -> int:
     records += [("empty_record", ""), ("bad_chars", "MKT1AJ*"), ("copy_of_demo0000", records[0][1])]
     parts = np.array_split(np.arange(len(records)), 4)
     for k, part in enumerate(parts):
-        text = "".join(f">{records[i][0]}\n" + "".join(records[i][1][j : j + 60] + "\n" for j in range(0, len(records[i][1]), 60))
-                       for i in part)
+        text = "".join(
+            f">{records[i][0]}\n" + "".join(records[i][1][j : j + 60] + "\n" for j in range(0, len(records[i][1]), 60)) for i in part
+        )
         if k % 2:
             with gzip.open(root / f"part{k}.fasta.gz", "wt") as f:
                 f.write(text)

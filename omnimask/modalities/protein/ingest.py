@@ -50,7 +50,8 @@ def encode_fasta(path: Path, opts: ProteinIngestConfig) -> Iterator[tuple[str, E
     held: the file is read a chunk at a time, and memory per record is bounded by a small multiple of
     ``max_length`` characters, whatever the size of the file or of one of its lines. The whole file is
     refused (QuarantineError) only when it is not FASTA text: empty, a corrupt gzip stream, binary
-    data (a NUL byte near its start), text before the first ``>`` header, or no record at all. A gzip stream that breaks part-way raises after the records read before it."""
+    data (a NUL byte near its start), text before the first ``>`` header, or no record at all. A gzip stream that
+    breaks part-way raises after the records read before it."""
     if path.stat().st_size == 0:
         raise QuarantineError("empty file")
     try:
@@ -93,8 +94,7 @@ def encode_record(record: FastaRecord, number: int, opts: ProteinIngestConfig) -
         return over_limit("sequence length", len(seq), "max_length", opts.max_length)
     if len(seq) < opts.min_length:
         return QuarantineError(f"length {len(seq)} below min_length={opts.min_length}")
-    meta = {"id": record.id, "description": record.description, "length": len(seq), "mapped_to_x": mapped,
-            "line": record.line}
+    meta = {"id": record.id, "description": record.description, "length": len(seq), "mapped_to_x": mapped, "line": record.line}
     if record.header_cut:
         meta["header_cut"] = True  # the description is the first HEADER_LIMIT characters of the header
     return EncodedSample("seq", seq.encode("ascii"), meta, digest=hashlib.sha1(seq.encode()).hexdigest(), size=len(seq))

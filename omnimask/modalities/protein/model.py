@@ -9,11 +9,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from omnimask.components.layers import blocks, init_weights, rotary_tables
 from omnimask.core.config import ComponentSpec
+from omnimask.core.indexing import select_rows
 from omnimask.core.interfaces import TokenLayout
 from omnimask.core.networks import Encoder, Head, MaskIndex
-from omnimask.components.layers import blocks, init_weights, rotary_tables
-from omnimask.core.indexing import select_rows
 from omnimask.core.registry import register
 
 ESM2_SIZES = {  # name: (dim, depth, heads) of the ESM-2 models (Lin et al. 2023)
@@ -124,8 +124,10 @@ class LMHead(Head):
             return
         embed = getattr(encoder, "embed", None)
         if not isinstance(embed, nn.Embedding) or embed.weight.shape != self.weight.shape:
-            raise ValueError(f"lm_head cannot tie its projection {list(self.weight.shape)} to {type(encoder).__name__}'s "
-                             "token embedding; set model.head.tie=false")
+            raise ValueError(
+                f"lm_head cannot tie its projection {list(self.weight.shape)} to {type(encoder).__name__}'s "
+                "token embedding; set model.head.tie=false"
+            )
         self.weight = embed.weight
 
     def forward(self, latent: torch.Tensor, index: MaskIndex) -> torch.Tensor:

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import torch
 
-from omnimask.core.interfaces import TokenLayout, Tokenizer
-from omnimask.modalities.protein import alphabet
+from omnimask.core.interfaces import Tokenizer, TokenLayout
 from omnimask.core.registry import register
+from omnimask.modalities.protein import alphabet
 
 
 @register("tokenizer", "esm")

@@ -6,10 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from omnimask.core.interfaces import Modality, Tokenizer
+from omnimask.core.registry import register
 from omnimask.modalities.video.decode import VideoAugmentConfig, VideoDecoder
 from omnimask.modalities.video.ingest import VideoIngestConfig, encode_video_file
 from omnimask.modalities.video.tokenizer import VideoTubeletTokenizer
-from omnimask.core.registry import register
 
 
 @register("modality", "video")

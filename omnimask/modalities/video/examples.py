@@ -14,8 +14,9 @@ from omnimask.components.photos import load_photos
 CODECS = {".mp4": "libx264", ".mkv": "libx264", ".mov": "libx264", ".ts": "libx264", ".webm": "libvpx-vp9", ".avi": "mpeg4"}
 
 
-def write_video(path: Path, frames: np.ndarray, fps: int | Fraction = 24, codec: str | None = None, gop: int = 12,
-                reproducible: bool = True) -> None:
+def write_video(
+    path: Path, frames: np.ndarray, fps: int | Fraction = 24, codec: str | None = None, gop: int = 12, reproducible: bool = True
+) -> None:
     """Encode uint8 frames ``[T, H, W, 3]`` (even H and W) into ``path``; the codec follows the extension.
 
     ``reproducible``: encode H.264 without x264's assembly code. With the assembly, the same frames gave

@@ -156,8 +156,7 @@ class Decoded:
     the stream stops inside that frame's data."""
 
 
-def decode_all(container: av.container.InputContainer, stream: av.video.stream.VideoStream, *,
-               frame_period: float) -> Decoded:
+def decode_all(container: av.container.InputContainer, stream: av.video.stream.VideoStream, *, frame_period: float) -> Decoded:
     """Demux every stream (their packet times give ``data_end``) and decode the video stream."""
     frames, width, height = 0, stream.codec_context.width, stream.codec_context.height
     video_end = data_end = None
@@ -214,8 +213,9 @@ def check_ts_packets(data: bytes) -> None:
             return
 
 
-def check_truncation(container: av.container.InputContainer, stream: av.video.stream.VideoStream, decoded: Decoded,
-                     tolerance: float) -> None:
+def check_truncation(
+    container: av.container.InputContainer, stream: av.video.stream.VideoStream, decoded: Decoded, tolerance: float
+) -> None:
     """Quarantine a video shorter than its header says: fewer frames than the header lists (MP4, AVI), a
     shorter video stream or file than the durations declared (Matroska/WebM store no frame count), or
     a final frame whose data stops short (all that a cut MPEG-TS may show)."""
@@ -223,17 +223,33 @@ def check_truncation(container: av.container.InputContainer, stream: av.video.st
     if promised and decoded.frames < promised * (1 - tolerance):
         raise QuarantineError(f"truncated: decoded {decoded.frames} of the {promised} frames its header lists")
     if decoded.damaged_tail:
-        raise QuarantineError(f"truncated: frame {decoded.damaged_tail} of {decoded.frames}, at the end of the stream, "
-                              "decodes with errors (its data stops short)")
+        raise QuarantineError(
+            f"truncated: frame {decoded.damaged_tail} of {decoded.frames}, at the end of the stream, "
+            "decodes with errors (its data stops short)"
+        )
     if container.format.name not in HEADER_DURATION_FORMATS:
         return
     start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
-    _check_duration("decoded", "its video stream", declared=video_duration(stream), start=start, reached=decoded.video_end,
-                    slack=decoded.frame_period, tolerance=tolerance)
+    _check_duration(
+        "decoded",
+        "its video stream",
+        declared=video_duration(stream),
+        start=start,
+        reached=decoded.video_end,
+        slack=decoded.frame_period,
+        tolerance=tolerance,
+    )
     declared = container.duration / 1e6 if container.duration else None
     start = container.start_time / 1e6 if container.start_time is not None else 0.0
-    _check_duration("its streams hold", "its container", declared=declared, start=start, reached=decoded.data_end,
-                    slack=decoded.frame_period, tolerance=tolerance)
+    _check_duration(
+        "its streams hold",
+        "its container",
+        declared=declared,
+        start=start,
+        reached=decoded.data_end,
+        slack=decoded.frame_period,
+        tolerance=tolerance,
+    )
 
 
 def video_duration(stream: av.video.stream.VideoStream) -> float | None:
@@ -249,8 +265,9 @@ def video_duration(stream: av.video.stream.VideoStream) -> float | None:
         return None
 
 
-def _check_duration(verb: str, source: str, *, declared: float | None, start: float, reached: float | None,
-                    slack: float, tolerance: float) -> None:
+def _check_duration(
+    verb: str, source: str, *, declared: float | None, start: float, reached: float | None, slack: float, tolerance: float
+) -> None:
     """Quarantine when ``reached`` (an end time) falls short of the declared end by more than ``tolerance``
     of ``declared`` plus ``slack``. Matroska's duration counts from 0, other containers' from ``start``;
     the earlier of the two ends is taken, so a clip that starts late is never flagged for it."""

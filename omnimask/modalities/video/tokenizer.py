@@ -8,8 +8,8 @@ from typing import Optional
 import numpy as np
 import torch
 
-from omnimask.core.interfaces import TokenLayout
 from omnimask.components.pixels import IMAGENET_MEAN, IMAGENET_STD, PixelTokenizer, check_frame
+from omnimask.core.interfaces import TokenLayout
 from omnimask.core.registry import register
 
 
@@ -43,9 +43,7 @@ class VideoTubeletTokenizer(PixelTokenizer):
         self.num_frames, self.image_size = cfg.num_frames, cfg.image_size
         self.patch_size, self.tubelet_size = cfg.patch_size, cfg.tubelet_size
         g = cfg.image_size // cfg.patch_size
-        self.layout = TokenLayout(
-            grid=(cfg.num_frames // cfg.tubelet_size, g, g), token_dim=cfg.tubelet_size * cfg.patch_size**2 * 3
-        )
+        self.layout = TokenLayout(grid=(cfg.num_frames // cfg.tubelet_size, g, g), token_dim=cfg.tubelet_size * cfg.patch_size**2 * 3)
         super().__init__(self.layout.token_dim, cfg.mean, cfg.std)
 
     def __call__(self, sample: np.ndarray) -> torch.Tensor:

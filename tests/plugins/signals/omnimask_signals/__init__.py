@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from omnimask.core.interfaces import EncodedSample, Modality, QuarantineError, TokenLayout, Tokenizer
+from omnimask.core.interfaces import EncodedSample, Modality, QuarantineError, Tokenizer, TokenLayout
 from omnimask.core.seeding import rng
 
 
@@ -54,7 +54,7 @@ class SignalDecoder:
     def __call__(self, members: dict[str, bytes], seed: int) -> np.ndarray:
         signal = np.load(io.BytesIO(members["npy"]), allow_pickle=False)
         start = int(rng(seed, "window").integers(0, len(signal) - self.window + 1))
-        return signal[start:start + self.window]
+        return signal[start : start + self.window]
 
 
 class SignalModality(Modality):
