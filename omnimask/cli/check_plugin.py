@@ -56,13 +56,19 @@ def generated_samples(modality: str, count: int, workdir: Path) -> list[tuple[st
     """``count`` or so real samples of ``modality`` (``(key, members)``), from its example input files
     (:meth:`~omnimask.core.interfaces.Modality.example_inputs`), ingested in this process (no Ray): what a shard
     would hold."""
-    from omnimask.data.sources import list_inputs
-
     mod = registry.lookup("modality", modality)()
     try:
         mod.example_inputs(workdir, count)
     except NotImplementedError as e:
         raise ConfigError("modality", f"{e}: check-plugin runs components on a modality's example inputs") from None
+    return ingested_samples(modality, count, workdir)
+
+
+def ingested_samples(modality: str, count: int, workdir: Path) -> list[tuple[str, dict[str, bytes]]]:
+    """The first ``count`` samples the input files in ``workdir`` give, ingested in this process (``(key, members)``)."""
+    from omnimask.data.sources import list_inputs
+
+    mod = registry.lookup("modality", modality)()
     samples = []
     for item in list_inputs(workdir, mod.is_dataset_folder):
         try:
