@@ -46,8 +46,11 @@ def test_a_plugin_modality_whose_window_does_not_fit_its_tokenizer_fails_the_che
     """The check runs the real pipeline: a decoder/tokenizer disagreement is caught before any training."""
     recipe = site / "omnimask_signals" / "signal_tiny.yaml"
     proc = check_plugin(site, tmp_path, "signal", "--kind", "modality", "--recipe", str(recipe), "-p", "window=48")
-    assert proc.returncode != 0
-    assert "cannot reshape" in proc.stdout + proc.stderr or "FAILED" in proc.stdout
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert (
+        "check-plugin FAILED: tokenizer 'signal_patches' (omnimask_signals.SignalTokenizer) returned tokens of shape [8, 6]; "
+        "expected [N, 8]" in proc.stdout
+    )
 
 
 def test_the_example_plugin_installs_with_target_and_no_index(site):
