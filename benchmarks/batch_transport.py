@@ -28,6 +28,7 @@ from benchmarks.loader_image import image_shards
 
 def measure(images: int, workers: tuple[int, ...], batches: int, rounds: int, repeat: int, batch_size: int = 64) -> list[dict]:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    from omnimask.core.config import DataConfig
     from omnimask.data.loader import build_loader
 
     rows = []
@@ -35,8 +36,10 @@ def measure(images: int, workers: tuple[int, ...], batches: int, rounds: int, re
         _, shards, recipe = image_shards(Path(tmp), images)
         for n in workers:
             loaders = {
-                "reused": build_loader(recipe, shards, batch_size, n, seed=0),
-                "fresh": build_loader(recipe, shards, batch_size, n, seed=0, reuse_buffers=False),
+                "reused": build_loader(recipe, data=DataConfig(path=shards, batch_size=batch_size, num_workers=n), seed=0),
+                "fresh": build_loader(
+                    recipe, data=DataConfig(path=shards, batch_size=batch_size, num_workers=n), seed=0, reuse_buffers=False
+                ),
                 "decode": decode_only_loader(recipe, shards, batch_size, n),
             }
             for _ in range(repeat):

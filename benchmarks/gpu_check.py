@@ -74,13 +74,21 @@ def loader_run(
     import torch
 
     from omnimask.core.collate import model_inputs
+    from omnimask.core.config import DataConfig
     from omnimask.data.loader import build_loader
 
     cuda = device.startswith("cuda")
     model = recipe.build_model().to(device)
     loss_fn = torch.compile(model.loss) if compile else model.loss
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
-    loader = build_loader(recipe, shards, batch_size, workers, seed=0, pin_memory=cuda, prefetch_factor=PREFETCH, repeats=repeats)
+    loader = build_loader(
+        recipe,
+        data=DataConfig(
+            path=shards, batch_size=batch_size, num_workers=workers, prefetch_factor=PREFETCH, repeats=repeats, pin_memory=cuda
+        ),
+        seed=0,
+        to_gpu=cuda,
+    )
     batches = iter(loader)
 
     def step(batch: dict[str, Any]) -> torch.Tensor:

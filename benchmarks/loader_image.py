@@ -85,6 +85,7 @@ def measure(images: int = 1024, workers: tuple[int, ...] = (1, 2), batches: int 
     import torchvision.transforms as T
     from torchvision.datasets import ImageFolder
 
+    from omnimask.core.config import DataConfig
     from omnimask.data.loader import build_loader
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -101,11 +102,11 @@ def measure(images: int = 1024, workers: tuple[int, ...] = (1, 2), batches: int 
         for n in workers:
             common = dict(batch_size=batch_size, num_workers=n, persistent_workers=True, prefetch_factor=4)
             folder = DataLoader(ImageFolder(str(raw), transform=baseline_tf), shuffle=True, drop_last=True, **common)
-            ours = build_loader(recipe, shards, batch_size, n, seed=0)
+            ours = build_loader(recipe, data=DataConfig(path=shards, batch_size=batch_size, num_workers=n), seed=0)
             decode_only = decode_only_loader(recipe, shards, batch_size, n)
             sequential = ShardLoader(
                 BatchStream(SequentialStream(shards, SamplePipeline(recipe, 0), batch_size), collate),  # type: ignore[arg-type]  # has the iter_batches BatchStream calls
-                n,
+                num_workers=n,
                 prefetch_factor=4,
                 pin_memory=False,
             )

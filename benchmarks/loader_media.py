@@ -198,7 +198,7 @@ def bench(modality: str, args: argparse.Namespace, files: list[Path], shards: Pa
     """Time the three loaders over :func:`prepare`'s inputs. Run it with Ray stopped: loader workers are
     forked from this process, and forking a Ray driver (its core worker's threads and sockets) has crashed
     the raylet here."""
-    from omnimask.core.config import load_recipe
+    from omnimask.core.config import DataConfig, load_recipe
     from omnimask.core.recipe import Recipe
     from omnimask.data.loader import build_loader
 
@@ -227,11 +227,21 @@ def bench(modality: str, args: argparse.Namespace, files: list[Path], shards: Pa
             base_name: DataLoader(baseline(recipe), shuffle=True, drop_last=True, collate_fn=base_collate, **common),
             "omnimask-decode": decode_only_loader(recipe, shards, args.batch_size, workers),
             "omnimask": build_loader(
-                recipe, shards, args.batch_size, workers, seed=0, max_tokens=budget, sort_window=recipe.config.data.sort_window
+                recipe,
+                data=DataConfig(
+                    path=shards,
+                    batch_size=args.batch_size,
+                    num_workers=workers,
+                    max_tokens=budget,
+                    sort_window=recipe.config.data.sort_window,
+                ),
+                seed=0,
             ),
         }
         if args.repeats > 1 and modality == "video":  # data.repeats: views of a clip decoded once
-            loaders["omnimask-views"] = build_loader(recipe, shards, args.batch_size, workers, seed=0, repeats=args.repeats)
+            loaders["omnimask-views"] = build_loader(
+                recipe, data=DataConfig(path=shards, batch_size=args.batch_size, num_workers=workers, repeats=args.repeats), seed=0
+            )
         row: dict = {"modality": modality, "workers": workers, "reference": base_name, "repeats": args.repeats}
         for name, (r, tokens) in throughputs_in_turn(loaders, args.batches).items():
             row[name], row[f"{name} {unit}"] = r, tokens

@@ -7,7 +7,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from omnimask.components.maskers import RandomMasker
+from omnimask.components.maskers import RandomMasker, random_mask
 from omnimask.components.targets import PixelTarget
 from omnimask.core.interfaces import TokenLayout
 
@@ -20,6 +20,14 @@ class WrongCountMasker(RandomMasker):
         if seed % 2:
             mask[np.flatnonzero(~mask)[0]] = True
         return mask
+
+
+class RoundingMasker(RandomMasker):
+    """Hides ``round(N * ratio)`` tokens while ``num_masked`` says ``N - int(N * (1 - ratio))``: the two agree at
+    ratio 0.75 on every grid check-plugin tries, and disagree at other ratios."""
+
+    def __call__(self, layout: TokenLayout, seed: int, coords: Optional[torch.Tensor] = None) -> np.ndarray:
+        return random_mask(layout.num_tokens, round(layout.num_tokens * self.ratio), seed)
 
 
 class IntMaskMasker(RandomMasker):

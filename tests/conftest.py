@@ -96,6 +96,21 @@ def pretrain_briefly(
     return run_dir
 
 
+def overfit(model, batch: dict, *, steps: int, lr: float) -> list[float]:
+    """``steps`` AdamW steps of ``model`` on the one ``batch``; the loss of each step (before it)."""
+    import torch
+
+    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    losses = []
+    for _ in range(steps):
+        loss = model.loss(batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return losses
+
+
 def photo_like(g: np.random.Generator, h: int, w: int) -> np.ndarray:
     """A smooth RGB image with some texture (gradients + blobs + noise), uint8 [h, w, 3]."""
     y, x = np.mgrid[0:h, 0:w].astype(np.float32)

@@ -14,7 +14,7 @@ from PIL import Image
 from torchaudio.compliance import kaldi
 
 from conftest import OMNIMASK, preprocessed, pretrain_briefly, run_cli
-from omnimask.core.config import load_recipe
+from omnimask.core.config import DataConfig, load_recipe
 from omnimask.core.interfaces import TokenLayout
 from omnimask.core.recipe import MaskedModel, Recipe
 from omnimask.data.loader import build_loader
@@ -204,7 +204,7 @@ def test_inspect_stats_computes_the_filterbank_mean_and_std(audio_shards, tmp_pa
 def test_loader_gives_audiomae_batches(audio_shards):
     root, counts, _ = audio_shards
     recipe = Recipe.from_config(load_recipe("audiomae_tiny", ["model.masker.name=time_freq"]))
-    batches = list(build_loader(recipe, root / "shards", batch_size=4, num_workers=0, seed=0, epochs=1))
+    batches = list(build_loader(recipe, data=DataConfig(path=root / "shards", batch_size=4, num_workers=0), seed=0, epochs=1))
     assert len(batches) == -(-counts["good"] // 4)  # the last step of the epoch runs into the next one
     b = batches[0]
     assert b["tokens"].shape == (4, 128, 256) and b["tokens"].dtype == torch.float32

@@ -47,6 +47,7 @@ def test_preprocess_then_pretrain_through_the_cli(tmp_path):
     assert not left, left
     shutil.rmtree(processes_tmp)
     assert out.stdout.startswith("trained 40 steps in "), out.stdout
+    assert "run smoke: masker random(ratio=0.75, count='keep'), target pixels, tokenizer image_patches" in out.stderr
     assert "PreemptionWatcher" not in out.stderr  # nothing preempts a local instance: no watcher, no warning about it
     run_dir = tmp_path / "runs" / "smoke"
     assert (run_dir / "config.yaml").is_file()
@@ -80,6 +81,17 @@ def test_preprocess_then_pretrain_through_the_cli(tmp_path):
     out = run(["pretrain", "mae_image_tiny", "trainer.max_steps=50", "--name", "smoke", "--resume"], tmp_path)
     assert out.stdout.startswith("trained steps 41-50 (10 steps, resumed from step 40) in "), out.stdout
     assert "trainer.max_steps: 40 -> 50" in out.stderr and "image_size" not in out.stderr
+
+    # a run whose worker fails ends with the component's own error (and where its traceback is), not Ray's wrapper
+    env = dict(os.environ, RAY_AUTH_MODE="disabled")
+    args = ["pretrain", "mae_image_tiny", "data.path=shards", "model.masker.name=tube", "model.encoder.depth=1", "--name", "broken"]
+    proc = subprocess.run([*OMNIMASK, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "run broken: masker tube(ratio=0.9), target pixels" in proc.stderr  # the override, not the recipe's description
+    *_, error, where = proc.stderr.strip().splitlines()
+    assert error.startswith("omnimask pretrain: error: rank 0: ValueError: tube masking needs a (time, height, width) token grid"), error
+    assert where.startswith("the worker's traceback: ") and where.endswith("broken/.failed"), where
+    assert (tmp_path / "runs" / "broken" / ".failed").read_text().splitlines()[0] == error.removeprefix("omnimask pretrain: error: ")
 
 
 def test_cli_reports_config_errors_clearly(tmp_path):

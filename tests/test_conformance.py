@@ -19,7 +19,7 @@ import pytest
 import torch
 import yaml
 
-from omnimask.cli.check_plugin import SLOTS, check_plugin, generated_samples, ingested_samples
+from omnimask.cli.check_plugin import SLOTS, check_plugin, ingested_samples
 from omnimask.core import registry
 from omnimask.core.collate import model_inputs, recipe_collate
 from omnimask.core.config import RecipeConfig, load_recipe, recipe_files
@@ -151,10 +151,18 @@ def test_builtin_components_keep_their_contract_on_generated_inputs(case, tmp_pa
 
 
 @functools.lru_cache(maxsize=None)
-def example_samples(modality: str, count: int) -> tuple[tuple[str, dict[str, bytes]], ...]:
-    """``count`` samples of ``modality``'s example inputs, ingested in this process (once per session)."""
+def example_samples(
+    modality: str, count: int, *, generate: int | None = None, leave_out: tuple[str, ...] = ()
+) -> tuple[tuple[str, dict[str, bytes]], ...]:
+    """The first ``count`` samples of ``generate`` (default ``count``) example inputs of ``modality``, ingested in
+    this process (once per session), leaving out input files with a suffix in ``leave_out``."""
+    mod = registry.lookup("modality", modality)()
     with tempfile.TemporaryDirectory() as tmp:
-        samples = generated_samples(modality, count, Path(tmp))
+        mod.example_inputs(Path(tmp), generate or count)
+        for path in list(Path(tmp).rglob("*")):
+            if path.suffix.lower() in leave_out:
+                path.unlink()
+        samples = ingested_samples(mod, count, Path(tmp))
     assert len(samples) == count, f"{modality}: {len(samples)} of {count} example inputs ingested"
     return tuple(samples)
 
@@ -218,18 +226,6 @@ which must change with omnimask's maths only. (Every video example is lossy: vid
 FFmpeg gives them, and would change with a new H.264/VP9 encoder.)"""
 
 
-def golden_samples(modality: str, count: int) -> tuple[tuple[str, dict[str, bytes]], ...]:
-    """``count`` samples of ``modality``'s example inputs whose decoding is exact whatever the library versions."""
-    with tempfile.TemporaryDirectory() as tmp:
-        registry.lookup("modality", modality)().example_inputs(Path(tmp), 8 * count)
-        for path in list(Path(tmp).rglob("*")):
-            if path.suffix.lower() in CODEC_DEPENDENT.get(modality, ()):
-                path.unlink()
-        samples = ingested_samples(modality, count, Path(tmp))
-    assert len(samples) == count, f"{modality}: {len(samples)} of {count} example inputs ingested"
-    return tuple(samples)
-
-
 def first_losses(name: str, *, steps: int, batch_size: int) -> list[float]:
     """The training loss of ``name``'s first ``steps`` optimizer steps on the CPU, in this process, on batches of
     ``batch_size`` of its modality's example inputs in order (epoch 0, seed 0, strict), stepped as Lightning steps
@@ -237,7 +233,9 @@ def first_losses(name: str, *, steps: int, batch_size: int) -> list[float]:
     from omnimask.train.module import MaskedModelingModule  # imports Lightning
 
     recipe = check_recipe(load_recipe(name))
-    samples = golden_samples(recipe.config.modality, steps * batch_size)
+    modality = recipe.config.modality
+    count = steps * batch_size
+    samples = example_samples(modality, count, generate=8 * count, leave_out=CODEC_DEPENDENT.get(modality, ()))
     pipeline, collate = SamplePipeline(recipe, seed=0, strict=True), recipe_collate(recipe)
     torch.manual_seed(0)  # what the module's build_model draws
     module = MaskedModelingModule(recipe, global_batch_size=batch_size)

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from omnimask.core.config import load_recipe
+from omnimask.core.config import DataConfig, load_recipe
 from omnimask.core.recipe import MaskedModel, Recipe
-from omnimask.data.loader import SamplePipeline, ShardStream, build_loader
+from omnimask.data.loader import SamplePipeline, SamplesFailed, ShardStream, build_loader
 
 OVERRIDES = ["model.tokenizer.image_size=32", "model.encoder.depth=1", "model.head.depth=1"]
 
@@ -28,12 +28,22 @@ def keys_of(stream: ShardStream) -> list[str]:
 
 
 def stream(ds, rank=0, world=1, batch=4, epochs=1, seed=0, window=2, **kw) -> ShardStream:
-    return ShardStream(ds["shards"], SamplePipeline(recipe(), seed), seed, window, rank, world, batch, epochs=epochs, **kw)
+    return ShardStream(
+        ds["shards"],
+        SamplePipeline(recipe(), seed),
+        seed=seed,
+        window=window,
+        rank=rank,
+        world_size=world,
+        batch_size=batch,
+        epochs=epochs,
+        **kw,
+    )
 
 
 def test_batches_have_the_collated_layout(image_dataset):
     r = recipe()
-    loader = build_loader(r, image_dataset["shards"], batch_size=5, num_workers=2, seed=0)
+    loader = build_loader(r, data=DataConfig(path=image_dataset["shards"], batch_size=5, num_workers=2), seed=0)
     batch = next(iter(loader))
     assert batch["tokens"].shape == (5, 16, 192) and batch["tokens"].dtype == torch.uint8
     assert batch["mask"].shape == (5, 16) and batch["mask"].dtype == torch.bool
@@ -52,11 +62,11 @@ def test_a_loader_alive_at_exit_stops_its_workers_before_they_are_terminated(ima
     leave a pymp-* folder in the temporary directory. build_loader asks them to finish first."""
     script = (
         "import sys\n"
-        "from omnimask.core.config import load_recipe\n"
+        "from omnimask.core.config import DataConfig, load_recipe\n"
         "from omnimask.core.recipe import Recipe\n"
         "from omnimask.data.loader import build_loader\n"
         f"recipe = Recipe.from_config(load_recipe('mae_image_tiny', {OVERRIDES!r}))\n"
-        "loader = build_loader(recipe, sys.argv[1], batch_size=5, num_workers=2, seed=0)\n"
+        "loader = build_loader(recipe, data=DataConfig(path=sys.argv[1], batch_size=5, num_workers=2), seed=0)\n"
         "assert next(iter(loader))['tokens'].shape[0] == 5\n"
     )
     temp = Path(tempfile.mkdtemp())  # not under tmp_path: a socket's path must stay under 108 characters
@@ -220,7 +230,7 @@ def test_a_sample_that_fails_to_decode_is_replaced_and_counted(tmp_path):
     i = next(i for i, o in enumerate(outs) if o["replaced"])
     neighbour = outs[i - 1] if i else outs[i + 1]
     assert outs[i]["key"] == neighbour["key"] != "000000003" and torch.equal(outs[i]["tokens"], neighbour["tokens"])
-    batch = next(iter(build_loader(r, tmp_path / "ds", batch_size=6, num_workers=0, seed=0)))
+    batch = next(iter(build_loader(r, data=DataConfig(path=tmp_path / "ds", batch_size=6, num_workers=0), seed=0)))
     assert batch["replaced"] == 1 and len(batch["keys"]) == 6
     strict = ShardStream(tmp_path / "ds", SamplePipeline(r, 0, strict=True), batch_size=6, epochs=1)
     try:
@@ -232,19 +242,19 @@ def test_a_sample_that_fails_to_decode_is_replaced_and_counted(tmp_path):
 
 
 def test_replace_failures_keeps_counts_even_when_the_stream_starts_bad():
-    from omnimask.data.loader import Failure, replace_failures
+    from omnimask.data.loader import Failure, SamplesFailed, replace_failures
 
     a, b, bad = {"key": "a"}, {"key": "b"}, Failure("k", "ValueError: broken")
     out = list(replace_failures(iter([bad, bad, a, bad, b])))
     assert [(o["key"], o["replaced"]) for o in out] == [("a", False), ("a", True), ("a", True), ("a", True), ("b", False)]
     # failures in a row end an endless stream instead of spinning (the count restarts after a good sample)
     assert len(list(replace_failures(iter([bad, bad, a, bad, bad, b]), max_failures=3))) == 6
-    with pytest.raises(RuntimeError, match="3 samples in a row failed to load; the last, k: ValueError: broken"):
+    with pytest.raises(SamplesFailed, match=r"^ValueError: broken \(sample k; 3 samples in a row failed to load\)"):
         list(replace_failures(iter([a, *[bad] * 5]), max_failures=3))
     # before any sample has loaded, a few failures in a row end it: the recipe does not fit the data
     assert len(list(replace_failures(iter([bad, bad, a]), max_first=3))) == 3
     endless = (bad for _ in iter(int, 1))
-    with pytest.raises(RuntimeError, match=r"3 samples in a row failed to load \(every one so far\)"):
+    with pytest.raises(SamplesFailed, match=r"3 samples in a row failed to load \(every one so far\)"):
         list(replace_failures(endless, max_first=3))
 
 
@@ -252,8 +262,8 @@ def test_a_masker_that_fails_every_sample_stops_the_loader_at_once(image_dataset
     """Tube masking on an image grid raises for every sample: the loader stops after a few samples with
     that reason, instead of replacing a thousand samples first."""
     recipe = Recipe.from_config(load_recipe("mae_image_tiny", ["model.masker.name=tube"]))
-    loader = build_loader(recipe, image_dataset["shards"], batch_size=4, num_workers=0, seed=0)
-    with pytest.raises(RuntimeError, match="16 samples in a row failed to load .every one so far.*tube masking needs"):
+    loader = build_loader(recipe, data=DataConfig(path=image_dataset["shards"], batch_size=4, num_workers=0), seed=0)
+    with pytest.raises(SamplesFailed, match=r"^ValueError: tube masking needs .*16 samples in a row failed to load \(every one so far\)"):
         next(iter(loader))
     assert caplog.text.count("replacing sample") <= 16
 
@@ -303,7 +313,7 @@ def batch_keys(loader, n: int) -> list[list[str]]:
 def test_the_loader_owns_its_position_and_a_new_loader_continues_from_its_state(image_dataset):
     """``state_dict`` after 7 trained steps (whatever the loader prefetched) -> a loader of another layout
     (two ranks of batch 2 instead of one of 4) continues with exactly the samples of step 8 on."""
-    one = build_loader(recipe(), image_dataset["shards"], batch_size=4, num_workers=0, seed=0, window=2)
+    one = build_loader(recipe(), data=DataConfig(path=image_dataset["shards"], batch_size=4, num_workers=0, shuffle_window=2), seed=0)
     trained = {"steps": 0}
     one.follow(lambda: trained["steps"])
     full = [k for batch in batch_keys(one, 12) for k in batch]  # read well ahead of training
@@ -321,7 +331,14 @@ def test_the_loader_owns_its_position_and_a_new_loader_continues_from_its_state(
         "offset": 28,
     }
     ranks = [
-        build_loader(recipe(), image_dataset["shards"], batch_size=2, num_workers=0, seed=0, window=2, rank=r, world_size=2) for r in (0, 1)
+        build_loader(
+            recipe(),
+            data=DataConfig(path=image_dataset["shards"], batch_size=2, num_workers=0, shuffle_window=2),
+            seed=0,
+            rank=r,
+            world_size=2,
+        )
+        for r in (0, 1)
     ]
     for r in ranks:
         r.load_state_dict(state, step=7)
@@ -341,7 +358,7 @@ def test_the_loader_owns_its_position_and_a_new_loader_continues_from_its_state(
     ],
 )
 def test_a_resume_the_position_cannot_carry_over_to_is_refused(image_dataset, change, message):
-    loader = build_loader(recipe(), image_dataset["shards"], batch_size=4, num_workers=0, seed=0, window=2)
+    loader = build_loader(recipe(), data=DataConfig(path=image_dataset["shards"], batch_size=4, num_workers=0, shuffle_window=2), seed=0)
     with pytest.raises(ValueError, match=message):
         loader.load_state_dict({**loader.state_dict(), **change}, step=3)
     next(iter(loader))

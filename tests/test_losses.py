@@ -16,6 +16,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import overfit
 from omnimask.cli.check_plugin import generated_samples
 from omnimask.cli.plugins import components, config_sections, describe
 from omnimask.core import registry
@@ -53,14 +54,7 @@ def test_mae_trains_with_an_l1_loss_named_in_the_config(image_samples):
     hidden = recipe.tokenizer.prepare(batch["tokens"])[batch["mask"]].view(b, n_hidden, -1)
     assert pred.shape == hidden.shape
     assert torch.allclose(model.loss(batch), (pred - hidden).abs().mean(), rtol=1e-6, atol=0)
-    opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
-    losses = []
-    for _ in range(15):
-        loss = model.loss(batch)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = overfit(model, batch, steps=15, lr=2e-3)
     assert losses[-1] < 0.8 * losses[0], losses
 
 

@@ -3,7 +3,7 @@ import dataclasses
 import numpy as np
 import torch
 
-from conftest import photo_like
+from conftest import overfit, photo_like
 from omnimask.components.layers import sincos_pos_embed
 from omnimask.core.collate import collate
 from omnimask.core.config import load_recipe
@@ -80,14 +80,7 @@ def test_tiny_model_loss_falls_on_a_fixed_batch():
     recipe = tiny_recipe("model.target.name=norm_pixels")
     model = recipe.build_model()
     batch = fake_batch(recipe, n=8, seed=1)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    losses = []
-    for _ in range(60):
-        loss = model.loss(batch)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = overfit(model, batch, steps=60, lr=1e-3)
     assert np.isfinite(losses).all()
     assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:5]), losses
 

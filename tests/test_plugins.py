@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from conftest import OMNIMASK, logged_losses, run_cli
-from omnimask.core.config import load_recipe
+from omnimask.core.config import DataConfig, load_recipe
 from omnimask.core.contracts import ContractError
 from omnimask.core.recipe import Recipe
 from omnimask.data.loader import build_loader
@@ -82,7 +82,7 @@ def test_a_plugin_parameter_is_checked_like_any_other():
 
 def first_batch(image_dataset, *overrides):
     recipe = Recipe.from_config(load_recipe("mae_image_tiny", [*SMALL, *overrides]))
-    batch = next(iter(build_loader(recipe, image_dataset["shards"], batch_size=4, num_workers=0, seed=0)))
+    batch = next(iter(build_loader(recipe, data=DataConfig(path=image_dataset["shards"], batch_size=4, num_workers=0), seed=0)))
     return recipe, batch
 
 
@@ -114,16 +114,18 @@ def test_a_broken_target_or_a_head_target_mismatch_is_named(image_dataset):
 
 def test_check_plugin_reports_a_broken_masker(tmp_path):
     env = dict(os.environ, RAY_AUTH_MODE="disabled", PYTHONPATH=str(Path(__file__).resolve().parent))
-    proc = subprocess.run(
-        [*OMNIMASK, "check-plugin", "broken_plugins:WrongCountMasker", "--kind", "masker"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+
+    def check(name: str) -> subprocess.CompletedProcess:
+        args = [*OMNIMASK, "check-plugin", f"broken_plugins:{name}", "--kind", "masker"]
+        return subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+
+    proc = check("WrongCountMasker")
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "check-plugin FAILED: masker 'WrongCountMasker' (broken_plugins.WrongCountMasker) hid 49 of 64 tokens" in proc.stdout
+    proc = check("RoundingMasker")  # right at the recipe's ratio on every grid: wrong at another ratio
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "FAILED: masker 'broken_plugins:RoundingMasker' with ratio=0.1: ContractError: masker 'RoundingMasker'" in proc.stdout
+    assert "hid 6 of 64 tokens" in proc.stdout
 
 
 def test_plugins_name_shows_a_dotted_path_and_refuses_an_unknown_name(tmp_path):

@@ -8,7 +8,7 @@ from PIL import Image
 
 from conftest import pretrain_briefly, run_cli
 from omnimask.components.maskers import RandomMasker
-from omnimask.core.config import load_recipe
+from omnimask.core.config import DataConfig, load_recipe
 from omnimask.core.interfaces import TokenLayout
 from omnimask.core.networks import MaskIndex
 from omnimask.core.recipe import Recipe
@@ -112,7 +112,7 @@ def test_pointmae_tiny_preprocesses_and_pretrains_through_the_cli(tmp_path):
         and "unparsable .xyz" in reasons["broken/words.xyz"]
     )
     recipe = Recipe.from_config(load_recipe("pointmae_tiny", ["model.masker.name=point_block"]))
-    b = next(iter(build_loader(recipe, tmp_path / "shards", batch_size=4, num_workers=0, seed=0, epochs=1)))
+    b = next(iter(build_loader(recipe, data=DataConfig(path=tmp_path / "shards", batch_size=4, num_workers=0), seed=0, epochs=1)))
     assert b["tokens"].shape == (4, 32, 48) and b["coords"].shape == (4, 32, 3) and b["num_hidden"] == 19
     run_dir = pretrain_briefly("pointmae_tiny", "shards", tmp_path, batch_size=8)
     grid = Image.open(run_dir / "reconstruction.png")

@@ -200,10 +200,10 @@ def budget_stream(root, rank=0, world=1, start=None, epochs=1, max_tokens=1500):
     return ShardStream(
         root / "shards",
         SamplePipeline(recipe, 0),
-        0,
-        2,
-        rank,
-        world,
+        seed=0,
+        window=2,
+        rank=rank,
+        world_size=world,
         start=start or Position(),
         epochs=epochs,
         max_tokens=max_tokens,
@@ -212,13 +212,21 @@ def budget_stream(root, rank=0, world=1, start=None, epochs=1, max_tokens=1500):
 
 
 def test_a_loader_worker_sends_the_same_padded_batches_in_one_shared_segment_each(protein_dataset):
+    from omnimask.core.config import DataConfig
     from omnimask.data.loader import build_loader
 
     root, _, _ = protein_dataset
     stream, collate = budget_stream(root)
     expected = list(stream.iter_batches(collate))
     recipe = Recipe.from_config(load_recipe("esm_mlm_tiny"))
-    got = list(build_loader(recipe, root / "shards", 1, 1, seed=0, window=2, epochs=1, max_tokens=1500, sort_window=64))
+    got = list(
+        build_loader(
+            recipe,
+            data=DataConfig(path=root / "shards", batch_size=1, num_workers=1, shuffle_window=2, max_tokens=1500, sort_window=64),
+            seed=0,
+            epochs=1,
+        )
+    )
     assert [b["keys"] for b in got] == [b["keys"] for b in expected]
     for ours, theirs in zip(got, expected):
         tensors = {k: v for k, v in ours.items() if torch.is_tensor(v)}

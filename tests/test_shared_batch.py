@@ -5,7 +5,7 @@ import time
 import torch
 from torch.multiprocessing.reductions import StorageWeakRef
 
-from omnimask.core.config import load_recipe
+from omnimask.core.config import DataConfig, load_recipe
 from omnimask.core.recipe import Recipe
 from omnimask.data.loader import build_loader
 from omnimask.data.shared_batch import ALIGN, TAG, BufferPool, Recycler, ReleaseBoard, in_one_buffer
@@ -111,8 +111,10 @@ def test_a_new_iteration_frees_the_slots_of_batches_never_passed_on():
 
 def test_loader_workers_reuse_segments_without_overwriting_held_batches(image_dataset):
     recipe = Recipe.from_config(load_recipe("mae_image_tiny", ["model.tokenizer.image_size=32"]))
-    expected = build_loader(recipe, image_dataset["shards"], batch_size=4, num_workers=0, seed=0, epochs=4)
-    loader = build_loader(recipe, image_dataset["shards"], batch_size=4, num_workers=2, seed=0, epochs=4, prefetch_factor=2)
+    expected = build_loader(recipe, data=DataConfig(path=image_dataset["shards"], batch_size=4, num_workers=0), seed=0, epochs=4)
+    loader = build_loader(
+        recipe, data=DataConfig(path=image_dataset["shards"], batch_size=4, num_workers=2, prefetch_factor=2), seed=0, epochs=4
+    )
     board, recycler = loader.dataset.board, loader.recycler
     slots_used, serials, held = set(), set(), None
     for i, (want, got) in enumerate(zip(expected, loader)):
@@ -128,7 +130,7 @@ def test_loader_workers_reuse_segments_without_overwriting_held_batches(image_da
     assert all(torch.equal(got[k], v) for k, v in want.items())  # and the one held throughout was never overwritten
 
     # a new iteration frees the slots of the batches the workers had prefetched for the last one
-    loader = build_loader(recipe, image_dataset["shards"], batch_size=4, num_workers=2, seed=0, prefetch_factor=2)
+    loader = build_loader(recipe, data=DataConfig(path=image_dataset["shards"], batch_size=4, num_workers=2, prefetch_factor=2), seed=0)
     board, recycler = loader.dataset.board, loader.recycler
     for _ in range(3):
         it = iter(loader)

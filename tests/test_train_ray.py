@@ -9,6 +9,7 @@ from conftest import logged_losses, make_image_folder
 from omnimask.core.config import load_recipe
 from omnimask.data.preprocess import preprocess
 from omnimask.data.scratch import temp_dir_for_processes
+from omnimask.train.failure import TrainingFailed
 from omnimask.train.pretrain import RunExistsError, pretrain
 
 TINY = [
@@ -110,9 +111,11 @@ def test_failure_recovery_and_resume_continue_exactly(shards, tmp_path):
 def test_a_run_that_failed_before_its_first_checkpoint_can_start_again(shards, tmp_path):
     """A run that fails at once (here: a masker that cannot mask an image grid) leaves its config but no
     checkpoint; the same name then starts afresh, the failed attempt's files kept beside it."""
-    with pytest.raises(Exception):
+    with pytest.raises(TrainingFailed, match=r"^rank 0: ValueError: tube masking needs a \(time, height, width\) token grid") as failed:
         train(shards, tmp_path, "again", "model.masker.name=tube", "trainer.max_steps=2")
-    assert (tmp_path / "again" / "config.yaml").is_file() and (tmp_path / "again" / ".failed").is_file()
+    assert (tmp_path / "again" / "config.yaml").is_file()
+    marker = (tmp_path / "again" / ".failed").read_text()  # the component's error first, then the worker's traceback
+    assert marker.startswith(f"{failed.value}\nTraceback (most recent call last):") and "video/maskers.py" in marker
     result = train(shards, tmp_path, "again", "trainer.max_steps=2")
     assert result.steps == 2 and result.summary["resumed_from_step"] is None
     [aside] = tmp_path.glob("again.failed-*")

@@ -15,7 +15,7 @@ from PIL import Image
 from conftest import preprocessed, pretrain_briefly
 from omnimask.components.photos import load_photos
 from omnimask.components.targets import ChannelNormPixelTarget
-from omnimask.core.config import load_recipe
+from omnimask.core.config import DataConfig, load_recipe
 from omnimask.core.interfaces import TokenLayout
 from omnimask.core.networks import MaskIndex
 from omnimask.core.recipe import MaskedModel, Recipe
@@ -302,14 +302,14 @@ def test_preprocess_video_resize_reencodes_with_short_keyframe_interval(tmp_path
 def test_loader_gives_videomae_batches(video_shards):
     root, counts, _ = video_shards
     recipe = Recipe.from_config(load_recipe("videomae_tiny", ["model.tokenizer.num_frames=4", "model.tokenizer.image_size=16"]))
-    loader = build_loader(recipe, root / "shards", batch_size=5, num_workers=0, seed=0, epochs=1)
+    loader = build_loader(recipe, data=DataConfig(path=root / "shards", batch_size=5, num_workers=0), seed=0, epochs=1)
     batches = list(loader)
     assert len(batches) == counts["good"] // 5
     b = batches[0]
     assert b["tokens"].shape == (5, 2 * 2 * 2, 2 * 8 * 8 * 3) and b["tokens"].dtype == torch.uint8
     assert b["num_hidden"] == 2 * int(0.75 * 4) and MaskedModel.compact_target(b).shape == (5, b["num_hidden"], 384)
     assert b["replaced"] == 0
-    again = next(iter(build_loader(recipe, root / "shards", batch_size=5, num_workers=0, seed=0, epochs=1)))
+    again = next(iter(build_loader(recipe, data=DataConfig(path=root / "shards", batch_size=5, num_workers=0), seed=0, epochs=1)))
     assert torch.equal(b["tokens"], again["tokens"]) and torch.equal(b["mask"], again["mask"])
 
 
@@ -321,8 +321,8 @@ def test_repeated_views_follow_the_clips_read_with_their_own_crops_and_masks(vid
     through a loader worker.)"""
     root, counts, _ = video_shards
     recipe = Recipe.from_config(load_recipe("videomae_tiny", ["model.tokenizer.num_frames=4", "model.tokenizer.image_size=64"]))
-    once = list(build_loader(recipe, root / "shards", batch_size=3, num_workers=0, seed=0, epochs=1))
-    twice = list(build_loader(recipe, root / "shards", batch_size=6, num_workers=0, seed=0, epochs=1, repeats=2))
+    once = list(build_loader(recipe, data=DataConfig(path=root / "shards", batch_size=3, num_workers=0), seed=0, epochs=1))
+    twice = list(build_loader(recipe, data=DataConfig(path=root / "shards", batch_size=6, num_workers=0, repeats=2), seed=0, epochs=1))
     assert len(twice) == len(once) == counts["good"] // 3
     crops = masks = 0
     for a, b in zip(once, twice):
@@ -332,13 +332,13 @@ def test_repeated_views_follow_the_clips_read_with_their_own_crops_and_masks(vid
         masks += sum(not torch.equal(x, y) for x, y in zip(b["mask"][0::2], b["mask"][1::2]))
     assert crops > len(once) * 3 // 2 and masks > len(once) * 3 // 2, (crops, masks)
     with pytest.raises(ValueError, match="must be >= 1 and divide batch_size"):
-        build_loader(recipe, root / "shards", batch_size=5, num_workers=0, seed=0, repeats=2)
+        build_loader(recipe, data=DataConfig(path=root / "shards", batch_size=5, num_workers=0, repeats=2), seed=0)
 
 
 def test_dual_masking_model_predicts_only_hidden_decoder_visible_tokens(video_shards):
     root, _, _ = video_shards
     recipe = Recipe.from_config(load_recipe("videomae_tiny", ["model.decoder_masker.name=running_cell"]))
-    b = next(iter(build_loader(recipe, root / "shards", batch_size=4, num_workers=0, seed=0, epochs=1)))
+    b = next(iter(build_loader(recipe, data=DataConfig(path=root / "shards", batch_size=4, num_workers=0), seed=0, epochs=1)))
     assert (b["num_hidden"], b["num_queries"], b["num_predict"]) == (48, 32, 24)
     index = MaskIndex.from_batch(b)
     predicted = torch.zeros_like(b["mask"]).scatter_(1, index.ids_predict, True)

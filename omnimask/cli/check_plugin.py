@@ -21,7 +21,7 @@ import torch
 
 from omnimask.core import registry
 from omnimask.core.config import ConfigError, load_recipe
-from omnimask.core.interfaces import EncodedSample, QuarantineError, TokenLayout
+from omnimask.core.interfaces import EncodedSample, Modality, QuarantineError, TokenLayout
 
 SLOTS = {
     "tokenizer": "model.tokenizer",
@@ -61,14 +61,14 @@ def generated_samples(modality: str, count: int, workdir: Path) -> list[tuple[st
         mod.example_inputs(workdir, count)
     except NotImplementedError as e:
         raise ConfigError("modality", f"{e}: check-plugin runs components on a modality's example inputs") from None
-    return ingested_samples(modality, count, workdir)
+    return ingested_samples(mod, count, workdir)
 
 
-def ingested_samples(modality: str, count: int, workdir: Path) -> list[tuple[str, dict[str, bytes]]]:
-    """The first ``count`` samples the input files in ``workdir`` give, ingested in this process (``(key, members)``)."""
+def ingested_samples(mod: Modality, count: int, workdir: Path) -> list[tuple[str, dict[str, bytes]]]:
+    """The first ``count`` samples the input files in ``workdir`` give to modality ``mod``'s ingest, in this process
+    (``(key, members)``)."""
     from omnimask.data.sources import list_inputs
 
-    mod = registry.lookup("modality", modality)()
     samples = []
     for item in list_inputs(workdir, mod.is_dataset_folder):
         try:
@@ -80,7 +80,7 @@ def ingested_samples(modality: str, count: int, workdir: Path) -> list[tuple[str
         if len(samples) >= count:
             break
     if not samples:
-        raise AssertionError(f"modality {modality!r}: none of its example inputs in {workdir} was kept by its ingest")
+        raise AssertionError(f"modality {mod.name!r}: none of its example inputs in {workdir} was kept by its ingest")
     return samples[:count]
 
 
@@ -111,23 +111,26 @@ def other_layouts(layout: TokenLayout) -> list[TokenLayout]:
     return [TokenLayout(grid, layout.token_dim) for grid in sorted(grids - {layout.grid})]
 
 
-def check_on_other_layouts(kind: str, name: str, built: Any, structured: bool) -> str:
+def check_on_other_layouts(kind: str, name: str, built: Any, structured: bool, *, refusals: bool = False) -> str:
     """A masker's or a target's contract and determinism on :func:`other_layouts` (not where the tokens carry
-    coordinates or edges, ``structured``, which random tokens cannot stand for); the report line."""
+    coordinates or edges, ``structured``, which random tokens cannot stand for); the report line. A grid the
+    masker refuses (``ValueError``) is skipped when the masker is not the one checked, or with ``refusals``:
+    parameter values other than the recipe's may not fit every grid (a high ratio hides every row of a small one)."""
     from omnimask.core.contracts import check_mask, check_target
 
     masker, target = built.masker, built.target
     if structured or masker.batch_level:
         return f"{kind} {name!r}: the recipe's tokens carry coordinates or edges, so only its own inputs are used"
-    layouts = other_layouts(built.tokenizer.layout)
-    for layout in layouts:
-        for seed in (0, 1, 2):
-            try:
-                mask = masker(layout, seed)
-            except Exception as e:
-                if kind == "masker":
-                    raise AssertionError(f"masker {name!r} failed on a {layout.grid} grid (seed {seed}): {type(e).__name__}: {e}") from e
-                return f"{kind} {name!r}: the recipe's masker does not take other grids; only its own inputs are used"
+    checked, refused = [], []
+    for layout in other_layouts(built.tokenizer.layout):
+        try:
+            masks = {seed: masker(layout, seed) for seed in (0, 1, 2)}
+        except Exception as e:
+            if isinstance(e, ValueError) and (refusals or kind != "masker"):
+                refused.append(layout.grid)
+                continue
+            raise AssertionError(f"masker {name!r} failed on a {layout.grid} grid: {type(e).__name__}: {e}") from e
+        for seed, mask in masks.items():
             mask = torch.as_tensor(check_mask(masker, mask, layout))
             if not torch.equal(mask, torch.as_tensor(masker(layout, seed))):
                 raise AssertionError(f"masker {name!r} on a {layout.grid} grid: the same seed gave another mask")
@@ -135,7 +138,82 @@ def check_on_other_layouts(kind: str, name: str, built: Any, structured: bool) -
                 0, 255, (layout.num_tokens, layout.token_dim), generator=torch.Generator().manual_seed(seed), dtype=torch.uint8
             )
             check_target(target, target(tokens, mask), mask)
-    return f"{kind} {name!r} on other grids {[layout.grid for layout in layouts]}: within the contract, same seed, same output"
+        checked.append(layout.grid)
+    line = f"{kind} {name!r} on other grids {checked}: within the contract, same seed, same output"
+    return line + (f" (the masker refused {refused})" if refused else "")
+
+
+def pipeline_outputs(kind: str, name: str, built: Any, inputs: list[tuple[str, dict[str, bytes]]]) -> list[dict[str, Any]]:
+    """``inputs`` through the loader pipeline of recipe ``built`` (every output checked against the contract),
+    the first two twice: the same sample and seed must give the same output."""
+    from omnimask.data.loader import SamplePipeline
+
+    pipeline = SamplePipeline(built, seed=0, strict=True)
+    outs = [pipeline(key, members, 0) for key, members in inputs]
+    again = [pipeline(key, members, 0) for key, members in inputs[:2]]
+    for a, b in zip(outs, again):
+        for field in sorted(set(a) & {"tokens", "mask", "target", "queries", "coords", "edges", "mask_token"}):
+            if not torch.equal(torch.as_tensor(a[field]), torch.as_tensor(b[field])):
+                raise AssertionError(f"{kind} {name!r}: the same sample and seed gave a different {field}: not deterministic")
+    return outs
+
+
+FRACTIONS = (0.1, 0.5, 0.9)
+"""Values tried for a parameter whose value is a fraction (a ratio, a share): low, middle and high."""
+
+
+def other_values(config: Any) -> list[tuple[str, Any]]:
+    """``(parameter, value)`` pairs to try besides a component's configured ones: every fraction (0.01 to 0.99) at
+    :data:`FRACTIONS`, every flag flipped. Counts and sizes are left alone: what fits depends on the grid."""
+    import dataclasses
+
+    if not dataclasses.is_dataclass(config):
+        return []
+    out: list[tuple[str, Any]] = []
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if isinstance(value, bool):
+            out.append((f.name, not value))
+        elif isinstance(value, float) and 0.01 <= value <= 0.99:  # not an epsilon
+            out += [(f.name, v) for v in FRACTIONS if v != value]
+    return out
+
+
+def check_other_values(kind: str, name: str, cfg: Any, inputs: list[tuple[str, dict[str, bytes]]], structured: bool) -> str:
+    """The component's contract and determinism with each of :func:`other_values` in turn (on the generated
+    inputs and on :func:`other_layouts`). A value the component refuses with a clear error (``ConfigError`` or
+    ``ValueError``, when it is built or on the recipe's grid) is reported, not failed."""
+    import dataclasses
+
+    from omnimask.core.config import ComponentSpec
+    from omnimask.train.pretrain import check_recipe
+
+    slot = SLOTS[kind].split(".")[1]
+    spec = getattr(cfg.model, slot)
+    _, config = registry.check(kind, spec, SLOTS[kind])
+    tried, refused = [], []
+    for param, value in other_values(config):
+        changed = ComponentSpec(spec.name, {**spec.params, param: value})
+        varied = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, **{slot: changed}))
+        try:
+            built = check_recipe(varied)
+        except (ConfigError, ValueError) as e:
+            refused.append(f"{param}={value!r} ({e})")
+            continue
+        try:
+            try:
+                pipeline_outputs(kind, name, built, inputs[:3])
+            except ValueError as e:  # the value does not fit the recipe's grid: a refusal, not a broken contract
+                refused.append(f"{param}={value!r} ({e})")
+                continue
+            check_on_other_layouts(kind, name, built, structured, refusals=True)
+        except Exception as e:
+            raise AssertionError(f"{kind} {name!r} with {param}={value!r}: {type(e).__name__}: {e}") from e
+        tried.append(f"{param}={value!r}")
+    if not tried and not refused:
+        return f"{kind} {name!r}: no fraction or flag parameters to vary"
+    line = f"{kind} {name!r} with {', '.join(tried) or 'no other value'}: within the contract, same seed, same output"
+    return line + (f"; refused: {'; '.join(refused)}" if refused else "")
 
 
 def check_plugin(
@@ -143,7 +221,6 @@ def check_plugin(
 ) -> list[str]:
     """Check component ``name`` in ``recipe``; returns report lines, raises on the first broken contract."""
     from omnimask.core.collate import recipe_collate
-    from omnimask.data.loader import SamplePipeline
     from omnimask.train.pretrain import check_recipe
 
     kind = find_kind(name, kind)
@@ -156,13 +233,7 @@ def check_plugin(
     report = [f"{kind} {name!r} in recipe {recipe} ({cfg.modality}): config OK"]
     with tempfile.TemporaryDirectory() as tmp:
         inputs = generated_samples(cfg.modality, samples, Path(tmp))
-    pipeline = SamplePipeline(built, seed=0, strict=True)
-    outs = [pipeline(key, members, 0) for key, members in inputs]
-    again = [pipeline(key, members, 0) for key, members in inputs[:2]]
-    for a, b in zip(outs, again):
-        for field in sorted(set(a) & {"tokens", "mask", "target", "queries", "coords", "edges", "mask_token"}):
-            if not torch.equal(torch.as_tensor(a[field]), torch.as_tensor(b[field])):
-                raise AssertionError(f"{kind} {name!r}: the same sample and seed gave a different {field}: not deterministic")
+    outs = pipeline_outputs(kind, name, built, inputs)
     layout = built.tokenizer.layout
     batch = recipe_collate(built)(outs)
     hidden = (batch["mask"] & batch["valid"] if "valid" in batch else batch["mask"]).sum(dim=1).tolist()
@@ -172,7 +243,9 @@ def check_plugin(
         f"(layout {layout.grid} x {layout.token_dim}; hidden per sample {hidden}); same seed, same output"
     )
     if kind in ("masker", "target") and not built.tokenizer.variable_length:
-        report.append(check_on_other_layouts(kind, name, built, structured=bool({"coords", "edges"} & set(outs[0]))))
+        structured = bool({"coords", "edges"} & set(outs[0]))
+        report.append(check_on_other_layouts(kind, name, built, structured))
+        report.append(check_other_values(kind, name, cfg, inputs, structured))
     model = built.build_model()
     loss = model.loss(batch)
     if not math.isfinite(float(loss.detach())):

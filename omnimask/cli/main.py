@@ -13,6 +13,8 @@ from omnimask.cli.submit import ClusterUnreachable
 from omnimask.core import registry
 from omnimask.core.config import ArgumentError, ConfigError, load_recipe, to_dict
 from omnimask.core.logs import format_loss, setup_logging
+from omnimask.core.run_dir import RunDir
+from omnimask.train.failure import TrainingFailed
 
 
 def _parse_options(items: list[str]) -> dict:
@@ -323,6 +325,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     except (ConfigError, ArgumentError, FileNotFoundError, FileExistsError, ClusterUnreachable) as e:
         print(f"omnimask {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except TrainingFailed as e:  # the worker's own error, not Ray's hundred lines around it
+        print(f"omnimask {args.command}: error: {e}", file=sys.stderr)
+        if e.run_dir is not None:
+            print(f"the worker's traceback: {RunDir(e.run_dir).failed_mark}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ a target or a loss is a config change: nothing here knows which one it holds.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -84,6 +85,22 @@ def loss_spec(cfg: RecipeConfig) -> ComponentSpec:
             "name one in model.loss (`omnimask plugins --kind loss` lists them)",
         )
     return spec
+
+
+def describe_components(cfg: RecipeConfig) -> str:
+    """The components a run uses, after overrides, on one line: ``masker random(ratio=0.75), target
+    pixels(norm_pix=False), tokenizer patch, encoder vit, head mae_decoder, loss mse``. The masker and the
+    target (and a decoder or edge masker) show every parameter, defaults included; a recipe's description
+    may no longer say what an override changed."""
+    m = cfg.model
+    parts = []
+    for slot, spec in (("masker", m.masker), ("decoder_masker", m.decoder_masker), ("edge_masker", m.edge_masker), ("target", m.target)):
+        if spec is not None:
+            _, config = registry.check("target" if slot == "target" else "masker", spec, f"model.{slot}")
+            values = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else {}
+            parts.append(f"{slot} {spec.name}" + (f"({', '.join(f'{k}={v!r}' for k, v in values.items())})" if values else ""))
+    parts += [f"{slot} {spec.name}" for slot, spec in (("tokenizer", m.tokenizer), ("encoder", m.encoder), ("head", m.head))]
+    return ", ".join([*parts, f"loss {loss_spec(cfg).name}"])
 
 
 def check_batch_parts(recipe: "Recipe", loss: Optional[type] = None) -> None:

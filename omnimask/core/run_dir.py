@@ -8,7 +8,7 @@ Layout (``run.dir/NAME/``)::
     reconstruction.png                 original | masked | reconstruction for a few samples
     summary.json                       steps, first/last loss, time, the steps resumed/started at, per-rank weight digests
     trace-rank{R}.jsonl                with data.trace=true: step, rank, index, key of every sample
-    .failed                            the error (one line) of a pretrain call that failed
+    .failed                            why a pretrain call failed: the error on its first line, then its traceback
     .start-step                        the step a pretrain call's first attempt started at
 
 The driver (:mod:`omnimask.train.pretrain`), the workers and callbacks, ``omnimask export`` and the demo all
@@ -55,7 +55,7 @@ class RunDir:
 
     @property
     def failed_mark(self) -> Path:
-        """Written when a pretrain call ends with an error (the error, one line)."""
+        """Written when a pretrain call ends with an error: the error on one line, then its traceback."""
         return self.path / ".failed"
 
     @property
@@ -81,8 +81,8 @@ class RunDir:
     def write_summary(self, summary: dict[str, Any]) -> None:
         self.summary.write_text(json.dumps(summary, indent=2))
 
-    def mark_failed(self, error: BaseException) -> None:
-        self.failed_mark.write_text(f"{type(error).__name__}: {error}".splitlines()[0] + "\n")
+    def mark_failed(self, line: str, details: str = "") -> None:
+        self.failed_mark.write_text(f"{line}\n{details}")
 
     def clear_call_marks(self) -> None:
         """Remove what an earlier pretrain call wrote about itself: it must not pass for this call's."""

@@ -28,11 +28,12 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from omnimask.core.collate import recipe_collate
+from omnimask.core.config import DataConfig
 from omnimask.core.contracts import ContractError, check_corrupt, check_mask, check_target, check_tokens
 from omnimask.core.interfaces import TokenLayout
 from omnimask.core.recipe import Recipe
 from omnimask.core.seeding import derive_seed
-from omnimask.data.order import BudgetPlan, Cursor, FixedPlan, Plan, Position, StepFollower, advance, check_resume, epoch_order
+from omnimask.data.order import BudgetPlan, Cursor, FixedPlan, FollowsTraining, Plan, Position, advance, check_resume, epoch_order
 from omnimask.data.shared_batch import BufferPool, Recycler, ReleaseBoard, in_one_buffer
 from omnimask.io.formats import Sample, ShardFile
 from omnimask.io.manifest import Manifest, check_shard_digest, check_shard_sizes, load_sizes
@@ -133,7 +134,7 @@ class SamplePipeline:
             raise  # a broken component fails for every sample: replacing them would hide it
         except Exception as e:
             if self.strict:
-                raise RuntimeError(f"sample {key} in shard {shard} failed to load (data.strict): {type(e).__name__}: {e}") from e
+                raise SamplesFailed(f"{type(e).__name__}: {e} (sample {key} in shard {shard} failed to load; data.strict)") from e
             reason = f"{type(e).__name__}: {e}"
             log.warning("replacing sample %s in shard %s: %s", key, shard, reason)
             return [Failure(key, reason)] * repeats
@@ -156,6 +157,11 @@ def decode_views(decode: Callable[[dict[str, bytes], int], Any], members: dict[s
     if len(out) != len(seeds):  # a short or long list would shift every later batch off its step
         raise ContractError(f"{type(decode).__name__}.views returned {len(out)} samples for {len(seeds)} seeds")
     return out
+
+
+class SamplesFailed(RuntimeError):
+    """Loading stopped because samples failed (``data.strict``, or too many in a row). The message starts with
+    the last sample's own error (``ValueError: ...``), so that it is what a failed run reports first."""
 
 
 @dataclass(frozen=True)
@@ -184,9 +190,8 @@ def replace_failures(
             failed += 1
             if failed >= max_failures or (last is None and failed >= max_first):
                 so_far = " (every one so far)" if last is None else ""
-                raise RuntimeError(
-                    f"{failed} samples in a row failed to load{so_far}; the last, {out.key}: {out.reason}. "
-                    "Does the recipe fit this dataset?"
+                raise SamplesFailed(
+                    f"{out.reason} (sample {out.key}; {failed} samples in a row failed to load{so_far}). Does the recipe fit this dataset?"
                 )
             if last is None:
                 pending += 1
@@ -224,6 +229,7 @@ class ShardStream(IterableDataset):
         self,
         path: str | Path,
         pipeline: SamplePipeline,
+        *,
         seed: int = 0,
         window: int = 4,
         rank: int = 0,
@@ -325,12 +331,12 @@ class BatchStream(IterableDataset):
         return map(self._pool.pack, batches)
 
 
-class ShardLoader(DataLoader):
+class ShardLoader(FollowsTraining, DataLoader):
     """The DataLoader :func:`build_loader` returns: its workers hand batches over in reused shared-memory
     segments, freed for reuse once this process drops each batch (:class:`~.shared_batch.Recycler`);
     ``reuse_buffers=False``: a fresh segment a batch (``python -m benchmarks.batch_transport`` compares them)."""
 
-    def __init__(self, dataset: BatchStream, num_workers: int, prefetch_factor: int, pin_memory: bool, reuse_buffers: bool = True):
+    def __init__(self, dataset: BatchStream, *, num_workers: int, prefetch_factor: int, pin_memory: bool, reuse_buffers: bool = True):
         if num_workers > 0 and reuse_buffers:
             # a worker has at most prefetch_factor batches queued; the consumer, the pin-memory thread and
             # Lightning's look-ahead hold a few more, and a batch is freed one fetch after it is dropped
@@ -345,7 +351,6 @@ class ShardLoader(DataLoader):
             pin_memory=pin_memory,
         )
 
-        self.steps = StepFollower()
         self._iterated = False
 
     def __iter__(self) -> Iterator[dict[str, Any]]:  # type: ignore[override]  # DataLoader's names its own iterator class
@@ -353,10 +358,6 @@ class ShardLoader(DataLoader):
         if self.recycler is None:
             return super().__iter__()
         return self.recycler.iterate(super().__iter__)
-
-    def follow(self, steps: Callable[[], int]) -> None:
-        """Take the trained step count from ``steps`` (the trainer's ``global_step``) for :meth:`state_dict`."""
-        self.steps.follow(steps)
 
     def layout(self) -> dict[str, Any]:
         """What a resume compares (:func:`~omnimask.data.order.check_resume`) and reports."""
@@ -376,7 +377,7 @@ class ShardLoader(DataLoader):
         next step, whatever the loader has prefetched. Lightning stores it in the checkpoint and restores it
         before iterating; the module also keeps it as ``omnimask_data``, which ``omnimask`` tools read."""
         s = self.dataset.stream
-        pos = Cursor(s.start, self.steps.start_step, s.plan).at(self.steps.trained_steps())
+        pos = Cursor(s.start, self.start_step, s.plan).at(self.trained_steps())
         return {**self.layout(), "epoch": pos.epoch, "offset": pos.offset}
 
     def load_state_dict(self, state: dict[str, Any], step: Optional[int] = None) -> None:
@@ -388,49 +389,51 @@ class ShardLoader(DataLoader):
         check_resume(state, self.layout())
         s = self.dataset.stream
         s.start = Position(state.get("epoch", 0), state.get("offset", 0))
-        self.steps.start_step = step if step is not None else self.steps.trained_steps()
+        self.start_step = step if step is not None else self.trained_steps()
 
 
 def build_loader(
     recipe: Recipe,
-    path: str | Path,
-    batch_size: int,
-    num_workers: int,
+    *,
+    data: DataConfig,
     seed: int,
-    window: int = 4,
     rank: int = 0,
     world_size: int = 1,
-    prefetch_factor: int = 4,
-    pin_memory: bool = False,
     start: Position = Position(),
     epochs: Optional[int] = None,
-    strict: bool = False,
-    verify: bool = False,
-    max_tokens: Optional[int] = None,
-    sort_window: int = 1024,
-    repeats: int = 1,
+    to_gpu: bool = False,
     reuse_buffers: bool = True,
 ) -> ShardLoader:
-    """A DataLoader of :func:`omnimask.core.collate.collate` batches over the shard directory ``path``,
-    starting at ``start``; batches are collated in the loader workers (``loader.dataset.stream`` is the
-    :class:`ShardStream`)."""
+    """A DataLoader of :func:`omnimask.core.collate.collate` batches over the shard directory ``data.path``
+    as ``data`` describes it (batch size, loader workers, shuffle window, token budget, ...), for rank
+    ``rank`` of ``world_size``, starting at ``start``. Batches are collated in the loader workers
+    (``loader.dataset.stream`` is the :class:`ShardStream`); they are pinned when ``data.pin_memory`` says
+    so and the batches go to a GPU (``to_gpu``)."""
+    if data.path is None:
+        raise ValueError("data.path: the shard directory to read is not set")
     stream = ShardStream(
-        path,
-        SamplePipeline(recipe, seed, strict),
-        seed,
-        window,
-        rank,
-        world_size,
-        batch_size,
+        data.path,
+        SamplePipeline(recipe, seed, data.strict),
+        seed=seed,
+        window=data.shuffle_window,
+        rank=rank,
+        world_size=world_size,
+        batch_size=data.batch_size,
         start=start,
         epochs=epochs,
-        verify=verify,
-        max_tokens=max_tokens,
-        sort_window=sort_window,
-        repeats=repeats,
+        verify=data.verify_shards,
+        max_tokens=data.max_tokens,
+        sort_window=data.sort_window,
+        repeats=data.repeats,
     )
-    loader = ShardLoader(BatchStream(stream, recipe_collate(recipe)), num_workers, prefetch_factor, pin_memory, reuse_buffers)
-    if num_workers > 0:
+    loader = ShardLoader(
+        BatchStream(stream, recipe_collate(recipe)),
+        num_workers=data.num_workers,
+        prefetch_factor=data.prefetch_factor,
+        pin_memory=data.pin_memory and to_gpu,
+        reuse_buffers=reuse_buffers,
+    )
+    if data.num_workers > 0:
         atexit.register(stop_workers, weakref.ref(loader))
     return loader
 

@@ -27,7 +27,7 @@ so a resume with another layout continues exactly too.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Union
+from typing import Any, Callable, Optional, Union
 
 import numpy as np
 
@@ -169,20 +169,20 @@ class Cursor:
         return advance(self.start, step - self.start_step, self.plan.step_size, self.plan.epoch_len)
 
 
-class StepFollower:
-    """What a loader's ``state_dict`` needs from training: how many steps were trained. A loader runs ahead of
-    training (prefetching), so it cannot count this itself; the training loop hands it a function
-    (``loader.follow(lambda: trainer.global_step)``), else the position is where the loader started."""
+class FollowsTraining:
+    """Mixin of a loader whose ``state_dict`` needs the number of trained steps. A loader runs ahead of training
+    (prefetching), so it cannot count them itself; the training loop hands it a function
+    (``loader.follow(lambda: trainer.global_step)``), else the count stays where the loader started (``start_step``)."""
 
-    def __init__(self) -> None:
-        self.start_step = 0
-        self._steps: Callable[[], int] | None = None
+    start_step: int = 0
+    _trained: Optional[Callable[[], int]] = None
 
     def follow(self, steps: Callable[[], int]) -> None:
-        self._steps = steps
+        """Take the trained step count from ``steps`` (the trainer's ``global_step``) for ``state_dict``."""
+        self._trained = steps
 
     def trained_steps(self) -> int:
-        return self._steps() if self._steps is not None else self.start_step
+        return self._trained() if self._trained is not None else self.start_step
 
 
 RESUME_MUST_MATCH = {

@@ -42,7 +42,7 @@ import torch
 from omnimask.core.collate import collate
 from omnimask.core.config import RecipeConfig, from_dict, to_dict
 from omnimask.data.loader import replace_failures
-from omnimask.data.order import StepFollower, check_resume, shard_windows, window_order
+from omnimask.data.order import FollowsTraining, check_resume, shard_windows, window_order
 from omnimask.io.formats import ShardFile
 from omnimask.io.manifest import Manifest, ShardInfo, check_shard_digest, check_shard_sizes
 
@@ -156,7 +156,7 @@ def column(arrays: list[np.ndarray]) -> np.ndarray:
     return out
 
 
-class RayShardBatches:
+class RayShardBatches(FollowsTraining):
     """Batches from a worker's dataset shard, in the torch loader's layout.
 
     Its position is a count of batches: Ray Data decides which windows a rank receives, so a resume continues
@@ -176,11 +176,6 @@ class RayShardBatches:
         self.world_size, self.seed, self.prefetch_batches = world_size, seed, prefetch_batches
         self.resume_batches = 0
         """Batches of this rank's shard skipped after a resume."""
-        self.steps = StepFollower()
-
-    def follow(self, steps: Callable[[], int]) -> None:
-        """Take the trained step count from ``steps`` (the trainer's ``global_step``) for :meth:`state_dict`."""
-        self.steps.follow(steps)
 
     def layout(self) -> dict[str, Any]:
         return {"loader": "ray", "world_size": self.world_size, "batch_size": self.batch_size, "max_tokens": None, "seed": self.seed}
@@ -193,8 +188,8 @@ class RayShardBatches:
         """Skip as many batches as make up the samples of ``step`` trained steps of the saved layout (any world
         or batch size); a torch-loader state or another seed is refused with the reason."""
         check_resume(state, self.layout())
-        step = step if step is not None else self.steps.trained_steps()
-        self.steps.start_step = step
+        step = step if step is not None else self.trained_steps()
+        self.start_step = step
         samples = step * state.get("world_size", self.world_size) * state.get("batch_size", self.batch_size)
         self.resume_batches = samples // (self.world_size * self.batch_size)
 

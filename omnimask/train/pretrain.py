@@ -20,11 +20,12 @@ from typing import Any, Optional
 import yaml
 
 from omnimask.core.config import ConfigError, RecipeConfig, builtin_recipes, drop_removed_keys, load_recipe, to_dict
-from omnimask.core.recipe import Recipe
+from omnimask.core.recipe import Recipe, describe_components
 from omnimask.core.run_dir import RunDir
 from omnimask.data.ray_env import ray_session
 from omnimask.data.scratch import run_scratch
 from omnimask.io.manifest import MANIFEST, Manifest
+from omnimask.train.failure import TrainingFailed, describe, training_failed
 from omnimask.weights import check_init
 
 log = logging.getLogger("omnimask.train")
@@ -158,12 +159,15 @@ def pretrain(cfg: RecipeConfig, name: Optional[str] = None, resume: bool = False
     cfg.data.path = str(check_dataset(cfg))
     check_recipe(cfg)  # config errors fail here, not in every worker
     name = run_name(cfg, name)
+    log.info("run %s: %s", name, describe_components(cfg))
     run_dir = prepare_run_dir(cfg, name, resume)
     started = time.perf_counter()
     try:
         checkpoint = fit(cfg, name, run_dir, ray_address)
     except BaseException as e:
-        RunDir(run_dir).mark_failed(e)
+        RunDir(run_dir).mark_failed(*describe(e))
+        if isinstance(e, TrainingFailed):
+            e.run_dir = run_dir
         raise
     summary = RunDir(run_dir).read_summary()
     if summary is None:
@@ -210,5 +214,8 @@ def fit(cfg: RecipeConfig, name: str, run_dir: Path, ray_address: Optional[str])
         )
         result = trainer.fit()
         if result.error is not None:
-            raise result.error
+            failed = training_failed(result.error)  # the worker's own error, first
+            if failed is result.error:
+                raise result.error
+            raise failed from result.error
         return result.checkpoint.path if result.checkpoint else None

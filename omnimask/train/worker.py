@@ -71,7 +71,7 @@ def checkpoint_data_state(path: Path) -> dict[str, Any]:
     return {"step": int(state["global_step"]), **state.get("omnimask_data", {})}
 
 
-def build_rank_loader(cfg: RecipeConfig, recipe: Recipe, *, rank: int, world: int, pin_memory: bool) -> Any:
+def build_rank_loader(cfg: RecipeConfig, recipe: Recipe, *, rank: int, world: int, to_gpu: bool) -> Any:
     """This rank's loader of ``cfg.data``: the torch loader over the shards, or this rank's share of the Ray
     Data pipeline; either has ``state_dict``/``load_state_dict`` and ``follow`` (its position)."""
     import ray.train
@@ -80,24 +80,7 @@ def build_rank_loader(cfg: RecipeConfig, recipe: Recipe, *, rank: int, world: in
         return RayShardBatches(
             ray.train.get_dataset_shard("train"), cfg.data.batch_size, world_size=world, seed=cfg.seed, collate_fn=recipe_collate(recipe)
         )
-    d = cfg.data
-    return build_loader(
-        recipe,
-        d.path,  # type: ignore[arg-type]  # set by pretrain.check_dataset before any worker starts
-        batch_size=d.batch_size,
-        num_workers=d.num_workers,
-        seed=cfg.seed,
-        window=d.shuffle_window,
-        rank=rank,
-        world_size=world,
-        prefetch_factor=d.prefetch_factor,
-        pin_memory=d.pin_memory and pin_memory,
-        strict=d.strict,
-        verify=d.verify_shards,
-        max_tokens=d.max_tokens,
-        sort_window=d.sort_window,
-        repeats=d.repeats,
-    )
+    return build_loader(recipe, data=cfg.data, seed=cfg.seed, rank=rank, world_size=world, to_gpu=to_gpu)
 
 
 def train_loop(config: dict[str, Any]) -> None:
@@ -147,7 +130,7 @@ def train_rank(config: dict[str, Any]) -> None:
     if rank == 0 and not start_mark.exists():
         start_mark.write_text(f"{saved['step']}\n")
     recipe = Recipe.from_config(cfg)
-    loader = build_rank_loader(cfg, recipe, rank=rank, world=world, pin_memory=accelerator == "gpu")
+    loader = build_rank_loader(cfg, recipe, rank=rank, world=world, to_gpu=accelerator == "gpu")
     if checkpoint is not None:
         loader.load_state_dict(saved, step=saved["step"])  # refuses a resume the position cannot carry over to
     shuffle = None

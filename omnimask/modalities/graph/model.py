@@ -62,6 +62,7 @@ class GNN(nn.Module):
 
     def __init__(
         self,
+        *,
         kind: str,
         in_dim: int,
         hidden: int,
@@ -143,16 +144,16 @@ class GNNEncoder(Encoder):
         self.dim = cfg.dim
         self.mask_token = nn.Parameter(torch.zeros(1, layout.token_dim))
         self.gnn = GNN(
-            cfg.kind,
-            layout.token_dim,
-            cfg.dim,
-            cfg.dim,
-            cfg.depth,
-            cfg.heads,
-            cfg.heads,
-            cfg.in_drop,
-            cfg.attn_drop,
-            cfg.negative_slope,
+            kind=cfg.kind,
+            in_dim=layout.token_dim,
+            hidden=cfg.dim,
+            out_dim=cfg.dim,
+            depth=cfg.depth,
+            heads=cfg.heads,
+            heads_out=cfg.heads,
+            in_drop=cfg.in_drop,
+            attn_drop=cfg.attn_drop,
+            negative_slope=cfg.negative_slope,
             encoding=True,
             self_loops=cfg.self_loops,
         )
@@ -226,16 +227,16 @@ class GraphMAEDecoderHead(Head):
         self.gamma = cfg.gamma  # the default loss's exponent; the loss in use is MaskedModel.loss_fn
         self.to_decoder = nn.Linear(encoder_dim, encoder_dim, bias=False)
         self.decoder = GNN(
-            cfg.kind,
-            encoder_dim,
-            encoder_dim,
-            target_dim,
-            1,
-            cfg.heads,
-            cfg.heads,
-            cfg.in_drop,
-            cfg.attn_drop,
-            cfg.negative_slope,
+            kind=cfg.kind,
+            in_dim=encoder_dim,
+            hidden=encoder_dim,
+            out_dim=target_dim,
+            depth=1,
+            heads=cfg.heads,
+            heads_out=cfg.heads,
+            in_drop=cfg.in_drop,
+            attn_drop=cfg.attn_drop,
+            negative_slope=cfg.negative_slope,
             encoding=False,
             self_loops=cfg.self_loops,
         )
