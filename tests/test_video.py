@@ -331,7 +331,7 @@ def test_repeated_views_follow_the_clips_read_with_their_own_crops_and_masks(vid
         crops += sum(not torch.equal(x, y) for x, y in zip(b["tokens"][0::2], b["tokens"][1::2]))
         masks += sum(not torch.equal(x, y) for x, y in zip(b["mask"][0::2], b["mask"][1::2]))
     assert crops > len(once) * 3 // 2 and masks > len(once) * 3 // 2, (crops, masks)
-    with pytest.raises(ValueError, match="must be >= 1 and divide batch_size"):
+    with pytest.raises(ValueError, match=r"data.repeats: 2 must divide data.batch_size \(5\)"):
         build_loader(recipe, data=DataConfig(path=root / "shards", batch_size=5, num_workers=0, repeats=2), seed=0)
 
 

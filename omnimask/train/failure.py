@@ -56,7 +56,8 @@ def training_failed(error: BaseException) -> BaseException:
         return error
     rank = min(failures)
     worker_error = failures[rank]
-    details = "".join(traceback.format_exception(worker_error))
+    # Ray's own message quotes the worker's traceback (the exception it hands over lost its frames in transit)
+    details = f"{error}\n\n{''.join(traceback.format_exception(worker_error))}"
     others = f" (and {len(failures) - 1} more rank(s))" if len(failures) > 1 else ""
     return TrainingFailed(f"rank {rank}: {error_line(worker_error)}{others}", details)
 

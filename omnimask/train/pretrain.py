@@ -212,10 +212,13 @@ def fit(cfg: RecipeConfig, name: str, run_dir: Path, ray_address: Optional[str])
                 checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.trainer.keep_checkpoints),
             ),
         )
-        result = trainer.fit()
-        if result.error is not None:
-            failed = training_failed(result.error)  # the worker's own error, first
-            if failed is result.error:
+        try:
+            result = trainer.fit()
+            if result.error is not None:
                 raise result.error
-            raise failed from result.error
+        except Exception as e:
+            failed = training_failed(e)  # the worker's own error, first
+            if failed is e:
+                raise
+            raise failed from e
         return result.checkpoint.path if result.checkpoint else None
