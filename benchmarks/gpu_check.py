@@ -83,9 +83,7 @@ def loader_run(
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
     loader = build_loader(
         recipe,
-        data=DataConfig(
-            path=shards, batch_size=batch_size, num_workers=workers, prefetch_factor=PREFETCH, repeats=repeats, pin_memory=cuda
-        ),
+        data=DataConfig(path=shards, batch_size=batch_size, num_workers=workers, prefetch_factor=PREFETCH, repeats=repeats),
         seed=0,
         to_gpu=cuda,
     )

@@ -256,6 +256,9 @@ def test_replace_failures_keeps_counts_even_when_the_stream_starts_bad():
     endless = (bad for _ in iter(int, 1))
     with pytest.raises(SamplesFailed, match=r"3 samples in a row failed to load \(every one so far\)"):
         list(replace_failures(endless, max_first=3))
+    # a stream that ends before any sample loaded (a Ray Data batch of failures) drops nothing silently
+    with pytest.raises(SamplesFailed, match=r"^ValueError: broken \(sample k; 2 samples in a row failed to load \(every one so far\)\)"):
+        list(replace_failures(iter([bad, bad])))
 
 
 def test_a_masker_that_fails_every_sample_stops_the_loader_at_once(image_dataset, caplog):

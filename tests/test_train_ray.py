@@ -122,6 +122,10 @@ def test_a_run_that_failed_before_its_first_checkpoint_can_start_again(shards, t
     assert "name: tube" in (aside / "config.yaml").read_text()
     with pytest.raises(RunExistsError, match="--resume"):  # a finished run is not started again
         train(shards, tmp_path, "again", "trainer.max_steps=2")
+    # through Ray Data tasks the same error comes first (Ray quotes the task's traceback; a batch of failures ends too)
+    ray_loader = ("data.loader=ray", "scaling.cpus_per_worker=0.5")
+    with pytest.raises(TrainingFailed, match=r"^rank 0: ValueError: tube masking needs a \(time, height, width\) token grid"):
+        train(shards, tmp_path, "again-ray", "model.masker.name=tube", "trainer.max_steps=2", *ray_loader)
 
 
 def test_ray_data_loader_shuffles_windows_of_shards_like_the_torch_loader(shards):

@@ -88,8 +88,8 @@ def loss_spec(cfg: RecipeConfig) -> ComponentSpec:
 
 
 def describe_components(cfg: RecipeConfig) -> str:
-    """The components a run uses, after overrides, on one line: ``masker random(ratio=0.75), target
-    pixels(norm_pix=False), tokenizer patch, encoder vit, head mae_decoder, loss mse``. The masker and the
+    """The components a run uses, after overrides, on one line (mae_image_tiny: ``masker random(ratio=0.75,
+    count='keep'), target pixels, tokenizer image_patches, encoder vit, head mae_decoder, loss mse``). The masker and the
     target (and a decoder or edge masker) show every parameter, defaults included; a recipe's description
     may no longer say what an override changed."""
     m = cfg.model

@@ -182,17 +182,23 @@ def replace_failures(
     The stream ends with an error, naming the last failure, after ``max_failures`` failures in a row
     (a dataset the recipe cannot read at all must not spin forever), or after ``max_first`` when no
     sample has loaded yet: a recipe that does not fit the data, or a component that raises for every
-    sample, then stops the run at once rather than after a thousand warnings."""
+    sample, then stops the run at once rather than after a thousand warnings. A stream that ends before
+    any sample loaded (a Ray Data batch of failures) ends with that error too: no output is dropped silently."""
     pending = failed = 0
     last: Optional[dict[str, Any]] = None
+    failure: Optional[Failure] = None
+
+    def stop() -> SamplesFailed:
+        so_far = " (every one so far)" if last is None else ""
+        return SamplesFailed(
+            f"{failure.reason} (sample {failure.key}; {failed} samples in a row failed to load{so_far}). Does the recipe fit this dataset?"
+        )
+
     for out in outputs:
         if isinstance(out, Failure):
-            failed += 1
+            failed, failure = failed + 1, out
             if failed >= max_failures or (last is None and failed >= max_first):
-                so_far = " (every one so far)" if last is None else ""
-                raise SamplesFailed(
-                    f"{out.reason} (sample {out.key}; {failed} samples in a row failed to load{so_far}). Does the recipe fit this dataset?"
-                )
+                raise stop()
             if last is None:
                 pending += 1
             else:
@@ -204,6 +210,8 @@ def replace_failures(
         for _ in range(pending):
             yield {**out, "replaced": True}
         pending = 0
+    if pending:  # the stream ended before any sample loaded: nothing to stand in for the failures
+        raise stop()
 
 
 def loader_worker() -> tuple[int, int]:

@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Optional
 
 _QUOTED_TRACEBACK = "Original Traceback (most recent call last):"  # how torch's DataLoader quotes a loader worker's error
-_WRAPPERS = re.compile(r"^(?:[\w.]+\.)?SamplesFailed: ")  # the loader's own wrapper (data.loader): its message starts with the cause
+_SAMPLES_FAILED = re.compile(r"^(?:[\w.]+\.)?SamplesFailed: (.*)$", re.MULTILINE)
+"""The loader's report that samples failed (:class:`omnimask.data.loader.SamplesFailed`), whose message starts with
+the sample's own error: found wherever it is quoted (torch's quote of a loader worker, a Ray Data task's traceback)."""
 
 
 class TrainingFailed(RuntimeError):
@@ -33,19 +35,15 @@ class TrainingFailed(RuntimeError):
 
 
 def error_line(error: BaseException) -> str:
-    """``Type: message`` of the error that started ``error``, on one line: the original of a loader worker's
-    error that torch's DataLoader re-raised, the cause Ray keeps of a task's error, else ``error`` itself."""
-    cause = getattr(error, "cause", None)  # ray.exceptions.RayTaskError: the task's own exception
-    if isinstance(cause, BaseException) and cause is not error:
-        return error_line(cause)
-    text = str(error)
-    if _QUOTED_TRACEBACK in text:
+    """The error that started ``error``, on one line: a failed sample's own error where the loader reported one
+    (:data:`_SAMPLES_FAILED`), the original of a loader worker's error that torch's DataLoader re-raised, else
+    ``Type: message`` of ``error`` itself."""
+    text = f"{type(error).__name__}: {error}"
+    if _QUOTED_TRACEBACK in text:  # torch re-raised a loader worker's error: the original follows the quoted frames
         quoted = text.split(_QUOTED_TRACEBACK, 1)[1].splitlines()
-        line = next((q for q in quoted if q.strip() and not q[0].isspace()), None)  # frames are indented
-        if line is not None:
-            return _WRAPPERS.sub("", line)
-    line = f"{type(error).__name__}: {text}".splitlines()[0] if text else type(error).__name__
-    return _WRAPPERS.sub("", line)
+        text = next((q for q in quoted if q.strip() and not q[0].isspace()), text)  # frames are indented
+    reported = _SAMPLES_FAILED.search(text)
+    return reported.group(1) if reported else text.splitlines()[0]
 
 
 def training_failed(error: BaseException) -> BaseException:
